@@ -1,0 +1,121 @@
+"""Error types and the one place that maps them to HTTP status codes.
+
+Every error a caller can meet is a ``ReengageError`` carrying its own status. They are
+plain picklable exceptions (all state passed through ``Exception.__init__``), since
+they cross Ray handles between replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReengageError(Exception):
+    status_code: int = 500
+    error_type: str = "internal_error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, field)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.field))
+
+    def __str__(self) -> str:
+        return self.message if self.field is None else f"{self.field}: {self.message}"
+
+    def to_body(self) -> dict[str, Any]:
+        return error_body(self.error_type, self.message, self.field)
+
+
+class InvalidRequest(ReengageError):
+    """The caller's payload is malformed or violates the schema."""
+
+    status_code = 422
+    error_type = "invalid_request"
+
+
+class MalformedBody(ReengageError):
+    """The body is not parseable at all (bad JSON, bad binary framing)."""
+
+    status_code = 400
+    error_type = "malformed_body"
+
+
+class NotFound(ReengageError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class ModelNotFound(NotFound):
+    error_type = "model_not_found"
+
+
+class DecisionNotFound(NotFound):
+    error_type = "decision_not_found"
+
+
+class Conflict(ReengageError):
+    status_code = 409
+    error_type = "conflict"
+
+
+class ModelNotReady(ReengageError):
+    status_code = 503
+    error_type = "model_not_ready"
+
+
+class DependencyUnavailable(ReengageError):
+    """A backing service (feature store, bandit state, LLM) is down or too slow."""
+
+    status_code = 503
+    error_type = "dependency_unavailable"
+
+
+class Timeout(ReengageError):
+    status_code = 504
+    error_type = "timeout"
+
+
+def error_body(error_type: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": error_type, "message": message, "field": field}}
+
+
+def status_and_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The one mapper: any exception to (HTTP status, DESIGN.md error body).
+
+    Ray wraps exceptions raised in another replica (``RayTaskError``); unwrap them so a
+    caller's mistake found two hops away is still a 4xx, not a 500.
+    """
+    exc = _unwrap(exc)
+    if isinstance(exc, ReengageError):
+        return exc.status_code, exc.to_body()
+    name = type(exc).__name__
+    if name in {"BackPressureError", "DeploymentUnavailableError", "ActorUnavailableError", "ActorDiedError"}:
+        return 503, error_body("dependency_unavailable", f"a serving component is unavailable: {name}")
+    if isinstance(exc, TimeoutError):
+        return 504, error_body("timeout", "the request timed out")
+    return 500, error_body("internal_error", f"{name}: internal error")
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    seen = 0
+    while seen < 5:
+        seen += 1
+        cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError.cause
+        if isinstance(cause, BaseException) and cause is not exc:
+            exc = cause
+            continue
+        inner = getattr(exc, "as_instanceof_cause", None)
+        if callable(inner) and type(exc).__name__.startswith("RayTaskError"):
+            try:
+                unwrapped = inner()
+            except Exception:  # pragma: no cover - defensive
+                break
+            if unwrapped is exc:
+                break
+            exc = unwrapped
+            continue
+        break
+    return exc

@@ -1,0 +1,142 @@
+"""The one settings object.
+
+Precedence, highest first: explicit arguments (typer options, the ``args`` block of
+``deploy/serve.yaml``), ``REENGAGE_*`` environment variables (nested with ``__``, e.g.
+``REENGAGE_FEATURES__BACKEND=redis``), then the defaults below. Paths are resolved to
+absolute ones in the driver, so Ray replicas (other processes, other working
+directories) read the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (editable install), else the working dir."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "feature_store").is_dir() and (here / "model_repo").is_dir() else Path.cwd()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataSettings(_Section):
+    customers: int = Field(100_000, ge=100, description="synthetic customers to generate")
+    seed: int = 7
+    snapshots: int = Field(2, ge=2, description="feature snapshots per customer (point-in-time joins)")
+
+
+class FeatureSettings(_Section):
+    repo_path: Path = Field(default_factory=lambda: project_root() / "feature_store")
+    # "embedded" (no server, default) or "redis": selects feature_store.yaml / feature_store.redis.yaml
+    backend: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # "packed": our vectorized batch reader; "feast": Feast's own get_online_features
+    reader: Literal["packed", "feast"] = "packed"
+    # what a stale or missing feature view means: score with the view's defaults and say
+    # so, or answer found: false
+    on_missing_view: Literal["defaults", "not_found"] = "not_found"
+    timeout_s: float = Field(0.25, gt=0, description="fail fast when the online store is slow")
+
+    @property
+    def yaml_file(self) -> Path:
+        name = "feature_store.yaml" if self.backend == "embedded" else "feature_store.redis.yaml"
+        return self.repo_path / name
+
+
+class ModelSettings(_Section):
+    repo_path: Path = Field(default_factory=lambda: project_root() / "model_repo")
+    churn: str = "churn"
+    engagement: str = "engagement"
+    batch_wait_timeout_s: float = Field(0.002, ge=0)
+    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per replica (0: ORT default)")
+
+
+class BanditSettings(_Section):
+    enabled: bool = True
+    policy: Literal["thompson", "linucb", "lin_ts", "uniform"] = "thompson"
+    arms: list[str] = ["discount_offer", "free_shipping", "content_digest", "winback_email", "no_contact"]
+    epsilon: float = Field(0.05, ge=0, le=1, description="floor: every arm keeps at least epsilon/K propensity")
+    backend: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    state_path: Path | None = None  # embedded backend; default: <data_dir>/bandit
+    reward_window_s: float = Field(7 * 24 * 3600, gt=0)
+    holdout_share: float = Field(0.05, ge=0, lt=1)
+    contact_cap: int = Field(3, ge=0, description="contacts per customer per cap window (0: no cap)")
+    contact_window_s: float = Field(7 * 24 * 3600, gt=0)
+    discount: float = Field(1.0, gt=0, le=1, description="<1 forgets old rewards (non-stationarity)")
+    alpha: float = Field(1.0, gt=0, description="LinUCB exploration / LinTS scale")
+    seed: int | None = None
+
+
+class LLMSettings(_Section):
+    enabled: bool = True
+    backend: Literal["auto", "vllm", "transformers", "remote"] = "auto"
+    model_path: Path = Field(default_factory=lambda: project_root() / "model_repo" / "email_writer")
+    remote_url: str = "http://127.0.0.1:8001/v1"
+    remote_model: str = "email_writer"
+    base_model: Path | None = None  # a real HF base model on disk to fine-tune instead
+    max_tokens: int = Field(160, ge=1, le=2048)
+    temperature: float = Field(0.7, ge=0, le=2)
+    timeout_s: float = Field(20.0, gt=0)
+    unsubscribe_footer: str = "You received this email because you are a customer. Unsubscribe: {unsubscribe_url}"
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    grpc_port: int = Field(9000, ge=0, le=65535)
+    # "fused": features, models and bandit run inside each ingress replica (no handle
+    # hops); "split": each is its own deployment behind DeploymentHandles.
+    topology: Literal["fused", "split"] = "fused"
+    haproxy: bool = True
+    ingress_replicas: int | Literal["auto"] = 1
+    max_replicas: int = Field(2, ge=1)
+    num_cpus: float = Field(0.5, ge=0)
+    max_ongoing_requests: int = Field(64, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REENGAGE_", env_nested_delimiter="__", extra="forbid", protected_namespaces=()
+    )
+
+    data_dir: Path = Field(default_factory=lambda: project_root() / "data")
+    data: DataSettings = DataSettings()
+    features: FeatureSettings = FeatureSettings()
+    models: ModelSettings = ModelSettings()
+    bandit: BanditSettings = BanditSettings()
+    llm: LLMSettings = LLMSettings()
+    server: ServerSettings = ServerSettings()
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> "Settings":
+        self.data_dir = self.data_dir.resolve()
+        self.features.repo_path = self.features.repo_path.resolve()
+        self.models.repo_path = self.models.repo_path.resolve()
+        self.llm.model_path = self.llm.model_path.resolve()
+        if self.bandit.state_path is None:
+            self.bandit.state_path = self.data_dir / "bandit"
+        return self
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from env, then ``overrides`` (nested dicts) on top."""
+    base = Settings()
+    if not overrides:
+        return base
+    merged = _deep_merge(base.model_dump(), overrides)
+    return Settings.model_validate(merged)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
