@@ -1,0 +1,176 @@
+"""What the endpoints do, with no HTTP and no Ray in sight.
+
+Routes parse and format; this module composes the services: one feature read per
+request, one model call per model (batched across requests inside the model service),
+one bandit call. Arrays stay numpy from the feature read to the JSON encoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidRequest, ModelNotFound, ReengageError
+from serving.settings import Settings
+from serving.topology import as_service
+
+SERVER_NAME = "reengage"
+SERVER_VERSION = "0.1.0"
+V2_EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics_disabled"]
+
+
+@dataclass
+class ScoreResult:
+    """Columnar answer for N customers, request order (DESIGN.md /v1/score)."""
+
+    customer_ids: np.ndarray
+    found: np.ndarray
+    churn_probability: np.ndarray  # float32, NaN where not found
+    engagement_probability: np.ndarray
+    feature_age_s: np.ndarray  # float64, NaN where not found
+    features_defaulted: np.ndarray
+    model_versions: dict[str, str]
+    action: list[Any] = field(default_factory=list)
+    decision_id: list[Any] = field(default_factory=list)
+    propensity: np.ndarray | None = None
+    reason: list[Any] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        n = len(self.customer_ids)
+        none = [None] * n
+        return {
+            "customer_ids": self.customer_ids,
+            "found": self.found,
+            "churn_probability": self.churn_probability,
+            "engagement_probability": self.engagement_probability,
+            "action": self.action or none,
+            "decision_id": self.decision_id or none,
+            "propensity": self.propensity if self.propensity is not None else none,
+            "reason": self.reason or none,
+            "feature_age_s": self.feature_age_s,
+            "features_defaulted": self.features_defaulted,
+            "model_versions": self.model_versions,
+        }
+
+
+class DataPlane:
+    def __init__(
+        self,
+        settings: Settings,
+        features: Any,
+        models: dict[str, Any],
+        bandit: Any | None = None,
+        writer: Any | None = None,
+    ) -> None:
+        self.settings = settings
+        self.features = as_service(features)
+        self.models = {name: as_service(m) for name, m in models.items()}
+        self.bandit = as_service(bandit) if bandit is not None else None
+        self.writer = as_service(writer) if writer is not None else None
+
+    # -- /v1/score ------------------------------------------------------------------------
+    async def score(self, customer_ids: np.ndarray) -> ScoreResult:
+        batch = await self.features.lookup(customer_ids)
+        found = batch.found
+        rows = np.flatnonzero(found)
+        churn_name, eng_name = self.settings.models.churn, self.settings.models.engagement
+        values = batch.values[rows] if len(rows) < len(found) else batch.values
+        (churn_v, churn), (eng_v, eng) = await asyncio.gather(
+            self._model(churn_name).score(values, batch.names),
+            self._model(eng_name).score(values, batch.names),
+        )
+        result = ScoreResult(
+            customer_ids=customer_ids,
+            found=found,
+            churn_probability=_scatter(churn, rows, len(found)),
+            engagement_probability=_scatter(eng, rows, len(found)),
+            feature_age_s=batch.age_seconds(time.time()),
+            features_defaulted=_defaulted(batch),
+            model_versions={"churn": churn_v, "engagement": eng_v},
+        )
+        if self.bandit is not None and self.settings.bandit.enabled:
+            await self._decide(result, batch)
+        return result
+
+    async def _decide(self, result: ScoreResult, batch: Any) -> None:
+        decisions = await self.bandit.decide(
+            result.customer_ids, batch, result.churn_probability, result.engagement_probability,
+            result.found, result.model_versions,
+        )
+        result.action = decisions.action
+        result.decision_id = decisions.decision_id
+        result.propensity = decisions.propensity
+        result.reason = decisions.reason
+
+    def _model(self, name: str) -> Any:
+        service = self.models.get(name)
+        if service is None:
+            raise ModelNotFound(f"model '{name}' is not in the repository", field="model_name")
+        return service
+
+    # -- /v1/feedback ---------------------------------------------------------------------
+    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
+        if self.bandit is None or not self.settings.bandit.enabled:
+            raise ModelNotFound("the bandit router is disabled on this server", field="decision_id")
+        return await self.bandit.feedback(decision_id, float(reward))
+
+    # -- KServe v2 --------------------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": V2_EXTENSIONS}
+
+    async def ready(self) -> bool:
+        states = await asyncio.gather(*(m.ready() for m in self.models.values()), return_exceptions=True)
+        return bool(states) and all(s is True for s in states)
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        return await self._model(name).metadata(version)
+
+    async def model_ready(self, name: str, version: str | None) -> bool:
+        try:
+            return bool(await self._model(name).ready(version))
+        except ReengageError:
+            return False
+
+    async def infer(self, name: str, version: str | None, inputs: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
+        return await self._model(name).infer(inputs, version)
+
+    async def input_specs(self, name: str, version: str | None) -> Any:
+        return await self._model(name).input_specs(version)
+
+    async def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        rows: list[dict[str, str]] = []
+        for service in self.models.values():
+            rows.extend(await service.index())
+        return [r for r in rows if r["state"] == "READY"] if ready_only else rows
+
+    async def load_model(self, name: str) -> list[str]:
+        return await self._model(name).load()
+
+    async def unload_model(self, name: str) -> None:
+        await self._model(name).unload()
+
+
+def parse_ids(raw: list[int]) -> np.ndarray:
+    ids = np.asarray(raw, dtype=np.int64)
+    if ids.ndim != 1:
+        raise InvalidRequest("customer_ids must be a flat list of integers", field="customer_ids")
+    return ids
+
+
+def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    if len(rows) == n:
+        return values.astype(np.float32, copy=False)
+    out = np.full(n, np.nan, dtype=np.float32)
+    out[rows] = values
+    return out
+
+
+def _defaulted(batch: Any) -> np.ndarray:
+    if batch.view_found is None:
+        return np.zeros(len(batch), dtype=bool)
+    return batch.found & ~batch.view_found.all(axis=1)

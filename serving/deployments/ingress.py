@@ -1,0 +1,35 @@
+"""The ingress deployment: FastAPI over the DataPlane, built at replica start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from serving.dataplane import DataPlane
+from serving.http import create_app
+from serving.settings import Settings
+
+
+@serve.ingress()
+class Ingress:
+    """Holds the services in-process (fused) or DeploymentHandles to them (split)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        features: Any | None = None,
+        models: dict[str, Any] | None = None,
+        bandit: Any | None = None,
+        writer: Any | None = None,
+    ) -> None:
+        if features is None or models is None:
+            from serving.deployments.local import local_services
+
+            features, models, bandit_local, writer_local = local_services(settings)
+            bandit = bandit if bandit is not None else bandit_local
+            writer = writer if writer is not None else writer_local
+        self.dataplane = DataPlane(settings, features, models, bandit, writer)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_app(self.dataplane)

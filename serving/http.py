@@ -1,0 +1,73 @@
+"""The FastAPI application factory: routers plus the one error handler.
+
+Built from a DataPlane, so the same app runs inside the Ray Serve ingress
+(``__serve_build_asgi_app__``) or on plain uvicorn / TestClient for tests and for
+measuring what Serve itself costs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from serving.dataplane import SERVER_VERSION, DataPlane
+from serving.errors import InvalidRequest, MalformedBody, ReengageError, status_and_body
+
+log = logging.getLogger("reengage")
+
+
+def json_response(content: object, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def validation_error(exc: ValidationError | RequestValidationError) -> ReengageError:
+    """The first pydantic error as one of ours, naming the field (``customer_ids[3]``)."""
+    err = exc.errors()[0]
+    loc = [p for p in err.get("loc", ()) if p not in ("body",)]
+    field = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc)) or None
+    if err.get("type") == "json_invalid":
+        return MalformedBody(f"body is not valid JSON: {err.get('msg')}")
+    message = err.get("msg", "invalid value")
+    if err.get("type") == "missing":
+        message = "field required"
+    elif err.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return InvalidRequest(message, field=field)
+
+
+def create_app(dataplane: DataPlane) -> FastAPI:
+    from serving.routes import rest_v1, rest_v2
+
+    app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response)
+    app.state.dataplane = dataplane
+    app.include_router(rest_v1.router(dataplane))
+    app.include_router(rest_v2.router(dataplane))
+
+    @app.exception_handler(ReengageError)
+    async def _ours(_: Request, exc: ReengageError) -> Response:
+        return json_response(exc.to_body(), exc.status_code)
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic(_: Request, exc: ValidationError) -> Response:
+        err = validation_error(exc)
+        return json_response(err.to_body(), err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _fastapi(_: Request, exc: RequestValidationError) -> Response:
+        err = validation_error(exc)
+        return json_response(err.to_body(), err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _anything(_: Request, exc: Exception) -> Response:
+        status, body = status_and_body(exc)
+        if status >= 500:
+            log.exception("request failed", exc_info=exc)
+        return json_response(body, status)
+
+    return app

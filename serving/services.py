@@ -1,0 +1,168 @@
+"""Async services: the units the topology places, in-process or as deployments.
+
+Each is a plain class with async methods. In the fused topology the ingress replica
+holds them directly (no hop); in the split topology each is wrapped by
+``serve.deployment`` and reached through a DeploymentHandle. Callers use the same
+methods either way (see ``serving.topology``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from feature_store.batch import FeatureBatch
+from serving.errors import InvalidRequest
+from serving.registry import ModelRegistry
+from serving.repository import TensorSpec
+from serving.settings import FeatureSettings, ModelSettings
+
+
+def _rows(items: list[dict[str, np.ndarray]]) -> int:
+    """Batch size in rows (customers), not in requests."""
+    return sum(len(next(iter(item.values()))) for item in items)
+
+
+class ModelServer:
+    """Every servable version of one model, with dynamic batching across requests.
+
+    Concurrent requests are merged into one ONNX Runtime call per version (batch size
+    counted in rows, capped by ``max_batch_size`` from config.pbtxt).
+    """
+
+    def __init__(self, name: str, settings: ModelSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.registry = ModelRegistry(
+            settings.repo_path, lambda spec, ver: _onnx(spec, ver, settings.intra_op_threads)
+        )
+        self._configure(self.registry.load(name))
+        self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+
+    def _configure(self, spec: Any) -> None:
+        self._run_batch.set_max_batch_size(max(spec.max_batch_size, 1))
+        wait = self.settings.batch_wait_timeout_s if self.settings.batch_wait_timeout_s else spec.max_queue_delay_s
+        self._run_batch.set_batch_wait_timeout_s(wait)
+
+    # -- scoring path -------------------------------------------------------------------
+    async def score(self, values: np.ndarray, names: tuple[str, ...], version: str | None = None) -> tuple[str, np.ndarray]:
+        """P(label) for each row of ``values`` (columns named ``names``); returns (version, (N,) float32)."""
+        runtime = self.registry.get(self.name, version)
+        x = values[:, self._column_index(names, runtime.version.version, runtime.features)]
+        outputs = await self._run_batch({runtime.inputs[0].name: x}, runtime.version.version)
+        return runtime.version.version, outputs[runtime.outputs[0].name].reshape(-1)
+
+    def _column_index(self, names: tuple[str, ...], version: str, features: tuple[str, ...]) -> np.ndarray:
+        key = (names, version)
+        index = self._columns.get(key)
+        if index is None:
+            pos = {n: i for i, n in enumerate(names)}
+            missing = [f for f in features if f not in pos]
+            if missing:
+                raise InvalidRequest(f"model {self.name} v{version} needs features not read: {missing}")
+            index = self._columns[key] = np.array([pos[f] for f in features], dtype=np.intp)
+        return index
+
+    # -- KServe v2 ------------------------------------------------------------------------
+    async def infer(self, inputs: dict[str, np.ndarray], version: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
+        runtime = self.registry.get(self.name, version)
+        if runtime.spec.max_batch_size > 0 and _rows([inputs]) <= runtime.spec.max_batch_size:
+            return runtime.version.version, await self._run_batch(inputs, runtime.version.version)
+        return runtime.version.version, runtime.predict(inputs)
+
+    async def metadata(self, version: str | None = None) -> dict[str, Any]:
+        runtime = self.registry.get(self.name, version)
+        spec = runtime.spec
+        return {
+            "name": self.name,
+            "versions": sorted(spec.policy_versions, key=int),
+            "platform": spec.platform,
+            "inputs": [t.to_dict() for t in spec.inputs],
+            "outputs": [t.to_dict() for t in spec.outputs],
+            "parameters": {"features": list(runtime.features), "version": runtime.version.version, **spec.parameters},
+        }
+
+    async def input_specs(self, version: str | None = None) -> tuple[TensorSpec, ...]:
+        return self.registry.get(self.name, version).inputs
+
+    async def ready(self, version: str | None = None) -> bool:
+        return self.registry.is_ready(self.name, version)
+
+    async def versions(self) -> dict[str, Any]:
+        """Loaded versions and their training metrics, newest last."""
+        spec = self.registry.spec(self.name)
+        return {v: spec.versions[v].metrics for v in sorted(spec.policy_versions, key=int)}
+
+    async def index(self) -> list[dict[str, str]]:
+        return [row for row in self.registry.index() if row["name"] == self.name]
+
+    async def load(self) -> list[str]:
+        spec = self.registry.load(self.name)
+        self._configure(spec)
+        self._columns.clear()
+        return list(spec.policy_versions)
+
+    async def unload(self) -> None:
+        self.registry.unload(self.name)
+
+    @serve.batch(max_batch_size=10_000, batch_wait_timeout_s=0.002, batch_size_fn=_rows)
+    async def _run_batch(self, inputs: list[dict[str, np.ndarray]], versions: list[str]) -> list[dict[str, np.ndarray]]:
+        out: list[dict[str, np.ndarray]] = [{}] * len(inputs)
+        for version in dict.fromkeys(versions):  # a handful of versions at most
+            members = [i for i, v in enumerate(versions) if v == version]
+            merged = {k: np.concatenate([inputs[i][k] for i in members]) for k in inputs[members[0]]}
+            runtime = self.registry.get(self.name, version)
+            # ONNX Runtime releases the GIL: the event loop keeps parsing requests meanwhile.
+            result = await asyncio.to_thread(runtime.predict, merged)
+            bounds = np.cumsum([_rows([inputs[i]]) for i in members])[:-1]
+            parts = {k: np.split(v, bounds) for k, v in result.items()}
+            for j, i in enumerate(members):
+                out[i] = {k: p[j] for k, p in parts.items()}
+        return out
+
+
+def _onnx(spec: Any, version: Any, threads: int) -> Any:
+    from serving.runtime.onnx import OnnxRuntime
+
+    return OnnxRuntime(spec, version, intra_op_threads=threads)
+
+
+class FeatureService:
+    """Online feature lookup for the union of the models' feature services."""
+
+    def __init__(self, settings: FeatureSettings, feature_services: list[str]) -> None:
+        from feature_store.reader import FeastReader, PackedReader
+        from feature_store.repo import load_store
+
+        self.settings = settings
+        store = load_store(settings)
+        refs = feature_refs(store, feature_services)
+        reader_cls = PackedReader if settings.reader == "packed" else FeastReader
+        self.reader = reader_cls.from_store(
+            store, refs, on_missing_view=settings.on_missing_view, timeout_s=settings.timeout_s
+        )
+
+    async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
+        return await asyncio.to_thread(self.reader.read, entity_ids)
+
+    async def names(self) -> tuple[str, ...]:
+        return tuple(self.reader.names)
+
+
+def feature_refs(store: Any, services: list[str]) -> list[str]:
+    """``view:feature`` refs of the union of feature services, in a stable order."""
+    refs: dict[str, None] = {}
+    for name in services:
+        service = store.get_feature_service(name)
+        for projection in service.feature_view_projections:
+            for feature in projection.features:
+                refs[f"{projection.name_to_use()}:{feature.name}"] = None
+    return list(refs)
+
+
+def now() -> float:
+    return time.time()
