@@ -40,10 +40,15 @@ class ModelServer:
         self.registry = ModelRegistry(
             settings.repo_path, lambda spec, ver: _onnx(spec, ver, settings.intra_op_threads)
         )
+        # serve.batch needs a replica context; outside Serve (tests, plain uvicorn) each
+        # call runs on its own.
+        self._batching = _in_replica()
         self._configure(self.registry.load(name))
         self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
 
     def _configure(self, spec: Any) -> None:
+        if not self._batching:
+            return
         self._run_batch.set_max_batch_size(max(spec.max_batch_size, 1))
         wait = self.settings.batch_wait_timeout_s if self.settings.batch_wait_timeout_s else spec.max_queue_delay_s
         self._run_batch.set_batch_wait_timeout_s(wait)
@@ -53,8 +58,13 @@ class ModelServer:
         """P(label) for each row of ``values`` (columns named ``names``); returns (version, (N,) float32)."""
         runtime = self.registry.get(self.name, version)
         x = values[:, self._column_index(names, runtime.version.version, runtime.features)]
-        outputs = await self._run_batch({runtime.inputs[0].name: x}, runtime.version.version)
+        outputs = await self._submit({runtime.inputs[0].name: x}, runtime.version.version)
         return runtime.version.version, outputs[runtime.outputs[0].name].reshape(-1)
+
+    async def _submit(self, inputs: dict[str, np.ndarray], version: str) -> dict[str, np.ndarray]:
+        if self._batching:
+            return await self._run_batch(inputs, version)
+        return (await self._run_group([inputs], [version]))[0]
 
     def _column_index(self, names: tuple[str, ...], version: str, features: tuple[str, ...]) -> np.ndarray:
         key = (names, version)
@@ -71,7 +81,7 @@ class ModelServer:
     async def infer(self, inputs: dict[str, np.ndarray], version: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
         runtime = self.registry.get(self.name, version)
         if runtime.spec.max_batch_size > 0 and _rows([inputs]) <= runtime.spec.max_batch_size:
-            return runtime.version.version, await self._run_batch(inputs, runtime.version.version)
+            return runtime.version.version, await self._submit(inputs, runtime.version.version)
         return runtime.version.version, runtime.predict(inputs)
 
     async def metadata(self, version: str | None = None) -> dict[str, Any]:
@@ -111,6 +121,10 @@ class ModelServer:
 
     @serve.batch(max_batch_size=10_000, batch_wait_timeout_s=0.002, batch_size_fn=_rows)
     async def _run_batch(self, inputs: list[dict[str, np.ndarray]], versions: list[str]) -> list[dict[str, np.ndarray]]:
+        return await self._run_group(inputs, versions)
+
+    async def _run_group(self, inputs: list[dict[str, np.ndarray]], versions: list[str]) -> list[dict[str, np.ndarray]]:
+        """One ONNX Runtime call per version over the concatenated rows, split back."""
         out: list[dict[str, np.ndarray]] = [{}] * len(inputs)
         for version in dict.fromkeys(versions):  # a handful of versions at most
             members = [i for i, v in enumerate(versions) if v == version]
@@ -123,6 +137,14 @@ class ModelServer:
             for j, i in enumerate(members):
                 out[i] = {k: p[j] for k, p in parts.items()}
         return out
+
+
+def _in_replica() -> bool:
+    try:
+        serve.get_replica_context()
+    except Exception:
+        return False
+    return True
 
 
 def _onnx(spec: Any, version: Any, threads: int) -> Any:

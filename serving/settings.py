@@ -60,19 +60,38 @@ class ModelSettings(_Section):
 
 class BanditSettings(_Section):
     enabled: bool = True
+    # several routers (actions, model rollout) keep separate state and logs under their name
+    name: str = Field("actions", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     policy: Literal["thompson", "linucb", "lin_ts", "uniform"] = "thompson"
     arms: list[str] = ["discount_offer", "free_shipping", "content_digest", "winback_email", "no_contact"]
+    # columns of the context vector: feature names, or the scores "churn_probability" /
+    # "engagement_probability"; the policies add an intercept themselves
+    context_features: list[str] = ["churn_probability", "engagement_probability"]
+    control_arm: str = "no_contact"  # what holdout and capped customers get
     epsilon: float = Field(0.05, ge=0, le=1, description="floor: every arm keeps at least epsilon/K propensity")
     backend: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
     state_path: Path | None = None  # embedded backend; default: <data_dir>/bandit
     reward_window_s: float = Field(7 * 24 * 3600, gt=0)
     holdout_share: float = Field(0.05, ge=0, lt=1)
+    holdout_salt: str = "reengage-holdout"  # changing it reshuffles who is held out
     contact_cap: int = Field(3, ge=0, description="contacts per customer per cap window (0: no cap)")
     contact_window_s: float = Field(7 * 24 * 3600, gt=0)
     discount: float = Field(1.0, gt=0, le=1, description="<1 forgets old rewards (non-stationarity)")
     alpha: float = Field(1.0, gt=0, description="LinUCB exploration / LinTS scale")
+    ridge: float = Field(1.0, gt=0, description="prior precision of the linear policies")
+    ts_samples: int = Field(256, ge=8, le=100_000, description="Monte Carlo draws that estimate TS propensities")
+    sync_interval_s: float = Field(1.0, ge=0, description="how often a replica checks for state learned elsewhere")
     seed: int | None = None
+
+    @model_validator(mode="after")
+    def _arms_consistent(self) -> "BanditSettings":
+        if len(self.arms) < 2 or len(set(self.arms)) != len(self.arms):
+            raise ValueError("bandit.arms needs at least two distinct arms")
+        if (self.holdout_share > 0 or self.contact_cap > 0) and self.control_arm not in self.arms:
+            raise ValueError(f"bandit.control_arm {self.control_arm!r} must be one of the arms "
+                             "when holdout_share or contact_cap is set")
+        return self
 
 
 class LLMSettings(_Section):
@@ -86,6 +105,29 @@ class LLMSettings(_Section):
     temperature: float = Field(0.7, ge=0, le=2)
     timeout_s: float = Field(20.0, gt=0)
     unsubscribe_footer: str = "You received this email because you are a customer. Unsubscribe: {unsubscribe_url}"
+    unsubscribe_url: str = "https://example.com/unsubscribe?customer={customer_id}"
+    served_model_name: str = "email_writer"  # the `model` name /v1/completions and /v1/models answer to
+    remote_api_key: str = "EMPTY"
+    top_p: float = Field(1.0, gt=0, le=1)
+    # micro-batching inside the transformers engine (vLLM batches continuously itself)
+    max_batch_size: int = Field(8, ge=1)
+    batch_wait_s: float = Field(0.01, ge=0)
+    num_threads: int = Field(0, ge=0, description="torch CPU threads for the transformers engine (0: torch default)")
+    # guardrail bounds on the generated email
+    subject_max_chars: int = Field(120, ge=10)
+    body_min_chars: int = Field(40, ge=1)
+    body_max_chars: int = Field(2000, ge=10)
+    # fine-tuning (`reengage build`): steps None = the trainer's default for the mode
+    lora: bool = False
+    train_steps: int | None = Field(None, ge=1)
+    train_seed: int = 0
+    # vLLM engine: LoRA adapters selectable per request by name (SamplingParams.lora)
+    lora_adapters: dict[str, Path] = {}
+    max_lora_rank: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=16)
+    dtype: str = "auto"
+    vllm_engine_kwargs: dict[str, Any] = {}  # passed through to vllm's AsyncEngineArgs
 
 
 class ServerSettings(_Section):
@@ -127,16 +169,9 @@ class Settings(BaseSettings):
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Settings from env, then ``overrides`` (nested dicts) on top."""
-    base = Settings()
-    if not overrides:
-        return base
-    merged = _deep_merge(base.model_dump(), overrides)
-    return Settings.model_validate(merged)
+    """Settings from the environment with ``overrides`` (nested dicts) on top.
 
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    pydantic-settings deep-merges init arguments over env sources, so an override of
+    ``server.port`` keeps an env-given ``server.host``.
+    """
+    return Settings(**(overrides or {}))

@@ -1,0 +1,205 @@
+"""``reengage``: build, serve, stop, demo, bench, loadtest, ope.
+
+Options fill the same ``Settings`` object as ``REENGAGE_*`` variables and the ``args``
+of ``deploy/serve.yaml``; an option given here wins over the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from serving.settings import Settings, load_settings
+
+app = typer.Typer(help="reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve.",
+                  no_args_is_help=True, add_completion=False)
+bench_app = typer.Typer(help="Benchmarks, each printed beside the limit it competes with.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings overrides from the options actually given (None: not given)."""
+    out: dict[str, Any] = {}
+    for section, values in sections.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            out[section] = given
+    return out
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    return load_settings(overrides)
+
+
+BackendOpt = typer.Option(None, "--backend", help="online store: embedded (default, no server) or redis")
+RedisOpt = typer.Option(None, "--redis-url", help="Redis URL for the redis backends")
+
+
+@app.command()
+def build(
+    customers: Optional[int] = typer.Option(None, help="synthetic customers to generate (default 100,000)"),
+    seed: Optional[int] = typer.Option(None, help="data seed"),
+    backend: Optional[str] = BackendOpt,
+    redis_url: Optional[str] = RedisOpt,
+    llm: bool = typer.Option(True, "--llm/--no-llm", help="also build the email-writer checkpoint"),
+) -> None:
+    """Generate data, feast apply, materialize, train and export model versions."""
+    from serving.build import run_build
+
+    settings = _settings(_overrides(
+        data={"customers": customers, "seed": seed},
+        features={"backend": backend, "redis_url": redis_url},
+        llm={"enabled": llm if not llm else None},
+    ))
+    summary = run_build(settings, console=console)
+    console.print_json(json.dumps(summary, default=str))
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="HTTP host (default 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, help="HTTP port (default 8000)"),
+    grpc_port: Optional[int] = typer.Option(None, help="gRPC port (default 9000)"),
+    detach: bool = typer.Option(False, "--detach", help="return once the application is ready"),
+    address: Optional[str] = typer.Option(None, help="join this Ray cluster instead of starting a local head"),
+    topology: Optional[str] = typer.Option(None, help="fused (default) or split"),
+    replicas: Optional[str] = typer.Option(None, help="ingress replicas: a number or 'auto'"),
+    haproxy: Optional[bool] = typer.Option(None, "--haproxy/--no-haproxy", help="Ray Serve's HAProxy ingress"),
+    backend: Optional[str] = BackendOpt,
+    redis_url: Optional[str] = RedisOpt,
+    timeout_s: float = typer.Option(300.0, help="how long to wait for readiness"),
+) -> None:
+    """Start the Serve application (HTTP on 127.0.0.1:8000 by default)."""
+    from serving import server
+
+    args = _overrides(
+        server={"host": host, "port": port, "grpc_port": grpc_port, "topology": topology,
+                "ingress_replicas": (replicas if replicas in (None, "auto") else int(replicas)), "haproxy": haproxy},
+        features={"backend": backend, "redis_url": redis_url},
+    )
+    settings = _settings(args)
+    with console.status("starting Ray and the Serve application..."):
+        if address is None:
+            server.start_head(settings)
+        url = server.deploy(settings, args, address)
+        server.wait_ready(url, timeout_s)
+    console.print(f"[green]reengage is ready[/] at {url}  (topology={settings.server.topology}, "
+                  f"online store={settings.features.backend}, haproxy={settings.server.haproxy})")
+    if detach:
+        return
+    console.print("Ctrl-C stops it.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        with console.status("stopping..."):
+            server.stop(address)
+
+
+@app.command()
+def stop(address: Optional[str] = typer.Option(None, help="the Ray cluster to stop Serve on")) -> None:
+    """Shut the Serve application down (and the local Ray head `serve` started)."""
+    from serving import server
+
+    with console.status("stopping Serve and Ray (takes 10-40 s)..."):
+        server.stop(address)
+    console.print("stopped")
+
+
+@app.command()
+def demo(
+    url: str = typer.Option("http://127.0.0.1:8000", help="the running application"),
+    ids: int = typer.Option(5, help="how many customers to score"),
+) -> None:
+    """Send real requests to a running server and print the answers."""
+    from serving.demo import run_demo
+
+    run_demo(url, ids, console)
+
+
+@bench_app.command("score")
+def bench_score(
+    ids: int = typer.Option(1000, help="customer ids per request"),
+    seconds: float = typer.Option(10.0, help="duration of each measurement"),
+    concurrency: int = typer.Option(4, help="concurrent HTTP connections"),
+    topology: Optional[str] = typer.Option(None, help="fused or split"),
+    haproxy: Optional[bool] = typer.Option(None, "--haproxy/--no-haproxy"),
+) -> None:
+    """/v1/score predictions/s on a fresh local app, beside raw ONNX Runtime on the same batch."""
+    from serving.bench import run_score_bench
+
+    settings = _settings(_overrides(server={"topology": topology, "haproxy": haproxy}))
+    run_score_bench(settings, ids=ids, seconds=seconds, concurrency=concurrency, console=console)
+
+
+@bench_app.command("features")
+def bench_features(
+    redis_url: Optional[str] = typer.Option(None, help="Redis to benchmark (default: start a private redis-server)"),
+    customers: int = typer.Option(100_000, help="entities to materialize"),
+) -> None:
+    """Online feature reads per second, packed reader vs raw MGET vs Feast."""
+    from feature_store.bench import run_feature_bench
+    from serving.bench import private_redis
+
+    with private_redis(redis_url) as url:
+        run_feature_bench(url, customers=customers, console=console)
+
+
+@bench_app.command("bandit")
+def bench_bandit(redis_url: Optional[str] = typer.Option(None, help="also measure the Redis backend")) -> None:
+    """Bandit decisions/s for 1,000 contexts a call."""
+    from serving.bandit.bench import run_bandit_bench
+    from serving.bench import private_redis
+
+    with private_redis(redis_url) as url:
+        run_bandit_bench(redis_url=url, console=console)
+
+
+@bench_app.command("llm")
+def bench_llm() -> None:
+    """Email writer tokens/s and latency on this machine's backend."""
+    from serving.llm.bench import run_llm_bench
+
+    run_llm_bench(_settings({}), console=console)
+
+
+@app.command()
+def loadtest(
+    host: str = typer.Option("http://127.0.0.1:8000", help="the running application"),
+    users: int = typer.Option(8, help="concurrent locust users"),
+    spawn_rate: float = typer.Option(8.0, help="users started per second"),
+    run_time_s: int = typer.Option(30, help="duration"),
+    scenario: str = typer.Option("score", help="score, v2, feedback, reengage or mixed"),
+    csv_prefix: Optional[str] = typer.Option(None, help="keep locust's CSV stats under this prefix"),
+) -> None:
+    """Run the locust load test headless against a running server."""
+    from loadtests.run import run_loadtest
+
+    stats = run_loadtest(host, users=users, spawn_rate=spawn_rate, run_time_s=run_time_s,
+                         scenario=scenario, csv_prefix=csv_prefix, console=console)
+    table = Table("metric", "value", title=f"locust: {scenario}")
+    for k, v in stats.items():
+        table.add_row(str(k), str(v))
+    console.print(table)
+
+
+@app.command()
+def ope(
+    candidate: str = typer.Option("thompson", help="the policy to evaluate against the logging policy"),
+    backend: Optional[str] = typer.Option(None, help="decision log backend: embedded or redis"),
+    redis_url: Optional[str] = RedisOpt,
+) -> None:
+    """Off-policy evaluation (IPS, SNIPS, doubly robust) from the decision log."""
+    from serving.bandit.ope import run_ope
+
+    run_ope(_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
