@@ -1,0 +1,87 @@
+"""One real Serve application for the whole e2e session.
+
+The session builds a small workspace (a copy of the Feast repository definitions, its
+own data, model repository and checkpoint under a temp dir, so a developer's
+``reengage build`` output is never touched), starts Ray and Serve with the HAProxy
+ingress (the default ``reengage serve`` uses), and shares the URL with every test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.settings import Settings, load_settings, project_root
+from tests.conftest import free_port
+
+E2E_CUSTOMERS = 20_000
+FEATURE_REPO_FILES = ("feature_store.yaml", "feature_store.redis.yaml", "definitions.py", ".feastignore")
+
+
+def make_workspace(root: Path, customers: int = E2E_CUSTOMERS, **extra: Any) -> dict[str, Any]:
+    """Settings overrides pointing every path into ``root``, with the Feast repo copied there."""
+    repo = root / "feature_store"
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in FEATURE_REPO_FILES:
+        shutil.copy(project_root() / "feature_store" / name, repo / name)
+    overrides: dict[str, Any] = {
+        "data_dir": str(root / "data"),
+        "data": {"customers": customers},
+        "features": {"repo_path": str(repo)},
+        "models": {"repo_path": str(root / "model_repo")},
+        "llm": {"model_path": str(root / "model_repo" / "email_writer"), "train_steps": 60},
+        "bandit": {"state_path": str(root / "data" / "bandit")},
+    }
+    for section, values in extra.items():
+        overrides.setdefault(section, {}).update(values) if isinstance(values, dict) else overrides.update({section: values})
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A built workspace: data generated, feast applied and materialized, models trained."""
+    from serving.build import run_build
+
+    overrides = make_workspace(tmp_path_factory.mktemp("workspace"))
+    run_build(load_settings(overrides))
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def settings(workspace: dict[str, Any]) -> Settings:
+    return load_settings(workspace)
+
+
+@pytest.fixture(scope="session")
+def app_overrides(workspace: dict[str, Any]) -> dict[str, Any]:
+    port = free_port()
+    return {**workspace, "server": {"host": "127.0.0.1", "port": port, "ingress_replicas": 2,
+                                    "num_cpus": 0.25, "haproxy": True}}
+
+
+@pytest.fixture(scope="session")
+def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
+    import ray
+    from ray import serve
+
+    from serving.app import APP_NAME, build_app
+    from serving.server import HAPROXY_ENV, wait_ready
+
+    os.environ.update(HAPROXY_ENV)  # read when Ray starts, as `reengage serve` does
+    ray.init(num_cpus=4, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": dict(HAPROXY_ENV)})
+    server = app_overrides["server"]
+    serve.start(http_options={"host": server["host"], "port": server["port"]})
+    serve.run(build_app(app_overrides), name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{server['host']}:{server['port']}"
+    wait_ready(url, timeout_s=300)
+    yield url
+    serve.shutdown()
+    ray.shutdown()
+    for key in HAPROXY_ENV:
+        os.environ.pop(key, None)
