@@ -29,6 +29,10 @@ class FeatureBatch:
     names: tuple[str, ...]
     views: tuple[str, ...]
     view_found: np.ndarray | None = field(default=None)  # (N, V) bool, None: same as found
+    # (N, V) bool: the row exists but is older than the view's TTL (counted, then "not found")
+    expired: np.ndarray | None = field(default=None)
+    # (N, V) bool: the row was written under another schema than the registry's (never decoded)
+    schema_mismatch: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
         n = self.values.shape[0]

@@ -80,7 +80,10 @@ class BanditSettings(_Section):
     discount: float = Field(1.0, gt=0, le=1, description="<1 forgets old rewards (non-stationarity)")
     alpha: float = Field(1.0, gt=0, description="LinUCB exploration / LinTS scale")
     ridge: float = Field(1.0, gt=0, description="prior precision of the linear policies")
-    ts_samples: int = Field(256, ge=8, le=100_000, description="Monte Carlo draws that estimate TS propensities")
+    # Monte Carlo draws per row that estimate LinTS propensities (context-free Thompson
+    # sampling uses 16x as many, once per batch); the action is sampled from that estimate,
+    # so the logged propensity is exact whatever the count
+    ts_samples: int = Field(64, ge=8, le=10_000)
     sync_interval_s: float = Field(1.0, ge=0, description="how often a replica checks for state learned elsewhere")
     seed: int | None = None
 

@@ -1,0 +1,210 @@
+"""Batch feature readers for the server: the packed reader and Feast's own path.
+
+``PackedReader`` reads the records :mod:`feature_store.online_store` writes: the keys of
+every view of a request in one round trip (one Redis MGET, or one LMDB transaction),
+decoded with ``np.frombuffer``; the only Python loops are over feature views. It
+decides "found" exactly as the store's ``online_read`` does (TTL, schema tag), so it
+returns what Feast's ``get_online_features`` returns on the same store.
+``FeastReader`` goes through ``get_online_features``: the reference for parity tests
+and the fallback when another online store is configured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from feature_store.batch import FeatureBatch
+from feature_store.online_store import (
+    OK, EXPIRED, SCHEMA, Backend, ViewLayout, backend_for, build_keys, decode, key_prefix, layout_for, now_us,
+    view_prefix,
+)
+from serving.errors import DependencyUnavailable
+
+OnMissing = Literal["defaults", "not_found"]
+Features = str | Sequence[str]
+
+
+def resolve_features(store: Any, features: Features) -> list[tuple[Any, list[str]]]:
+    """(FeatureView, feature names) per view, from a feature service name or "view:feature" refs."""
+    if isinstance(features, str) and ":" not in features:
+        service = store.get_feature_service(features)
+        pairs = [(p.name, [f.name for f in p.features]) for p in service.feature_view_projections]
+    else:
+        refs = [features] if isinstance(features, str) else list(features)
+        grouped: dict[str, list[str]] = {}
+        for ref in refs:
+            view, _, name = ref.partition(":")
+            grouped.setdefault(view, []).append(name)
+        pairs = list(grouped.items())
+    return [(store.get_feature_view(view), names) for view, names in pairs]
+
+
+def _feast_features(store: Any, features: Features) -> Any:
+    if isinstance(features, str) and ":" not in features:
+        return store.get_feature_service(features)
+    return [features] if isinstance(features, str) else list(features)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One view of a read: its layout, key prefix, and where its columns go."""
+
+    layout: ViewLayout
+    prefix: bytes
+    cols: np.ndarray  # requested features' positions in the record
+    out: np.ndarray  # their positions in the output matrix
+    defaults: np.ndarray  # (len(cols),) float32
+
+
+def _finish(values: np.ndarray, view_found: np.ndarray, on_missing: OnMissing) -> np.ndarray:
+    """found per row: all views present, or (defaults) at least one view present."""
+    return view_found.any(axis=1) if on_missing == "defaults" else view_found.all(axis=1)
+
+
+class PackedReader:
+    """N entity ids -> ``FeatureBatch`` from the packed online store, no per-entity loop."""
+
+    reload_interval_s = 1.0
+
+    def __init__(self, store: Any, features: Features, backend: Backend, on_missing_view: OnMissing,
+                 registry_ttl_s: float = 10.0) -> None:
+        self._store = store
+        self._features = features
+        self._backend = backend
+        self.on_missing_view = on_missing_view
+        self.registry_ttl_s = registry_ttl_s
+        self._last_reload = time.monotonic()
+        self._last_mismatch = -float("inf")
+        self._plan()
+
+    @classmethod
+    def from_store(cls, store: Any, features: Features, *, on_missing_view: OnMissing = "not_found",
+                   timeout_s: float | None = None, registry_ttl_s: float = 10.0) -> "PackedReader":
+        """A reader on ``store``'s packed online store (``features``: service name or refs).
+
+        The registry is re-read every ``registry_ttl_s`` and whenever a record with another
+        schema shows up, so a ``feast apply`` elsewhere is picked up without a restart.
+        """
+        return cls(store, features, backend_for(store.config, timeout_s), on_missing_view, registry_ttl_s)
+
+    def _plan(self) -> None:
+        prefix = key_prefix(self._store.config)
+        plans, names, start = [], [], 0
+        for view, feats in resolve_features(self._store, self._features):
+            layout = layout_for(view)
+            if not layout.packed:
+                raise ValueError(f"view {view.name} is not all-float ({set(layout.types)}); "
+                                 "read it with FeastReader")
+            cols = np.array([layout.features.index(f) for f in feats], np.intp)
+            defaults = np.array([layout.defaults[c] for c in cols], np.float32)
+            out = np.arange(start, start + len(feats))
+            start += len(feats)
+            plans.append(_Plan(layout, view_prefix(prefix, view.name), cols, out, defaults))
+            names.extend(feats)
+        self._plans = plans
+        self.names: tuple[str, ...] = tuple(names)
+        self.views: tuple[str, ...] = tuple(p.layout.name for p in plans)
+
+    def read(self, entity_ids: np.ndarray) -> FeatureBatch:
+        """Features of ``entity_ids`` (int64, any order, duplicates allowed), in that order.
+
+        Rows written under another schema are not found; seeing one re-reads the registry
+        (at most once a second) so a new schema is picked up without a restart.
+        """
+        now = time.monotonic()
+        if now - self._last_reload > self.registry_ttl_s:
+            self.refresh()
+        batch = self._read(entity_ids)
+        if batch.schema_mismatch.any() and now - self._last_mismatch > self.reload_interval_s:
+            self._last_mismatch = now
+            if self.refresh():
+                batch = self._read(entity_ids)
+        return batch
+
+    def refresh(self) -> bool:
+        """Re-read the registry and re-plan; True when a view's layout changed."""
+        self._last_reload = time.monotonic()
+        old = [p.layout.tag for p in self._plans]
+        self._store.refresh_registry()
+        self._plan()
+        return old != [p.layout.tag for p in self._plans]
+
+    def _read(self, entity_ids: np.ndarray) -> FeatureBatch:
+        ids = np.ascontiguousarray(entity_ids, dtype=np.int64).ravel()
+        n, nv = len(ids), len(self._plans)
+        fetched = self._backend.fetch([build_keys(p.prefix, ids) for p in self._plans])
+        now = now_us()
+        values = np.empty((n, len(self.names)), np.float32)
+        status = np.empty((n, nv), np.int8)
+        ts = np.empty((n, nv), np.float64)
+        for v, (plan, (present, found)) in enumerate(zip(self._plans, fetched)):
+            dec = decode(plan.layout, present, found, now)
+            ok = dec.status == OK
+            out = slice(int(plan.out[0]), int(plan.out[-1]) + 1) if len(plan.out) else slice(0, 0)
+            whole = len(plan.cols) == len(plan.layout.features) and (plan.cols == np.arange(len(plan.cols))).all()
+            values[:, out] = dec.values if whole else dec.values[:, plan.cols]
+            if not ok.all():
+                values[~ok, out] = plan.defaults if self.on_missing_view == "defaults" else np.nan
+            status[:, v] = dec.status
+            ts[:, v] = np.where(ok, dec.ts_us / 1e6, np.nan)
+        view_found = status == OK
+        return FeatureBatch(values, _finish(values, view_found, self.on_missing_view), ts, self.names, self.views,
+                            view_found=view_found, expired=status == EXPIRED, schema_mismatch=status == SCHEMA)
+
+
+class FeastReader:
+    """The same contract through Feast's ``get_online_features`` (slow; any online store)."""
+
+    def __init__(self, store: Any, features: Features, on_missing_view: OnMissing) -> None:
+        self._store = store
+        self._features = _feast_features(store, features)
+        self.on_missing_view = on_missing_view
+        resolved = resolve_features(store, features)
+        self._join_key = resolved[0][0].entity_columns[0].name
+        self._groups = [(view.name, feats, np.array([layout_for(view).defaults[layout_for(view).features.index(f)]
+                                                        for f in feats], np.float32)) for view, feats in resolved]
+        self.names: tuple[str, ...] = tuple(f for _, feats, _ in self._groups for f in feats)
+        self.views: tuple[str, ...] = tuple(v for v, _, _ in self._groups)
+
+    @classmethod
+    def from_store(cls, store: Any, features: Features, *, on_missing_view: OnMissing = "not_found",
+                   timeout_s: float | None = None) -> "FeastReader":
+        """``timeout_s`` is accepted for symmetry; Feast's client settings apply."""
+        return cls(store, features, on_missing_view)
+
+    def read(self, entity_ids: np.ndarray) -> FeatureBatch:
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+        from feast.type_map import feast_value_type_to_python_type
+
+        ids = np.ascontiguousarray(entity_ids, dtype=np.int64).ravel()
+        try:
+            resp = self._store.get_online_features(features=self._features,
+                                                   entity_rows={self._join_key: ids.tolist()})
+        except Exception as exc:
+            if type(exc).__module__.startswith("redis") or isinstance(exc, OSError):
+                raise DependencyUnavailable(f"feature store unavailable: {exc}") from exc
+            raise
+        proto = resp.proto
+        index = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
+        n = len(ids)
+        values = np.empty((n, len(self.names)), np.float32)
+        view_found = np.zeros((n, len(self.views)), bool)
+        ts = np.full((n, len(self.views)), np.nan)
+        col = 0
+        for v, (_, feats, defaults) in enumerate(self._groups):
+            first = proto.results[index[feats[0]]]
+            view_found[:, v] = [s == FieldStatus.PRESENT for s in first.statuses]
+            us = np.array([t.seconds * 1_000_000 + t.nanos // 1000 for t in first.event_timestamps], np.int64)
+            ts[:, v] = np.where(view_found[:, v], us / 1e6, np.nan)
+            for j, feat in enumerate(feats):
+                py = [feast_value_type_to_python_type(x) for x in proto.results[index[feat]].values]
+                values[:, col] = [np.nan if x is None else float(x) for x in py]
+                if self.on_missing_view == "defaults":
+                    values[~view_found[:, v], col] = defaults[j]
+                col += 1
+        return FeatureBatch(values, _finish(values, view_found, self.on_missing_view), ts, self.names, self.views,
+                            view_found=view_found)

@@ -1,0 +1,60 @@
+"""Two processes (as two Serve replicas) racing rewards into one shared state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+T0 = 1_700_000_000.0
+
+CHILD = """
+import json, sys
+import numpy as np
+from serving.bandit.router import BanditRouter
+from serving.errors import Conflict
+from serving.settings import BanditSettings
+args = json.loads(sys.argv[1])
+router = BanditRouter(BanditSettings(**args["settings"]))
+ok = 0
+for did in args["ids"]:  # one reward per call, so the two processes interleave
+    try:
+        router.feedback(did, float(int(did.rsplit("-", 1)[1]) % 2), now=args["now"])
+        ok += 1
+    except Conflict:
+        pass
+print(ok)
+"""
+
+
+def race(router: Any, settings: dict[str, Any]) -> list[int]:
+    x = np.random.default_rng(0).random((200, len(router.context_names))).astype(np.float32)
+    d = router.decide(np.arange(200), x, eligible=np.ones(200, bool), model_versions={}, now=T0)
+    ids = list(d.decision_id)
+    payloads = [json.dumps({"settings": settings, "ids": order, "now": T0 + 1}) for order in (ids, ids[::-1])]
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, p], stdout=subprocess.PIPE, text=True) for p in payloads]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    return [int(o.strip()) for o in outs]
+
+
+def check(router: Any, oks: list[int]) -> None:
+    assert sum(oks) == 200  # every id rewarded exactly once across both processes
+    router.sync(force=True)
+    np.testing.assert_allclose(router.stats[:, 0].sum(), 200)  # no lost update
+    np.testing.assert_allclose(router.stats[:, 1].sum(), 100)
+
+
+def test_embedded_state_is_shared_by_processes(embedded_router: Any, tmp_path: Any) -> None:
+    settings = {"state_path": str(tmp_path), "holdout_share": 0.0, "contact_cap": 0}
+    router = embedded_router(**settings)
+    check(router, race(router, settings))
+
+
+def test_redis_state_is_shared_by_processes(redis_router: Any, redis_url: str) -> None:
+    settings = {"backend": "redis", "redis_url": redis_url, "holdout_share": 0.0, "contact_cap": 0}
+    router = redis_router(**settings)
+    check(router, race(router, settings))
