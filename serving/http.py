@@ -41,6 +41,16 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ReengageE
     return InvalidRequest(message, field=field)
 
 
+def error_response(request: Request, status: int, body: dict) -> Response:
+    """DESIGN.md's error body; on /v2 routes the Open Inference Protocol's ``{"error": str}``
+    (what tritonclient parses), with our type and field kept beside it."""
+    if request.url.path.startswith("/v2"):
+        err = body["error"]
+        text = err["message"] if not err.get("field") else f"{err['field']}: {err['message']}"
+        body = {"error": text, "error_type": err["type"], "field": err.get("field")}
+    return json_response(body, status)
+
+
 def create_app(dataplane: DataPlane) -> FastAPI:
     from serving.routes import rest_v1, rest_v2
 
@@ -50,24 +60,24 @@ def create_app(dataplane: DataPlane) -> FastAPI:
     app.include_router(rest_v2.router(dataplane))
 
     @app.exception_handler(ReengageError)
-    async def _ours(_: Request, exc: ReengageError) -> Response:
-        return json_response(exc.to_body(), exc.status_code)
+    async def _ours(request: Request, exc: ReengageError) -> Response:
+        return error_response(request, exc.status_code, exc.to_body())
 
     @app.exception_handler(ValidationError)
-    async def _pydantic(_: Request, exc: ValidationError) -> Response:
+    async def _pydantic(request: Request, exc: ValidationError) -> Response:
         err = validation_error(exc)
-        return json_response(err.to_body(), err.status_code)
+        return error_response(request, err.status_code, err.to_body())
 
     @app.exception_handler(RequestValidationError)
-    async def _fastapi(_: Request, exc: RequestValidationError) -> Response:
+    async def _fastapi(request: Request, exc: RequestValidationError) -> Response:
         err = validation_error(exc)
-        return json_response(err.to_body(), err.status_code)
+        return error_response(request, err.status_code, err.to_body())
 
     @app.exception_handler(Exception)
-    async def _anything(_: Request, exc: Exception) -> Response:
+    async def _anything(request: Request, exc: Exception) -> Response:
         status, body = status_and_body(exc)
         if status >= 500:
             log.exception("request failed", exc_info=exc)
-        return json_response(body, status)
+        return error_response(request, status, body)
 
     return app

@@ -43,15 +43,23 @@ class ModelServer:
         # serve.batch needs a replica context; outside Serve (tests, plain uvicorn) each
         # call runs on its own.
         self._batching = _in_replica()
+        self._run_batch: Any = None
         self._configure(self.registry.load(name))
         self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
 
     def _configure(self, spec: Any) -> None:
         if not self._batching:
             return
-        self._run_batch.set_max_batch_size(max(spec.max_batch_size, 1))
         wait = self.settings.batch_wait_timeout_s if self.settings.batch_wait_timeout_s else spec.max_queue_delay_s
-        self._run_batch.set_batch_wait_timeout_s(wait)
+        size = max(spec.max_batch_size, 1)
+        if getattr(self, "_run_batch", None) is None:
+            # One batch queue per instance: @serve.batch on a method keeps one queue per
+            # *function*, which would merge two models' rows when both live in one replica.
+            self._run_batch = serve.batch(self._run_group, max_batch_size=size, batch_wait_timeout_s=wait,
+                                          batch_size_fn=_rows)
+        else:
+            self._run_batch.set_max_batch_size(size)
+            self._run_batch.set_batch_wait_timeout_s(wait)
 
     # -- scoring path -------------------------------------------------------------------
     async def score(self, values: np.ndarray, names: tuple[str, ...], version: str | None = None) -> tuple[str, np.ndarray]:
@@ -118,10 +126,6 @@ class ModelServer:
 
     async def unload(self) -> None:
         self.registry.unload(self.name)
-
-    @serve.batch(max_batch_size=10_000, batch_wait_timeout_s=0.002, batch_size_fn=_rows)
-    async def _run_batch(self, inputs: list[dict[str, np.ndarray]], versions: list[str]) -> list[dict[str, np.ndarray]]:
-        return await self._run_group(inputs, versions)
 
     async def _run_group(self, inputs: list[dict[str, np.ndarray]], versions: list[str]) -> list[dict[str, np.ndarray]]:
         """One ONNX Runtime call per version over the concatenated rows, split back."""
