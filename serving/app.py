@@ -15,7 +15,7 @@ from ray.serve import Application
 
 from serving.deployments.ingress import Ingress
 from serving.repository import scan
-from serving.services import FeatureService, ModelServer
+from serving.services import BanditService, FeatureService, ModelServer
 from serving.settings import Settings, load_settings
 
 APP_NAME = "reengage"
@@ -54,8 +54,12 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         name: serve.deployment(ModelServer).options(name=f"Model_{name}", **_scaling(settings, "auto", 0.5)).bind(name, settings.models)
         for name in scan(settings.models.repo_path)
     }
+    bandit = None
+    if settings.bandit.enabled:
+        bandit = serve.deployment(BanditService).options(name="BanditRouter", **_scaling(settings, "auto", 0.25)).bind(settings.bandit)
     return ingress.bind(
         settings,
         features=features.bind(settings.features, model_feature_services(settings)),
         models=models,
+        bandit=bandit,
     )

@@ -102,10 +102,10 @@ class DataPlane:
             result.customer_ids, batch, result.churn_probability, result.engagement_probability,
             result.found, result.model_versions,
         )
-        result.action = decisions.action
-        result.decision_id = decisions.decision_id
-        result.propensity = decisions.propensity
-        result.reason = decisions.reason
+        result.action = decisions.action.tolist()
+        result.decision_id = list(decisions.decision_id)
+        result.propensity = decisions.propensity  # NaN (no decision) encodes as null
+        result.reason = decisions.reason.tolist()
 
     def _model(self, name: str) -> Any:
         service = self.models.get(name)

@@ -19,7 +19,7 @@ from feature_store.batch import FeatureBatch
 from serving.errors import InvalidRequest
 from serving.registry import ModelRegistry
 from serving.repository import TensorSpec
-from serving.settings import FeatureSettings, ModelSettings
+from serving.settings import BanditSettings, FeatureSettings, ModelSettings
 
 
 def _rows(items: list[dict[str, np.ndarray]]) -> int:
@@ -192,3 +192,41 @@ def feature_refs(store: Any, services: list[str]) -> list[str]:
 
 def now() -> float:
     return time.time()
+
+
+class BanditService:
+    """The bandit router behind async methods: decisions for a scored batch, rewards.
+
+    State and the decision log live in the router's backend (sqlite file or Redis), so
+    every replica holding one of these learns from every other's rewards.
+    """
+
+    def __init__(self, settings: BanditSettings) -> None:
+        from serving.bandit.router import BanditRouter
+
+        self.router = BanditRouter(settings)
+        self._checked: tuple[str, ...] | None = None
+
+    async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
+                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str]) -> Any:
+        if self._checked != batch.names:  # a misconfigured context fails loudly, once
+            self.router.check_feature_names(batch.names)
+            self._checked = batch.names
+        values = np.nan_to_num(batch.values, nan=0.0)
+        context = self.router.build_context(values, batch.names, np.nan_to_num(churn), np.nan_to_num(engagement))
+        return await asyncio.to_thread(
+            self.router.decide, customer_ids, context, eligible=found, model_versions=model_versions,
+            feature_digest=row_digest(batch.values), feature_ts=batch.event_ts,
+        )
+
+    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
+        return await asyncio.to_thread(self.router.feedback, decision_id, reward)
+
+
+def row_digest(values: np.ndarray) -> np.ndarray:
+    """A 64-bit digest per row of a float32 matrix (replay check), vectorized: the rows'
+    bit patterns folded by a fixed odd multiplier per column."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    weights = (np.arange(1, bits.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return (bits * weights).sum(axis=1, dtype=np.uint64)

@@ -32,4 +32,13 @@ class Ingress:
         self.dataplane = DataPlane(settings, features, models, bandit, writer)
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_app(self.dataplane)
+        app = create_app(self.dataplane)
+        replica = serve.get_replica_context().replica_id.unique_id
+
+        @app.middleware("http")
+        async def _replica_header(request: Any, call_next: Any) -> Any:
+            response = await call_next(request)
+            response.headers["x-reengage-replica"] = replica  # which replica answered (ops, tests)
+            return response
+
+        return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from serving.repository import scan
-from serving.services import FeatureService, ModelServer
+from serving.services import BanditService, FeatureService, ModelServer
 from serving.settings import Settings
 
 
@@ -20,4 +20,5 @@ def model_feature_services(settings: Settings) -> list[str]:
 def local_services(settings: Settings) -> tuple[Any, dict[str, Any], Any, Any]:
     features = FeatureService(settings.features, model_feature_services(settings))
     models = {name: ModelServer(name, settings.models) for name in scan(settings.models.repo_path)}
-    return features, models, None, None
+    bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
+    return features, models, bandit, None

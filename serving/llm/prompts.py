@@ -1,0 +1,109 @@
+"""Prompt format shared by training, serving and the guardrails.
+
+One format everywhere: the corpus is written in it, the checkpoint learns it, the
+service builds it from a customer's facts and parses the model's answer with it. The
+markers are plain text (no added special tokens) so a real base model fine-tuned with
+the same code needs no vocabulary change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+SUBJECT_MARK = "Subject:"
+BODY_MARK = "\nBody:"
+END_MARK = "<END>"
+STOP = (END_MARK,)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What an email for one bandit arm offers; ``keyword`` must appear in the email."""
+
+    offer: str
+    keyword: str
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "discount_offer": ActionSpec("15% off your next order", "15% off"),
+    "free_shipping": ActionSpec("free shipping on your next order", "free shipping"),
+    "content_digest": ActionSpec("a personalised weekly digest", "digest"),
+    "winback_email": ActionSpec("a welcome back gift", "welcome back"),
+}
+NO_EMAIL_ACTIONS = frozenset({"no_contact"})
+
+
+def segment(features: Mapping[str, Any]) -> str:
+    """A short human segment ("at-risk high-value") from scores and spend.
+
+    The model is conditioned on it so tone follows risk (urgent vs thankful) without
+    having to read raw numbers.
+    """
+    churn = _num(features.get("churn_probability"), 0.5)
+    spend = _num(features.get("spend_365d"), 0.0)
+    recency = _num(features.get("recency_days"), 0.0)
+    risk = "at-risk" if churn >= 0.5 else ("loyal" if churn < 0.2 else "cooling")
+    if recency > 120 and churn >= 0.5:
+        risk = "lapsed"
+    value = "high-value" if spend >= 500 else ("low-value" if spend < 100 else "mid-value")
+    return f"{risk} {value}"
+
+
+def build_prompt(facts: Mapping[str, Any], action: str, scores: Mapping[str, Any] | None = None) -> str:
+    """The model's input for one customer and action; the answer starts after it."""
+    spec = action_spec(action)
+    merged = {**facts, **(scores or {})}
+    lines = [
+        "### Customer",
+        f"name: {_text(merged.get('first_name'), 'there')}",
+        f"plan: {_text(merged.get('plan_name'), 'standard')}",
+        f"region: {_text(merged.get('region_name'), 'your area')}",
+        f"segment: {segment(merged)}",
+        f"last order: {int(_num(merged.get('recency_days'), 0))} days ago",
+        f"orders this year: {int(_num(merged.get('orders_365d'), 0))}",
+        f"churn risk: {_num(merged.get('churn_probability'), 0.5):.2f}",
+        f"### Action: {action}",
+        f"offer: {spec.offer}",
+        "### Email",
+        SUBJECT_MARK,
+    ]
+    return "\n".join(lines)
+
+
+def format_completion(subject: str, body: str) -> str:
+    """The target text the model learns to produce after the prompt."""
+    return f" {subject}{BODY_MARK} {body}\n{END_MARK}"
+
+
+def parse_completion(text: str) -> tuple[str, str]:
+    """(subject, body) from generated text; missing parts come back empty."""
+    text = text.split(END_MARK, 1)[0]
+    subject, sep, body = text.partition(BODY_MARK)
+    if not sep:
+        subject, _, body = text.partition("\n")
+    return subject.strip(), body.strip()
+
+
+def action_spec(action: str) -> ActionSpec:
+    try:
+        return ACTIONS[action]
+    except KeyError:
+        from serving.errors import InvalidRequest
+
+        raise InvalidRequest(f"no email is defined for action {action!r}", field="action") from None
+
+
+def _num(value: Any, default: float) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return default
+    return default if out != out else out  # NaN -> default
+
+
+def _text(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    text = str(value).strip()
+    return text or default
