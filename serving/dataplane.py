@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import metrics
 from serving.errors import InvalidRequest, ModelNotFound, ReengageError
 from serving.settings import Settings
 from serving.topology import as_service
@@ -77,6 +78,7 @@ class DataPlane:
     async def score(self, customer_ids: np.ndarray) -> ScoreResult:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
+        metrics.scored(found)
         rows = np.flatnonzero(found)
         churn_name, eng_name = self.settings.models.churn, self.settings.models.engagement
         values = batch.values[rows] if len(rows) < len(found) else batch.values

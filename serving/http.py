@@ -8,6 +8,7 @@ measuring what Serve itself costs.
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from serving import metrics
 from serving.dataplane import SERVER_VERSION, DataPlane
 from serving.errors import InvalidRequest, MalformedBody, ReengageError, status_and_body
 
@@ -58,6 +60,14 @@ def create_app(dataplane: DataPlane) -> FastAPI:
     app.state.dataplane = dataplane
     app.include_router(rest_v1.router(dataplane))
     app.include_router(rest_v2.router(dataplane))
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.request(getattr(route, "path", "unmatched"), response.status_code, 1e3 * (time.perf_counter() - start))
+        return response
 
     @app.exception_handler(ReengageError)
     async def _ours(request: Request, exc: ReengageError) -> Response:

@@ -39,7 +39,8 @@ def _ray_binary() -> str:
 
 
 def start_head(settings: Settings, num_cpus: int | None = None) -> None:
-    cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", "--include-dashboard=false"]
+    cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", "--include-dashboard=false",
+           f"--metrics-export-port={settings.server.metrics_port}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     subprocess.run(cmd, env=ray_env(settings), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

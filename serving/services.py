@@ -16,6 +16,7 @@ import numpy as np
 from ray import serve
 
 from feature_store.batch import FeatureBatch
+from serving import metrics
 from serving.errors import InvalidRequest
 from serving.registry import ModelRegistry
 from serving.repository import TensorSpec
@@ -135,7 +136,10 @@ class ModelServer:
             merged = {k: np.concatenate([inputs[i][k] for i in members]) for k in inputs[members[0]]}
             runtime = self.registry.get(self.name, version)
             # ONNX Runtime releases the GIL: the event loop keeps parsing requests meanwhile.
+            start = time.perf_counter()
             result = await asyncio.to_thread(runtime.predict, merged)
+            rows = _rows([merged])
+            metrics.model_call(self.name, version, rows, 1e3 * (time.perf_counter() - start))
             bounds = np.cumsum([_rows([inputs[i]]) for i in members])[:-1]
             parts = {k: np.split(v, bounds) for k, v in result.items()}
             for j, i in enumerate(members):
@@ -173,7 +177,10 @@ class FeatureService:
         )
 
     async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
-        return await asyncio.to_thread(self.reader.read, entity_ids)
+        start = time.perf_counter()
+        batch = await asyncio.to_thread(self.reader.read, entity_ids)
+        metrics.feature_read(batch, 1e3 * (time.perf_counter() - start))
+        return batch
 
     async def names(self) -> tuple[str, ...]:
         return tuple(self.reader.names)
@@ -214,13 +221,17 @@ class BanditService:
             self._checked = batch.names
         values = np.nan_to_num(batch.values, nan=0.0)
         context = self.router.build_context(values, batch.names, np.nan_to_num(churn), np.nan_to_num(engagement))
-        return await asyncio.to_thread(
+        decisions = await asyncio.to_thread(
             self.router.decide, customer_ids, context, eligible=found, model_versions=model_versions,
             feature_digest=row_digest(batch.values), feature_ts=batch.event_ts,
         )
+        metrics.decisions(decisions.action, decisions.reason)
+        return decisions
 
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
-        return await asyncio.to_thread(self.router.feedback, decision_id, reward)
+        result = await asyncio.to_thread(self.router.feedback, decision_id, reward)
+        metrics.reward(result.get("action"))
+        return result
 
 
 def row_digest(values: np.ndarray) -> np.ndarray:

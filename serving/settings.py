@@ -137,6 +137,7 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     grpc_port: int = Field(9000, ge=0, le=65535)
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus export of Ray's metrics agent")
     # "fused": features, models and bandit run inside each ingress replica (no handle
     # hops); "split": each is its own deployment behind DeploymentHandles.
     topology: Literal["fused", "split"] = "fused"
