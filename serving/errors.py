@@ -119,3 +119,14 @@ def _unwrap(exc: BaseException) -> BaseException:
             continue
         break
     return exc
+
+
+def grpc_code(status: int) -> Any:
+    """The gRPC status for an HTTP status from ``status_and_body`` (same mapping as MLServer)."""
+    import grpc
+
+    return {
+        400: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+        404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS,
+        503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED,
+    }.get(status, grpc.StatusCode.INTERNAL)

@@ -55,9 +55,15 @@ def deploy(settings: Settings, args: dict[str, Any], address: str | None = None)
 
     os.environ.update({k: v for k, v in ray_env(settings).items() if k.startswith("RAY_SERVE")})
     ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False)
-    serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+    serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
+                grpc_options=grpc_options(settings))
     serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings.server.host}:{settings.server.port}"
+
+
+def grpc_options(settings: Settings) -> dict[str, Any]:
+    """KServe v2 gRPC on ``server.grpc_port`` with tritonclient's own servicer."""
+    return {"port": settings.server.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}
 
 
 def wait_ready(url: str, timeout_s: float = 300.0) -> None:

@@ -8,6 +8,7 @@ from ray import serve
 
 from serving.dataplane import DataPlane
 from serving.http import create_app
+from serving.routes.grpc import GrpcAdapter
 from serving.settings import Settings
 
 
@@ -30,6 +31,7 @@ class Ingress:
             bandit = bandit if bandit is not None else bandit_local
             writer = writer if writer is not None else writer_local
         self.dataplane = DataPlane(settings, features, models, bandit, writer)
+        self.grpc = GrpcAdapter(self.dataplane)
 
     def __serve_build_asgi_app__(self) -> Any:
         app = create_app(self.dataplane)
@@ -42,3 +44,31 @@ class Ingress:
             return response
 
         return app
+
+    # KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls these by RPC name.
+    async def ServerLive(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ServerLive", request, grpc_context)
+
+    async def ServerReady(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ServerReady", request, grpc_context)
+
+    async def ModelReady(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ModelReady", request, grpc_context)
+
+    async def ServerMetadata(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ServerMetadata", request, grpc_context)
+
+    async def ModelMetadata(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ModelMetadata", request, grpc_context)
+
+    async def ModelInfer(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ModelInfer", request, grpc_context)
+
+    async def RepositoryIndex(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("RepositoryIndex", request, grpc_context)
+
+    async def RepositoryModelLoad(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("RepositoryModelLoad", request, grpc_context)
+
+    async def RepositoryModelUnload(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("RepositoryModelUnload", request, grpc_context)

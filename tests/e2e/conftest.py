@@ -60,7 +60,7 @@ def settings(workspace: dict[str, Any]) -> Settings:
 @pytest.fixture(scope="session")
 def app_overrides(workspace: dict[str, Any]) -> dict[str, Any]:
     port = free_port()
-    return {**workspace, "server": {"host": "127.0.0.1", "port": port, "ingress_replicas": 2,
+    return {**workspace, "server": {"host": "127.0.0.1", "port": port, "grpc_port": free_port(), "ingress_replicas": 2,
                                     "num_cpus": 0.25, "haproxy": True}}
 
 
@@ -70,13 +70,14 @@ def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
     from ray import serve
 
     from serving.app import APP_NAME, build_app
-    from serving.server import HAPROXY_ENV, wait_ready
+    from serving.server import HAPROXY_ENV, grpc_options, wait_ready
 
     os.environ.update(HAPROXY_ENV)  # read when Ray starts, as `reengage serve` does
     ray.init(num_cpus=4, logging_level="WARNING", log_to_driver=False,
              runtime_env={"env_vars": dict(HAPROXY_ENV)})
     server = app_overrides["server"]
-    serve.start(http_options={"host": server["host"], "port": server["port"]})
+    serve.start(http_options={"host": server["host"], "port": server["port"]},
+                grpc_options=grpc_options(load_settings(app_overrides)))
     serve.run(build_app(app_overrides), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{server['host']}:{server['port']}"
     wait_ready(url, timeout_s=300)

@@ -1,0 +1,121 @@
+"""Open, apply and materialize the Feast repository from Python (what the CLI does).
+
+`feast apply` is ``feast.repo_operations.apply_total``: it ``chdir``s into the repo and
+imports ``definitions.py`` as a top-level module; we call it the same way and restore
+the working directory, so the build, tests and the bare ``feast`` CLI share one path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from feast import FeatureStore
+from feast.repo_config import RepoConfig
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from serving.errors import DependencyUnavailable
+from serving.settings import FeatureSettings
+
+REDIS_ENV = "REENGAGE_FEAST_REDIS"
+# The views `materialize` loads, in this order.
+VIEWS: tuple[str, ...] = ("customer_profile", "customer_activity", "customer_contact")
+
+
+def feast_redis_connection(url: str) -> str:
+    """``redis://[:pw@]host:port/db`` -> Feast's ``host:port,db=N[,password=..][,ssl=true]``."""
+    u = urlparse(url)
+    parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}", f"db={(u.path or '/0').strip('/') or '0'}"]
+    if u.password:
+        parts.append(f"password={u.password}")
+    if u.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def load_config(settings: FeatureSettings, repo_path: Path | None = None) -> RepoConfig:
+    """The RepoConfig of ``settings.yaml_file``; the Redis address comes from settings."""
+    repo = (repo_path or settings.repo_path).resolve()
+    text = (repo / settings.yaml_file.name).read_text()
+    text = text.replace("${" + REDIS_ENV + "}", feast_redis_connection(settings.redis_url))
+    config = RepoConfig(**yaml.safe_load(os.path.expandvars(text)))
+    config.repo_path = repo
+    return config
+
+
+def load_store(settings: FeatureSettings) -> FeatureStore:
+    """A FeatureStore on ``settings.repo_path`` with the backend's yaml (embedded or redis)."""
+    repo = settings.repo_path.resolve()
+    return FeatureStore(repo_path=str(repo), config=load_config(settings, repo))
+
+
+def apply(store: FeatureStore) -> str:
+    """Exactly `feast apply` on the store's repo; returns Feast's printed diff."""
+    from feast.repo_operations import apply_total
+
+    repo = Path(store.repo_path).resolve()
+    (repo / "data").mkdir(exist_ok=True)
+    cwd, out = os.getcwd(), io.StringIO()
+    # Feast imports definitions.py by its bare name: this repo's copy must win over any
+    # other repo applied earlier in this process (tests apply temporary copies).
+    sys.path.insert(0, str(repo))
+    sys.modules.pop("definitions", None)
+    try:
+        with contextlib.redirect_stdout(out):
+            apply_total(store.config, repo, skip_source_validation=False)
+    except (ConnectionError, RedisConnectionError) as exc:
+        raise DependencyUnavailable(f"online store unreachable during feast apply: {exc}") from exc
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(repo))
+        sys.modules.pop("definitions", None)
+    store.refresh_registry()
+    return out.getvalue()
+
+
+def materialize(store: FeatureStore, end: datetime | None = None, progress: Any | None = None,
+                views: tuple[str, ...] = VIEWS) -> dict[str, float]:
+    """Load the newest row per customer and view (up to ``end``, default now) online.
+
+    The window starts at the epoch, not at ``end - ttl``: TTLs are enforced at read time,
+    and the contact view has none. ``progress`` is an optional ``rich.progress.Progress``:
+    one task advanced per view. Returns seconds per view.
+    """
+    import time
+
+    end = end or datetime.now(timezone.utc)
+    start = datetime(1970, 1, 2, tzinfo=timezone.utc)
+    task = progress.add_task("materialize", total=len(views)) if progress is not None else None
+    timings: dict[str, float] = {}
+    for name in views:
+        t0 = time.perf_counter()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_tqdm():
+                store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])
+        except (ConnectionError, RedisConnectionError) as exc:
+            raise DependencyUnavailable(f"online store unreachable while materializing {name}: {exc}") from exc
+        timings[name] = time.perf_counter() - t0
+        if progress is not None:
+            progress.update(task, advance=1, description=f"materialize {name}")
+    return timings
+
+
+@contextlib.contextmanager
+def _quiet_tqdm() -> Any:
+    """Feast draws tqdm bars on stderr; the caller shows its own rich progress instead."""
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old

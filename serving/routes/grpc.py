@@ -1,0 +1,138 @@
+"""KServe v2 over gRPC: the ``GRPCInferenceService`` that ``tritonclient.grpc`` calls.
+
+Ray Serve's gRPC ingress registers tritonclient's own servicer
+(``service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server``) and calls the ingress
+method named like the RPC with the request message; these functions translate
+messages to and from the same DataPlane the REST routes use. Tensors travel as
+``raw_input_contents`` / ``raw_output_contents`` (``np.frombuffer``, no per-element
+work) or, for clients that send typed ``contents``, from those repeated fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tritonclient.grpc import service_pb2
+
+from serving.codecs.binary import validate_inputs
+from serving.codecs.tensors import datatype_of, deserialize_bytes_tensor, numpy_dtype, serialize_bytes_tensor
+from serving.dataplane import DataPlane
+from serving.errors import InvalidRequest, grpc_code, status_and_body
+from serving.protocol.v2 import MetadataTensor
+
+# typed contents field per v2 datatype (InferTensorContents)
+_CONTENTS = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+
+
+def _version(v: str) -> str | None:
+    return v or None
+
+
+def decode_inputs(request: Any) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidRequest("raw_input_contents must hold one entry per input", field="raw_input_contents")
+    for i, tensor in enumerate(request.inputs):
+        field = f"inputs[{tensor.name}]"
+        shape = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in shape):
+            raise InvalidRequest("dimensions must be >= 0", field=f"{field}.shape")
+        count = int(np.prod(shape)) if shape else 1
+        try:
+            dtype = numpy_dtype(tensor.datatype)
+        except Exception:
+            raise InvalidRequest(f"unknown datatype '{tensor.datatype}'", field=f"{field}.datatype") from None
+        if raw:
+            buf = raw[i]
+            if tensor.datatype == "BYTES":
+                arrays[tensor.name] = deserialize_bytes_tensor(buf, count).reshape(shape)
+                continue
+            if len(buf) != count * dtype.itemsize:
+                raise InvalidRequest(f"{len(buf)} bytes for shape {list(shape)} of {tensor.datatype}", field=field)
+            arrays[tensor.name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        else:
+            values = getattr(tensor.contents, _CONTENTS.get(tensor.datatype, "fp32_contents"))
+            if len(values) != count:
+                raise InvalidRequest(f"{len(values)} values for shape {list(shape)}", field=f"{field}.contents")
+            arrays[tensor.name] = np.asarray(values, dtype=object if tensor.datatype == "BYTES" else dtype).reshape(shape)
+    return arrays
+
+
+def encode_outputs(response: Any, outputs: dict[str, np.ndarray], request: Any) -> None:
+    wanted = [o.name for o in request.outputs] or list(outputs)
+    for name in wanted:
+        if name not in outputs:
+            raise InvalidRequest(f"unknown output; this model has {sorted(outputs)}", field=f"outputs[{name}]")
+        array = outputs[name]
+        datatype = datatype_of(array.dtype).value
+        response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
+        raw = serialize_bytes_tensor(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+        response.raw_output_contents.append(raw)
+
+
+class GrpcAdapter:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dp = dataplane
+
+    async def call(self, method: str, request: Any, grpc_context: Any) -> Any:
+        """Run one RPC; a ReengageError becomes the matching gRPC status with its message."""
+        handler = getattr(self, method)
+        try:
+            return await handler(request)
+        except Exception as exc:  # the one mapper, as for HTTP
+            status, body = status_and_body(exc)
+            err = body["error"]
+            grpc_context.set_code(grpc_code(status))
+            grpc_context.set_details(err["message"] if not err.get("field") else f"{err['field']}: {err['message']}")
+            return getattr(service_pb2, f"{method}Response")()
+
+    async def ServerLive(self, request: Any) -> Any:
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any) -> Any:
+        return service_pb2.ServerReadyResponse(ready=await self.dp.ready())
+
+    async def ModelReady(self, request: Any) -> Any:
+        return service_pb2.ModelReadyResponse(ready=await self.dp.model_ready(request.name, _version(request.version)))
+
+    async def ServerMetadata(self, request: Any) -> Any:
+        meta = self.dp.server_metadata()
+        return service_pb2.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+
+    async def ModelMetadata(self, request: Any) -> Any:
+        meta = await self.dp.model_metadata(request.name, _version(request.version))
+        tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+        return service_pb2.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+            inputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["inputs"]],
+            outputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["outputs"]],
+        )
+
+    async def ModelInfer(self, request: Any) -> Any:
+        arrays = decode_inputs(request)
+        version = _version(request.model_version)
+        specs = await self.dp.input_specs(request.model_name, version)
+        validate_inputs(arrays, [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs])
+        served, outputs = await self.dp.infer(request.model_name, version, arrays)
+        response = service_pb2.ModelInferResponse(model_name=request.model_name, model_version=served, id=request.id)
+        encode_outputs(response, outputs, request)
+        return response
+
+    async def RepositoryIndex(self, request: Any) -> Any:
+        rows = await self.dp.repository_index(request.ready)
+        item = service_pb2.RepositoryIndexResponse.ModelIndex
+        return service_pb2.RepositoryIndexResponse(models=[item(**r) for r in rows])
+
+    async def RepositoryModelLoad(self, request: Any) -> Any:
+        await self.dp.load_model(request.model_name)
+        return service_pb2.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request: Any) -> Any:
+        await self.dp.unload_model(request.model_name)
+        return service_pb2.RepositoryModelUnloadResponse()
