@@ -21,6 +21,7 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from feature_store.online_store import materialize_packed
 from serving.errors import DependencyUnavailable
 from serving.settings import FeatureSettings
 
@@ -98,13 +99,20 @@ def materialize(store: FeatureStore, end: datetime | None = None, progress: Any 
         t0 = time.perf_counter()
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_tqdm():
-                store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])
+                if _packed(store):  # same registry bookkeeping, no per-value protobufs
+                    materialize_packed(store, start, end + timedelta(seconds=1), feature_views=[name])
+                else:
+                    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])
         except (ConnectionError, RedisConnectionError) as exc:
             raise DependencyUnavailable(f"online store unreachable while materializing {name}: {exc}") from exc
         timings[name] = time.perf_counter() - t0
         if progress is not None:
             progress.update(task, advance=1, description=f"materialize {name}")
     return timings
+
+
+def _packed(store: FeatureStore) -> bool:
+    return getattr(store.config.online_store, "type", "").endswith("PackedOnlineStore")
 
 
 @contextlib.contextmanager

@@ -62,7 +62,7 @@ def config_proto(name: str, n_features: int, feature_service: str) -> mc.ModelCo
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[n_features])
     cfg.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_FP32, dims=[1])
     cfg.dynamic_batching.max_queue_delay_microseconds = MAX_QUEUE_DELAY_US
-    cfg.version_policy.latest.num_versions = 1
+    cfg.version_policy.all.SetInParent()  # every version servable: v2 routes take /versions/{v}
     cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     cfg.parameters["feature_service"].string_value = feature_service
     return cfg

@@ -87,7 +87,7 @@ def test_model_contract_and_triton_config(env: dict[str, Any], name: str, n_feat
     assert [(i.name, i.data_type, list(i.dims)) for i in cfg.input] == [("features", mc.TYPE_FP32, [n_features])]
     assert [(o.name, o.data_type, list(o.dims)) for o in cfg.output] == [("probability", mc.TYPE_FP32, [1])]
     assert cfg.HasField("dynamic_batching") and cfg.dynamic_batching.max_queue_delay_microseconds > 0
-    assert cfg.version_policy.HasField("latest")
+    assert cfg.version_policy.HasField("all")  # every version stays servable (v2 /versions/{v})
     assert cfg.parameters["feature_service"].string_value == service
 
 

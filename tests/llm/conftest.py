@@ -1,0 +1,30 @@
+"""A tiny email-writer checkpoint trained once per session by the real trainer.
+
+Tiny (2 layers, 64 wide, 40 steps): it proves the pipeline (tokenizer, training,
+HF files, loading, batched and streamed generation), not writing quality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY = {"vocab_size": 512, "n_positions": 256, "n_embd": 64, "n_layer": 2, "n_head": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from serving.llm.train import build_checkpoint
+
+    out = tmp_path_factory.mktemp("llm") / "email_writer"
+    metrics = build_checkpoint(out, steps=40, seed=0, size=TINY, heldout=4)
+    return out, metrics
+
+
+@pytest.fixture
+def llm_settings(tiny_checkpoint: tuple[Path, dict]):
+    from serving.settings import LLMSettings
+
+    return LLMSettings(backend="transformers", model_path=tiny_checkpoint[0], num_threads=1,
+                       max_tokens=24, temperature=0.0, timeout_s=60)
