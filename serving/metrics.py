@@ -81,10 +81,10 @@ def model_call(model: str, version: str, rows: int, latency_ms: float) -> None:
 
 
 def decisions(action: np.ndarray, reason: np.ndarray) -> None:
-    keys = np.char.add(np.char.add(action.astype(str), "\x00"), reason.astype(str))
+    keys = np.char.add(np.char.add(action.astype(str), "|"), reason.astype(str))
     values, counts = np.unique(keys, return_counts=True)
     for key, n in zip(values.tolist(), counts.tolist()):
-        a, r = key.split("\x00")
+        a, r = key.split("|")
         _m()["decisions"].inc(n, tags={"action": a, "reason": r})
 
 

@@ -15,14 +15,14 @@ import numpy as np
 
 from serving.llm import corpus
 from serving.llm.engine import SamplingParams, make_engine
-from serving.llm.prompts import STOP
+from serving.llm.prompts import ACTIONS, STOP
 from serving.llm.service import EmailRequest, EmailWriter
 from serving.settings import LLMSettings
 
 
 def run_llm_bench(settings: LLMSettings, console: Any = None, *, requests: int = 24,
                   concurrency: int = 8) -> dict[str, Any]:
-    """Measure the configured engine; returns a JSON-able dict of figures."""
+    """Measure the configured engine; returns a JSON-able dict of figures (sync: runs its own loop)."""
     return asyncio.run(_bench(settings, console, requests, concurrency))
 
 
@@ -40,13 +40,15 @@ async def _bench(settings: LLMSettings, console: Any, requests: int, concurrency
     sequential = await _run(engine, prompts, params, 1)
     concurrent = await _run(engine, prompts, params, concurrency)
     writer = EmailWriter(settings, engine)
-    results = await writer.write_many([EmailRequest({"first_name": e.first_name}, e.action, {}) for e in examples])
+    results = await writer.write_many([EmailRequest(e.facts, e.action, {}) for e in examples])
     await engine.stop()
     out = {
         "backend": engine.backend, "model": engine.model_name, "start_s": round(start_s, 2),
         "prompts": requests, "max_tokens": settings.max_tokens, "temperature": settings.temperature,
         "sequential": sequential, f"concurrency_{concurrency}": concurrent,
         "fallback_rate": round(float(np.mean([r.fallback for r in results])), 4),
+        "subject_action_mention_rate": round(float(np.mean(
+            [ACTIONS[e.action].keyword.lower() in r.subject.lower() for e, r in zip(examples, results)])), 4),
     }
     _say(console, out)
     return out

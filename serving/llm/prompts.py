@@ -4,10 +4,16 @@ One format everywhere: the corpus is written in it, the checkpoint learns it, th
 service builds it from a customer's facts and parses the model's answer with it. The
 markers are plain text (no added special tokens) so a real base model fine-tuned with
 the same code needs no vocabulary change.
+
+Answers are delexicalised: the model writes slots such as ``{first_name}`` and the
+service fills them from the customer's facts (``fill_slots``). Names and numbers are
+then exact, never hallucinated, and a small model need not learn to copy names it has
+never seen; a slot that cannot be filled stays visible and fails the guardrails.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -83,6 +89,24 @@ def parse_completion(text: str) -> tuple[str, str]:
     if not sep:
         subject, _, body = text.partition("\n")
     return subject.strip(), body.strip()
+
+
+SLOTS = ("first_name", "plan_name", "region_name", "recency_days", "orders_365d")
+_SLOT = re.compile(r"\{(" + "|".join(SLOTS) + r")\}")
+
+
+def fill_slots(text: str, facts: Mapping[str, Any]) -> str:
+    """Replace known ``{slot}``s with the customer's values; slots without a value stay."""
+    values = {k: _slot_value(facts.get(k)) for k in SLOTS}
+    return _SLOT.sub(lambda m: values[m.group(1)] or m.group(0), text)
+
+
+def _slot_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def action_spec(action: str) -> ActionSpec:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, ReengageError, Timeout
 from serving.llm.engine import Generation, LLMEngine, SamplingParams, make_engine
 from serving.llm.guardrails import GuardrailConfig, add_footer, check_email, fallback_email
-from serving.llm.prompts import NO_EMAIL_ACTIONS, STOP, action_spec, build_prompt, parse_completion
+from serving.llm.prompts import NO_EMAIL_ACTIONS, STOP, action_spec, build_prompt, fill_slots, parse_completion
 from serving.protocol.openai import (
     CompletionChoice,
     CompletionRequest,
@@ -114,7 +114,7 @@ class EmailWriter:
         return results
 
     def _finish(self, req: EmailRequest, gen: Generation) -> EmailResult:
-        subject, body = parse_completion(gen.text)
+        subject, body = parse_completion(fill_slots(gen.text, {**req.scores, **req.facts}))
         reason = check_email(subject, body, req.facts, req.action, self.guard)
         if reason is not None:
             subject, body = fallback_email(req.facts, req.action)

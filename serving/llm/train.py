@@ -26,13 +26,13 @@ from serving.llm import corpus as corpus_mod
 from serving.llm import prompts as prompts_mod
 from serving.llm.engine import SamplingParams
 from serving.llm.guardrails import GuardrailConfig, check_email
-from serving.llm.prompts import ACTIONS, STOP, parse_completion
+from serving.llm.prompts import ACTIONS, STOP, fill_slots, parse_completion
 
 FINGERPRINT_FILE = "reengage_fingerprint.json"
 METRICS_FILE = "metrics.json"
 EOS = "<|endoftext|>"
 TRAIN_EXAMPLES = 6000
-HELDOUT_EXAMPLES = 64
+HELDOUT_EXAMPLES = 128
 SCRATCH = {"vocab_size": 1024, "n_positions": 384, "n_embd": 128, "n_layer": 4, "n_head": 4}
 
 
@@ -117,9 +117,9 @@ def evaluate(model: Any, tokenizer: Any, heldout: list[corpus_mod.Example], batc
     for i in range(0, len(heldout), batch):
         chunk = heldout[i:i + batch]
         for ex, gen in zip(chunk, generate_batch(model, tokenizer, [e.prompt for e in chunk], params)):
-            subject, body = parse_completion(gen.text)
+            subject, body = parse_completion(fill_slots(gen.text, ex.facts))
             mention += ACTIONS[ex.action].keyword.lower() in subject.lower()
-            passed += check_email(subject, body, {"first_name": ex.first_name}, ex.action, cfg) is None
+            passed += check_email(subject, body, ex.facts, ex.action, cfg) is None
     n = max(len(heldout), 1)
     return {"heldout_prompts": len(heldout), "heldout_action_mention_rate": round(mention / n, 4),
             "heldout_guardrail_pass_rate": round(passed / n, 4)}
@@ -165,7 +165,8 @@ def _scratch_model(tokenizer: Any, size: dict[str, int]) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     eos = tokenizer.convert_tokens_to_ids(EOS)
-    config = GPT2Config(**{**size, "vocab_size": len(tokenizer)}, bos_token_id=eos, eos_token_id=eos,
+    dims: dict[str, Any] = {**size, "vocab_size": len(tokenizer)}
+    config = GPT2Config(**dims, bos_token_id=eos, eos_token_id=eos,
                         pad_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     return GPT2LMHeadModel(config)
 
@@ -176,7 +177,7 @@ def _load_base(path: Path, lora: bool) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model: Any = AutoModelForCausalLM.from_pretrained(path)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -208,12 +209,14 @@ def _train_loop(model: Any, tokenizer: Any, examples: list[corpus_mod.Example], 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     pad = tokenizer.pad_token_id
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # a real base model on a GPU machine
+    model.to(device)
     model.train()
     loss_ema = float("nan")
     progress, task = _progress(console, steps)
     try:
         for step in range(steps):
-            ids, labels, mask = _batch(data, rng.integers(0, len(data), batch_size), pad)
+            ids, labels, mask = (t.to(device) for t in _batch(data, rng.integers(0, len(data), batch_size), pad))
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

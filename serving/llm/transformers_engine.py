@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serving.errors import DependencyUnavailable, InvalidRequest
-from serving.llm.engine import Generation, LLMEngine, SamplingParams, TextDelta, truncate_at_stop
+from serving.llm.engine import FinishReason, Generation, LLMEngine, SamplingParams, TextDelta, truncate_at_stop
 
 if TYPE_CHECKING:
     from serving.settings import LLMSettings
@@ -57,7 +57,7 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], params: Sampl
     """One ``model.generate`` call for all prompts (blocking; run it off the event loop)."""
     import torch
 
-    enc = tokenizer(prompts, return_tensors="pt", padding=True)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     width = int(enc["input_ids"].shape[1])
     kwargs = _generate_kwargs(model, tokenizer, params, width)
     if params.seed is not None:
@@ -75,7 +75,7 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], params: Sampl
     results = []
     for text, n_prompt, n_new, eos in zip(texts, prompt_tokens, lengths.tolist(), any_end.tolist()):
         text, hit_stop = truncate_at_stop(text, params.stop)
-        finish = "stop" if (eos or hit_stop or n_new < kwargs["max_new_tokens"]) else "length"
+        finish: FinishReason = "stop" if (eos or hit_stop or n_new < kwargs["max_new_tokens"]) else "length"
         results.append(Generation(text, int(n_prompt), int(n_new), finish))
     return results
 
@@ -178,7 +178,9 @@ class TransformersEngine(LLMEngine):
 
     def _take(self, held: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
         """The oldest request plus later ones with equal params, up to ``max_batch_size`` prompts."""
-        first, group, rest, size = held[0], [], [], 0
+        first, size = held[0], 0
+        group: list[_Pending] = []
+        rest: list[_Pending] = []
         for item in held:
             if not group or (item.params == first.params and size + len(item.prompts) <= self.max_batch_size):
                 group.append(item)
@@ -246,7 +248,8 @@ class TransformersEngine(LLMEngine):
             raise DependencyUnavailable(f"generation failed: {counter.error!r}")
         cut, hit = truncate_at_stop(text, params.stop)
         tail = cut[sent:]
-        finish = "length" if (not hit and counter.new_tokens >= kwargs["max_new_tokens"] and not counter.eos) else "stop"
+        at_limit = counter.new_tokens >= kwargs["max_new_tokens"] and not counter.eos
+        finish: FinishReason = "length" if (at_limit and not hit) else "stop"
         yield TextDelta(tail, finish_reason=finish, prompt_tokens=int(enc["input_ids"].shape[1]),
                         completion_tokens=counter.new_tokens)
 

@@ -35,3 +35,4 @@ def test_ray_task_error_is_unwrapped_to_the_callers_mistake() -> None:
         wrapped = RayTaskError("score", "traceback text", cause)
     code, body = status_and_body(wrapped)
     assert code == 422 and body["error"]["field"] == "customer_ids"
+
