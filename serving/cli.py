@@ -47,17 +47,23 @@ def build(
     seed: Optional[int] = typer.Option(None, help="data seed"),
     backend: Optional[str] = BackendOpt,
     redis_url: Optional[str] = RedisOpt,
+    snapshots: Optional[int] = typer.Option(None, help="weekly feature snapshots per customer (>= 2)"),
+    steps: Optional[str] = typer.Option(None, help="comma-separated subset of: generate,apply,materialize,train_churn,train_engagement,llm"),
+    force: bool = typer.Option(False, "--force", help="regenerate and re-materialize even when nothing changed"),
     llm: bool = typer.Option(True, "--llm/--no-llm", help="also build the email-writer checkpoint"),
 ) -> None:
     """Generate data, feast apply, materialize, train and export model versions."""
-    from serving.build import run_build
+    from serving.build import STEPS, run_build
 
     settings = _settings(_overrides(
-        data={"customers": customers, "seed": seed},
+        data={"customers": customers, "seed": seed, "snapshots": snapshots},
         features={"backend": backend, "redis_url": redis_url},
-        llm={"enabled": llm if not llm else None},
+        llm={"enabled": None if llm else False},
     ))
-    summary = run_build(settings, console=console)
+    chosen = tuple(s.strip() for s in steps.split(",")) if steps else STEPS
+    if not settings.llm.enabled:
+        chosen = tuple(s for s in chosen if s != "llm")
+    summary = run_build(settings, console=console, steps=chosen, force=force)
     console.print_json(json.dumps(summary, default=str))
 
 

@@ -9,6 +9,7 @@ methods either way (see ``serving.topology``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -17,10 +18,14 @@ from ray import serve
 
 from feature_store.batch import FeatureBatch
 from serving import metrics
+from serving.control import control_actor
 from serving.errors import InvalidRequest
 from serving.registry import ModelRegistry
-from serving.repository import TensorSpec
+from serving.repository import TensorSpec, read_model
 from serving.settings import BanditSettings, FeatureSettings, ModelSettings
+
+
+log = logging.getLogger("reengage")
 
 
 def _rows(items: list[dict[str, np.ndarray]]) -> int:
@@ -47,6 +52,9 @@ class ModelServer:
         self._run_batch: Any = None
         self._configure(self.registry.load(name))
         self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+        self._control = control_actor() if self._batching else None
+        self._generation = 0
+        self._poller: asyncio.Task[None] | None = None
 
     def _configure(self, spec: Any) -> None:
         if not self._batching:
@@ -65,6 +73,7 @@ class ModelServer:
     # -- scoring path -------------------------------------------------------------------
     async def score(self, values: np.ndarray, names: tuple[str, ...], version: str | None = None) -> tuple[str, np.ndarray]:
         """P(label) for each row of ``values`` (columns named ``names``); returns (version, (N,) float32)."""
+        self._ensure_poller()
         runtime = self.registry.get(self.name, version)
         x = values[:, self._column_index(names, runtime.version.version, runtime.features)]
         outputs = await self._submit({runtime.inputs[0].name: x}, runtime.version.version)
@@ -88,6 +97,7 @@ class ModelServer:
 
     # -- KServe v2 ------------------------------------------------------------------------
     async def infer(self, inputs: dict[str, np.ndarray], version: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
+        self._ensure_poller()
         runtime = self.registry.get(self.name, version)
         if runtime.spec.max_batch_size > 0 and _rows([inputs]) <= runtime.spec.max_batch_size:
             return runtime.version.version, await self._submit(inputs, runtime.version.version)
@@ -109,6 +119,7 @@ class ModelServer:
         return self.registry.get(self.name, version).inputs
 
     async def ready(self, version: str | None = None) -> bool:
+        self._ensure_poller()
         return self.registry.is_ready(self.name, version)
 
     async def versions(self) -> dict[str, Any]:
@@ -120,13 +131,54 @@ class ModelServer:
         return [row for row in self.registry.index() if row["name"] == self.name]
 
     async def load(self) -> list[str]:
+        versions = self._load()
+        await self._publish(loaded=True)
+        return versions
+
+    async def unload(self) -> None:
+        self.registry.unload(self.name)
+        await self._publish(loaded=False)
+
+    def _load(self) -> list[str]:
         spec = self.registry.load(self.name)
         self._configure(spec)
         self._columns.clear()
         return list(spec.policy_versions)
 
-    async def unload(self) -> None:
-        self.registry.unload(self.name)
+    async def _publish(self, loaded: bool) -> None:
+        """Tell the other replicas (they reconcile on their next poll)."""
+        if self._control is not None:
+            self._generation = await self._control.set.remote(self.name, loaded)
+        self._ensure_poller()
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None and self._batching and self.settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        """Follow the shared desired state and pick up new versions on disk."""
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self._reconcile()
+            except Exception:  # a bad poll must not kill serving; the next one retries
+                log.exception("model repository poll failed for %s", self.name)
+
+    async def _reconcile(self) -> None:
+        generation, loaded = (await self._control.get.remote(self.name)) if self._control else (self._generation, True)
+        if generation != self._generation:
+            self._generation = generation
+            if not loaded:
+                self.registry.unload(self.name)
+                return
+            self._load()
+            return
+        if loaded and self.name in self.registry.names() and self._repository_changed():
+            self._load()
+
+    def _repository_changed(self) -> bool:
+        on_disk = read_model(self.settings.repo_path, self.name).policy_versions
+        return on_disk != self.registry.spec(self.name).policy_versions
 
     async def _run_group(self, inputs: list[dict[str, np.ndarray]], versions: list[str]) -> list[dict[str, np.ndarray]]:
         """One ONNX Runtime call per version over the concatenated rows, split back."""

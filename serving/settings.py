@@ -56,6 +56,10 @@ class ModelSettings(_Section):
     engagement: str = "engagement"
     batch_wait_timeout_s: float = Field(0.002, ge=0)
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per replica (0: ORT default)")
+    # Every replica re-reads the repository this often: new versions go live everywhere
+    # (loaded before old ones are dropped), and repository load/unload calls made on one
+    # replica reach the others. 0 turns it off.
+    poll_interval_s: float = Field(5.0, ge=0)
 
 
 class BanditSettings(_Section):

@@ -33,7 +33,7 @@ def make_workspace(root: Path, customers: int = E2E_CUSTOMERS, **extra: Any) -> 
         "data_dir": str(root / "data"),
         "data": {"customers": customers},
         "features": {"repo_path": str(repo)},
-        "models": {"repo_path": str(root / "model_repo")},
+        "models": {"repo_path": str(root / "model_repo"), "poll_interval_s": 1.0},
         "llm": {"model_path": str(root / "model_repo" / "email_writer"), "train_steps": 60},
         "bandit": {"state_path": str(root / "data" / "bandit")},
     }
