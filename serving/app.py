@@ -15,7 +15,7 @@ from ray.serve import Application
 
 from serving.deployments.ingress import Ingress
 from serving.repository import scan
-from serving.services import BanditService, FeatureService, ModelServer
+from serving.services import BanditService, FeatureService, ModelServer, WriterService
 from serving.settings import Settings, load_settings
 
 APP_NAME = "reengage"
@@ -44,8 +44,9 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     """Validate ``args`` (nested settings overrides) and compose the deployment graph."""
     settings = load_settings(args or {})
     ingress = serve.deployment(Ingress).options(name="Ingress", **_scaling(settings, settings.server.ingress_replicas))
+    writer = _writer(settings)
     if settings.server.topology == "fused":
-        return ingress.bind(settings)
+        return ingress.bind(settings, writer=writer)
 
     from serving.deployments.local import model_feature_services
 
@@ -62,4 +63,24 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         features=features.bind(settings.features, model_feature_services(settings)),
         models=models,
         bandit=bandit,
+        writer=writer,
     )
+
+
+def _writer(settings: Settings) -> Any:
+    """The LLM is always its own deployment: it scales (and takes a GPU) apart from scoring."""
+    if not settings.llm.enabled:
+        return None
+    from serving.llm.engine import resolve_backend
+
+    llm = settings.llm
+    gpus = llm.num_gpus if llm.num_gpus is not None else (1.0 if resolve_backend(llm) == "vllm" else 0.0)
+    options = {
+        "name": "EmailWriter",
+        "max_ongoing_requests": max(4 * llm.max_batch_size, 16),
+        "ray_actor_options": {"num_cpus": llm.num_cpus, "num_gpus": gpus},
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": llm.max_replicas,
+                               "target_ongoing_requests": llm.max_batch_size},
+        "health_check_period_s": 30,
+    }
+    return serve.deployment(WriterService).options(**options).bind(llm)

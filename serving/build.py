@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from serving.settings import Settings
 
-STEPS: tuple[str, ...] = ("generate", "apply", "materialize", "train_churn", "train_engagement")
+STEPS: tuple[str, ...] = ("generate", "apply", "materialize", "train_churn", "train_engagement", "llm")
 
 
 def run_build(settings: Settings, console: Console | None = None, *,
@@ -39,7 +39,7 @@ def run_build(settings: Settings, console: Console | None = None, *,
     with _progress(console) as progress:
         state = _State(settings, progress, force)
         for name in STEPS:
-            if name not in steps:
+            if name not in steps or (name == "llm" and not settings.llm.enabled):
                 summary["steps"][name] = {"skipped": True, "seconds": 0.0}
                 continue
             t0 = time.perf_counter()
@@ -126,6 +126,18 @@ class _State:
         from model_repo.training import train_engagement
 
         return self._train(train_engagement, self.settings.models.engagement)
+
+    def llm(self) -> dict[str, Any]:
+        """The email writer's checkpoint (HF format), skipped when its fingerprint matches."""
+        from serving.llm.train import build_checkpoint
+
+        llm = self.settings.llm
+        task = self.progress.add_task("email writer checkpoint (fine-tune on CPU)", total=1)
+        out = build_checkpoint(llm.model_path, base_model=llm.base_model, lora=llm.lora, steps=llm.train_steps,
+                               seed=llm.train_seed)
+        self.progress.update(task, advance=1, description="email writer: " + ("up to date" if out.get("skipped") else "trained"))
+        keys = ("skipped", "heldout_action_mention_rate", "heldout_guardrail_pass_rate", "build_seconds")
+        return {"path": str(llm.model_path), **{k: out.get(k) for k in keys}}
 
     def _train(self, fn: Any, name: str) -> dict[str, Any]:
         # One thread: on 2 shared cores, OpenMP/torch with 2 threads measured ~10x slower

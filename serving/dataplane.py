@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from serving import metrics
-from serving.errors import InvalidRequest, ModelNotFound, ReengageError
+from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, ReengageError
 from serving.settings import Settings
-from serving.topology import as_service
+from serving.topology import as_service, stream
 
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
@@ -76,6 +76,9 @@ class DataPlane:
 
     # -- /v1/score ------------------------------------------------------------------------
     async def score(self, customer_ids: np.ndarray) -> ScoreResult:
+        return (await self._score(customer_ids))[0]
+
+    async def _score(self, customer_ids: np.ndarray) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
@@ -97,7 +100,7 @@ class DataPlane:
         )
         if self.bandit is not None and self.settings.bandit.enabled:
             await self._decide(result, batch)
-        return result
+        return result, batch
 
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
         decisions = await self.bandit.decide(
@@ -114,6 +117,51 @@ class DataPlane:
         if service is None:
             raise ModelNotFound(f"model '{name}' is not in the repository", field="model_name")
         return service
+
+    # -- /v1/reengage -------------------------------------------------------------------
+    async def reengage(self, customer_id: int, action: str | None = None, max_tokens: int | None = None,
+                       temperature: float | None = None) -> dict[str, Any]:
+        """Score one customer, take the bandit's action (or the forced one), write the email."""
+        if self.writer is None or not self.settings.llm.enabled:
+            raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
+        if action is not None and action not in self.settings.bandit.arms:
+            raise InvalidRequest(f"unknown action; choose from {self.settings.bandit.arms}", field="action")
+        result, batch = await self._score(np.array([customer_id], dtype=np.int64))
+        row = result.columns()
+        if not bool(result.found[0]):
+            raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
+        answer = {k: _scalar(v) for k, v in row.items() if k not in ("customer_ids", "features_defaulted")}
+        answer["customer_id"] = customer_id
+        if action is not None:  # forced: the bandit's decision id no longer describes what was sent
+            answer.update(action=action, decision_id=None, propensity=None, reason="forced")
+        chosen = answer["action"] or "no_contact"
+        facts = {"customer_id": customer_id, **dict(zip(batch.names, batch.values[0].tolist())),
+                 **(await self.features.contact(customer_id))}
+        scores = {"churn_probability": answer["churn_probability"], "engagement_probability": answer["engagement_probability"]}
+        email = await self.writer.write(facts, chosen, scores, max_tokens, temperature)
+        answer.update(
+            subject=email["subject"] if email["written"] else None,
+            body=email["body"] if email["written"] else None,
+            llm={"backend": email["backend"], "model": email["model"], "fallback": email["fallback"],
+                 "fallback_reason": email["fallback_reason"], "written": email["written"],
+                 "completion_tokens": email["completion_tokens"]},
+        )
+        return answer
+
+    # -- OpenAI completions -----------------------------------------------------------------
+    def _writer(self) -> Any:
+        if self.writer is None or not self.settings.llm.enabled:
+            raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
+        return self.writer
+
+    async def completions(self, request: Any) -> Any:
+        return await self._writer().complete(request)
+
+    def completions_stream(self, request: Any) -> Any:
+        return stream(self._writer(), "complete_stream", request)
+
+    async def llm_models(self) -> Any:
+        return await self._writer().models()
 
     # -- /v1/feedback ---------------------------------------------------------------------
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
@@ -162,6 +210,18 @@ def parse_ids(raw: list[int]) -> np.ndarray:
     if ids.ndim != 1:
         raise InvalidRequest("customer_ids must be a flat list of integers", field="customer_ids")
     return ids
+
+
+def _scalar(column: Any) -> Any:
+    """Row 0 of a column as a JSON scalar (NaN -> None); mappings pass through."""
+    if isinstance(column, dict):
+        return column
+    value = column[0]
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:

@@ -54,12 +54,13 @@ def error_response(request: Request, status: int, body: dict) -> Response:
 
 
 def create_app(dataplane: DataPlane) -> FastAPI:
-    from serving.routes import rest_v1, rest_v2
+    from serving.routes import openai, rest_v1, rest_v2
 
     app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response)
     app.state.dataplane = dataplane
     app.include_router(rest_v1.router(dataplane))
     app.include_router(rest_v2.router(dataplane))
+    app.include_router(openai.router(dataplane))
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

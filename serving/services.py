@@ -22,7 +22,7 @@ from serving.control import control_actor
 from serving.errors import InvalidRequest
 from serving.registry import ModelRegistry
 from serving.repository import TensorSpec, read_model
-from serving.settings import BanditSettings, FeatureSettings, ModelSettings
+from serving.settings import BanditSettings, FeatureSettings, LLMSettings, ModelSettings
 
 
 log = logging.getLogger("reengage")
@@ -227,6 +227,7 @@ class FeatureService:
         self.reader = reader_cls.from_store(
             store, refs, on_missing_view=settings.on_missing_view, timeout_s=settings.timeout_s
         )
+        self.store = store
 
     async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
         start = time.perf_counter()
@@ -236,6 +237,17 @@ class FeatureService:
 
     async def names(self) -> tuple[str, ...]:
         return tuple(self.reader.names)
+
+    async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]:
+        """String facts (name, email, plan...) of one customer for the email writer,
+        through Feast's own get_online_features (one entity: the packed path is moot)."""
+        def read() -> dict[str, Any]:
+            online = self.store.get_online_features(
+                features=self.store.get_feature_service(service), entity_rows=[{"customer_id": int(entity_id)}]
+            ).to_dict()
+            return {k: v[0] for k, v in online.items() if k != "customer_id"}
+
+        return await asyncio.to_thread(read)
 
 
 def feature_refs(store: Any, services: list[str]) -> list[str]:
@@ -293,3 +305,55 @@ def row_digest(values: np.ndarray) -> np.ndarray:
     weights = (np.arange(1, bits.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
     with np.errstate(over="ignore"):
         return (bits * weights).sum(axis=1, dtype=np.uint64)
+
+
+class WriterService:
+    """The email writer (LLM) as a service: its own deployment, scaled apart from scoring.
+
+    The engine starts once per replica (vLLM on a GPU, transformers on the CPU); the
+    transformers engine groups concurrent requests into one generate call.
+    """
+
+    def __init__(self, settings: LLMSettings) -> None:
+        from serving.llm.service import EmailWriter
+
+        self.writer = EmailWriter(settings)
+        self._started: asyncio.Task[None] | None = None
+
+    async def _ready(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_task(self.writer.start())
+        await asyncio.shield(self._started)
+
+    async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],
+                    max_tokens: int | None = None, temperature: float | None = None) -> dict[str, Any]:
+        await self._ready()
+        result = await self.writer.write(facts, action, scores, max_tokens=max_tokens, temperature=temperature)
+        if result.written:
+            metrics.email(result.backend, result.fallback)
+        return result.to_dict()
+
+    async def complete(self, request: Any) -> Any:
+        await self._ready()
+        return await self.writer.complete(request)
+
+    async def complete_stream(self, request: Any) -> Any:
+        """Server-sent event frames, ending with ``[DONE]``."""
+        from serving.protocol.openai import SSE_DONE, sse_event
+
+        await self._ready()
+        async for chunk in self.writer.complete_stream(request):
+            yield sse_event(chunk)
+        yield SSE_DONE
+
+    async def models(self) -> Any:
+        return self.writer.models()
+
+    async def ready(self) -> bool:
+        await self._ready()
+        return True
+
+    async def check_health(self) -> None:
+        """Serve's health check: a replica whose engine died is restarted."""
+        if self._started is not None and self._started.done():
+            await self.writer.check_health()

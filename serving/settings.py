@@ -137,6 +137,10 @@ class LLMSettings(_Section):
     max_model_len: int | None = Field(None, ge=16)
     dtype: str = "auto"
     vllm_engine_kwargs: dict[str, Any] = {}  # passed through to vllm's AsyncEngineArgs
+    # the writer deployment's resources and scale (apart from the scoring graph)
+    num_cpus: float = Field(0.5, ge=0)
+    num_gpus: float | None = Field(None, ge=0, description="None: 1 when the vLLM backend is chosen, else 0")
+    max_replicas: int = Field(1, ge=1)
 
 
 class ServerSettings(_Section):
@@ -173,6 +177,7 @@ class Settings(BaseSettings):
         self.features.repo_path = self.features.repo_path.resolve()
         self.models.repo_path = self.models.repo_path.resolve()
         self.llm.model_path = self.llm.model_path.resolve()
+        self.llm.lora_adapters = {k: Path(v).resolve() for k, v in self.llm.lora_adapters.items()}
         if self.bandit.state_path is None:
             self.bandit.state_path = self.data_dir / "bandit"
         return self

@@ -29,6 +29,18 @@ class Remote:
         return method
 
 
+    def stream(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """An async iterator over a streaming method's items (``stream=True`` handle)."""
+        return getattr(self._handle.options(stream=True), name).remote(*args, **kwargs)
+
+
+def stream(service: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Iterate a service's async-generator method, local or remote."""
+    if isinstance(service, Remote):
+        return service.stream(name, *args, **kwargs)
+    return getattr(service, name)(*args, **kwargs)
+
+
 def as_service(obj: Any) -> Any:
     """A DeploymentHandle becomes a ``Remote``; anything else is used as it is."""
     from ray.serve.handle import DeploymentHandle

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 FinishReason = Literal["stop", "length"]
 
@@ -23,6 +23,12 @@ class _Wire(BaseModel):
 class StreamOptions(_Wire):
     model_config = ConfigDict(extra="forbid")
     include_usage: bool = False
+
+
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (1,), "best_of": (None, 1), "echo": (False,), "logprobs": (None,), "suffix": (None,),
+    "presence_penalty": (0.0,), "frequency_penalty": (0.0,), "logit_bias": (None, {}),
+}
 
 
 class CompletionRequest(_Wire):
@@ -62,15 +68,14 @@ class CompletionRequest(_Wire):
             raise ValueError("at most 4 stop sequences")
         return v
 
-    @model_validator(mode="after")
-    def _unsupported(self) -> "CompletionRequest":
-        neutral = {"n": 1, "best_of": (None, 1), "echo": False, "logprobs": None, "suffix": None,
-                   "presence_penalty": 0.0, "frequency_penalty": 0.0, "logit_bias": (None, {})}
-        for name, ok in neutral.items():
-            value = getattr(self, name)
-            if value not in (ok if isinstance(ok, tuple) else (ok,)):
-                raise ValueError(f"{name}={value!r} is not supported by this server")
-        return self
+    @field_validator("n", "best_of", "echo", "logprobs", "suffix", "presence_penalty", "frequency_penalty",
+                     "logit_bias")
+    @classmethod
+    def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
+        """Accepted at their neutral values only; the error names the field."""
+        if value not in _NEUTRAL[info.field_name]:
+            raise ValueError(f"{info.field_name}={value!r} is not supported by this server")
+        return value
 
     @property
     def prompts(self) -> list[str]:

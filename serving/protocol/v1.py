@@ -49,8 +49,10 @@ class ReengageRequest(_Strict):
 class LLMInfo(_Strict):
     backend: str
     model: str
-    fallback: bool = False
+    fallback: bool = Field(False, description="the model's draft failed a guardrail: the safe template was sent")
     fallback_reason: str | None = None
+    written: bool = Field(True, description="false for actions that send no email (no_contact)")
+    completion_tokens: int = 0
 
 
 class ReengageResponse(_Strict):
@@ -64,7 +66,7 @@ class ReengageResponse(_Strict):
     reason: str | None = None
     feature_age_s: float | None = None
     model_versions: dict[str, str]
-    subject: str | None
+    subject: str | None = Field(description="null when no email is sent (no_contact)")
     body: str | None
     llm: LLMInfo | None
 

@@ -7,7 +7,14 @@ from fastapi.responses import Response
 
 from serving.dataplane import DataPlane, parse_ids
 from serving.http import json_response
-from serving.protocol.v1 import FeedbackRequest, FeedbackResponse, ScoreRequest, ScoreResponse
+from serving.protocol.v1 import (
+    FeedbackRequest,
+    FeedbackResponse,
+    ReengageRequest,
+    ReengageResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
 
 
 def router(dataplane: DataPlane) -> APIRouter:
@@ -19,6 +26,11 @@ def router(dataplane: DataPlane) -> APIRouter:
         req = ScoreRequest.model_validate_json(await request.body())
         result = await dataplane.score(parse_ids(req.customer_ids))
         return json_response(result.columns())
+
+    @r.post("/v1/reengage", response_model=ReengageResponse, summary="Score one customer and write the email")
+    async def reengage(request: Request) -> Response:
+        req = ReengageRequest.model_validate_json(await request.body())
+        return json_response(await dataplane.reengage(req.customer_id, req.action, req.max_tokens, req.temperature))
 
     @r.post("/v1/feedback", response_model=FeedbackResponse, summary="Post the reward of a decision")
     async def feedback(request: Request) -> Response:
