@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,12 @@ def _id_batches(settings: Settings, ids: int, count: int = 32) -> list[list[int]
 
 def run_score_bench(settings: Settings, *, ids: int, seconds: float, concurrency: int,
                     console: Console | None = None, url: str | None = None) -> list[dict[str, Any]]:
+    import tempfile
+
     console = console or Console()
+    # The bench's decisions go to a throwaway bandit state, not the server's learned one.
+    scratch = tempfile.mkdtemp(prefix="reengage-bench-")
+    settings = settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"state_path": Path(scratch)})})
     batches = _id_batches(settings, ids)
     rows: list[dict[str, Any]] = []
 
@@ -106,14 +112,16 @@ def run_score_bench(settings: Settings, *, ids: int, seconds: float, concurrency
     rows.append({"what": f"feature read ({settings.features.reader}, {settings.features.backend}), {ids} ids", "per_s": rate, "p50_ms": p50, "p99_ms": p99})
     with console.status("whole path in-process (no HTTP, no Ray)..."):
         rate, p50, p99 = _in_process(settings, features, first, seconds)
-    rows.append({"what": f"scoring path in-process + JSON, {ids} ids", "per_s": rate, "p50_ms": p50, "p99_ms": p99})
+    rows.append({"what": f"scoring path in-process (features, models, bandit, JSON), {ids} ids", "per_s": rate,
+                 "p50_ms": p50, "p99_ms": p99})
 
     with _serving(settings, url, console) as base:
         for c in sorted({1, concurrency}):
             with console.status(f"/v1/score over HTTP, {c} connections..."):
                 rate, p50, p99, errors = asyncio.run(_http_load(base, batches, seconds, c))
-            rows.append({"what": f"/v1/score HTTP ({settings.server.topology}, haproxy={settings.server.haproxy}), "
-                                 f"{ids} ids, c={c}", "per_s": rate, "p50_ms": p50, "p99_ms": p99, "errors": errors})
+            rows.append({"what": f"/v1/score HTTP ({settings.server.topology}, {settings.server.ingress_replicas} ingress "
+                                 f"replicas, haproxy={settings.server.haproxy}), {ids} ids, c={c}",
+                         "per_s": rate, "p50_ms": p50, "p99_ms": p99, "errors": errors})
     _print(rows, console, f"reengage bench score  ({os.cpu_count()} cores)")
     return rows
 
@@ -123,11 +131,11 @@ def _in_process(settings: Settings, features: Any, ids: np.ndarray, seconds: flo
 
     from serving.dataplane import DataPlane
     from serving.repository import scan
-    from serving.services import ModelServer
+    from serving.services import BanditService, ModelServer
 
     models = {name: ModelServer(name, settings.models) for name in scan(settings.models.repo_path)}
-    plane = DataPlane(settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"enabled": False})}),
-                      features, models)
+    bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
+    plane = DataPlane(settings, features, models, bandit)
     loop = asyncio.new_event_loop()
 
     def once() -> None:
@@ -205,3 +213,51 @@ def private_redis(url: str | None) -> Iterator[str | None]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+async def _reengage_load(url: str, ids: list[int], concurrency: int) -> tuple[list[float], int, int]:
+    import httpx
+
+    lat: list[float] = []
+    tokens = errors = 0
+    queue = list(ids)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal tokens, errors
+        while queue:
+            cid = queue.pop()
+            t = time.perf_counter()
+            r = await client.post("/v1/reengage", json={"customer_id": cid, "action": "winback_email"})
+            lat.append(time.perf_counter() - t)
+            if r.status_code == 200:
+                tokens += int(r.json()["llm"].get("completion_tokens") or 0)
+            else:
+                errors += 1
+
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        await client.post("/v1/reengage", json={"customer_id": 1, "action": "winback_email"})  # warm up
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        total = time.perf_counter() - start
+    lat.append(total)  # the wall time travels as the last item
+    return lat, tokens, errors
+
+
+def run_reengage_bench(url: str, *, requests: int = 48, concurrency: int = 4,
+                       console: Console | None = None) -> dict[str, Any]:
+    """/v1/reengage over HTTP on a running server: latency and generated tokens/s."""
+    console = console or Console()
+    out: dict[str, Any] = {}
+    for c in sorted({1, concurrency}):
+        with console.status(f"/v1/reengage, {requests} customers, {c} concurrent..."):
+            lat, tokens, errors = asyncio.run(_reengage_load(url, list(range(2, requests + 2)), c))
+        wall = lat.pop()
+        out[f"c={c}"] = {"requests": len(lat), "errors": errors, "p50_ms": 1e3 * statistics.median(lat),
+                         "p99_ms": 1e3 * float(np.percentile(lat, 99)), "tokens_per_s": tokens / wall,
+                         "emails_per_s": len(lat) / wall}
+    table = Table("concurrency", "emails/s", "tokens/s", "p50 ms", "p99 ms", "errors", title="POST /v1/reengage (HTTP)")
+    for k, v in out.items():
+        table.add_row(k, f"{v['emails_per_s']:.1f}", f"{v['tokens_per_s']:.0f}", f"{v['p50_ms']:.0f}",
+                      f"{v['p99_ms']:.0f}", str(v["errors"]))
+    console.print(table)
+    return out

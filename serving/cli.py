@@ -135,13 +135,16 @@ def bench_score(
     seconds: float = typer.Option(10.0, help="duration of each measurement"),
     concurrency: int = typer.Option(4, help="concurrent HTTP connections"),
     topology: Optional[str] = typer.Option(None, help="fused or split"),
+    replicas: Optional[int] = typer.Option(None, help="ingress replicas"),
     haproxy: Optional[bool] = typer.Option(None, "--haproxy/--no-haproxy"),
+    url: Optional[str] = typer.Option(None, help="measure this running server instead of starting one"),
 ) -> None:
     """/v1/score predictions/s on a fresh local app, beside raw ONNX Runtime on the same batch."""
     from serving.bench import run_score_bench
 
-    settings = _settings(_overrides(server={"topology": topology, "haproxy": haproxy}))
-    run_score_bench(settings, ids=ids, seconds=seconds, concurrency=concurrency, console=console)
+    settings = _settings(_overrides(server={"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas},
+                                    llm={"enabled": False}))
+    run_score_bench(settings, ids=ids, seconds=seconds, concurrency=concurrency, console=console, url=url)
 
 
 @bench_app.command("features")
@@ -168,11 +171,19 @@ def bench_bandit(redis_url: Optional[str] = typer.Option(None, help="also measur
 
 
 @bench_app.command("llm")
-def bench_llm() -> None:
-    """Email writer tokens/s and latency on this machine's backend."""
+def bench_llm(
+    url: Optional[str] = typer.Option(None, help="also measure /v1/reengage on this running server"),
+    requests: int = typer.Option(48, help="emails per measurement"),
+    concurrency: int = typer.Option(4, help="concurrent requests"),
+) -> None:
+    """Email writer tokens/s and latency: the engine alone, then /v1/reengage over HTTP."""
     from serving.llm.bench import run_llm_bench
 
-    run_llm_bench(_settings({}), console=console)
+    run_llm_bench(_settings({}).llm, console=console, requests=requests, concurrency=concurrency)
+    if url is not None:
+        from serving.bench import run_reengage_bench
+
+        run_reengage_bench(url, requests=requests, concurrency=concurrency, console=console)
 
 
 @app.command()
@@ -197,14 +208,18 @@ def loadtest(
 
 @app.command()
 def ope(
-    candidate: str = typer.Option("thompson", help="the policy to evaluate against the logging policy"),
+    candidate: str = typer.Option("thompson", help="uniform, arm:<name>, thompson, linucb, lin_ts or greedy"),
     backend: Optional[str] = typer.Option(None, help="decision log backend: embedded or redis"),
     redis_url: Optional[str] = RedisOpt,
+    train_share: float = typer.Option(0.5, help="share of the log (oldest first) that learning candidates train on"),
+    confidence: float = typer.Option(0.95, help="confidence level of the intervals"),
+    missing_reward: str = typer.Option("drop", help="decisions without a reward: drop, or zero"),
 ) -> None:
     """Off-policy evaluation (IPS, SNIPS, doubly robust) from the decision log."""
     from serving.bandit.ope import run_ope
 
-    run_ope(_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console)
+    run_ope(_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console,
+            train_share=train_share, confidence=confidence, missing_reward=missing_reward)
 
 
 if __name__ == "__main__":  # pragma: no cover

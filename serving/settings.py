@@ -152,7 +152,8 @@ class ServerSettings(_Section):
     # hops); "split": each is its own deployment behind DeploymentHandles.
     topology: Literal["fused", "split"] = "fused"
     haproxy: bool = True
-    ingress_replicas: int | Literal["auto"] = 1
+    # fused: each ingress replica is a full scoring pipeline; one per core (2 here)
+    ingress_replicas: int | Literal["auto"] = 2
     max_replicas: int = Field(2, ge=1)
     num_cpus: float = Field(0.5, ge=0)
     max_ongoing_requests: int = Field(64, ge=1)
