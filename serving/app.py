@@ -50,14 +50,14 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
     from serving.deployments.local import model_feature_services
 
-    features = serve.deployment(FeatureService).options(name="FeatureLookup", **_scaling(settings, "auto", 0.25))
+    features = serve.deployment(FeatureService).options(name="FeatureLookup", **_scaling(settings, "auto", 0.1))
     models = {
-        name: serve.deployment(ModelServer).options(name=f"Model_{name}", **_scaling(settings, "auto", 0.5)).bind(name, settings.models)
+        name: serve.deployment(ModelServer).options(name=f"Model_{name}", **_scaling(settings, "auto", 0.25)).bind(name, settings.models)
         for name in scan(settings.models.repo_path)
     }
     bandit = None
     if settings.bandit.enabled:
-        bandit = serve.deployment(BanditService).options(name="BanditRouter", **_scaling(settings, "auto", 0.25)).bind(settings.bandit)
+        bandit = serve.deployment(BanditService).options(name="BanditRouter", **_scaling(settings, "auto", 0.1)).bind(settings.bandit)
     return ingress.bind(
         settings,
         features=features.bind(settings.features, model_feature_services(settings)),

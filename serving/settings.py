@@ -54,7 +54,8 @@ class ModelSettings(_Section):
     repo_path: Path = Field(default_factory=lambda: project_root() / "model_repo")
     churn: str = "churn"
     engagement: str = "engagement"
-    batch_wait_timeout_s: float = Field(0.002, ge=0)
+    # None: config.pbtxt's dynamic_batching.max_queue_delay_microseconds (0 as exported)
+    batch_wait_timeout_s: float | None = Field(None, ge=0)
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per replica (0: ORT default)")
     # Every replica re-reads the repository this often: new versions go live everywhere
     # (loaded before old ones are dropped), and repository load/unload calls made on one
@@ -137,8 +138,9 @@ class LLMSettings(_Section):
     max_model_len: int | None = Field(None, ge=16)
     dtype: str = "auto"
     vllm_engine_kwargs: dict[str, Any] = {}  # passed through to vllm's AsyncEngineArgs
-    # the writer deployment's resources and scale (apart from the scoring graph)
-    num_cpus: float = Field(0.5, ge=0)
+    # the writer deployment's resources and scale (apart from the scoring graph); CPU is
+    # a scheduling reservation: 2 ingress x 0.5 + writer 0.25 (+ split parts) fit 2 CPUs
+    num_cpus: float = Field(0.25, ge=0)
     num_gpus: float | None = Field(None, ge=0, description="None: 1 when the vLLM backend is chosen, else 0")
     max_replicas: int = Field(1, ge=1)
 

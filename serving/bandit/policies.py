@@ -93,6 +93,7 @@ class Policy:
             raise ValueError(f"unknown policy {kind!r}; one of {POLICIES}")
         self.kind, self.layout = kind, layout
         self.epsilon, self.alpha, self.ridge, self.samples = epsilon, alpha, ridge, samples
+        self._arm_probs: tuple[np.ndarray, np.ndarray] | None = None  # (stats it was drawn for, P)
 
     def probabilities(self, context: np.ndarray, stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, k = context.shape[0], self.layout.n_arms
@@ -100,21 +101,30 @@ class Policy:
             return np.zeros((0, k))
         if self.kind == "uniform":
             return np.full((n, k), 1.0 / k)
-        post = posterior(self.layout, stats, self.ridge)
         if self.kind == "thompson":
-            base = np.broadcast_to(self._thompson(post, rng), (n, k))
+            base = np.broadcast_to(self._thompson_for(stats, rng), (n, k))
+            return (1.0 - self.epsilon) * base + self.epsilon / k
+        post = posterior(self.layout, stats, self.ridge)
+        x = with_intercept(context)
+        mean = x @ post.theta.T  # (N, K)
+        if self.kind == "greedy":
+            base = _one_hot_argmax(mean, rng)
         else:
-            x = with_intercept(context)
-            mean = x @ post.theta.T  # (N, K)
-            if self.kind == "greedy":
-                base = _one_hot_argmax(mean, rng)
+            sd = np.sqrt(np.maximum(np.einsum("np,kpq,nq->nk", x, post.a_inv, x), 0.0))
+            if self.kind == "linucb":
+                base = _one_hot_argmax(mean + self.alpha * sd, rng)
             else:
-                sd = np.sqrt(np.maximum(np.einsum("np,kpq,nq->nk", x, post.a_inv, x), 0.0))
-                if self.kind == "linucb":
-                    base = _one_hot_argmax(mean + self.alpha * sd, rng)
-                else:
-                    base = self._lin_ts(mean, self.alpha * sd, rng)
+                base = self._lin_ts(mean, self.alpha * sd, rng)
         return (1.0 - self.epsilon) * base + self.epsilon / k
+
+    def _thompson_for(self, stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Context-free probabilities depend on the statistics alone: estimate them once per
+        statistics snapshot (replicas swap in a new array on sync), not once per call. The
+        action is still drawn from exactly the logged vector, so propensities stay exact."""
+        cached = self._arm_probs
+        if cached is None or cached[0] is not stats:
+            cached = self._arm_probs = (stats, self._thompson(posterior(self.layout, stats, self.ridge), rng))
+        return cached[1]
 
     def _thompson(self, post: Posterior, rng: np.random.Generator) -> np.ndarray:
         """P(arm k has the largest Beta draw), by Monte Carlo with ``samples`` draws."""

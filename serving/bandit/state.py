@@ -313,9 +313,9 @@ class _Tx:
 
 # ----------------------------------------------------------------------------------- Redis
 
-# Atomic reward: decision still pending, reward not yet given, then log it and update the
-# policy statistics (stats = discount * stats + inc on the arm's slice) in the same script.
-_REWARD_LUA = """
+# Shared head of both reward scripts: the decision is still pending and not yet rewarded
+# (HSETNX: once only), the reward joins the log stream; ``inc`` empty: nothing to learn.
+_REWARD_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return -1 end
 local ttl = redis.call('PTTL', KEYS[1])
@@ -323,6 +323,11 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[4], 'reward', ARGV[2], 't', ARGV[3])
 local inc = ARGV[7]
 if #inc == 0 then return 1 end
+"""
+
+# Atomic reward: decision still pending, reward not yet given, then log it and update the
+# policy statistics (stats = discount * stats + inc on the arm's slice) in the same script.
+_REWARD_LUA = _REWARD_ONCE + """
 local gamma, off, total = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8])
 local cur = redis.call('GET', KEYS[4])
 if (not cur) or (#cur ~= total) then cur = string.rep(string.char(0), total) end
@@ -340,14 +345,7 @@ redis.call('INCR', KEYS[5])
 return 1
 """
 
-_REWARD_LUA_NODISCOUNT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return -1 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('XADD', KEYS[3], '*', 'id', ARGV[4], 'reward', ARGV[2], 't', ARGV[3])
-local inc = ARGV[7]
-if #inc == 0 then return 1 end
+_REWARD_LUA_NODISCOUNT = _REWARD_ONCE + """
 local off, total = tonumber(ARGV[6]), tonumber(ARGV[8])
 if redis.call('STRLEN', KEYS[4]) ~= total then redis.call('SET', KEYS[4], string.rep(string.char(0), total)) end
 local cur = redis.call('GETRANGE', KEYS[4], off, off + #inc - 1)

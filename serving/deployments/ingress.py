@@ -45,30 +45,20 @@ class Ingress:
 
         return app
 
-    # KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls these by RPC name.
-    async def ServerLive(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("ServerLive", request, grpc_context)
 
-    async def ServerReady(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("ServerReady", request, grpc_context)
+GRPC_METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
+                "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
 
-    async def ModelReady(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("ModelReady", request, grpc_context)
 
-    async def ServerMetadata(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("ServerMetadata", request, grpc_context)
+def _rpc(name: str) -> Any:
+    async def method(self: Ingress, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call(name, request, grpc_context)
 
-    async def ModelMetadata(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("ModelMetadata", request, grpc_context)
+    method.__name__ = method.__qualname__ = name
+    return method
 
-    async def ModelInfer(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("ModelInfer", request, grpc_context)
 
-    async def RepositoryIndex(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("RepositoryIndex", request, grpc_context)
-
-    async def RepositoryModelLoad(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("RepositoryModelLoad", request, grpc_context)
-
-    async def RepositoryModelUnload(self, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call("RepositoryModelUnload", request, grpc_context)
+# KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls the method named like
+# the RPC, passing ``grpc_context`` so errors can carry their gRPC status.
+for _name in GRPC_METHODS:
+    setattr(Ingress, _name, _rpc(_name))
