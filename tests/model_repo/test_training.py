@@ -86,7 +86,8 @@ def test_model_contract_and_triton_config(env: dict[str, Any], name: str, n_feat
     assert (cfg.name, cfg.platform, cfg.max_batch_size) == (name, "onnxruntime_onnx", 10000)
     assert [(i.name, i.data_type, list(i.dims)) for i in cfg.input] == [("features", mc.TYPE_FP32, [n_features])]
     assert [(o.name, o.data_type, list(o.dims)) for o in cfg.output] == [("probability", mc.TYPE_FP32, [1])]
-    assert cfg.HasField("dynamic_batching") and cfg.dynamic_batching.max_queue_delay_microseconds > 0
+    # dynamic batching on; no queue delay: requests arriving during a run join the next batch
+    assert cfg.HasField("dynamic_batching") and cfg.dynamic_batching.max_queue_delay_microseconds == 0
     assert cfg.version_policy.HasField("all")  # every version stays servable (v2 /versions/{v})
     assert cfg.parameters["feature_service"].string_value == service
 
