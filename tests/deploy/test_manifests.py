@@ -75,3 +75,15 @@ def test_groups_and_autoscaling(service: dict[str, Any]) -> None:
     gpu = containers(service)["gpu"]["resources"]
     assert gpu["limits"]["nvidia.com/gpu"] == 1 == gpu["requests"]["nvidia.com/gpu"]
     assert "nvidia.com/gpu" not in containers(service)["cpu"]["resources"]["limits"]
+
+
+def test_serve_yaml_is_a_valid_serve_config_with_valid_args() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((DEPLOY / "serve.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(config) if hasattr(ServeDeploySchema, "model_validate") \
+        else ServeDeploySchema.parse_obj(config)
+    [app] = schema.applications
+    assert app.import_path == "serving.app:build_app" and app.route_prefix == "/"
+    settings = load_settings(app.args)  # a typo in a setting fails here
+    assert settings.server.topology == "fused" and settings.features.backend == "embedded"
