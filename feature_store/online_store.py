@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import zlib
+from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
@@ -393,7 +394,7 @@ class RedisBackend(Backend):
         return self._guard(lambda: self.client.execute_command("MGET", *keys))
 
     def fetch(self, groups: list[list[bytes]]) -> list[tuple[list[bytes], np.ndarray]]:
-        flat = groups[0] if len(groups) == 1 else [k for g in groups for k in g]
+        flat = groups[0] if len(groups) == 1 else list(chain.from_iterable(groups))  # C-level concatenation
         if not flat:
             return [([], np.zeros(0, bool)) for _ in groups]
         replies = self.mget(flat)
