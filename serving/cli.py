@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from serving.settings import Settings, load_settings
+from serving.settings import load_settings
 
 app = typer.Typer(help="reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve.",
                   no_args_is_help=True, add_completion=False)
@@ -31,10 +31,6 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
         if given:
             out[section] = given
     return out
-
-
-def _settings(overrides: dict[str, Any]) -> Settings:
-    return load_settings(overrides)
 
 
 BackendOpt = typer.Option(None, "--backend", help="online store: embedded (default, no server) or redis")
@@ -55,7 +51,7 @@ def build(
     """Generate data, feast apply, materialize, train and export model versions."""
     from serving.build import STEPS, run_build
 
-    settings = _settings(_overrides(
+    settings = load_settings(_overrides(
         data={"customers": customers, "seed": seed, "snapshots": snapshots},
         features={"backend": backend, "redis_url": redis_url},
         llm={"enabled": None if llm else False},
@@ -89,7 +85,7 @@ def serve(
                 "ingress_replicas": (replicas if replicas in (None, "auto") else int(replicas)), "haproxy": haproxy},
         features={"backend": backend, "redis_url": redis_url},
     )
-    settings = _settings(args)
+    settings = load_settings(args)
     with console.status("starting Ray and the Serve application..."):
         if address is None:
             server.start_head(settings)
@@ -142,7 +138,7 @@ def bench_score(
     """/v1/score predictions/s on a fresh local app, beside raw ONNX Runtime on the same batch."""
     from serving.bench import run_score_bench
 
-    settings = _settings(_overrides(server={"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas},
+    settings = load_settings(_overrides(server={"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas},
                                     llm={"enabled": False}))
     run_score_bench(settings, ids=ids, seconds=seconds, concurrency=concurrency, console=console, url=url)
 
@@ -179,7 +175,7 @@ def bench_llm(
     """Email writer tokens/s and latency: the engine alone, then /v1/reengage over HTTP."""
     from serving.llm.bench import run_llm_bench
 
-    run_llm_bench(_settings({}).llm, console=console, requests=requests, concurrency=concurrency)
+    run_llm_bench(load_settings({}).llm, console=console, requests=requests, concurrency=concurrency)
     if url is not None:
         from serving.bench import run_reengage_bench
 
@@ -218,7 +214,7 @@ def ope(
     """Off-policy evaluation (IPS, SNIPS, doubly robust) from the decision log."""
     from serving.bandit.ope import run_ope
 
-    run_ope(_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console,
+    run_ope(load_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console,
             train_share=train_share, confidence=confidence, missing_reward=missing_reward)
 
 

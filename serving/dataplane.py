@@ -17,6 +17,8 @@ import numpy as np
 from serving import metrics
 from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, ReengageError
 from serving.settings import Settings
+from serving.codecs.binary import validate_inputs
+from serving.protocol.v2 import MetadataTensor
 from serving.topology import as_service, stream
 
 SERVER_NAME = "reengage"
@@ -39,7 +41,6 @@ class ScoreResult:
     decision_id: list[Any] = field(default_factory=list)
     propensity: np.ndarray | None = None
     reason: list[Any] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def columns(self) -> dict[str, Any]:
         n = len(self.customer_ids)
@@ -187,10 +188,12 @@ class DataPlane:
             return False
 
     async def infer(self, name: str, version: str | None, inputs: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
-        return await self._model(name).infer(inputs, version)
-
-    async def input_specs(self, name: str, version: str | None) -> Any:
-        return await self._model(name).input_specs(version)
+        """Inputs checked against the model's metadata (names, datatype, shape) for every
+        transport, then run (dynamically batched)."""
+        model = self._model(name)
+        specs = await model.input_specs(version)
+        validate_inputs(inputs, [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs])
+        return await model.infer(inputs, version)
 
     async def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = []
@@ -206,10 +209,8 @@ class DataPlane:
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:
-    ids = np.asarray(raw, dtype=np.int64)
-    if ids.ndim != 1:
-        raise InvalidRequest("customer_ids must be a flat list of integers", field="customer_ids")
-    return ids
+    """Validated ids (ScoreRequest bounds them) as the int64 array the services take."""
+    return np.asarray(raw, dtype=np.int64)
 
 
 def _scalar(column: Any) -> Any:

@@ -82,7 +82,7 @@ def wait_ready(url: str, timeout_s: float = 300.0) -> None:
     raise TimeoutError(f"the application at {url} was not ready within {timeout_s:.0f} s ({last})")
 
 
-def stop(address: str | None = None, stop_ray: bool = True) -> None:
+def stop(address: str | None = None) -> None:
     import ray
     from ray import serve
 
@@ -92,5 +92,5 @@ def stop(address: str | None = None, stop_ray: bool = True) -> None:
         ray.shutdown()
     except ConnectionError:
         pass  # no cluster running: nothing to stop
-    if stop_ray and address is None:
+    if address is None:  # the local head `reengage serve` started
         subprocess.run([_ray_binary(), "stop", "--force"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

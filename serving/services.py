@@ -135,11 +135,6 @@ class ModelServer:
         self._ensure_poller()
         return self.registry.is_ready(self.name, version)
 
-    async def versions(self) -> dict[str, Any]:
-        """Loaded versions and their training metrics, newest last."""
-        spec = self.registry.spec(self.name)
-        return {v: spec.versions[v].metrics for v in sorted(spec.policy_versions, key=int)}
-
     async def index(self) -> list[dict[str, str]]:
         return [row for row in self.registry.index() if row["name"] == self.name]
 
@@ -247,9 +242,6 @@ class FeatureService:
         metrics.feature_read(batch, 1e3 * (time.perf_counter() - start))
         return batch
 
-    async def names(self) -> tuple[str, ...]:
-        return tuple(self.reader.names)
-
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]:
         """String facts (name, email, plan...) of one customer for the email writer,
         through Feast's own get_online_features (one entity: the packed path is moot)."""
@@ -272,9 +264,6 @@ def feature_refs(store: Any, services: list[str]) -> list[str]:
                 refs[f"{projection.name_to_use()}:{feature.name}"] = None
     return list(refs)
 
-
-def now() -> float:
-    return time.time()
 
 
 class BanditService:

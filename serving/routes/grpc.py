@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from serving.codecs.binary import validate_inputs
 from serving.codecs.tensors import datatype_of, deserialize_bytes_tensor, numpy_dtype, serialize_bytes_tensor
 from serving.dataplane import DataPlane
 from serving.errors import InvalidRequest, grpc_code, status_and_body
-from serving.protocol.v2 import MetadataTensor
 
 # typed contents field per v2 datatype (InferTensorContents)
 _CONTENTS = {
@@ -116,10 +114,7 @@ class GrpcAdapter:
 
     async def ModelInfer(self, request: Any) -> Any:
         arrays = decode_inputs(request)
-        version = _version(request.model_version)
-        specs = await self.dp.input_specs(request.model_name, version)
-        validate_inputs(arrays, [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs])
-        served, outputs = await self.dp.infer(request.model_name, version, arrays)
+        served, outputs = await self.dp.infer(request.model_name, _version(request.model_version), arrays)
         response = service_pb2.ModelInferResponse(model_name=request.model_name, model_version=served, id=request.id)
         encode_outputs(response, outputs, request)
         return response

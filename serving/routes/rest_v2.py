@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serving.codecs.binary import HEADER_LENGTH, decode_infer_request, encode_infer_response, validate_inputs
+from serving.codecs.binary import HEADER_LENGTH, decode_infer_request, encode_infer_response
 from serving.dataplane import DataPlane
 from serving.errors import MalformedBody
 from serving.http import json_response
-from serving.protocol.v2 import InferenceResponse, MetadataTensor, RepositoryIndexRequest
+from serving.protocol.v2 import InferenceResponse, RepositoryIndexRequest
 
 
 def router(dataplane: DataPlane) -> APIRouter:
@@ -48,8 +48,6 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
         body = await request.body()
         request_v2, arrays = decode_infer_request(body, _header_length(request))
-        specs = await dataplane.input_specs(model_name, model_version)
-        validate_inputs(arrays, [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs])
         version, outputs = await dataplane.infer(model_name, model_version, arrays)
         meta = InferenceResponse(model_name=model_name, model_version=version, id=request_v2.id, outputs=[])
         payload, headers = encode_infer_response(meta, outputs, request_v2)

@@ -37,8 +37,11 @@ def make_workspace(root: Path, customers: int = E2E_CUSTOMERS, **extra: Any) -> 
         "llm": {"model_path": str(root / "model_repo" / "email_writer"), "train_steps": 60},
         "bandit": {"state_path": str(root / "data" / "bandit")},
     }
-    for section, values in extra.items():
-        overrides.setdefault(section, {}).update(values) if isinstance(values, dict) else overrides.update({section: values})
+    for section, values in extra.items():  # nested sections merge, scalars replace
+        if isinstance(values, dict):
+            overrides.setdefault(section, {}).update(values)
+        else:
+            overrides[section] = values
     return overrides
 
 
