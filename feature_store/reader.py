@@ -19,7 +19,7 @@ import numpy as np
 
 from feature_store.batch import FeatureBatch
 from feature_store.online_store import (
-    OK, EXPIRED, SCHEMA, Backend, ViewLayout, backend_for, build_keys, decode, key_prefix, layout_for, now_us,
+    HEADER, OK, EXPIRED, SCHEMA, Backend, Replies, ViewLayout, backend_for, decode, key_prefix, layout_for, now_us,
     view_prefix,
 )
 from serving.errors import DependencyUnavailable
@@ -55,9 +55,35 @@ class _Plan:
 
     layout: ViewLayout
     prefix: bytes
-    cols: np.ndarray  # requested features' positions in the record
-    out: np.ndarray  # their positions in the output matrix
-    defaults: np.ndarray  # (len(cols),) float32
+    cols: np.ndarray | None  # requested features' positions in the record; None: all, in order
+    out: slice  # their columns in the output matrix
+    defaults: np.ndarray  # (requested,) float32
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One entity's records of every view as one structured dtype, for complete reads.
+
+    When every key was found the reply is N rows of the same bytes-per-entity, so one
+    ``np.frombuffer`` gives each view's tag, time and features as strided fields: no
+    per-view join, no per-view decode. Views of float32 or float64 alike.
+    """
+
+    dtype: np.dtype  # fields t<v> (tag), s<v> (event time, us), v<v> (features) per view
+    plans: tuple[_Plan, ...]
+
+    @classmethod
+    def of(cls, plans: list[_Plan]) -> "_Block":
+        names: list[str] = []
+        formats: list[Any] = []
+        offsets: list[int] = []
+        at = 0
+        for v, plan in enumerate(plans):
+            names += [f"t{v}", f"s{v}", f"v{v}"]
+            formats += [HEADER["tag"], HEADER["ts"], plan.layout.dtype["v"]]
+            offsets += [at + HEADER.fields["tag"][1], at + HEADER.fields["ts"][1], at + HEADER.itemsize]
+            at += plan.layout.size
+        return cls(np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": at}), tuple(plans))
 
 
 def _finish(values: np.ndarray, view_found: np.ndarray, on_missing: OnMissing) -> np.ndarray:
@@ -99,13 +125,17 @@ class PackedReader:
             if not layout.packed:
                 raise ValueError(f"view {view.name} is not all-float ({set(layout.types)}); "
                                  "read it with FeastReader")
-            cols = np.array([layout.features.index(f) for f in feats], np.intp)
+            cols = [layout.features.index(f) for f in feats]
             defaults = np.array([layout.defaults[c] for c in cols], np.float32)
-            out = np.arange(start, start + len(feats))
+            whole = cols == list(range(len(layout.features)))
+            out = slice(start, start + len(feats))
             start += len(feats)
-            plans.append(_Plan(layout, view_prefix(prefix, view.name), cols, out, defaults))
+            plans.append(_Plan(layout, view_prefix(prefix, view.name), None if whole else np.array(cols, np.intp),
+                               out, defaults))
             names.extend(feats)
         self._plans = plans
+        self._prefixes = [p.prefix for p in plans]
+        self._block = _Block.of(plans)
         self.names: tuple[str, ...] = tuple(names)
         self.views: tuple[str, ...] = tuple(p.layout.name for p in plans)
 
@@ -135,23 +165,64 @@ class PackedReader:
 
     def _read(self, entity_ids: np.ndarray) -> FeatureBatch:
         ids = np.ascontiguousarray(entity_ids, dtype=np.int64).ravel()
-        n, nv = len(ids), len(self._plans)
-        fetched = self._backend.fetch([build_keys(p.prefix, ids) for p in self._plans])
+        fetched = self._backend.fetch(self._prefixes, ids)
         now = now_us()
+        if fetched.joined is not None:
+            batch = self._read_block(fetched.joined, len(ids), now)
+            if batch is not None:
+                return batch
+        return self._read_views(fetched.views, len(ids), now)
+
+    def _read_block(self, joined: bytes, n: int, now: int) -> FeatureBatch | None:
+        """One pass over a complete read; None when a record is not this schema's (then per view)."""
+        block = self._block
+        if len(joined) != n * block.dtype.itemsize:
+            return None
+        rec = np.frombuffer(joined, block.dtype)
+        for v, plan in enumerate(block.plans):  # tags fix sizes: all right, every record sits where assumed
+            if not (rec[f"t{v}"] == plan.layout.tag).all():
+                return None
+        values = np.empty((n, len(self.names)), np.float32)
+        ts = np.empty((n, len(block.plans)), np.float64)
+        ok = np.ones((n, len(block.plans)), bool)
+        for v, plan in enumerate(block.plans):
+            us = rec[f"s{v}"]
+            values[:, plan.out] = rec[f"v{v}"] if plan.cols is None else rec[f"v{v}"][:, plan.cols]
+            ts[:, v] = us
+            if plan.layout.ttl_us:
+                ok[:, v] = us >= now - plan.layout.ttl_us
+        ts /= 1e6
+        if ok.all():
+            return FeatureBatch(values, np.ones(n, bool), ts, self.names, self.views, view_found=ok, expired=~ok,
+                                schema_mismatch=~ok)
+        expired = ~ok
+        for v, plan in enumerate(block.plans):
+            values[expired[:, v], plan.out] = plan.defaults if self.on_missing_view == "defaults" else np.nan
+        ts[expired] = np.nan
+        return FeatureBatch(values, _finish(values, ok, self.on_missing_view), ts, self.names, self.views,
+                            view_found=ok, expired=expired, schema_mismatch=np.zeros_like(ok))
+
+    def _read_views(self, fetched: list[Replies], n: int, now: int) -> FeatureBatch:
+        nv = len(self._plans)
         values = np.empty((n, len(self.names)), np.float32)
         status = np.empty((n, nv), np.int8)
         ts = np.empty((n, nv), np.float64)
-        for v, (plan, (present, found)) in enumerate(zip(self._plans, fetched)):
-            dec = decode(plan.layout, present, found, now)
-            ok = dec.status == OK
-            out = slice(int(plan.out[0]), int(plan.out[-1]) + 1) if len(plan.out) else slice(0, 0)
-            whole = len(plan.cols) == len(plan.layout.features) and (plan.cols == np.arange(len(plan.cols))).all()
-            values[:, out] = dec.values if whole else dec.values[:, plan.cols]
-            if not ok.all():
-                values[~ok, out] = plan.defaults if self.on_missing_view == "defaults" else np.nan
+        all_ok = True
+        for v, (plan, got) in enumerate(zip(self._plans, fetched)):
+            dec = decode(plan.layout, got, now)
+            values[:, plan.out] = dec.values if plan.cols is None else dec.values[:, plan.cols]
             status[:, v] = dec.status
-            ts[:, v] = np.where(ok, dec.ts_us / 1e6, np.nan)
+            ts[:, v] = dec.ts_us
+            if not dec.all_ok:
+                all_ok = False
+                values[dec.status != OK, plan.out] = plan.defaults if self.on_missing_view == "defaults" else np.nan
+        ts /= 1e6
+        if all_ok:
+            view_found = np.ones((n, nv), bool)
+            return FeatureBatch(values, np.ones(n, bool), ts, self.names, self.views, view_found=view_found,
+                                expired=~view_found, schema_mismatch=~view_found)
         view_found = status == OK
+        ts[~view_found] = np.nan
         return FeatureBatch(values, _finish(values, view_found, self.on_missing_view), ts, self.names, self.views,
                             view_found=view_found, expired=status == EXPIRED, schema_mismatch=status == SCHEMA)
 

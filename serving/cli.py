@@ -152,8 +152,8 @@ def bench_features(
     from feature_store.bench import run_feature_bench
     from serving.bench import private_redis
 
-    with private_redis(redis_url) as url:
-        run_feature_bench(url, customers=customers, console=console)
+    with private_redis(redis_url) as url:  # a wide table: 10 columns of figures side by side
+        run_feature_bench(url, customers=customers, console=Console(width=max(console.width, 200)))
 
 
 @bench_app.command("bandit")

@@ -131,10 +131,14 @@ def test_slow_redis_times_out(make_store, redis_url) -> None:
     admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
     with pytest.raises(DependencyUnavailable):
         reader.read(np.arange(1, 10, dtype=np.int64))
+    other = np.arange(100, 140, dtype=np.int64)  # the timed-out reply must not answer this read
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
-            assert reader.read(np.arange(1, 10, dtype=np.int64)).found.any()
+            got = reader.read(other)
+            want = FeastReader.from_store(store, "churn_model").read(other)
+            np.testing.assert_array_equal(got.found, want.found)
+            np.testing.assert_array_equal(got.values, want.values)
             break
         except DependencyUnavailable:
             time.sleep(0.1)
@@ -143,10 +147,43 @@ def test_slow_redis_times_out(make_store, redis_url) -> None:
 
 
 def test_deleting_a_view_drops_its_rows(store) -> None:
-    from feature_store.online_store import backend_for, build_keys, key_prefix, view_prefix
+    from feature_store.online_store import backend_for, key_prefix, view_prefix
 
-    keys = build_keys(view_prefix(key_prefix(store.config), "customer_contact"), np.arange(1, 6))
-    assert backend_for(store.config).fetch([keys])[0][1].all()
+    prefix = view_prefix(key_prefix(store.config), "customer_contact")
+    assert backend_for(store.config).fetch([prefix], np.arange(1, 6)).views[0].found.all()
     store.apply([], objects_to_delete=[store.get_feature_service("email_writer"),
                                        store.get_feature_view("customer_contact")], partial=False)
-    assert not backend_for(store.config).fetch([keys])[0][1].any()
+    assert not backend_for(store.config).fetch([prefix], np.arange(1, 6)).views[0].found.any()
+
+
+def test_mget_command_is_what_redis_py_packs() -> None:
+    from redis.connection import Connection
+
+    from feature_store.online_store import build_keys, mget_command
+
+    ids = np.array([1, 0, -5, 2**62, 42, 42], np.int64)
+    prefixes = [b"demo:customer_profile:", b"p:v:"]
+    keys = [k for pair in zip(*(build_keys(p, ids) for p in prefixes)) for k in pair]  # entity-major
+    assert mget_command(prefixes, ids) == b"".join(Connection().pack_command("MGET", *keys))
+
+
+def test_records_of_another_size_are_never_decoded_as_this_layout() -> None:
+    """Sizes that add up to N records must not pass for N records: a wrong tag forces sizing."""
+    from feature_store.online_store import EXPIRED, OK, SCHEMA, Replies, decode, encode_packed
+
+    view = {o.name: o for o in demo_objects(__import__("pathlib").Path("/nonexistent"))}["customer_profile"]
+    layout = layout_for(view)
+    now = 10**15
+    vals = np.arange(4 * 12, dtype=np.float32).reshape(4, 12)
+    good = encode_packed(layout, np.array([now, now, now, now - layout.ttl_us - 1]), vals)
+    longer = good[1] + b"\0" * 8  # 8 bytes too long, 8 too short: the total is still 4 records
+    shorter = good[2][:-8]
+    for found in (np.ones(4, bool), np.array([True, True, True, False, True])):
+        records = [good[0], longer, shorter, good[3]]
+        dec = decode(layout, Replies(found, records), now)
+        status = dec.status[found]
+        np.testing.assert_array_equal(status, [OK, SCHEMA, SCHEMA, EXPIRED])
+        np.testing.assert_array_equal(dec.values[found][0], vals[0])
+        assert (dec.ts_us[found] == [now, 0, 0, 0]).all()
+        if not found.all():
+            assert dec.status[3] == 0 and np.isnan(dec.values[3]).all()

@@ -35,6 +35,25 @@ def test_parity_with_feast_on_10000_random_entities(store, on_missing_view) -> N
     assert packed.values.shape == (10_000, 32) and packed.values.dtype == np.float32
 
 
+@pytest.mark.parametrize("on_missing_view", ["not_found", "defaults"])
+@pytest.mark.parametrize("features", ["churn_model", ["customer_activity:a_05", "customer_profile:p_11",
+                                                      "customer_activity:a_00"]])
+def test_one_pass_decode_equals_the_per_view_decode(store, on_missing_view, features) -> None:
+    """Every key found (the one-pass path), some rows expired: same batch as view by view, and as Feast."""
+    from feature_store.online_store import now_us
+
+    ids = np.random.default_rng(4).integers(1, CUSTOMERS + 1, 3_000).astype(np.int64)
+    reader = PackedReader.from_store(store, features, on_missing_view=on_missing_view)
+    fetched = reader._backend.fetch(reader._prefixes, ids)
+    assert fetched.joined is not None
+    now = now_us()
+    block = reader._read_block(fetched.joined, len(ids), now)
+    assert block is not None and block.expired.any() and block.view_found.any()
+    _assert_same(block, reader._read_views(fetched.views, len(ids), now))
+    np.testing.assert_array_equal(block.expired, reader._read_views(fetched.views, len(ids), now).expired)
+    _assert_same(reader.read(ids), FeastReader.from_store(store, features, on_missing_view=on_missing_view).read(ids))
+
+
 def test_feature_refs_duplicates_and_order(store) -> None:
     refs = ["customer_activity:a_03", "customer_profile:p_00", "customer_activity:a_01"]
     ids = np.array([10, CUSTOMERS + 1, 10, 3], np.int64)
