@@ -23,6 +23,7 @@ PROFILE = tuple(f"p_{i:02d}" for i in range(12))
 ACTIVITY = tuple(f"a_{i:02d}" for i in range(20))
 CONTACT = ("first_name", "email", "plan_name", "region_name")
 STORE_CLASS = "feature_store.online_store.PackedOnlineStore"
+ENGINE_CLASS = "feature_store.online_store.PackedComputeEngine"
 
 
 def demo_objects(data_dir: Path) -> list[Any]:
@@ -80,7 +81,8 @@ def write_demo_data(data_dir: Path, customers: int, *, seed: int = 0, expired_sh
     return frames
 
 
-def make_repo(root: Path, data_dir: Path, online_store: dict[str, Any], project: str = PROJECT) -> Any:
+def make_repo(root: Path, data_dir: Path, online_store: dict[str, Any], project: str = PROJECT,
+              batch_engine: str | None = None) -> Any:
     """A Feast repo at ``root`` (yaml + registry) with the demo objects applied."""
     import yaml
     from feast import FeatureStore
@@ -89,6 +91,8 @@ def make_repo(root: Path, data_dir: Path, online_store: dict[str, Any], project:
     cfg = {"project": project, "registry": str(root / "registry.db"), "provider": "local",
            "online_store": online_store, "offline_store": {"type": "file"},
            "entity_key_serialization_version": 3}
+    if batch_engine:
+        cfg["batch_engine"] = {"type": batch_engine}
     (root / "feature_store.yaml").write_text(yaml.safe_dump(cfg))
     store = FeatureStore(repo_path=str(root))
     store.apply(demo_objects(data_dir))
@@ -199,8 +203,12 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
         materialize("packed-redis (materialize_packed)", lambda: materialize_packed(stores["redis"], start, end, views))
         stores["redis_feast_path"] = make_repo(tmp / "redis2", data, packed_config("redis", redis_url, key_prefix="demo2"),
                                                project="demo2")
-        materialize("packed-redis (Feast materialize)",
+        materialize("packed-redis (feast materialize, Feast's local engine)",
                     lambda: stores["redis_feast_path"].materialize(start, end, feature_views=views))
+        stores["redis_engine"] = make_repo(tmp / "redis3", data, packed_config("redis", redis_url, key_prefix="demo3"),
+                                           project="demo3", batch_engine=ENGINE_CLASS)
+        materialize("packed-redis (feast materialize, PackedComputeEngine)",
+                    lambda: stores["redis_engine"].materialize(start, end, feature_views=views))
         if feast_redis:
             host = redis_url.split("//")[1].split("/")[0]
             stores["feast_redis"] = make_repo(tmp / "feast_redis", data, {"type": "redis", "connection_string": host},

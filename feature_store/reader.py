@@ -1,8 +1,10 @@
 """Batch feature readers for the server: the packed reader and Feast's own path.
 
 ``PackedReader`` reads the records :mod:`feature_store.online_store` writes: the keys of
-every view of a request in one round trip (one Redis MGET, or one LMDB transaction),
-decoded with ``np.frombuffer``; the only Python loops are over feature views. It
+every view of a request in one round trip (one Redis MGET, or one LMDB transaction).
+When every key is found the records of an entity sit side by side, so the whole reply
+is decoded with one ``np.frombuffer`` of a structured dtype; otherwise view by view.
+The only Python loops are over feature views. It
 decides "found" exactly as the store's ``online_read`` does (TTL, schema tag), so it
 returns what Feast's ``get_online_features`` returns on the same store.
 ``FeastReader`` goes through ``get_online_features``: the reference for parity tests
