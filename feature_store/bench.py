@@ -131,16 +131,6 @@ def _fmt(name: str, value: float, unit: str = "/s") -> str:
     return f"{value:.0%}" if " / " in name else f"{value:,.0f}{unit}"
 
 
-def _send_packed(client: Any, command: bytes) -> Any:
-    """A pre-packed command and its hiredis-parsed reply: the floor under any redis-py read."""
-    conn = client.connection_pool.get_connection()
-    try:
-        conn.send_packed_command([command], check_health=False)
-        return conn.read_response()
-    finally:
-        client.connection_pool.release(conn)
-
-
 def _rates(fns: dict[str, Callable[[], Any]], n: int, rounds: int = 9, min_s: float = 0.1) -> dict[str, float]:
     """Median entities/s per path, the paths taking turns round by round.
 
@@ -174,7 +164,7 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
     from rich.console import Console
     from rich.table import Table
 
-    from feature_store.online_store import build_keys, materialize_packed, mget_command, view_prefix
+    from feature_store.online_store import build_keys, materialize_packed, mget_command, send_packed, view_prefix
     from feature_store.reader import PackedReader
 
     console = console or Console(width=160)
@@ -230,7 +220,7 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
             keys = [k for p in prefixes for k in build_keys(p, ids)]
             command = mget_command(prefixes, ids)
             fast["raw MGET"] = lambda: raw.execute_command("MGET", *keys)
-            fast["MGET wire floor"] = lambda: _send_packed(raw, command)
+            fast["MGET wire floor"] = lambda: send_packed(raw, command)  # pre-packed once: the floor
         row.update(_rates(fast, size))
         fs = {name: s.get_feature_service("churn_model") for name, s in stores.items()}
         for name in ("redis", "feast_redis", "embedded"):

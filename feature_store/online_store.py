@@ -259,7 +259,6 @@ class Replies:
 
     found: np.ndarray  # (N,) bool
     records: list[bytes]  # the records of found rows, in row order
-    joined: bytes | None = None  # b"".join(records), when the backend made it anyway
 
 
 @dataclass
@@ -295,7 +294,7 @@ def _packed_records(layout: ViewLayout, fetched: Replies) -> tuple[np.ndarray, n
     size) records are sized one by one and only the right ones are decoded.
     """
     m = len(fetched.records)
-    joined = fetched.joined if fetched.joined is not None else b"".join(fetched.records)
+    joined = b"".join(fetched.records)
     if len(joined) == m * layout.size:
         rec = np.frombuffer(joined, layout.dtype)
         if (rec["tag"] == layout.tag).all():
@@ -463,25 +462,12 @@ class RedisBackend(Backend):
             replies = self._guard(lambda: self.client.mget_nonatomic(keys))
         else:
             command = mget_command(prefixes, ids)
-            replies = self._guard(lambda: self._send(command))
+            replies = self._guard(lambda: send_packed(self.client, command))
         try:
             joined = b"".join(replies)  # doubles as the "every key found" check: a nil raises
         except TypeError:
             return Fetched([_replies(replies[v::nv]) for v in range(nv)])
         return Fetched([Replies(np.ones(len(ids), bool), replies[v::nv]) for v in range(nv)], joined)
-
-    def _send(self, command: bytes | bytearray) -> list[bytes | None]:
-        """One pre-packed command on a pooled connection, as ``execute_command`` runs it (no retry)."""
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([command], check_health=False)
-            return conn.read_response()
-        except BaseException:
-            conn.disconnect()  # a half-read reply must not reach the next caller
-            raise
-        finally:
-            pool.release(conn)
 
     @property
     def writer(self) -> Any:
@@ -512,6 +498,20 @@ class RedisBackend(Backend):
             return deleted
 
         return self._guard(run)
+
+
+def send_packed(client: Any, command: bytes | bytearray) -> Any:
+    """One pre-packed command on a pooled connection, as ``execute_command`` runs it (no retry)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([command], check_health=False)
+        return conn.read_response()
+    except BaseException:
+        conn.disconnect()  # a half-read reply must not reach the next caller
+        raise
+    finally:
+        pool.release(conn)
 
 
 def _replies(replies: list[bytes | None]) -> Replies:
