@@ -1,12 +1,16 @@
-"""The ingress deployment: FastAPI over the DataPlane, built at replica start."""
+"""The ingress deployment: FastAPI and the KServe v2 gRPC service over one DataPlane."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from serving.dataplane import DataPlane
+from serving.deployments.components import fused_components, scaling
+from serving.deployments.handles import RemoteBandit, RemoteFeatureLookup, RemoteModel, RemoteWriter
+from serving.deployments.metrics_export import start_exporter
 from serving.http import create_app
 from serving.routes.grpc import GrpcAdapter
 from serving.settings import Settings
@@ -14,51 +18,60 @@ from serving.settings import Settings
 
 @serve.ingress()
 class Ingress:
-    """Holds the services in-process (fused) or DeploymentHandles to them (split)."""
+    """Holds the components in-process (fused) or typed clients of their deployments (split)."""
 
     def __init__(
         self,
         settings: Settings,
-        features: Any | None = None,
-        models: dict[str, Any] | None = None,
-        bandit: Any | None = None,
-        writer: Any | None = None,
+        features: DeploymentHandle | None = None,
+        models: dict[str, DeploymentHandle] | None = None,
+        bandit: DeploymentHandle | None = None,
+        writer: DeploymentHandle | None = None,
     ) -> None:
+        start_exporter()
+        remote_writer = RemoteWriter(writer) if writer is not None else None
         if features is None or models is None:
-            from serving.deployments.local import local_services
-
-            features, models, bandit_local, writer_local = local_services(settings)
-            bandit = bandit if bandit is not None else bandit_local
-            writer = writer if writer is not None else writer_local
-        self.dataplane = DataPlane(settings, features, models, bandit, writer)
+            local_features, local_models, local_bandit = fused_components(settings)
+            self.dataplane = DataPlane(settings, local_features, local_models, local_bandit, remote_writer)
+        else:
+            self.dataplane = DataPlane(
+                settings, RemoteFeatureLookup(features), {n: RemoteModel(h) for n, h in models.items()},
+                RemoteBandit(bandit) if bandit is not None else None, remote_writer)
         self.grpc = GrpcAdapter(self.dataplane)
 
+    @classmethod
+    def options_for(cls, settings: Settings) -> dict[str, Any]:
+        return {"name": "Ingress", **scaling(settings.server, settings.server.ingress_replicas)}
+
     def __serve_build_asgi_app__(self) -> Any:
-        app = create_app(self.dataplane)
         replica = serve.get_replica_context().replica_id.unique_id
+        return create_app(self.dataplane, headers={"x-reengage-replica": replica})  # which replica answered
 
-        @app.middleware("http")
-        async def _replica_header(request: Any, call_next: Any) -> Any:
-            response = await call_next(request)
-            response.headers["x-reengage-replica"] = replica  # which replica answered (ops, tests)
-            return response
+    # KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls the method named
+    # like the RPC, passing ``grpc_context`` so errors can carry their gRPC status.
+    async def ServerLive(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ServerLive", request, grpc_context)
 
-        return app
+    async def ServerReady(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ServerReady", request, grpc_context)
 
+    async def ModelReady(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ModelReady", request, grpc_context)
 
-GRPC_METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-                "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+    async def ServerMetadata(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ServerMetadata", request, grpc_context)
 
+    async def ModelMetadata(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ModelMetadata", request, grpc_context)
 
-def _rpc(name: str) -> Any:
-    async def method(self: Ingress, request: Any, grpc_context: Any) -> Any:
-        return await self.grpc.call(name, request, grpc_context)
+    async def ModelInfer(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("ModelInfer", request, grpc_context)
 
-    method.__name__ = method.__qualname__ = name
-    return method
+    async def RepositoryIndex(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("RepositoryIndex", request, grpc_context)
 
+    async def RepositoryModelLoad(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("RepositoryModelLoad", request, grpc_context)
 
-# KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls the method named like
-# the RPC, passing ``grpc_context`` so errors can carry their gRPC status.
-for _name in GRPC_METHODS:
-    setattr(Ingress, _name, _rpc(_name))
+    async def RepositoryModelUnload(self, request: Any, grpc_context: Any) -> Any:
+        return await self.grpc.call("RepositoryModelUnload", request, grpc_context)

@@ -110,12 +110,12 @@ def client(model_repo: Path, reader: TableReader, tmp_path: Path):
 
     from serving.dataplane import DataPlane
     from serving.http import create_app
-    from serving.services import ModelServer
+    from serving.components.models import ModelService
     from serving.settings import load_settings
 
     settings = load_settings({"models": {"repo_path": str(model_repo)}, "data_dir": str(tmp_path / "data"),
                               "bandit": {"enabled": False}})
-    models = {name: ModelServer(name, settings.models) for name in ("churn", "engagement")}
+    models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     dataplane = DataPlane(settings, LocalFeatures(reader), models)
     with TestClient(create_app(dataplane), raise_server_exceptions=False) as c:
         yield c

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.redis
 def redis_app(tmp_path_factory: pytest.TempPathFactory):
     from serving.build import run_build
     from serving.dataplane import DataPlane
-    from serving.deployments.local import model_feature_services
+    from serving.components.features import FeatureLookup, model_feature_services
     from serving.http import create_app
-    from serving.services import FeatureService, ModelServer
+    from serving.components.models import ModelService
 
     root = tmp_path_factory.mktemp("redis_ws")
     redis = RedisServer(root)
@@ -34,8 +34,8 @@ def redis_app(tmp_path_factory: pytest.TempPathFactory):
                                                               "timeout_s": 0.2})
     settings = load_settings(overrides)
     run_build(settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
-    features = FeatureService(settings.features, model_feature_services(settings))
-    models = {n: ModelServer(n, settings.models) for n in ("churn", "engagement")}
+    features = FeatureLookup(settings.features, model_feature_services(settings))
+    models = {n: ModelService(n, settings.models) for n in ("churn", "engagement")}
     plane = DataPlane(settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"enabled": False})}),
                       features, models)
     with TestClient(create_app(plane), raise_server_exceptions=False) as client:

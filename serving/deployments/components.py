@@ -1,0 +1,104 @@
+"""The components as Serve deployments (split topology) and in-process (fused).
+
+Components are plain classes (``serving.components``); here they get what only a Serve
+replica has: ``serve.batch`` as the model batcher, the cluster-wide desired model state,
+and the metrics exporter. Each deployment states its own options in ``options_for``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve.config import AutoscalingConfig
+
+from serving.components.features import FeatureLookup, model_feature_services
+from serving.components.models import ModelService
+from serving.components.writer import WriterService
+from serving.deployments.batching import ServeBatcher
+from serving.deployments.control import RayDesiredState
+from serving.deployments.metrics_export import start_exporter
+from serving.repository import scan
+from serving.services import BanditService
+from serving.settings import LLMSettings, ModelSettings, ServerSettings, Settings
+
+
+def scaling(server: ServerSettings, replicas: int | str, num_cpus: float | None = None) -> dict[str, Any]:
+    """Replica count or autoscaling, concurrency cap and CPU reservation of a deployment."""
+    options: dict[str, Any] = {
+        "max_ongoing_requests": server.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": server.num_cpus if num_cpus is None else num_cpus},
+    }
+    if replicas == "auto":
+        options["autoscaling_config"] = AutoscalingConfig(
+            min_replicas=1, max_replicas=server.max_replicas,
+            target_ongoing_requests=max(2, server.max_ongoing_requests // 4),
+            upscale_delay_s=5, downscale_delay_s=60)
+    else:
+        options["num_replicas"] = int(replicas)
+    return options
+
+
+def replica_model(name: str, settings: ModelSettings) -> ModelService:
+    """A model service as a replica runs it: serve.batch, shared desired state, polling."""
+    return ModelService(name, settings, batcher=ServeBatcher, desired=RayDesiredState(), poll=True)
+
+
+def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, ModelService], BanditService | None]:
+    """Feature lookup, every model and the bandit, inside the calling (ingress) replica."""
+    features = FeatureLookup(settings.features, model_feature_services(settings))
+    models = {name: replica_model(name, settings.models) for name in scan(settings.models.repo_path)}
+    bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
+    return features, models, bandit
+
+
+class FeatureDeployment(FeatureLookup):
+    def __init__(self, settings: Settings) -> None:
+        start_exporter()
+        super().__init__(settings.features, model_feature_services(settings))
+
+    @classmethod
+    def options_for(cls, settings: Settings) -> dict[str, Any]:
+        return {"name": "FeatureLookup", **scaling(settings.server, "auto", 0.1)}
+
+
+class ModelDeployment(ModelService):
+    def __init__(self, name: str, settings: ModelSettings) -> None:
+        start_exporter()
+        super().__init__(name, settings, batcher=ServeBatcher, desired=RayDesiredState(), poll=True)
+
+    @classmethod
+    def options_for(cls, settings: Settings, name: str) -> dict[str, Any]:
+        return {"name": f"Model_{name}", **scaling(settings.server, "auto", 0.25)}
+
+
+class BanditDeployment(BanditService):
+    def __init__(self, settings: Settings) -> None:
+        start_exporter()
+        super().__init__(settings.bandit)
+
+    @classmethod
+    def options_for(cls, settings: Settings) -> dict[str, Any]:
+        return {"name": "BanditRouter", **scaling(settings.server, "auto", 0.1)}
+
+
+class WriterDeployment(WriterService):
+    """Always its own deployment: it scales (and takes a GPU) apart from scoring."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        start_exporter()
+        super().__init__(settings)
+
+    @classmethod
+    def options_for(cls, settings: Settings) -> dict[str, Any]:
+        from serving.llm.engine import resolve_backend
+
+        llm = settings.llm
+        gpus = llm.num_gpus if llm.num_gpus is not None else (1.0 if resolve_backend(llm) == "vllm" else 0.0)
+        return {
+            "name": "EmailWriter",
+            "max_ongoing_requests": max(4 * llm.max_batch_size, 16),
+            "ray_actor_options": {"num_cpus": llm.num_cpus, "num_gpus": gpus},
+            "autoscaling_config": AutoscalingConfig(min_replicas=1, max_replicas=llm.max_replicas,
+                                                    target_ongoing_requests=llm.max_batch_size),
+            "health_check_period_s": 30,
+        }
