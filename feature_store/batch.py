@@ -7,7 +7,7 @@ A read of N entities yields one float32 matrix, never per-row Python objects. Re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -54,17 +54,12 @@ class FeatureBatch:
 
     def age_seconds(self, now: float) -> np.ndarray:
         """(N,) age of the oldest view per row in seconds; NaN where nothing was found."""
+        oldest = self.event_ts.min(axis=1)  # NaN wherever a view is missing
+        if self.found.all() and not np.isnan(oldest).any():
+            return now - oldest
         with np.errstate(all="ignore"):
             oldest = np.nanmin(np.where(np.isnan(self.event_ts), np.inf, self.event_ts), axis=1)
         age = now - oldest
         age[~np.isfinite(oldest)] = np.nan
         return age
 
-
-class FeatureReader(Protocol):
-    """Reads online features for a batch of entity ids."""
-
-    names: tuple[str, ...]
-    views: tuple[str, ...]
-
-    def read(self, entity_ids: np.ndarray) -> FeatureBatch: ...

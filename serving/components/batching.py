@@ -55,10 +55,11 @@ class InlineBatcher:
 class AsyncBatcher:
     """Calls queued while the event loop was busy run as one group.
 
-    A call that finds the queue empty schedules a flush after ``wait_s`` (0: on the next
-    loop iteration, so calls made in the same iteration, e.g. by ``asyncio.gather``,
-    merge). A flush takes queued calls in arrival order up to ``max_batch_size`` rows
-    and leaves the rest for the next flush.
+    With ``wait_s`` 0 an idle batcher runs a call at once (nothing to wait for: the
+    loop was free); calls arriving while a group runs (in a thread, for large batches)
+    queue and run as the next group. With ``wait_s`` > 0 the first queued call schedules
+    a flush after ``wait_s``. A flush takes queued calls in arrival order up to
+    ``max_batch_size`` rows and leaves the rest for the next flush.
     """
 
     def __init__(self, run_group: RunGroup, max_batch_size: int = 1024, wait_s: float = 0.0) -> None:
@@ -72,6 +73,8 @@ class AsyncBatcher:
         self.wait_s = max(float(wait_s), 0.0)
 
     async def submit(self, inputs: Inputs, version: str) -> Inputs:
+        if not self._flushing and self.wait_s == 0:
+            return await self._run_now(inputs, version)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Inputs] = loop.create_future()
         self._queue.append((inputs, version, future))
@@ -82,6 +85,19 @@ class AsyncBatcher:
             else:
                 loop.call_soon(self._start_flush)
         return await future
+
+    async def _run_now(self, inputs: Inputs, version: str) -> Inputs:
+        """Idle batcher, no wait: run at once, with no future and no task. Calls that
+        arrive while this one is away (a large batch in a thread) queue up and run
+        together right after it."""
+        self._flushing = True
+        try:
+            return (await self._run_group([inputs], [version]))[0]
+        finally:
+            if self._queue:
+                asyncio.get_running_loop().call_soon(self._start_flush)
+            else:
+                self._flushing = False
 
     def _start_flush(self) -> None:
         asyncio.get_running_loop().create_task(self._flush())

@@ -11,8 +11,9 @@ from typing import Any
 
 from ray.serve.config import AutoscalingConfig
 
+from serving.components.batching import AsyncBatcher
 from serving.components.features import FeatureLookup, model_feature_services
-from serving.components.models import ModelService
+from serving.components.models import BatcherFactory, ModelService
 from serving.components.writer import WriterService
 from serving.deployments.batching import ServeBatcher
 from serving.deployments.control import RayDesiredState
@@ -38,9 +39,14 @@ def scaling(server: ServerSettings, replicas: int | str, num_cpus: float | None 
     return options
 
 
+def replica_batcher(settings: ModelSettings) -> BatcherFactory:
+    """The batcher ``models.batcher`` names (asyncio by default, chosen by measurement)."""
+    return ServeBatcher if settings.batcher == "serve" else AsyncBatcher
+
+
 def replica_model(name: str, settings: ModelSettings) -> ModelService:
-    """A model service as a replica runs it: serve.batch, shared desired state, polling."""
-    return ModelService(name, settings, batcher=ServeBatcher, desired=RayDesiredState(), poll=True)
+    """A model service as a replica runs it: its batcher, shared desired state, polling."""
+    return ModelService(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(), poll=True)
 
 
 def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, ModelService], BanditService | None]:
@@ -64,7 +70,7 @@ class FeatureDeployment(FeatureLookup):
 class ModelDeployment(ModelService):
     def __init__(self, name: str, settings: ModelSettings) -> None:
         start_exporter()
-        super().__init__(name, settings, batcher=ServeBatcher, desired=RayDesiredState(), poll=True)
+        super().__init__(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(), poll=True)
 
     @classmethod
     def options_for(cls, settings: Settings, name: str) -> dict[str, Any]:

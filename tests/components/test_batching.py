@@ -32,7 +32,7 @@ async def _gather(batcher: AsyncBatcher, sizes: list[int], versions: list[str]) 
 
 def test_concurrent_calls_merge_into_one_group_and_split_back() -> None:
     run = Recorder()
-    batcher = AsyncBatcher(run, max_batch_size=100)
+    batcher = AsyncBatcher(run, max_batch_size=100, wait_s=0.001)
     results = asyncio.run(_gather(batcher, [2, 3, 4], ["1", "2", "1"]))
     assert run.groups == [([2, 3, 4], ["1", "2", "1"])]
     for result, (n, s) in zip(results, [(2, 0), (3, 2), (4, 5)]):
@@ -41,7 +41,7 @@ def test_concurrent_calls_merge_into_one_group_and_split_back() -> None:
 
 def test_groups_are_capped_in_rows_not_requests() -> None:
     run = Recorder()
-    batcher = AsyncBatcher(run, max_batch_size=5)
+    batcher = AsyncBatcher(run, max_batch_size=5, wait_s=0.001)
     asyncio.run(_gather(batcher, [2, 3, 4, 9], ["1"] * 4))
     # arrival order kept; a call above the cap runs alone rather than being refused
     assert [g[0] for g in run.groups] == [[2, 3], [4], [9]]
@@ -58,7 +58,7 @@ def test_a_failed_group_fails_each_of_its_callers_and_the_next_group_runs() -> N
         return [{"y": i["x"]} for i in inputs]
 
     async def scenario() -> list[object]:
-        batcher = AsyncBatcher(flaky, max_batch_size=2)
+        batcher = AsyncBatcher(flaky, max_batch_size=2, wait_s=0.001)
         return await asyncio.gather(*(batcher.submit(call(1, k), "1") for k in range(3)), return_exceptions=True)
 
     results = asyncio.run(scenario())
@@ -76,7 +76,7 @@ def test_inline_batcher_never_merges() -> None:
     assert [g[0] for g in run.groups] == [[2], [3]]
 
 
-@pytest.mark.parametrize("wait_s", [0.0, 0.005])
+@pytest.mark.parametrize("wait_s", [0.0, 0.05])
 def test_wait_collects_calls_made_later(wait_s: float) -> None:
     run = Recorder()
     batcher = AsyncBatcher(run, max_batch_size=100, wait_s=wait_s)
@@ -88,3 +88,27 @@ def test_wait_collects_calls_made_later(wait_s: float) -> None:
 
     asyncio.run(scenario())
     assert len(run.groups) == (2 if wait_s == 0 else 1)
+
+
+def test_without_wait_calls_arriving_during_a_running_group_form_the_next_group() -> None:
+    release = asyncio.Event()
+    groups: list[list[int]] = []
+
+    async def slow(inputs: list[Inputs], versions: list[str]) -> list[Inputs]:
+        groups.append([len(i["x"]) for i in inputs])
+        if len(groups) == 1:
+            await release.wait()  # a large batch away in a thread
+        return [{"y": i["x"]} for i in inputs]
+
+    async def scenario() -> list[Inputs]:
+        batcher = AsyncBatcher(slow, max_batch_size=100, wait_s=0.0)
+        first = asyncio.ensure_future(batcher.submit(call(7, 0), "1"))
+        await asyncio.sleep(0)
+        later = [asyncio.ensure_future(batcher.submit(call(n, 0), "1")) for n in (1, 2)]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(first, *later)
+
+    results = asyncio.run(scenario())
+    assert groups == [[7], [1, 2]]
+    assert [len(r["y"]) for r in results] == [7, 1, 2]

@@ -16,7 +16,7 @@ NAMES = ("a", "b", "c")
 
 
 def _service(model_repo: Path, **kwargs: object) -> ModelService:
-    settings = load_settings({"models": {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.0}})
+    settings = load_settings({"models": {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.002}})
     return ModelService("churn", settings.models, **kwargs)  # type: ignore[arg-type]
 
 
