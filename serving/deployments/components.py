@@ -96,7 +96,7 @@ class WriterDeployment(WriterService):
 
     @classmethod
     def options_for(cls, settings: Settings) -> dict[str, Any]:
-        from serving.llm.engine import resolve_backend
+        from serving.llm.backends import resolve_backend
 
         llm = settings.llm
         gpus = llm.num_gpus if llm.num_gpus is not None else (1.0 if resolve_backend(llm) == "vllm" else 0.0)

@@ -3,7 +3,8 @@
 prompts.py      prompt format, segments, slots (shared by training and serving)
 corpus.py       generated re-engagement email corpus
 train.py        build_checkpoint: GPT-2 from scratch, or full / LoRA fine-tune of a base
-engine.py       LLMEngine interface, SamplingParams, make_engine (backend choice)
+engine.py       LLMEngine interface, SamplingParams
+backends.py     resolve_backend, make_engine (backend choice)
 transformers_engine.py, vllm_engine.py, remote.py   the three backends
 guardrails.py   checks, templated fallback, unsubscribe footer
 service.py      EmailWriter: write / write_many / complete / complete_stream

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from serving.llm import corpus
-from serving.llm.engine import SamplingParams, make_engine
+from serving.llm.backends import make_engine
+from serving.llm.engine import SamplingParams
 from serving.llm.prompts import ACTIONS, STOP
 from serving.llm.service import EmailRequest, EmailWriter
 from serving.settings import LLMSettings

@@ -8,9 +8,8 @@ deployment only ever see ``LLMEngine``; which backend runs is a setting.
 from __future__ import annotations
 
 import abc
-import importlib.util
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -63,13 +62,6 @@ class TextDelta(str):
         return obj
 
 
-@dataclass
-class EngineInfo:
-    backend: str
-    model: str
-    extra: dict[str, str] = field(default_factory=dict)
-
-
 class LLMEngine(abc.ABC):
     """A text generation backend. ``start`` before anything else; it is idempotent."""
 
@@ -99,38 +91,3 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """``text`` cut before the earliest stop sequence, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
-def gpu_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def resolve_backend(settings: "LLMSettings") -> str:
-    """``auto`` is vLLM when it is installed and a GPU is present, else transformers."""
-    if settings.backend != "auto":
-        return settings.backend
-    return "vllm" if vllm_available() and gpu_available() else "transformers"
-
-
-def make_engine(settings: "LLMSettings") -> LLMEngine:
-    """The engine the settings ask for (not started)."""
-    backend = resolve_backend(settings)
-    if backend == "vllm":
-        from serving.llm.vllm_engine import VLLMEngine
-
-        return VLLMEngine(settings)
-    if backend == "remote":
-        from serving.llm.remote import RemoteEngine
-
-        return RemoteEngine(settings)
-    from serving.llm.transformers_engine import TransformersEngine
-
-    return TransformersEngine.from_settings(settings)

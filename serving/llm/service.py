@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, ReengageError, Timeout
-from serving.llm.engine import Generation, LLMEngine, SamplingParams, make_engine
+from serving.llm.backends import make_engine
+from serving.llm.engine import Generation, LLMEngine, SamplingParams
 from serving.llm.guardrails import GuardrailConfig, add_footer, check_email, fallback_email
 from serving.llm.prompts import NO_EMAIL_ACTIONS, STOP, action_spec, build_prompt, fill_slots, parse_completion
 from serving.protocol.openai import (

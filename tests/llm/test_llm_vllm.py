@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from serving.errors import DependencyUnavailable, InvalidRequest
-from serving.llm.engine import SamplingParams, make_engine, resolve_backend
+from serving.llm.backends import make_engine, resolve_backend
+from serving.llm.engine import SamplingParams
 from serving.llm.vllm_engine import VLLMEngine, engine_args, finish_reason, lora_kwargs, sampling_kwargs
 from serving.settings import LLMSettings
 
