@@ -164,7 +164,9 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
     from rich.console import Console
     from rich.table import Table
 
-    from feature_store.online_store import build_keys, materialize_packed, mget_command, send_packed, view_prefix
+    from feature_store.online_store import materialize_packed
+    from feature_store.online_store.layout import build_keys, view_prefix
+    from feature_store.online_store.resp import mget_command, send_packed
     from feature_store.reader import PackedReader
 
     console = console or Console(width=160)

@@ -20,11 +20,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from feature_store.batch import FeatureBatch
-from feature_store.online_store import (
-    HEADER, OK, EXPIRED, SCHEMA, Backend, Replies, ViewLayout, backend_for, decode, key_prefix, layout_for, now_us,
-    view_prefix,
-)
-from serving.errors import DependencyUnavailable
+from feature_store.errors import OnlineStoreUnavailable
+from feature_store.feast_compat import python_values
+from feature_store.online_store.codec import EXPIRED, OK, SCHEMA, decode
+from feature_store.online_store.feast_store import kv_store_for
+from feature_store.online_store.kv import KeyValueStore, Replies
+from feature_store.online_store.layout import HEADER, ViewLayout, key_prefix, layout_for, now_us, view_prefix
 
 OnMissing = Literal["defaults", "not_found"]
 Features = str | Sequence[str]
@@ -98,11 +99,11 @@ class PackedReader:
 
     reload_interval_s = 1.0
 
-    def __init__(self, store: Any, features: Features, backend: Backend, on_missing_view: OnMissing,
+    def __init__(self, store: Any, features: Features, kv: KeyValueStore, on_missing_view: OnMissing,
                  registry_ttl_s: float = 10.0) -> None:
         self._store = store
         self._features = features
-        self._backend = backend
+        self._kv = kv
         self.on_missing_view = on_missing_view
         self.registry_ttl_s = registry_ttl_s
         self._last_reload = time.monotonic()
@@ -117,7 +118,7 @@ class PackedReader:
         The registry is re-read every ``registry_ttl_s`` and whenever a record with another
         schema shows up, so a ``feast apply`` elsewhere is picked up without a restart.
         """
-        return cls(store, features, backend_for(store.config, timeout_s), on_missing_view, registry_ttl_s)
+        return cls(store, features, kv_store_for(store.config, timeout_s), on_missing_view, registry_ttl_s)
 
     def _plan(self) -> None:
         prefix = key_prefix(self._store.config)
@@ -167,7 +168,7 @@ class PackedReader:
 
     def _read(self, entity_ids: np.ndarray) -> FeatureBatch:
         ids = np.ascontiguousarray(entity_ids, dtype=np.int64).ravel()
-        fetched = self._backend.fetch(self._prefixes, ids)
+        fetched = self._kv.fetch(self._prefixes, ids)
         now = now_us()
         if fetched.joined is not None:
             batch = self._read_block(fetched.joined, len(ids), now)
@@ -250,18 +251,8 @@ class FeastReader:
         return cls(store, features, on_missing_view)
 
     def read(self, entity_ids: np.ndarray) -> FeatureBatch:
-        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-        from feast.type_map import feast_value_type_to_python_type
-
         ids = np.ascontiguousarray(entity_ids, dtype=np.int64).ravel()
-        try:
-            resp = self._store.get_online_features(features=self._features,
-                                                   entity_rows={self._join_key: ids.tolist()})
-        except Exception as exc:
-            if type(exc).__module__.startswith("redis") or isinstance(exc, OSError):
-                raise DependencyUnavailable(f"feature store unavailable: {exc}") from exc
-            raise
-        proto = resp.proto
+        proto = self._online_proto(ids)
         index = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
         n = len(ids)
         values = np.empty((n, len(self.names)), np.float32)
@@ -269,15 +260,32 @@ class FeastReader:
         ts = np.full((n, len(self.views)), np.nan)
         col = 0
         for v, (_, feats, defaults) in enumerate(self._groups):
-            first = proto.results[index[feats[0]]]
-            view_found[:, v] = [s == FieldStatus.PRESENT for s in first.statuses]
-            us = np.array([t.seconds * 1_000_000 + t.nanos // 1000 for t in first.event_timestamps], np.int64)
-            ts[:, v] = np.where(view_found[:, v], us / 1e6, np.nan)
+            view_found[:, v], ts[:, v] = _presence(proto.results[index[feats[0]]])
             for j, feat in enumerate(feats):
-                py = [feast_value_type_to_python_type(x) for x in proto.results[index[feat]].values]
+                py = python_values(proto.results[index[feat]].values)
                 values[:, col] = [np.nan if x is None else float(x) for x in py]
                 if self.on_missing_view == "defaults":
                     values[~view_found[:, v], col] = defaults[j]
                 col += 1
         return FeatureBatch(values, _finish(values, view_found, self.on_missing_view), ts, self.names, self.views,
                             view_found=view_found)
+
+    def _online_proto(self, ids: np.ndarray) -> Any:
+        """Feast's response proto; a Redis or socket failure is the online store being down (503), not a bug."""
+        try:
+            resp = self._store.get_online_features(features=self._features,
+                                                   entity_rows={self._join_key: ids.tolist()})
+        except Exception as exc:
+            if type(exc).__module__.startswith("redis") or isinstance(exc, OSError):
+                raise OnlineStoreUnavailable("feature store", str(exc)) from exc
+            raise
+        return resp.proto
+
+
+def _presence(result: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(found, event time in epoch seconds or NaN) per row, from one feature of a view's results."""
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    found = np.array([s == FieldStatus.PRESENT for s in result.statuses], bool)
+    us = np.array([t.seconds * 1_000_000 + t.nanos // 1000 for t in result.event_timestamps], np.int64)
+    return found, np.where(found, us / 1e6, np.nan)

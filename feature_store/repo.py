@@ -1,8 +1,11 @@
 """Open, apply and materialize the Feast repository from Python (what the CLI does).
 
-`feast apply` is ``feast.repo_operations.apply_total``: it ``chdir``s into the repo and
-imports ``definitions.py`` as a top-level module; we call it the same way and restore
-the working directory, so the build, tests and the bare ``feast`` CLI share one path.
+`feast apply` is Feast's ``apply_total`` (wrapped in :mod:`feature_store.feast_compat`):
+it ``chdir``s into the repo and imports ``definitions.py`` as a top-level module; we
+call it the same way and restore the working directory, so the build, tests and the
+bare ``feast`` CLI share one path. Takes the caller's settings through
+:class:`StoreSettings` and raises :class:`feature_store.errors.OnlineStoreUnavailable`:
+the feature store never imports the server.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import yaml
@@ -21,13 +24,32 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from feature_store.errors import OnlineStoreUnavailable
+from feature_store.feast_compat import apply_repo
 from feature_store.online_store import materialize_packed
-from serving.errors import DependencyUnavailable
-from serving.settings import FeatureSettings
 
 REDIS_ENV = "REENGAGE_FEAST_REDIS"
 # The views `materialize` loads, in this order.
 VIEWS: tuple[str, ...] = ("customer_profile", "customer_activity", "customer_contact")
+
+
+class StoreSettings(Protocol):
+    """Where the repository is and which yaml to use; the server's ``FeatureSettings`` fits.
+
+    A protocol, so that the feature store takes the caller's settings without importing them.
+    """
+
+    @property
+    def repo_path(self) -> Path:
+        """The Feast repository: the folder of feature_store.yaml and definitions.py."""
+
+    @property
+    def yaml_file(self) -> Path:
+        """feature_store.yaml (embedded) or feature_store.redis.yaml; only its name is used."""
+
+    @property
+    def redis_url(self) -> str:
+        """Fills ``${REENGAGE_FEAST_REDIS}`` in the yaml (ignored by the embedded one)."""
 
 
 def feast_redis_connection(url: str) -> str:
@@ -41,7 +63,7 @@ def feast_redis_connection(url: str) -> str:
     return ",".join(parts)
 
 
-def load_config(settings: FeatureSettings, repo_path: Path | None = None) -> RepoConfig:
+def load_config(settings: StoreSettings, repo_path: Path | None = None) -> RepoConfig:
     """The RepoConfig of ``settings.yaml_file``; the Redis address comes from settings."""
     repo = (repo_path or settings.repo_path).resolve()
     text = (repo / settings.yaml_file.name).read_text()
@@ -51,7 +73,7 @@ def load_config(settings: FeatureSettings, repo_path: Path | None = None) -> Rep
     return config
 
 
-def load_store(settings: FeatureSettings) -> FeatureStore:
+def load_store(settings: StoreSettings) -> FeatureStore:
     """A FeatureStore on ``settings.repo_path`` with the backend's yaml (embedded or redis)."""
     repo = settings.repo_path.resolve()
     return FeatureStore(repo_path=str(repo), config=load_config(settings, repo))
@@ -59,8 +81,6 @@ def load_store(settings: FeatureSettings) -> FeatureStore:
 
 def apply(store: FeatureStore) -> str:
     """Exactly `feast apply` on the store's repo; returns Feast's printed diff."""
-    from feast.repo_operations import apply_total
-
     repo = Path(store.repo_path).resolve()
     (repo / "data").mkdir(exist_ok=True)
     cwd, out = os.getcwd(), io.StringIO()
@@ -70,9 +90,9 @@ def apply(store: FeatureStore) -> str:
     sys.modules.pop("definitions", None)
     try:
         with contextlib.redirect_stdout(out):
-            apply_total(store.config, repo, skip_source_validation=False)
+            apply_repo(store.config, repo)
     except (ConnectionError, RedisConnectionError) as exc:
-        raise DependencyUnavailable(f"online store unreachable during feast apply: {exc}") from exc
+        raise OnlineStoreUnavailable(_store_label(store), f"unreachable during feast apply: {exc}") from exc
     finally:
         os.chdir(cwd)
         sys.path.remove(str(repo))
@@ -104,7 +124,7 @@ def materialize(store: FeatureStore, end: datetime | None = None, progress: Any 
                 else:
                     store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])
         except (ConnectionError, RedisConnectionError) as exc:
-            raise DependencyUnavailable(f"online store unreachable while materializing {name}: {exc}") from exc
+            raise OnlineStoreUnavailable(_store_label(store), f"unreachable while materializing {name}: {exc}") from exc
         timings[name] = time.perf_counter() - t0
         if progress is not None:
             progress.update(task, advance=1, description=f"materialize {name}")
@@ -113,6 +133,11 @@ def materialize(store: FeatureStore, end: datetime | None = None, progress: Any 
 
 def _packed(store: FeatureStore) -> bool:
     return getattr(store.config.online_store, "type", "").endswith("PackedOnlineStore")
+
+
+def _store_label(store: FeatureStore) -> str:
+    """How errors name the online store: its yaml ``type`` (ours, or one of Feast's)."""
+    return f"online store ({getattr(store.config.online_store, 'type', 'unknown')})"
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from feature_store.errors import OnlineStoreUnavailable
+
 
 class ReengageError(Exception):
     status_code: int = 500
@@ -73,6 +75,21 @@ class DependencyUnavailable(ReengageError):
     error_type = "dependency_unavailable"
 
 
+class Overloaded(ReengageError):
+    """A bounded queue is full, or the component is shutting down: nothing was done, so the
+    caller may retry after ``retry_after_s`` (the HTTP layer's ``Retry-After``)."""
+
+    status_code = 503
+    error_type = "overloaded"
+
+    def __init__(self, message: str, field: str | None = None, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, field)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.field, self.retry_after_s))
+
+
 class Timeout(ReengageError):
     status_code = 504
     error_type = "timeout"
@@ -91,6 +108,8 @@ def status_and_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     exc = _unwrap(exc)
     if isinstance(exc, ReengageError):
         return exc.status_code, exc.to_body()
+    if isinstance(exc, OnlineStoreUnavailable):  # feature_store's own error (it never imports serving)
+        return DependencyUnavailable.status_code, error_body(DependencyUnavailable.error_type, str(exc))
     name = type(exc).__name__
     if name in {"BackPressureError", "DeploymentUnavailableError", "ActorUnavailableError", "ActorDiedError"}:
         return 503, error_body("dependency_unavailable", f"a serving component is unavailable: {name}")
@@ -130,3 +149,14 @@ def grpc_code(status: int) -> Any:
         404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS,
         503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED,
     }.get(status, grpc.StatusCode.INTERNAL)
+
+
+def retry_after(exc: BaseException) -> dict[str, str] | None:
+    """``Retry-After`` for errors that say when to come back (an overloaded queue)."""
+    seconds = getattr(_unwrap(exc), "retry_after_s", None)
+    return None if seconds is None else {"Retry-After": str(max(1, int(round(seconds))))}
+
+
+# Errors the one mapper knows besides ours: the HTTP layer answers them like ours (no
+# traceback, their own status), since they are expected states, not server bugs.
+MAPPED_ERRORS: tuple[type[BaseException], ...] = (ReengageError, OnlineStoreUnavailable)

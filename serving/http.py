@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from serving import metrics
 from serving.dataplane import SERVER_VERSION, DataPlane
-from serving.errors import ReengageError, retry_after, status_and_body
+from serving.errors import MAPPED_ERRORS, retry_after, status_and_body
 from serving.routes import openai, rest_v1, rest_v2
 from serving.routes.responses import error_response, validation_error
 
@@ -73,9 +73,12 @@ def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None) -> F
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ReengageError)
-    async def _ours(request: Request, exc: ReengageError) -> Response:
-        return error_response(request, exc.status_code, exc.to_body(), retry_after(exc))
+    async def _mapped(request: Request, exc: Exception) -> Response:
+        status, body = status_and_body(exc)
+        return error_response(request, status, body, retry_after(exc))
+
+    for error in MAPPED_ERRORS:  # ours and the feature store's: expected states, no traceback
+        app.add_exception_handler(error, _mapped)
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, exc: ValidationError) -> Response:

@@ -147,16 +147,16 @@ def test_feast_redis_connection_string() -> None:
     assert fr.feast_redis_connection("rediss://:pw@h:1/0") == "h:1,db=0,password=pw,ssl=true"
 
 
-def test_unreachable_redis_is_a_dependency_error(tmp_path: Path) -> None:
+def test_unreachable_redis_is_an_online_store_error(tmp_path: Path) -> None:
     import socket
 
-    from serving.errors import DependencyUnavailable
+    from feature_store.errors import OnlineStoreUnavailable
 
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     repo = copy_repo(tmp_path / "repo")
     store = fr.load_store(FeatureSettings(repo_path=repo, backend="redis", redis_url=f"redis://127.0.0.1:{port}/0"))
-    with pytest.raises(DependencyUnavailable):
+    with pytest.raises(OnlineStoreUnavailable, match="unavailable"):
         fr.apply(store)
         fr.materialize(store, views=("customer_profile",))

@@ -40,11 +40,11 @@ def test_parity_with_feast_on_10000_random_entities(store, on_missing_view) -> N
                                                       "customer_activity:a_00"]])
 def test_one_pass_decode_equals_the_per_view_decode(store, on_missing_view, features) -> None:
     """Every key found (the one-pass path), some rows expired: same batch as view by view, and as Feast."""
-    from feature_store.online_store import now_us
+    from feature_store.online_store.layout import now_us
 
     ids = np.random.default_rng(4).integers(1, CUSTOMERS + 1, 3_000).astype(np.int64)
     reader = PackedReader.from_store(store, features, on_missing_view=on_missing_view)
-    fetched = reader._backend.fetch(reader._prefixes, ids)
+    fetched = reader._kv.fetch(reader._prefixes, ids)
     assert fetched.joined is not None
     now = now_us()
     block = reader._read_block(fetched.joined, len(ids), now)

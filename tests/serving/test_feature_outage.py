@@ -49,10 +49,15 @@ def test_redis_down_is_a_fast_503_naming_the_feature_store_and_recovers(redis_ap
     assert ok.status_code == 200 and ok.json()["found"] == [True, True, True]
 
     redis.stop()
+    from serving import metrics
+
+    metrics.RECORDER.drain()
     start = time.perf_counter()
     down = client.post("/v1/score", json={"customer_ids": [1, 2, 3]})
     elapsed = time.perf_counter() - start
     assert down.status_code == 503
+    counts, _ = metrics.RECORDER.drain()  # an expected state: counted as the 503 it answered
+    assert counts.get(("reengage_requests_total", ("/v1/score", "503"))) == 1
     err = down.json()["error"]
     assert err["type"] == "dependency_unavailable" and "feature store" in err["message"]
     assert elapsed < 5  # fails fast (timeout 0.2 s), no hanging retries
