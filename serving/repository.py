@@ -19,6 +19,8 @@ from tritonclient.grpc import model_config_pb2
 from serving.errors import InvalidRequest, ModelNotFound
 
 PLATFORM_FILES = {"onnxruntime_onnx": "model.onnx"}
+# What ``parameters { key: "runtime" }`` may name; ONNX Runtime when absent (serving/runtime).
+RUNTIMES = ("onnxruntime", "lleaves")
 
 # Triton config data types -> KServe v2 datatypes.
 _TRITON_TO_V2 = {
@@ -72,6 +74,11 @@ class ModelSpec:
     @property
     def feature_service(self) -> str | None:
         return self.parameters.get("feature_service")
+
+    @property
+    def runtime(self) -> str:
+        """The runtime config.pbtxt asks for (``parameters { key: "runtime" }``), default ONNX Runtime."""
+        return self.parameters.get("runtime") or "onnxruntime"
 
 
 def parse_config(path: Path) -> model_config_pb2.ModelConfig:

@@ -56,8 +56,8 @@ def find_version(model_dir: Path, fingerprint: str) -> int | None:
     return found[-1] if newest.get("fingerprint") == fingerprint else None
 
 
-def config_proto(name: str, n_features: int, feature_service: str) -> mc.ModelConfig:
-    """The Triton ModelConfig every reengage ONNX model shares."""
+def config_proto(name: str, n_features: int, feature_service: str, runtime: str | None = None) -> mc.ModelConfig:
+    """The Triton ModelConfig every reengage ONNX model shares; ``runtime`` names a compiled runtime."""
     cfg = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=MAX_BATCH_SIZE)
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[n_features])
     cfg.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_FP32, dims=[1])
@@ -65,6 +65,8 @@ def config_proto(name: str, n_features: int, feature_service: str) -> mc.ModelCo
     cfg.version_policy.all.SetInParent()  # every version servable: v2 routes take /versions/{v}
     cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     cfg.parameters["feature_service"].string_value = feature_service
+    if runtime is not None:  # Triton's ONNX Runtime backend ignores it; serving.runtime.runtime_for reads it
+        cfg.parameters["runtime"].string_value = runtime
     return cfg
 
 
@@ -116,13 +118,19 @@ def onnx_predict(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 def write_version(model_dir: Path, model: onnx.ModelProto, metrics: dict[str, Any],
-                  cfg: mc.ModelConfig) -> int:
-    """Add the next version atomically (temp dir, then rename); never overwrite one."""
+                  cfg: mc.ModelConfig, files: dict[str, bytes] | None = None) -> int:
+    """Add the next version atomically (temp dir, then rename); never overwrite one.
+
+    ``files`` are extra files of the version (the booster text, a compiled artifact),
+    written into the same temp dir so they appear with ``model.onnx`` or not at all.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         onnx.save_model(model, str(tmp / "model.onnx"))
+        for name, blob in (files or {}).items():
+            (tmp / name).write_bytes(blob)
         for _ in range(100):
             version = (versions(model_dir) or [0])[-1] + 1
             body = {**metrics, "version": version}

@@ -6,6 +6,8 @@ retrieval, not a training run.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,9 @@ from feast import FeatureStore
 from model_repo.training import churn, common, engagement, export
 
 ONNX_TOLERANCE = 1e-4  # the build refuses a model whose ONNX output drifts more than this
+COMPILED_TOLERANCE = 1e-6  # ... and compiled trees whose output differs from ONNX Runtime's more than this
+
+log = logging.getLogger("reengage")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class TrainResult:
 def _code_fingerprint(spec: ModuleType) -> str:
     here = Path(__file__).parent
     files = {Path(str(spec.__file__)), here / "common.py", here / "export.py", here / "train.py"}
+    compiler = importlib.util.find_spec("serving.runtime.lleaves")
+    if getattr(spec, "RUNTIME", None) == "lleaves" and compiler and compiler.origin:
+        files.add(Path(compiler.origin))  # its compiler writes the version's artifact
     return common.code_fingerprint(*files)
 
 
@@ -51,7 +59,7 @@ def train_model(spec: ModuleType, store: FeatureStore, labels: pd.DataFrame, rep
     data_fp, code_fp = data.fingerprint(), _code_fingerprint(spec)
     fingerprint = export.combined_fingerprint(data_fp, code_fp, params)
     step("fit")
-    cfg = export.config_proto(name, len(data.features), spec.FEATURE_SERVICE)
+    cfg = export.config_proto(name, len(data.features), spec.FEATURE_SERVICE, getattr(spec, "RUNTIME", None))
     found = export.find_version(model_dir, fingerprint)
     if found is not None:
         if not (model_dir / "config.pbtxt").is_file():
@@ -63,14 +71,17 @@ def train_model(spec: ModuleType, store: FeatureStore, labels: pd.DataFrame, rep
     x_test, y_test, p_true = data.test
     metrics: dict[str, Any] = {**common.evaluate(y_test, fitted.predict(x_test), p_true)}
     onnx_model, drift = _export(fitted, data, name, fingerprint)
+    files = fitted.files() if hasattr(fitted, "files") else {}
+    compiled, compiled_drift = _compile(getattr(spec, "RUNTIME", None), files, onnx_model, x_test, name)
     step("write")
     metrics.update({
         "model": name, "features": list(data.features), "feature_service": spec.FEATURE_SERVICE,
         "label": spec.LABEL, "training_data_fingerprint": data_fp, "code_fingerprint": code_fp,
         "fingerprint": fingerprint, "params": params, "n_train": int((~data.holdout).sum()),
         "n_holdout": int(data.holdout.sum()), "onnx_max_abs_diff": drift, "trained_at": export.now_iso(),
+        **compiled_drift,
     })
-    version = export.write_version(model_dir, onnx_model, metrics, cfg)
+    version = export.write_version(model_dir, onnx_model, metrics, cfg, files={**files, **compiled})
     step(f"version {version}")
     return TrainResult(name, version, False, {**metrics, "version": version}, time.perf_counter() - t0, fitted)
 
@@ -85,6 +96,30 @@ def _export(fitted: Any, data: common.TrainingData, name: str, fingerprint: str)
     if drift > ONNX_TOLERANCE:
         raise ValueError(f"{name}: ONNX output differs from the trained model by {drift:.2e}")
     return onnx_model, drift
+
+
+def _compile(runtime: str | None, files: dict[str, bytes], onnx_model: Any, x: np.ndarray,
+             name: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The compiled runtime's files for the version, checked on the holdout against ONNX Runtime.
+
+    Without the package the version is written without them (served by ONNX Runtime);
+    a compiled forest that disagrees with the ONNX graph stops the build.
+    """
+    if runtime != "lleaves":
+        return {}, {}
+    from serving.runtime import lleaves
+
+    try:
+        compiled, forest = lleaves.compile_text(files[lleaves.BOOSTER])
+    except lleaves.Unavailable as exc:
+        log.warning("%s: not compiled for lleaves (%s); ONNX Runtime will serve it", name, exc)
+        return {}, {"compiled_runtime": None}
+    got = forest.predict(x)
+    want = export.onnx_predict(onnx_model, x)[:, 0].astype(np.float64)
+    diff = float(np.max(np.abs(got.astype(np.float32) - want))) if len(x) else 0.0
+    if diff > COMPILED_TOLERANCE:
+        raise ValueError(f"{name}: lleaves output differs from ONNX Runtime by {diff:.2e} on the holdout")
+    return compiled, {"compiled_runtime": runtime, "compiled_max_abs_diff": diff}
 
 
 def onnx_drift(model: Any, fitted: Any, x: np.ndarray) -> float:

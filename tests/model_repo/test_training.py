@@ -142,3 +142,29 @@ def test_write_version_never_reuses_a_number(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "7" / "model.onnx").read_bytes() == b"x"
     assert export.find_version(tmp_path / "m", "b") == 8 and export.find_version(tmp_path / "m", "a") is None
     onnx.checker.check_model(onnx.load(str(tmp_path / "m" / "8" / "model.onnx")))
+
+
+def test_churn_version_keeps_its_booster_text_and_runtime_choice(env: dict[str, Any]) -> None:
+    """model.txt beside model.onnx (what tree compilers read); config.pbtxt names churn's runtime."""
+    import lightgbm as lgb
+
+    r: TrainResult = env["results"]["churn"]
+    vdir = env["models"] / "churn" / str(r.version)
+    data = common.load_training_data(env["store"], churn.FEATURE_SERVICE, env["labels"], churn.LABEL, churn.P_COLUMN)
+    x = data.test[0][:2000]
+    booster = lgb.Booster(model_file=str(vdir / "model.txt"))
+    np.testing.assert_array_equal(booster.predict(x), r.fitted.predict(x))  # the very trees that were exported
+    engagement_dir = env["models"] / "engagement" / str(env["results"]["engagement"].version)
+    assert not (engagement_dir / "model.txt").exists()
+    params = {name: text_format.Parse((env["models"] / name / "config.pbtxt").read_text(), mc.ModelConfig()).parameters
+              for name in ("churn", "engagement")}
+    assert params["churn"]["runtime"].string_value == "lleaves"
+    assert "runtime" not in params["engagement"]  # the MLP stays on ONNX Runtime
+
+
+def test_write_version_writes_extra_files_atomically(tmp_path: Path) -> None:
+    cfg = export.config_proto("m", 24, "engagement_model")
+    model = engagement.mlp_to_onnx(engagement.EngagementModel(np.zeros(24), np.ones(24), engagement._net(24, [4])), 24)
+    v = export.write_version(tmp_path / "m", model, {"fingerprint": "a"}, cfg, files={"model.txt": b"trees"})
+    assert (tmp_path / "m" / str(v) / "model.txt").read_bytes() == b"trees"
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".tmp")]
