@@ -14,7 +14,7 @@ from typing import Callable
 from serving.errors import ModelNotFound
 from serving.repository import ModelSpec, VersionSpec, check_version, read_model, scan
 from serving.runtime.base import ModelRuntime
-from serving.runtime.onnx import OnnxRuntime
+from serving.runtime import runtime_for
 
 RuntimeFactory = Callable[[ModelSpec, VersionSpec], ModelRuntime]
 
@@ -22,7 +22,7 @@ RuntimeFactory = Callable[[ModelSpec, VersionSpec], ModelRuntime]
 class ModelRegistry:
     def __init__(self, repo_path: Path, runtime_factory: RuntimeFactory | None = None) -> None:
         self.repo_path = repo_path
-        self._factory = runtime_factory or (lambda spec, ver: OnnxRuntime(spec, ver))
+        self._factory = runtime_factory or (lambda spec, ver: runtime_for(spec, ver, 1))
         self._specs: dict[str, ModelSpec] = {}
         self._loaded: dict[str, dict[str, ModelRuntime]] = {}
         self._lock = threading.Lock()
