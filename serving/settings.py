@@ -61,6 +61,11 @@ class ModelSettings(_Section):
     # (loaded before old ones are dropped), and repository load/unload calls made on one
     # replica reach the others. 0 turns it off.
     poll_interval_s: float = Field(5.0, ge=0)
+    # Dynamic batching inside a Serve replica: "asyncio" (the in-process batcher: an idle
+    # model runs a call at once, calls arriving meanwhile form the next batch) or "serve"
+    # (Ray Serve's serve.batch). asyncio measured cheaper per request (docs/benchmarks.md):
+    # serve.batch records its own metrics per batch and hands each batch to a task.
+    batcher: Literal["asyncio", "serve"] = "asyncio"
 
 
 class BanditSettings(_Section):
@@ -91,6 +96,15 @@ class BanditSettings(_Section):
     ts_samples: int = Field(64, ge=8, le=10_000)
     sync_interval_s: float = Field(1.0, ge=0, description="how often a replica checks for state learned elsewhere")
     seed: int | None = None
+    # Redis socket and connect timeout: a hung Redis is a 503 after this, not a stuck replica
+    timeout_s: float = Field(0.25, gt=0, description="fail fast when the bandit state (Redis) is slow")
+    # the decision log is written by a background thread, in groups: at the latest this long
+    # after a decision (a crash loses at most this much), or once flush_rows rows wait
+    flush_interval_s: float = Field(0.05, gt=0, le=10)
+    flush_rows: int = Field(10_000, ge=1)
+    # decision rows waiting for the state store, at most; beyond it a decision is refused
+    # (503 overloaded, Retry-After) rather than queued without bound or dropped
+    log_queue_rows: int = Field(100_000, ge=1)
 
     @model_validator(mode="after")
     def _arms_consistent(self) -> "BanditSettings":

@@ -1,7 +1,8 @@
 """Decision throughput of the bandit router: decisions/s at 1,000 contexts a call.
 
 For each policy and backend, measures (a) the policy math alone (probabilities + draw)
-and (b) the whole ``decide`` (holdout, contact caps, log write, state version check),
+and (b) the whole ``decide_sync`` (holdout, policy, and the wait for the contact
+reservation, which the background committer writes together with the log record),
 on a state trained by a few thousand rewards so the linear policies invert real matrices.
 """
 
@@ -41,7 +42,7 @@ def _router(policy: str, backend: str, state_path: Path, redis_url: str | None) 
     router = BanditRouter(settings)
     rng = np.random.default_rng(1)
     x = rng.random((2000, len(CONTEXT))).astype(np.float32)
-    dec = router.decide(rng.integers(0, 1 << 40, 2000), x, eligible=np.ones(2000, bool), model_versions={})
+    dec = router.decide_sync(rng.integers(0, 1 << 40, 2000), x, eligible=np.ones(2000, bool), model_versions={})
     ok = dec.decision_id != None  # noqa: E711 - object array of str | None
     router.feedback_many(list(dec.decision_id[ok]), rng.random(int(ok.sum())).round())
     router.sync(force=True)
@@ -54,7 +55,7 @@ def bench_one(router: BanditRouter, n: int, repeats: int) -> dict[str, float]:
     ok = np.ones(n, bool)
     math = _time(lambda: sample_actions(router.policy.probabilities(x, router.stats, rng), rng), repeats)
     # fresh customers each call, so contact caps check and record (not just reject)
-    whole = _time(lambda: router.decide(rng.integers(0, 1 << 40, n), x, eligible=ok,
+    whole = _time(lambda: router.decide_sync(rng.integers(0, 1 << 40, n), x, eligible=ok,
                                         model_versions={"churn": "1"}), repeats)
     return {"policy_ms": math * 1e3, "policy_decisions_per_s": n / math,
             "decide_ms": whole * 1e3, "decisions_per_s": n / whole}
@@ -73,7 +74,7 @@ def run_bandit_bench(console: Any = None, *, redis_url: str | None = None, n: in
                 try:
                     results[backend][policy] = bench_one(router, n, repeats)
                 finally:
-                    drop = getattr(router.backend, "drop", None)
+                    drop = getattr(router.store, "drop", None)
                     if drop is not None:  # leave no benchmark keys in a real Redis
                         drop()
                     router.close()

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import numpy as np
 
 from serving.bandit.policies import Layout, Policy, aggregate, row_increments, with_intercept
-from serving.bandit.state import POLICY, REASONS, Backend, BatchRecord, open_backend
+from serving.bandit.state import REASONS, BatchRecord, Reason, StateStore, open_store
+from serving.bandit.state.base import discount_weights
 from serving.errors import InvalidRequest
 
 Candidate = str | np.ndarray | Callable[[np.ndarray], np.ndarray]
@@ -95,16 +96,16 @@ def _empty(arms: tuple[str, ...], names: tuple[str, ...]) -> LogRecords:
                       z.astype(np.int64), z, z, z.astype(np.uint8), z.astype(object), z.astype(object), arms, names)
 
 
-def load_log(settings: Any, *, since: float | None = None, backend: Backend | None = None) -> LogRecords:
+def load_log(settings: Any, *, since: float | None = None, store: StateStore | None = None) -> LogRecords:
     """The durable decision log joined with rewards; ``settings``: Settings or BanditSettings."""
     bandit = getattr(settings, "bandit", settings)
-    own = backend is None
-    backend = open_backend(bandit) if backend is None else backend
+    own = store is None
+    store = open_store(bandit) if store is None else store
     try:
-        batches, rewards = backend.read_log(since)
+        batches, rewards = store.read_log(since)
     finally:
         if own:
-            backend.close()
+            store.close()
     return records_from_batches(batches, rewards)
 
 
@@ -123,7 +124,7 @@ def evaluate(records: LogRecords, candidate: Candidate, *, confidence: float = 0
         return OPEReport(label, 0, 0.0, confidence, nan, nan, nan, nan)
     probs_all = _candidate_probs(records, candidate)
     reward = records.reward if missing_reward == "drop" else np.nan_to_num(records.reward, nan=0.0)
-    rows = (records.reason == POLICY) & (records.arm >= 0) & (records.propensity > 0) & np.isfinite(reward)
+    rows = (records.reason == Reason.POLICY) & (records.arm >= 0) & (records.propensity > 0) & np.isfinite(reward)
     recs, pi, r = records.select(rows), probs_all[rows], reward[rows]
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     n = len(recs)
@@ -145,11 +146,9 @@ def uplift(records: LogRecords, *, confidence: float = 0.95,
            missing_reward: Literal["drop", "zero"] = "drop") -> Estimate:
     """Mean reward of treated customers minus the holdout's (Welch interval): what the
     router adds over never contacting, measured on the stable per-customer holdout."""
-    from serving.bandit.state import HOLDOUT
-
     reward = records.reward if missing_reward == "drop" else np.nan_to_num(records.reward, nan=0.0)
     seen = np.isfinite(reward) & (records.arm >= 0)
-    treated, held = reward[seen & (records.reason == POLICY)], reward[seen & (records.reason == HOLDOUT)]
+    treated, held = reward[seen & (records.reason == Reason.POLICY)], reward[seen & (records.reason == Reason.HOLDOUT)]
     if len(treated) < 2 or len(held) < 2:
         return Estimate(np.nan, np.nan, np.nan, np.nan)
     se = float(np.sqrt(treated.var(ddof=1) / len(treated) + held.var(ddof=1) / len(held)))
@@ -227,9 +226,9 @@ def _dim(width: int) -> int:
 def fit_stats(records: LogRecords, *, discount: float = 1.0) -> np.ndarray:
     """Policy statistics learned from the rewarded policy rows of a log (offline training)."""
     layout = Layout(len(records.arms), len(records.context_names))
-    rows = (records.reason == POLICY) & (records.arm >= 0) & np.isfinite(records.reward)
+    rows = (records.reason == Reason.POLICY) & (records.arm >= 0) & np.isfinite(records.reward)
     r = records.select(rows)
-    w = discount ** np.arange(len(r) - 1, -1, -1, dtype=np.float64) if discount < 1 else None
+    w = discount_weights(len(r), discount) if discount < 1 else None
     return aggregate(layout, r.arm, row_increments(layout, r.context, r.reward), w)
 
 

@@ -1,32 +1,46 @@
 """The bandit router: one vectorized decision per batch, rewards from any replica.
 
 Plain Python (no Ray): the serving layer wraps it in a deployment. A ``decide`` call of N
-rows is one policy evaluation over an (N, d) context matrix, one categorical draw, at
-most one contact-cap round trip and one log write; decision ids are ``<batch>-<row>``,
-so the log keeps one record per batch and a reward finds its row by offset.
+rows is one policy evaluation over an (N, d) context matrix and one categorical draw on
+the in-memory statistics; its record (and the contact reservation of the rows that reach
+a customer) goes to the router's ``GroupCommitter``, which writes it off the event loop
+(see ``serving.bandit.state.committer`` for the flush policy, the queue bound, why caps
+stay exact and what a crash loses). Decision ids are ``<batch>-<row>``, so the log keeps
+one record per batch and a reward finds its row by offset.
+
+``decide`` and ``feedback`` are coroutines for the serving path; ``decide_sync``,
+``feedback_sync`` and ``feedback_many`` block, for offline callers (simulation, OPE,
+benchmarks, tests).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import re
 import secrets
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from serving.bandit.policies import Layout, Policy, row_increments, sample_actions
-from serving.bandit.state import (CONFLICT, CONTACT_CAP, HOLDOUT, MISSING, NOT_FOUND, OK, POLICY, REASONS,
-                                  Backend, BatchRecord, Pending, open_backend)
-from serving.errors import Conflict, DecisionNotFound, InvalidRequest
+from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation,
+                                  RewardStatus, RewardUpdate, StateStore, Waiter, open_store)
+from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
 from serving.settings import BanditSettings
 
 SCORE_COLUMNS = {"churn_probability": "churn", "engagement_probability": "engagement"}
 _ID = re.compile(r"^([0-9a-f]{16})-(\d{1,7})$")
 _REASON_NAMES = np.array(REASONS, dtype=object)
+_STATUS_NAMES = np.array(["conflict", "not_found", "ok"], dtype=object)  # RewardStatus + 1
+# plain ints for the per-request numpy work: numpy handles IntEnum members ~3x slower
+_POLICY, _HOLDOUT, _NOT_FOUND = int(Reason.POLICY), int(Reason.HOLDOUT), int(Reason.NOT_FOUND)
+FEEDBACK_WAIT_S = 5.0  # a reward waits this long at most for its decision's own group commit
 
 
 @dataclass
@@ -44,24 +58,26 @@ class Decisions:
     def __len__(self) -> int:
         return int(len(self.action))
 
-    def columns(self) -> dict[str, list[object]]:
-        """JSON-ready columns (NaN propensity -> None) for the v1 answer."""
-        prop = np.where(np.isnan(self.propensity), None, self.propensity.astype(object))
-        return {"action": self.action.tolist(), "decision_id": list(self.decision_id),
-                "propensity": prop.tolist(), "reason": self.reason.tolist()}
-
 
 def holdout_mask(customer_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
-    """Stable per-customer holdout: a salted splitmix64 hash mapped to [0, 1) below ``share``."""
+    """Stable per-customer holdout: a salted splitmix64 hash mapped to [0, 1) below ``share``.
+    (uint64 array arithmetic wraps silently, as splitmix64 wants.)"""
     if share <= 0:
         return np.zeros(len(customer_ids), bool)
-    seed = np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
-    with np.errstate(over="ignore"):
-        z = np.asarray(customer_ids, dtype=np.int64).view(np.uint64) + seed
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < share
+    z = np.asarray(customer_ids, dtype=np.int64).view(np.uint64) + _salt_seed(salt)
+    z = (z ^ (z >> _U30)) * _MIX1
+    z = (z ^ (z >> _U27)) * _MIX2
+    z = z ^ (z >> _U31)
+    return (z >> _U11).astype(np.float64) / float(1 << 53) < share
+
+
+@functools.lru_cache(maxsize=16)
+def _salt_seed(salt: str) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
+
+
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_U11, _U27, _U30, _U31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
 
 
 def state_fingerprint(settings: BanditSettings) -> str:
@@ -73,22 +89,27 @@ def state_fingerprint(settings: BanditSettings) -> str:
 class BanditRouter:
     """Decides actions for batches of customers and learns from rewards (shared state)."""
 
-    def __init__(self, settings: BanditSettings, *, backend: Backend | None = None) -> None:
+    def __init__(self, settings: BanditSettings, *, store: StateStore | None = None) -> None:
         self.settings = settings
         self.arms = tuple(settings.arms)
         self.context_names = tuple(settings.context_features)
         self.layout = Layout(len(self.arms), len(self.context_names))
         self.policy = Policy(settings.policy, self.layout, epsilon=settings.epsilon, alpha=settings.alpha,
                              ridge=settings.ridge, samples=settings.ts_samples)
-        self.backend = backend if backend is not None else open_backend(settings)
+        self.store = store if store is not None else open_store(settings)
         self.fingerprint = state_fingerprint(settings)
         self.state_key = f":state:{self.fingerprint}"
         self.control = self.arms.index(settings.control_arm) if settings.control_arm in self.arms else -1
+        self._arm_names = np.array(self.arms + (None,), dtype=object)  # index -1: no decision
         self._rng = np.random.default_rng(settings.seed)
         self._lock = threading.Lock()
         self._version, self._stats = -1, self.layout.zeros()
         self._checked = -np.inf
         self.sync(force=True)
+        self.committer = GroupCommitter(
+            self.store, flush_interval_s=settings.flush_interval_s, queue_rows=settings.log_queue_rows,
+            flush_rows=settings.flush_rows, ttl_s=settings.reward_window_s, refresh=self._refresh,
+            refresh_interval_s=settings.sync_interval_s, name=settings.name)
 
     # ------------------------------------------------------------------ state sync
     @property
@@ -101,14 +122,19 @@ class BanditRouter:
         return self._stats
 
     def sync(self, *, force: bool = False) -> bool:
-        """Pick up state learned by any replica: a version check, a read only on change."""
+        """Pick up state learned by any replica, at most every ``sync_interval_s`` unless forced.
+        Offline callers call it; in serving the committer thread refreshes on that period."""
         mono = time.monotonic()
         if not force and mono - self._checked < self.settings.sync_interval_s:
             return False
         self._checked = mono
-        if not force and self.backend.state_version(self.state_key) == self._version:
+        return self._refresh(force=force)
+
+    def _refresh(self, *, force: bool = False) -> bool:
+        """A version check, a read only on change; decisions then use the new snapshot."""
+        if not force and self.store.state_version(self.state_key) == self._version:
             return False
-        version, stats = self.backend.read_state(self.state_key, (self.layout.n_arms, self.layout.width))
+        version, stats = self.store.read_state(self.state_key, (self.layout.n_arms, self.layout.width))
         with self._lock:
             self._version, self._stats = version, stats
         return True
@@ -135,36 +161,55 @@ class BanditRouter:
                              f"({list(feature_names)}) nor the scores {list(SCORE_COLUMNS)}")
 
     # ------------------------------------------------------------------ decide
-    def decide(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
-               model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
-               feature_ts: np.ndarray | None = None, now: float | None = None) -> Decisions:
-        """Actions for N customers; holdout and contact caps are enforced here and logged."""
+    async def decide(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
+                     model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
+                     feature_ts: np.ndarray | None = None, now: float | None = None) -> Decisions:
+        """Actions for N customers, for the event loop: no store call here. Only a batch with
+        rows that contact a customer awaits its reservation (the committer's next group)."""
+        record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now,
+                                      asyncio.get_running_loop())
+        if isinstance(waiter, asyncio.Future):
+            await waiter
+        return self._answer(record)
+
+    def decide_sync(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
+                    model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
+                    feature_ts: np.ndarray | None = None, now: float | None = None) -> Decisions:
+        """``decide`` for offline callers: re-reads the statistics first (``sync``), so a loop
+        of decide / feedback learns round by round, and blocks on the reservation."""
+        self.sync()
+        record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now)
+        if isinstance(waiter, Future):
+            waiter.result()
+        return self._answer(record)
+
+    def _submit(self, customer_ids: np.ndarray, context: np.ndarray, eligible: np.ndarray,
+                model_versions: dict[str, str], feature_digest: np.ndarray | None,
+                feature_ts: np.ndarray | None, now: float | None,
+                loop: asyncio.AbstractEventLoop | None = None) -> tuple[BatchRecord, Waiter | None]:
+        """Holdout, then the policy on this replica's snapshot; the record (before contact caps)
+        goes to the committer with the reservation its contacting rows need, if any."""
         now = time.time() if now is None else float(now)
         ids, x, ok = self._validate(customer_ids, context, eligible)
-        self.sync()
-        n = len(ids)
-        reason = np.where(ok, POLICY, NOT_FOUND).astype(np.uint8)
-        reason[ok & holdout_mask(ids, self.settings.holdout_share, self.settings.holdout_salt)] = HOLDOUT
-        arm = np.full(n, -1, dtype=np.int64)
-        prop = np.full(n, np.nan)
-        pol = reason == POLICY
+        reason = np.where(ok, _POLICY, _NOT_FOUND).astype(np.uint8)
+        reason[ok & holdout_mask(ids, self.settings.holdout_share, self.settings.holdout_salt)] = _HOLDOUT
+        arm = np.full(len(ids), -1, dtype=np.int16)
+        prop = np.full(len(ids), np.nan)
+        pol = reason == _POLICY
         with self._lock:
-            stats, version = self._stats, self.policy_version
-            probs = self.policy.probabilities(x[pol], stats, self._rng)
-            arm[pol], prop[pol] = sample_actions(probs, self._rng)
-        held = reason == HOLDOUT
+            version = self.policy_version
+            arm[pol], prop[pol] = sample_actions(self.policy.probabilities(x[pol], self._stats, self._rng), self._rng)
+        held = reason == _HOLDOUT
         arm[held], prop[held] = self.control, 1.0
-        self._apply_caps(ids, arm, prop, reason, now)
-        bid = secrets.token_hex(8)
-        rec = BatchRecord(bid, now, self.settings.policy, version, dict(model_versions), self.arms,
-                          self.context_names, ids, x, arm.astype(np.int16), prop, reason, feature_digest, feature_ts)
-        self.backend.log_batch(rec, self.settings.reward_window_s)
-        return self._answer(bid, arm, prop, reason, version)
+        rec = BatchRecord(secrets.token_hex(8), now, self.settings.policy, version, dict(model_versions), self.arms,
+                          self.context_names, ids, x, arm, prop, reason, feature_digest, feature_ts)
+        return rec, self.committer.submit(rec, self._reservation(rec), loop=loop)
 
     def _validate(self, customer_ids: np.ndarray, context: np.ndarray,
                   eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ids = np.asarray(customer_ids, dtype=np.int64).reshape(-1)
-        x = np.asarray(context, dtype=np.float32)
+        """Owned copies: the record is written later, by another thread."""
+        ids = np.array(customer_ids, dtype=np.int64).reshape(-1)
+        x = np.array(context, dtype=np.float32)
         ok = np.asarray(eligible, dtype=bool).reshape(-1)
         if x.ndim != 2 or x.shape != (len(ids), len(self.context_names)):
             raise InvalidRequest(f"context must be (N={len(ids)}, d={len(self.context_names)}), got {x.shape}",
@@ -173,29 +218,34 @@ class BanditRouter:
             raise InvalidRequest(f"eligible must be ({len(ids)},), got {ok.shape}", field="eligible")
         return ids, x, ok
 
-    def _apply_caps(self, ids: np.ndarray, arm: np.ndarray, prop: np.ndarray, reason: np.ndarray,
-                    now: float) -> None:
-        """Contacts beyond K per window become the control arm (reason ``contact_cap``)."""
+    def _reservation(self, rec: BatchRecord) -> Reservation | None:
+        """Contacts beyond the cap per window become the control arm (reason ``contact_cap``);
+        rows that contact nobody, or caps off, need no reservation and wait for nothing."""
         cap = self.settings.contact_cap
         if cap <= 0 or self.control < 0:
-            return
-        contact = np.flatnonzero((reason == POLICY) & (arm != self.control))
-        if len(contact) == 0:
-            return
-        allowed = self.backend.reserve_contacts(ids[contact], now, self.settings.contact_window_s, cap)
-        capped = contact[~allowed]
-        arm[capped], prop[capped], reason[capped] = self.control, 1.0, CONTACT_CAP
+            return None
+        rows = np.flatnonzero((rec.reason == _POLICY) & (rec.arm_index != self.control))
+        return Reservation(rec, rows, self.settings.contact_window_s, cap, self.control) if len(rows) else None
 
-    def _answer(self, bid: str, arm: np.ndarray, prop: np.ndarray, reason: np.ndarray, version: str) -> Decisions:
-        has = arm >= 0
-        names = np.array(self.arms + (None,), dtype=object)
+    def _answer(self, rec: BatchRecord) -> Decisions:
+        arm = rec.arm_index.astype(np.int64)
         ids = np.full(len(arm), None, dtype=object)
-        rows = np.flatnonzero(has)
-        ids[rows] = np.strings.add(bid + "-", rows.astype(np.str_)).astype(object)
-        return Decisions(names[arm], arm, ids, prop, _REASON_NAMES[reason], version, bid)
+        rows = np.flatnonzero(arm >= 0)
+        ids[rows] = np.strings.add(rec.batch_id + "-", rows.astype(np.str_)).astype(object)
+        return Decisions(self._arm_names[arm], arm, ids, rec.propensity.copy(), _REASON_NAMES[rec.reason],
+                         rec.policy_version, rec.batch_id)
 
     # ------------------------------------------------------------------ feedback
-    def feedback(self, decision_id: str, reward: float, *, now: float | None = None) -> dict[str, object]:
+    async def feedback(self, decision_id: str, reward: float, *, now: float | None = None) -> dict[str, object]:
+        """``feedback_sync`` in a worker thread. An id not found is looked up once more after
+        two flush intervals: the replica that decided it may not have committed it yet."""
+        try:
+            return await asyncio.to_thread(self.feedback_sync, decision_id, reward, now=now)
+        except DecisionNotFound:
+            await asyncio.sleep(2 * self.settings.flush_interval_s)
+            return await asyncio.to_thread(self.feedback_sync, decision_id, reward, now=now)
+
+    def feedback_sync(self, decision_id: str, reward: float, *, now: float | None = None) -> dict[str, object]:
         """Record one reward; 404 unknown/expired, 409 second reward, 422 malformed."""
         if not isinstance(decision_id, str) or not _ID.match(decision_id):
             raise InvalidRequest("decision_id must look like '<16 hex>-<row>' as returned by a decision",
@@ -206,9 +256,9 @@ class BanditRouter:
             raise InvalidRequest("reward must be a number", field="reward") from None
         self._check_reward(np.array([value]))
         status, pend, update = self._record([decision_id], np.array([value]), now)
-        if status[0] == MISSING:
+        if status[0] == RewardStatus.UNKNOWN_DECISION:
             raise DecisionNotFound(f"unknown or expired decision id {decision_id!r}", field="decision_id")
-        if status[0] == CONFLICT:
+        if status[0] == RewardStatus.ALREADY_REWARDED:
             raise Conflict(f"decision {decision_id!r} already has a reward", field="decision_id")
         arm = int(pend.arm[0])
         return {"decision_id": decision_id, "reward": value, "action": self.arms[arm] if arm < len(self.arms) else None,
@@ -226,7 +276,7 @@ class BanditRouter:
         idx = np.flatnonzero(valid)
         if len(idx):
             status, _, _ = self._record([decision_ids[i] for i in idx.tolist()], r[idx], now)
-            out[idx] = np.array(["not_found", "ok", "conflict"], dtype=object)[_code(status)]
+            out[idx] = _STATUS_NAMES[status.astype(np.int64) + 1]
         return out
 
     def _reward_ok(self, r: np.ndarray) -> np.ndarray:
@@ -246,25 +296,33 @@ class BanditRouter:
         parts = [_ID.match(d).groups() for d in decision_ids]  # type: ignore[union-attr]
         bids = [p[0] for p in parts]
         rows = np.array([int(p[1]) for p in parts], dtype=np.int64)
-        pend = self.backend.pending(bids, rows, self.layout.dim)
+        if not self.committer.wait_for(bids, FEEDBACK_WAIT_S):
+            raise DependencyUnavailable("bandit state: the decision is not written yet (state store slow or down)")
+        pend = self.store.pending(bids, rows, self.layout.dim)
         live = pend.found & (pend.arm >= 0) & (pend.t + self.settings.reward_window_s >= now)
-        update = live & (pend.reason == POLICY) & pend.dim_ok & (pend.arm < self.layout.n_arms)
-        inc = row_increments(self.layout, pend.context, rewards)
-        status = np.full(len(bids), MISSING, dtype=np.int8)
+        update = live & (pend.reason == Reason.POLICY) & pend.dim_ok & (pend.arm < self.layout.n_arms)
+        status = np.full(len(bids), RewardStatus.UNKNOWN_DECISION, dtype=np.int8)
         sel = np.flatnonzero(live)
         if len(sel):
-            status[sel] = self.backend.record_rewards(
-                self.state_key, [bids[i] for i in sel], rows[sel], rewards[sel], now, inc[sel],
-                np.maximum(pend.arm[sel], 0), update[sel], self.settings.discount,
-                (self.layout.n_arms, self.layout.width))
-        if (status == OK).any():
-            self._checked = -np.inf  # next decide re-reads: this replica's own reward counts at once
-        return status, pend, update & (status == OK)
+            inc = row_increments(self.layout, pend.context[sel], rewards[sel])
+            status[sel] = self.store.record_rewards(RewardUpdate(
+                self.state_key, (self.layout.n_arms, self.layout.width), self.settings.discount,
+                [bids[i] for i in sel], rows[sel], rewards[sel], now, inc, np.maximum(pend.arm[sel], 0), update[sel]))
+        if (status == RewardStatus.RECORDED).any():
+            self._checked = -np.inf  # this replica's own reward counts at once: offline sync re-reads,
+            self.committer.refresh_soon()  # and the committer thread refreshes the serving snapshot
+        return status, pend, update & (status == RewardStatus.RECORDED)
 
-    def close(self) -> None:
-        self.backend.close()
+    # ------------------------------------------------------------------ lifecycle
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Commit every decision made so far (tests, offline readers of the log)."""
+        return self.committer.flush(timeout_s)
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop: commit every queued decision, then release the store."""
+        self.committer.close(timeout_s)
+        self.store.close()
 
-def _code(status: np.ndarray) -> np.ndarray:
-    """OK / MISSING / CONFLICT (1, 0, -1) -> index into ("not_found", "ok", "conflict")."""
-    return np.select([status == OK, status == CONFLICT], [1, 2], 0)
+    async def aclose(self, timeout_s: float = 10.0) -> None:
+        """``close`` from the event loop, which keeps serving while the queue drains."""
+        await asyncio.to_thread(self.close, timeout_s)

@@ -1,6 +1,6 @@
 """Simulated environments with known reward rates, to measure a router's regret.
 
-The simulation drives the real ``BanditRouter`` (its backend, logging and feedback), in
+The simulation drives the real ``BanditRouter`` (its store, logging and feedback), in
 rounds of one batch decision followed by that batch's rewards, so what it measures is
 what serving does. Regret is the expected one: the best arm's mean minus the chosen
 arm's mean, which is far less noisy than realized rewards.
@@ -73,7 +73,7 @@ def simulate(router: BanditRouter, env: Environment, *, rounds: int, batch: int,
         x = e.contexts(batch, rng)
         ids = rng.integers(0, 1 << 40, batch)
         now = start + t * step_s
-        dec = router.decide(ids, x, eligible=np.ones(batch, bool), model_versions={"sim": "1"}, now=now)
+        dec = router.decide_sync(ids, x, eligible=np.ones(batch, bool), model_versions={"sim": "1"}, now=now)
         arm = dec.arm_index
         mu = e.means(x)
         regret.append(mu.max(axis=1) - mu[np.arange(batch), arm])
@@ -83,4 +83,5 @@ def simulate(router: BanditRouter, env: Environment, *, rounds: int, batch: int,
         router.feedback_many(list(dec.decision_id), r, now=now + step_s / 2)
         if task is not None:
             progress.advance(task)
+    router.flush()  # the whole simulated log is readable once this returns
     return SimResult(np.cumsum(np.concatenate(regret)), float(np.concatenate(rewards).mean()), counts)

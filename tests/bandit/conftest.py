@@ -1,14 +1,19 @@
-"""Routers on a private sqlite file (embedded) or the session's redis-server."""
+"""Routers on a private sqlite file (embedded) or the session's redis-server, and a ledger
+that reads back what a router's store holds (the log, the contact counters)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from serving.bandit.router import BanditRouter
+from serving.bandit.state import BatchRecord, Reason, open_store
 from serving.settings import BanditSettings
 
 RouterFactory = Callable[..., BanditRouter]
@@ -43,3 +48,39 @@ def any_router(request: pytest.FixtureRequest) -> RouterFactory:
     """Each behaviour test runs against both backends."""
     name = "embedded_router" if request.param == "embedded" else "redis_router"
     return request.getfixturevalue(name)
+
+
+def logged_batches(settings: BanditSettings) -> dict[str, BatchRecord]:
+    """The decision log by batch id, through a store of its own (the router may be closed)."""
+    store = open_store(settings)
+    try:
+        return {b.batch_id: b for b in store.read_log()[0]}
+    finally:
+        store.close()
+
+
+def logged_contacts(batches: Iterable[BatchRecord], control: int) -> Counter[int]:
+    """Contacts per customer as the log records them: policy rows with a non-control arm."""
+    out: Counter[int] = Counter()
+    for b in batches:
+        sent = (b.reason == Reason.POLICY) & (b.arm_index != control)
+        out.update(b.customer_ids[sent].tolist())
+    return out
+
+
+def stored_contacts(settings: BanditSettings) -> Counter[int]:
+    """Contacts per customer as the cap counters hold them (sqlite table / Redis keys)."""
+    store = open_store(settings)
+    try:
+        if settings.backend == "redis":
+            prefix = store.prefix + ":cap:"  # type: ignore[attr-defined]
+            keys = list(store.r.scan_iter(match=prefix + "*"))  # type: ignore[attr-defined]
+            return Counter({int(k.decode()[len(prefix):]): len(store.r.get(k).split(b",")) for k in keys})  # type: ignore[attr-defined]
+        with sqlite3.connect(store.path) as db:  # type: ignore[attr-defined]
+            return Counter(dict(db.execute("SELECT customer_id, COUNT(*) FROM contacts GROUP BY customer_id")))
+    finally:
+        store.close()
+
+
+def contexts(n: int, d: int = 2) -> np.ndarray:
+    return np.zeros((n, d), np.float32)

@@ -75,7 +75,7 @@ def test_run_ope_trains_a_learning_candidate_and_prints(logged: Any) -> None:
 
 def test_holdout_and_capped_rows_are_not_evaluated(embedded_router: Any) -> None:
     router = embedded_router(policy="uniform", holdout_share=0.5, contact_cap=0)
-    d = router.decide(np.arange(100), np.zeros((100, 2), np.float32), eligible=np.ones(100, bool), model_versions={})
+    d = router.decide_sync(np.arange(100), np.zeros((100, 2), np.float32), eligible=np.ones(100, bool), model_versions={})
     router.feedback_many(list(d.decision_id), np.ones(100))
     report = evaluate(load_log(router.settings), "uniform")
     assert report.n == int((d.reason == "policy").sum()) < 100
@@ -84,7 +84,7 @@ def test_holdout_and_capped_rows_are_not_evaluated(embedded_router: Any) -> None
 def test_uplift_against_the_holdout(embedded_router: Any) -> None:
     router = embedded_router(policy="uniform", holdout_share=0.3, contact_cap=0)
     n = 4000
-    d = router.decide(np.arange(n), np.zeros((n, 2), np.float32), eligible=np.ones(n, bool), model_versions={})
+    d = router.decide_sync(np.arange(n), np.zeros((n, 2), np.float32), eligible=np.ones(n, bool), model_versions={})
     rng = np.random.default_rng(0)
     rate = np.where(d.reason == "holdout", 0.10, 0.25)  # contacting lifts the rate by 0.15
     router.feedback_many(list(d.decision_id), (rng.random(n) < rate).astype(float))

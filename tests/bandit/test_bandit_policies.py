@@ -7,7 +7,7 @@ import pytest
 
 from serving.bandit.policies import Layout, Policy, aggregate, row_increments, sample_actions
 from serving.bandit.router import holdout_mask
-from serving.bandit.state import _updated, group_positions
+from serving.bandit.state import discounted_update, group_positions
 
 LAYOUT = Layout(n_arms=4, dim=2)
 
@@ -64,8 +64,8 @@ def test_batched_discounted_update_equals_sequential_updates() -> None:
     arms = rng.integers(0, 4, 5)
     seq = LAYOUT.zeros() + 1.0
     for i in range(5):
-        seq = _updated(seq, inc[i : i + 1], arms[i : i + 1], 0.9)
-    np.testing.assert_allclose(_updated(LAYOUT.zeros() + 1.0, inc, arms, 0.9), seq)
+        seq = discounted_update(seq, inc[i : i + 1], arms[i : i + 1], 0.9)
+    np.testing.assert_allclose(discounted_update(LAYOUT.zeros() + 1.0, inc, arms, 0.9), seq)
 
 
 def test_holdout_is_stable_sized_and_salted() -> None:

@@ -17,17 +17,17 @@ from serving.settings import BanditSettings
 
 def test_pending_keys_live_for_the_reward_window(redis_router: Any, redis_url: str) -> None:
     router = redis_router(holdout_share=0.0, contact_cap=0, reward_window_s=120)
-    d = router.decide(np.arange(4), np.zeros((4, 2), np.float32), eligible=np.ones(4, bool), model_versions={})
-    router.feedback(d.decision_id[0], 1.0)
+    d = router.decide_sync(np.arange(4), np.zeros((4, 2), np.float32), eligible=np.ones(4, bool), model_versions={})
+    router.feedback_sync(d.decision_id[0], 1.0)  # waits for its batch's group commit
     client = redis.Redis.from_url(redis_url)
     keys = [k.decode() for k in client.keys(f"*:p:{d.batch_id}:*")]
     assert len(keys) == 3  # meta, context, once-only rewards
     assert all(0 < client.pttl(k) <= 120_000 for k in keys)
-    assert client.xlen(router.backend.log_key) == 1 and client.xlen(router.backend.rewards_key) == 1
+    assert client.xlen(router.store.log_key) == 1 and client.xlen(router.store.rewards_key) == 1
     for k in keys:
         client.delete(k)  # what the TTL does at the end of the window
     with pytest.raises(Exception) as e:
-        router.feedback(d.decision_id[1], 1.0)
+        router.feedback_sync(d.decision_id[1], 1.0)
     assert e.value.__class__.__name__ == "DecisionNotFound"
 
 

@@ -1,0 +1,150 @@
+"""What the bandit stores, and the bytes it stores it as: one codec for both stores.
+
+A ``decide`` call is one ``BatchRecord`` (arrays, not rows). The sqlite and Redis stores
+keep the same encoded fields (``encode_record``), so reading a logged batch back
+(``decode_record``) and decoding what a reward needs from its decision (``Pending.fill``)
+are written once, here, and cannot drift apart between the stores.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+REASONS = ("policy", "holdout", "contact_cap", "not_found")
+
+
+class Reason(IntEnum):
+    """Why a row got its action; stored as a uint8 that indexes ``REASONS``."""
+
+    POLICY = 0
+    HOLDOUT = 1
+    CONTACT_CAP = 2
+    NOT_FOUND = 3
+
+
+class RewardStatus(IntEnum):
+    """What recording one reward did; int8 per row (the Redis reward script returns these)."""
+
+    RECORDED = 1
+    UNKNOWN_DECISION = 0  # no such decision, or its reward window is over
+    ALREADY_REWARDED = -1
+
+
+@dataclass
+class BatchRecord:
+    """One ``decide`` call: the replayable record of every row, in request order."""
+
+    batch_id: str
+    t: float
+    policy: str
+    policy_version: str
+    model_versions: dict[str, str]
+    arms: tuple[str, ...]
+    context_names: tuple[str, ...]
+    customer_ids: np.ndarray  # (n,) int64
+    context: np.ndarray  # (n, d) float32
+    arm_index: np.ndarray  # (n,) int16, -1: no decision
+    propensity: np.ndarray  # (n,) float64, NaN: no decision
+    reason: np.ndarray  # (n,) uint8 index into REASONS
+    feature_digest: np.ndarray | None = None
+    feature_ts: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return int(len(self.customer_ids))
+
+    @property
+    def dim(self) -> int:
+        return int(self.context.shape[1])
+
+
+# 4 bytes per row (int16 arm, uint8 reason, pad): a Redis GETRANGE reads one row's meta.
+META = np.dtype([("arm", "<i2"), ("reason", "u1"), ("pad", "u1")])
+
+
+def encode_meta(arm_index: np.ndarray, reason: np.ndarray) -> bytes:
+    m = np.zeros(len(arm_index), dtype=META)
+    m["arm"], m["reason"] = arm_index, reason
+    return m.tobytes()
+
+
+def decode_meta(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(arm int64, reason uint8) per row of an encoded meta blob."""
+    m = np.frombuffer(raw, dtype=META)
+    return m["arm"].astype(np.int64), m["reason"].copy()
+
+
+def _npy(a: np.ndarray | None) -> bytes | None:
+    """Optional arrays of any shape and dtype (feature digests, timestamps) keep both."""
+    if a is None:
+        return None
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _from_npy(b: bytes | None) -> np.ndarray | None:
+    return None if b is None or len(b) == 0 else np.load(io.BytesIO(b), allow_pickle=False)
+
+
+def encode_record(rec: BatchRecord) -> dict[str, Any]:
+    """Field name -> str / number / bytes / None: a sqlite row and a Redis stream entry alike."""
+    return {
+        "batch_id": rec.batch_id, "t": rec.t, "n": rec.n, "d": rec.dim, "policy": rec.policy,
+        "policy_version": rec.policy_version, "model_versions": json.dumps(rec.model_versions),
+        "arms": json.dumps(list(rec.arms)), "context_names": json.dumps(list(rec.context_names)),
+        "customer_ids": rec.customer_ids.astype("<i8").tobytes(), "context": rec.context.astype("<f4").tobytes(),
+        "meta": encode_meta(rec.arm_index, rec.reason), "propensity": rec.propensity.astype("<f8").tobytes(),
+        "feature_digest": _npy(rec.feature_digest), "feature_ts": _npy(rec.feature_ts),
+    }
+
+
+def _text(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def decode_record(f: Mapping[str, Any]) -> BatchRecord:
+    """The inverse of ``encode_record``; Redis hands back bytes where sqlite has str."""
+    n, d = int(f["n"]), int(f["d"])
+    arm, reason = decode_meta(f["meta"])
+    return BatchRecord(
+        _text(f["batch_id"]), float(f["t"]), _text(f["policy"]), _text(f["policy_version"]),
+        json.loads(f["model_versions"]), tuple(json.loads(f["arms"])), tuple(json.loads(f["context_names"])),
+        np.frombuffer(f["customer_ids"], "<i8").copy(), np.frombuffer(f["context"], "<f4").reshape(n, d).copy(),
+        arm.astype(np.int16), np.frombuffer(f["propensity"], "<f8").copy(), reason,
+        _from_npy(f.get("feature_digest")), _from_npy(f.get("feature_ts")),
+    )
+
+
+@dataclass
+class Pending:
+    """What a reward needs from its decision, for a list of (batch, row) pairs."""
+
+    found: np.ndarray  # (n,) bool: decision exists (any age)
+    t: np.ndarray  # (n,) decision time
+    arm: np.ndarray  # (n,) int
+    reason: np.ndarray  # (n,) uint8
+    context: np.ndarray  # (n, d) float32
+    dim_ok: np.ndarray  # (n,) bool: the stored context has today's width
+
+    @classmethod
+    def empty(cls, n: int, dim: int) -> "Pending":
+        return cls(np.zeros(n, bool), np.full(n, np.nan), np.full(n, -1), np.zeros(n, np.uint8),
+                   np.zeros((n, dim), np.float32), np.zeros(n, bool))
+
+    def fill(self, sel: np.ndarray, t: float, width: int, meta: bytes, context: bytes, rows: np.ndarray) -> None:
+        """Positions ``sel`` of this lookup from one stored batch (or a slice of it): ``meta``
+        and ``context`` hold encoded rows, ``rows`` picks one of them per position."""
+        arm, reason = decode_meta(meta)
+        self.found[sel], self.t[sel] = True, t
+        self.arm[sel], self.reason[sel] = arm[rows], reason[rows]
+        if width == self.context.shape[1] and len(context) == 4 * width * len(arm):
+            self.context[sel] = np.frombuffer(context, "<f4").reshape(len(arm), width)[rows]
+            self.dim_ok[sel] = True

@@ -1,0 +1,164 @@
+"""The production store: Redis, shared by every replica on every machine.
+
+Keys share one hash slot (``{reengage:bandit:<name>}``) because the scripts touch several.
+Per decision batch: a pending header + meta key and a context key, both expiring with
+the reward window, and one entry in the log stream. Contact reservations and rewards are
+Lua scripts (``lua/*.lua``), so each is atomic across replicas.
+
+Every call has a socket timeout (``bandit.timeout_s``): a hung Redis is a 503 naming the
+bandit state within that time, never a stuck thread. A timed-out write may still have
+been applied, so the log can hold a batch twice; ``read_log`` keeps the first copy.
+"""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from serving.bandit.state.base import Group, Reservation, RewardUpdate
+from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record
+from serving.errors import DependencyUnavailable
+
+_HEADER = struct.Struct("<dii")  # decision time, rows, context width
+
+
+def lua(*names: str) -> str:
+    """Script text from the package's lua/ folder (installed as package data)."""
+    folder = resources.files("serving.bandit.state").joinpath("lua")
+    return "\n".join(folder.joinpath(n).read_text(encoding="utf-8") for n in names)
+
+
+class RedisStore:
+    """State blob + version, pending keys with TTL, log and rewards streams, cap counters."""
+
+    def __init__(self, url: str, name: str, *, timeout_s: float = 0.25, log_maxlen: int | None = None) -> None:
+        import redis
+
+        self._redis_mod = redis
+        self.timeout_s = timeout_s
+        self.r: Any = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.prefix = "{reengage:bandit:" + name + "}"  # one hash slot: scripts touch several keys
+        self.log_key, self.rewards_key = self.prefix + ":log", self.prefix + ":rewards"
+        self.log_maxlen = log_maxlen
+        self._reward = self.r.register_script(lua("reward_head.lua", "reward_discount.lua"))
+        self._reward_nd = self.r.register_script(lua("reward_head.lua", "reward_add.lua"))
+        self._reserve = self.r.register_script(lua("reserve.lua"))
+
+    def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except self._redis_mod.TimeoutError as exc:
+            raise DependencyUnavailable(f"bandit state (redis) did not answer within {self.timeout_s} s: {exc}") from None
+        except self._redis_mod.ConnectionError as exc:
+            raise DependencyUnavailable(f"bandit state (redis) is unavailable: {exc}") from None
+
+    def _pkeys(self, bid: str) -> tuple[str, str, str]:
+        """Pending meta (header + 4 bytes a row), pending context, once-only rewards."""
+        p = f"{self.prefix}:p:{bid}"
+        return p + ":m", p + ":x", p + ":r"
+
+    # ------------------------------------------------------------------ statistics
+    def read_state(self, key: str, shape: tuple[int, int]) -> tuple[int, np.ndarray]:
+        pipe = self.r.pipeline(transaction=True).get(self.prefix + key).get(self.prefix + key + ":v")
+        blob, ver = self._call(pipe.execute)
+        if not blob or len(blob) != shape[0] * shape[1] * 8:
+            return int(ver or 0), np.zeros(shape)
+        return int(ver or 0), np.frombuffer(blob, "<f8").reshape(shape).copy()
+
+    def state_version(self, key: str) -> int:
+        return int(self._call(self.r.get, self.prefix + key + ":v") or 0)
+
+    # ------------------------------------------------------------------ decisions
+    def commit(self, group: Group) -> None:
+        """One reservation script for the whole group, then one MULTI/EXEC of every record.
+        If the second step fails the contacts stay reserved: caps err towards fewer contacts."""
+        if group.reservations:
+            self._reserve_all(group.reservations)
+        pipe = self.r.pipeline(transaction=True)
+        px = int(group.ttl_s * 1000)
+        for rec in group.records:
+            self._log(pipe, rec, px)
+        self._call(pipe.execute)
+
+    def _reserve_all(self, reservations: list[Reservation]) -> None:
+        args: list[Any] = [self.prefix + ":cap:"]
+        for res in reservations:
+            ids = res.customer_ids.tolist()
+            args += [repr(float(res.now)), repr(float(res.window_s)), res.cap, len(ids), *ids]
+        allowed = np.asarray(self._call(self._reserve, keys=[self.prefix + ":cap"], args=args), dtype=bool)
+        start = 0
+        for res in reservations:
+            res.settle(allowed[start : start + len(res.rows)])
+            start += len(res.rows)
+
+    def _log(self, pipe: Any, rec: BatchRecord, px: int) -> None:
+        m, x, _ = self._pkeys(rec.batch_id)
+        fields = {k: v for k, v in encode_record(rec).items() if v is not None}
+        pipe.set(m, _HEADER.pack(rec.t, rec.n, rec.dim) + fields["meta"], px=px)
+        pipe.set(x, fields["context"], px=px)
+        pipe.xadd(self.log_key, fields, maxlen=self.log_maxlen, approximate=True)
+
+    def pending(self, batch_ids: list[str], rows: np.ndarray, dim: int) -> Pending:
+        pipe = self.r.pipeline(transaction=False)
+        for bid, row in zip(batch_ids, rows.tolist()):  # one row's bytes each, not the batch
+            m, x, _ = self._pkeys(bid)
+            pipe.getrange(m, 0, _HEADER.size - 1)
+            pipe.getrange(m, _HEADER.size + 4 * row, _HEADER.size + 4 * row + 3)
+            pipe.getrange(x, 4 * dim * row, 4 * dim * (row + 1) - 1)
+        res = self._call(pipe.execute)
+        out = Pending.empty(len(batch_ids), dim)
+        for i in range(len(batch_ids)):  # feedback path: one decoded row per reward
+            head, meta, ctx = res[3 * i : 3 * i + 3]
+            if len(head) == _HEADER.size and len(meta) == 4 and rows[i] >= 0:
+                t, _, d = _HEADER.unpack(head)
+                out.fill(np.array([i]), t, d, meta, ctx, np.zeros(1, np.int64))
+        return out
+
+    # ------------------------------------------------------------------ rewards
+    def record_rewards(self, upd: RewardUpdate) -> np.ndarray:
+        script = self._reward if upd.discount < 1 else self._reward_nd
+        width = upd.shape[1] * 8
+        pipe = self.r.pipeline(transaction=False)
+        for i, (bid, row) in enumerate(zip(upd.batch_ids, upd.rows.tolist())):
+            m, _, rk = self._pkeys(bid)
+            learn = bool(upd.update[i])
+            script(keys=[m, rk, self.rewards_key, self.prefix + upd.key, self.prefix + upd.key + ":v"],
+                   args=[row, repr(float(upd.rewards[i])), repr(float(upd.now)), f"{bid}-{row}",
+                         repr(float(upd.discount)), int(upd.arms[i]) * width if learn else 0,
+                         upd.inc[i].astype("<f8").tobytes() if learn else b"", upd.shape[0] * width],
+                   client=pipe)
+        return np.asarray(self._call(pipe.execute), dtype=np.int8)
+
+    # ------------------------------------------------------------------ log
+    def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]:
+        recs: dict[str, BatchRecord] = {}
+        for f in self._stream(self.log_key):
+            rec = decode_record({k.decode(): v for k, v in f.items()})
+            if since is None or rec.t >= since:
+                recs.setdefault(rec.batch_id, rec)  # a retried write may have landed twice
+        rewards: dict[tuple[str, int], float] = {}
+        for f in self._stream(self.rewards_key):
+            bid, _, row = f[b"id"].decode().rpartition("-")
+            rewards.setdefault((bid, int(row)), float(f[b"reward"]))
+        return list(recs.values()), rewards
+
+    def _stream(self, key: str, page: int = 200) -> Any:
+        start = "-"
+        while True:
+            chunk = self._call(self.r.xrange, key, start, "+", count=page)
+            for _, fields in chunk:
+                yield fields
+            if len(chunk) < page:
+                return
+            start = "(" + chunk[-1][0].decode()
+
+    def drop(self) -> int:
+        """Delete every key of this router name (benchmarks, tests); returns how many."""
+        keys = list(self.r.scan_iter(match=self.prefix + "*", count=1000))
+        return int(self.r.delete(*keys)) if keys else 0
+
+    def close(self) -> None:
+        self.r.close()

@@ -1,0 +1,226 @@
+"""The embedded store: one sqlite file per router name, shared by the replica processes
+of one machine (WAL mode: readers never wait for the writer).
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, which takes sqlite's single write
+lock across processes; that lock is what makes a contact reservation (count, then
+insert) and a reward (once-only check, then the statistics update) exact across replicas.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.bandit.state.base import Group, Reservation, RewardUpdate, discounted_update, group_positions
+from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
+from serving.errors import DependencyUnavailable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches(
+  batch_id TEXT PRIMARY KEY, t REAL NOT NULL, n INTEGER NOT NULL, d INTEGER NOT NULL,
+  policy TEXT, policy_version TEXT, model_versions TEXT, arms TEXT, context_names TEXT,
+  customer_ids BLOB, context BLOB, meta BLOB, propensity BLOB, feature_digest BLOB, feature_ts BLOB);
+CREATE INDEX IF NOT EXISTS batches_t ON batches(t);
+CREATE TABLE IF NOT EXISTS rewards(
+  batch_id TEXT NOT NULL, row INTEGER NOT NULL, reward REAL NOT NULL, t REAL NOT NULL,
+  PRIMARY KEY(batch_id, row)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts(customer_id INTEGER NOT NULL, t REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS contacts_ct ON contacts(customer_id, t);
+"""
+
+_COLUMNS = ("batch_id", "t", "n", "d", "policy", "policy_version", "model_versions", "arms", "context_names",
+            "customer_ids", "context", "meta", "propensity", "feature_digest", "feature_ts")
+_PRUNE_EVERY_S = 60.0
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_batches(rows: int) -> str:
+    """A multi-row INSERT: one statement for a whole chunk of records. OR IGNORE: a group
+    retried after an unclear failure must not fail on its own first copy."""
+    one = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+    return "INSERT OR IGNORE INTO batches VALUES " + ", ".join([one] * rows)
+
+
+@dataclass(frozen=True)
+class _Contacts:
+    """Contact times per customer: the rows a reservation is checked against."""
+
+    ids: np.ndarray  # (k,) int64
+    t: np.ndarray  # (k,) float64
+
+    def plus(self, other: "_Contacts") -> "_Contacts":
+        return _Contacts(np.concatenate([self.ids, other.ids]), np.concatenate([self.t, other.t]))
+
+    def allows(self, res: Reservation) -> np.ndarray:
+        """Allowed mask: contacts inside the window plus earlier rows of this reservation < cap."""
+        ids = res.customer_ids
+        live, counts = np.unique(self.ids[self.t > res.now - res.window_s], return_counts=True)
+        prior = np.zeros(len(ids), np.int64)
+        if len(live):
+            pos = np.minimum(np.searchsorted(live, ids), len(live) - 1)
+            hit = live[pos] == ids
+            prior[hit] = counts[pos[hit]]
+        repeats = group_positions(ids) if len(np.unique(ids)) < len(ids) else 0
+        return prior + repeats < res.cap
+
+
+class SqliteStore:
+    """Embedded default. Two connections, each used under its own lock by any thread: the
+    writer's, and a reader's, so a reward lookup never queues behind a write waiting for
+    another process's lock (in WAL mode readers do not wait for writers)."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock, self._read_lock = threading.Lock(), threading.Lock()
+        self._db = self._connect(busy_timeout_s)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._reader = self._connect(busy_timeout_s)
+        self._last_prune = 0.0
+
+    def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the connection lock: one writer across processes.
+        A lock wait past the busy timeout or an I/O error is the state being unavailable."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise DependencyUnavailable(f"bandit state (sqlite) is unavailable: {exc}") from None
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[Any]:
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ statistics
+    def read_state(self, key: str, shape: tuple[int, int]) -> tuple[int, np.ndarray]:
+        rows = self._read("SELECT version, stats FROM state WHERE key=?", (key,))
+        if not rows:
+            return 0, np.zeros(shape)
+        version, blob = rows[0]
+        return int(version), np.frombuffer(blob, dtype="<f8").reshape(shape).copy()
+
+    def state_version(self, key: str) -> int:
+        rows = self._read("SELECT version FROM state WHERE key=?", (key,))
+        return int(rows[0][0]) if rows else 0
+
+    # ------------------------------------------------------------------ decisions
+    def commit(self, group: Group) -> None:
+        """Every reservation, then every record, in one transaction of a handful of statements,
+        whatever the group's size: each statement hands the GIL to the event loop and waits up
+        to a switch interval (5 ms) to get it back, so statements per row would stall the writer."""
+        with self._write() as db:
+            if group.reservations:
+                self._reserve_all(db, group.reservations)
+            limit = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS))
+            for lo in range(0, len(group.records), min(limit, 500)):
+                chunk = [encode_record(r) for r in group.records[lo : lo + min(limit, 500)]]
+                db.execute(_insert_batches(len(chunk)), [f[c] for f in chunk for c in _COLUMNS])
+
+    def _reserve_all(self, db: sqlite3.Connection, reservations: list[Reservation]) -> None:
+        """One read of the contacts inside the widest window, each reservation in queue order
+        against them and those granted before it in this group (numpy), one insert."""
+        asked = np.unique(np.concatenate([res.customer_ids for res in reservations]))
+        since = min(res.now - res.window_s for res in reservations)
+        rows = db.execute("SELECT customer_id, t FROM contacts WHERE t > ? AND customer_id IN "
+                          "(SELECT value FROM json_each(?))", (since, json.dumps(asked.tolist()))).fetchall()
+        known = _Contacts(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float64))
+        granted = _Contacts(np.zeros(0, np.int64), np.zeros(0))
+        for res in reservations:
+            allowed = known.plus(granted).allows(res)
+            res.settle(allowed)
+            granted = granted.plus(_Contacts(res.customer_ids[allowed], np.full(int(allowed.sum()), res.now)))
+        db.execute("INSERT INTO contacts SELECT c.value, t.value FROM json_each(?) AS c JOIN json_each(?) AS t USING (key)",
+                   (json.dumps(granted.ids.tolist()), json.dumps(granted.t.tolist())))
+        now = max(res.now for res in reservations)
+        if now - self._last_prune > _PRUNE_EVERY_S:
+            db.execute("DELETE FROM contacts WHERE t <= ?", (now - max(res.window_s for res in reservations),))
+            self._last_prune = now
+
+    def pending(self, batch_ids: list[str], rows: np.ndarray, dim: int) -> Pending:
+        out = Pending.empty(len(batch_ids), dim)
+        bids = np.asarray(batch_ids, dtype=object)
+        for bid in set(batch_ids):  # one query per distinct batch, typically one
+            found = self._read("SELECT t, n, d, meta, context FROM batches WHERE batch_id=?", (bid,))
+            if not found:
+                continue
+            t, n, d, meta, context = found[0]
+            sel = np.flatnonzero((bids == bid) & (rows < n) & (rows >= 0))
+            out.fill(sel, t, d, meta, context, rows[sel])
+        return out
+
+    # ------------------------------------------------------------------ rewards
+    def record_rewards(self, upd: RewardUpdate) -> np.ndarray:
+        with self._write() as db:
+            status = self._once_only(db, upd.batch_ids, upd.rows)
+            ok = status == RewardStatus.RECORDED
+            pairs = zip(upd.batch_ids, upd.rows.tolist(), upd.rewards.tolist(), ok.tolist())
+            db.executemany("INSERT INTO rewards VALUES (?,?,?,?)",
+                           [(b, r, float(v), upd.now) for b, r, v, k in pairs if k])
+            use = ok & upd.update
+            if use.any():
+                self._learn(db, upd.key, upd.shape, upd.inc[use], upd.arms[use], upd.discount)
+        return status
+
+    @staticmethod
+    def _once_only(db: sqlite3.Connection, batch_ids: list[str], rows: np.ndarray) -> np.ndarray:
+        """ALREADY_REWARDED for pairs rewarded before or earlier in this call, else RECORDED."""
+        status = np.full(len(batch_ids), RewardStatus.RECORDED, dtype=np.int8)
+        seen: set[tuple[str, int]] = set()
+        bids = np.asarray(batch_ids, dtype=object)
+        for bid in set(batch_ids):  # only the rows asked about: O(rewards given), not O(batch)
+            asked = json.dumps(rows[bids == bid].tolist())
+            seen.update((bid, int(r)) for (r,) in db.execute(
+                "SELECT row FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))", (bid, asked)))
+        for i, pair in enumerate(zip(batch_ids, rows.tolist())):
+            if pair in seen:
+                status[i] = RewardStatus.ALREADY_REWARDED
+            seen.add(pair)
+        return status
+
+    @staticmethod
+    def _learn(db: sqlite3.Connection, key: str, shape: tuple[int, int], inc: np.ndarray, arms: np.ndarray,
+               discount: float) -> None:
+        row = db.execute("SELECT stats FROM state WHERE key=?", (key,)).fetchone()
+        stats = np.zeros(shape) if row is None else np.frombuffer(row[0], dtype="<f8").reshape(shape)
+        stats = discounted_update(stats, inc, arms, discount)
+        db.execute("INSERT INTO state VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
+                   "version = version + 1, stats = excluded.stats", (key, stats.astype("<f8").tobytes()))
+
+    # ------------------------------------------------------------------ log
+    def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]:
+        batches = [dict(zip(_COLUMNS, r)) for r in self._read(
+            f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (since if since is not None else -np.inf,))]
+        rewards = self._read("SELECT batch_id, row, reward FROM rewards", ())
+        return [decode_record(b) for b in batches], {(b, int(r)): float(v) for b, r, v in rewards}
+
+    def close(self) -> None:
+        with self._lock, self._read_lock:
+            self._db.close()
+            self._reader.close()
