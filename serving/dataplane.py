@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,13 +17,16 @@ import numpy as np
 from serving import metrics
 from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, ReengageError
 from serving.settings import Settings
+from serving.bandit.router import Decisions
+from serving.bandit.state.records import REASONS
 from serving.codecs.binary import validate_inputs
+from serving.codecs.columnar import RowIds, Vocabulary
 from serving.protocol.v2 import MetadataTensor
-from serving.topology import as_service, stream
+from serving.components.api import Bandit, Features, Model, Writer
 
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
-V2_EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics_disabled"]
+V2_EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 @dataclass
@@ -37,25 +40,45 @@ class ScoreResult:
     feature_age_s: np.ndarray  # float64, NaN where not found
     features_defaulted: np.ndarray
     model_versions: dict[str, str]
-    action: list[Any] = field(default_factory=list)
-    decision_id: list[Any] = field(default_factory=list)
-    propensity: np.ndarray | None = None
-    reason: list[Any] = field(default_factory=list)
+    decisions: Decisions | None = None
 
     def columns(self) -> dict[str, Any]:
+        """The answer's columns for ``codecs.columnar``: numpy arrays, and string columns as
+        codes (actions, reasons) or row ids (decision ids): no Python object per row."""
         n = len(self.customer_ids)
-        none = [None] * n
+        d = self.decisions
+        none = np.full(n, -1, dtype=np.int64)
         return {
             "customer_ids": self.customer_ids,
             "found": self.found,
             "churn_probability": self.churn_probability,
             "engagement_probability": self.engagement_probability,
-            "action": self.action or none,
-            "decision_id": self.decision_id or none,
-            "propensity": self.propensity if self.propensity is not None else none,
-            "reason": self.reason or none,
+            "action": Vocabulary(d.arm_index, d.arms) if d else Vocabulary(none, ()),
+            "decision_id": RowIds(d.batch_id, d.has_decision) if d else RowIds("", np.zeros(n, bool)),
+            "propensity": d.propensity if d else np.full(n, np.nan),
+            "reason": Vocabulary(d.reason_code, REASONS) if d else Vocabulary(none, ()),
             "feature_age_s": self.feature_age_s,
             "features_defaulted": self.features_defaulted,
+            "model_versions": self.model_versions,
+        }
+
+    def first_row(self) -> dict[str, Any]:
+        """Row 0 as JSON scalars (NaN -> None): the one-customer answers."""
+        d = self.decisions
+
+        def number(column: np.ndarray) -> float | None:
+            value = float(column[0])
+            return None if np.isnan(value) else value
+
+        return {
+            "found": bool(self.found[0]),
+            "churn_probability": number(self.churn_probability),
+            "engagement_probability": number(self.engagement_probability),
+            "action": d.action[0] if d else None,
+            "decision_id": d.decision_id[0] if d else None,
+            "propensity": number(d.propensity) if d else None,
+            "reason": d.reason[0] if d else None,
+            "feature_age_s": number(self.feature_age_s),
             "model_versions": self.model_versions,
         }
 
@@ -64,16 +87,22 @@ class DataPlane:
     def __init__(
         self,
         settings: Settings,
-        features: Any,
-        models: dict[str, Any],
-        bandit: Any | None = None,
-        writer: Any | None = None,
+        features: Features,
+        models: dict[str, Model],
+        bandit: Bandit | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self.settings = settings
-        self.features = as_service(features)
-        self.models = {name: as_service(m) for name, m in models.items()}
-        self.bandit = as_service(bandit) if bandit is not None else None
-        self.writer = as_service(writer) if writer is not None else None
+        self.features = features
+        self.models = models
+        self.bandit = bandit
+        self.writer = writer
+
+    async def close(self) -> None:
+        """Graceful stop: what the components still hold (the bandit's queued decision log)
+        is written before the process goes."""
+        if self.bandit is not None:
+            await self.bandit.close()
 
     # -- /v1/score ------------------------------------------------------------------------
     async def score(self, customer_ids: np.ndarray) -> ScoreResult:
@@ -104,16 +133,12 @@ class DataPlane:
         return result, batch
 
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
-        decisions = await self.bandit.decide(
+        result.decisions = await self.bandit.decide(
             result.customer_ids, batch, result.churn_probability, result.engagement_probability,
             result.found, result.model_versions,
         )
-        result.action = decisions.action.tolist()
-        result.decision_id = list(decisions.decision_id)
-        result.propensity = decisions.propensity  # NaN (no decision) encodes as null
-        result.reason = decisions.reason.tolist()
 
-    def _model(self, name: str) -> Any:
+    def _model(self, name: str) -> Model:
         service = self.models.get(name)
         if service is None:
             raise ModelNotFound(f"model '{name}' is not in the repository", field="model_name")
@@ -128,10 +153,9 @@ class DataPlane:
         if action is not None and action not in self.settings.bandit.arms:
             raise InvalidRequest(f"unknown action; choose from {self.settings.bandit.arms}", field="action")
         result, batch = await self._score(np.array([customer_id], dtype=np.int64))
-        row = result.columns()
         if not bool(result.found[0]):
             raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
-        answer = {k: _scalar(v) for k, v in row.items() if k not in ("customer_ids", "features_defaulted")}
+        answer = result.first_row()
         answer["customer_id"] = customer_id
         if action is not None:  # forced: the bandit's decision id no longer describes what was sent
             answer.update(action=action, decision_id=None, propensity=None, reason="forced")
@@ -150,7 +174,7 @@ class DataPlane:
         return answer
 
     # -- OpenAI completions -----------------------------------------------------------------
-    def _writer(self) -> Any:
+    def _writer(self) -> Writer:
         if self.writer is None or not self.settings.llm.enabled:
             raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
         return self.writer
@@ -159,7 +183,7 @@ class DataPlane:
         return await self._writer().complete(request)
 
     def completions_stream(self, request: Any) -> Any:
-        return stream(self._writer(), "complete_stream", request)
+        return self._writer().complete_stream(request)
 
     async def llm_models(self) -> Any:
         return await self._writer().models()
@@ -167,7 +191,7 @@ class DataPlane:
     # -- /v1/feedback ---------------------------------------------------------------------
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
         if self.bandit is None or not self.settings.bandit.enabled:
-            raise ModelNotFound("the bandit router is disabled on this server", field="decision_id")
+            raise DependencyUnavailable("the bandit router is disabled on this server (bandit.enabled=false)")
         return await self.bandit.feedback(decision_id, float(reward))
 
     # -- KServe v2 --------------------------------------------------------------------------
@@ -211,18 +235,6 @@ class DataPlane:
 def parse_ids(raw: list[int]) -> np.ndarray:
     """Validated ids (ScoreRequest bounds them) as the int64 array the services take."""
     return np.asarray(raw, dtype=np.int64)
-
-
-def _scalar(column: Any) -> Any:
-    """Row 0 of a column as a JSON scalar (NaN -> None); mappings pass through."""
-    if isinstance(column, dict):
-        return column
-    value = column[0]
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:

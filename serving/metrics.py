@@ -13,7 +13,6 @@ without a cluster. Arrays are counted with numpy, never with a per-row loop.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -128,10 +127,16 @@ def model_call(model: str, version: str, rows: int, latency_ms: float) -> None:
     RECORDER.observe("reengage_model_latency_ms", latency_ms, (model, version))
 
 
-def decisions(action: np.ndarray, reason: np.ndarray) -> None:
-    """Decisions per (action, reason); a row without a decision has action None."""
-    for (a, r), n in Counter(zip(action.tolist(), reason.tolist())).items():
-        RECORDER.inc("reengage_bandit_decisions_total", n, (str(a), str(r)))
+def decisions(arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, ...],
+              reasons: tuple[str, ...]) -> None:
+    """Decisions per (action, reason) from codes, one bincount; no decision is action "None"."""
+    k = len(arms) + 1
+    codes = (np.asarray(arm_index, np.int64) + 1) + k * np.asarray(reason_code, np.int64)
+    counts = np.bincount(codes, minlength=1)
+    for code in np.flatnonzero(counts).tolist():  # one per (action, reason) seen, not per row
+        arm, reason = code % k - 1, code // k
+        RECORDER.inc("reengage_bandit_decisions_total", int(counts[code]),
+                     (arms[arm] if arm >= 0 else "None", reasons[reason]))
 
 
 def reward(action: str | None) -> None:

@@ -45,18 +45,39 @@ FEEDBACK_WAIT_S = 5.0  # a reward waits this long at most for its decision's own
 
 @dataclass
 class Decisions:
-    """Per-row results in request order; rows without a decision hold None / -1 / NaN."""
+    """Per-row results in request order, as codes: the answer is encoded from these
+    without a Python object per row (``serving.codecs.columnar``)."""
 
-    action: np.ndarray  # object: str | None
-    arm_index: np.ndarray  # int64, -1: none
-    decision_id: np.ndarray  # object: str | None
-    propensity: np.ndarray  # float64, NaN: none
-    reason: np.ndarray  # object: "policy" | "holdout" | "contact_cap" | "not_found"
+    arm_index: np.ndarray  # int64 index into ``arms``, -1: no decision
+    propensity: np.ndarray  # float64, NaN: no decision
+    reason_code: np.ndarray  # uint8 index into REASONS
+    arms: tuple[str, ...]
     policy_version: str
     batch_id: str
 
     def __len__(self) -> int:
-        return int(len(self.action))
+        return int(len(self.arm_index))
+
+    @property
+    def has_decision(self) -> np.ndarray:
+        return self.arm_index >= 0
+
+    @property
+    def action(self) -> np.ndarray:
+        """Object array of arm names (None: no decision), for offline callers and tests."""
+        return np.array(self.arms + (None,), dtype=object)[self.arm_index]
+
+    @property
+    def reason(self) -> np.ndarray:
+        return _REASON_NAMES[self.reason_code]
+
+    @property
+    def decision_id(self) -> np.ndarray:
+        """``<batch>-<row>`` per row with a decision, None elsewhere."""
+        ids = np.full(len(self), None, dtype=object)
+        rows = np.flatnonzero(self.has_decision)
+        ids[rows] = np.strings.add(self.batch_id + "-", rows.astype(np.str_)).astype(object)
+        return ids
 
 
 def holdout_mask(customer_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
@@ -100,7 +121,6 @@ class BanditRouter:
         self.fingerprint = state_fingerprint(settings)
         self.state_key = f":state:{self.fingerprint}"
         self.control = self.arms.index(settings.control_arm) if settings.control_arm in self.arms else -1
-        self._arm_names = np.array(self.arms + (None,), dtype=object)  # index -1: no decision
         self._rng = np.random.default_rng(settings.seed)
         self._lock = threading.Lock()
         self._version, self._stats = -1, self.layout.zeros()
@@ -142,15 +162,15 @@ class BanditRouter:
     # ------------------------------------------------------------------ context
     def build_context(self, features: np.ndarray, feature_names: Sequence[str], churn: np.ndarray,
                       engagement: np.ndarray) -> np.ndarray:
-        """(N, d) float32 context in ``context_features`` order, one gather, no row loop."""
-        features = np.asarray(features, dtype=np.float32)
-        scores = {"churn": np.asarray(churn, np.float32), "engagement": np.asarray(engagement, np.float32)}
-        index = {n: i for i, n in enumerate(feature_names)}
+        """(N, d) float32 context in ``context_features`` order, NaN as 0: one column per
+        context feature is copied, never the whole feature matrix."""
         self.check_feature_names(feature_names)
-        extended = np.hstack([features, scores["churn"][:, None], scores["engagement"][:, None]])
-        f = features.shape[1]
-        cols = [index[c] if c in index else f + (0 if SCORE_COLUMNS[c] == "churn" else 1) for c in self.context_names]
-        return np.ascontiguousarray(extended[:, cols], dtype=np.float32)
+        index = {n: i for i, n in enumerate(feature_names)}
+        scores = {"churn": churn, "engagement": engagement}
+        out = np.empty((len(churn), len(self.context_names)), dtype=np.float32)
+        for j, name in enumerate(self.context_names):  # d columns (2 by default), not rows
+            out[:, j] = features[:, index[name]] if name in index else scores[SCORE_COLUMNS[name]]
+        return np.nan_to_num(out, copy=False, nan=0.0)
 
     def check_feature_names(self, feature_names: Sequence[str]) -> None:
         """Fail fast (at replica start) when ``context_features`` names a feature not served:
@@ -228,12 +248,8 @@ class BanditRouter:
         return Reservation(rec, rows, self.settings.contact_window_s, cap, self.control) if len(rows) else None
 
     def _answer(self, rec: BatchRecord) -> Decisions:
-        arm = rec.arm_index.astype(np.int64)
-        ids = np.full(len(arm), None, dtype=object)
-        rows = np.flatnonzero(arm >= 0)
-        ids[rows] = np.strings.add(rec.batch_id + "-", rows.astype(np.str_)).astype(object)
-        return Decisions(self._arm_names[arm], arm, ids, rec.propensity.copy(), _REASON_NAMES[rec.reason],
-                         rec.policy_version, rec.batch_id)
+        return Decisions(rec.arm_index.astype(np.int64), rec.propensity.copy(), rec.reason.astype(np.uint8),
+                         self.arms, rec.policy_version, rec.batch_id)
 
     # ------------------------------------------------------------------ feedback
     async def feedback(self, decision_id: str, reward: float, *, now: float | None = None) -> dict[str, object]:

@@ -48,6 +48,8 @@ class Bandit(Protocol):
 
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]: ...
 
+    async def close(self) -> None: ...
+
 
 class Writer(Protocol):
     async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],

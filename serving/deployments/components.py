@@ -19,7 +19,7 @@ from serving.deployments.batching import ServeBatcher
 from serving.deployments.control import RayDesiredState
 from serving.deployments.metrics_export import start_exporter
 from serving.repository import scan
-from serving.services import BanditService
+from serving.components.bandit import BanditService
 from serving.settings import LLMSettings, ModelSettings, ServerSettings, Settings
 
 
@@ -81,6 +81,10 @@ class BanditDeployment(BanditService):
     def __init__(self, settings: Settings) -> None:
         start_exporter()
         super().__init__(settings.bandit)
+
+    async def __del__(self) -> None:
+        """Serve's graceful stop: flush the queued decision log."""
+        await self.close()
 
     @classmethod
     def options_for(cls, settings: Settings) -> dict[str, Any]:

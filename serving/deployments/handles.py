@@ -71,6 +71,9 @@ class RemoteBandit:
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
         return await self._h.feedback.remote(decision_id, reward)
 
+    async def close(self) -> None:
+        """Nothing to do: the bandit's own deployment flushes on its graceful stop."""
+
 
 class RemoteWriter:
     def __init__(self, handle: DeploymentHandle) -> None:

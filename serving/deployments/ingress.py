@@ -43,6 +43,11 @@ class Ingress:
     def options_for(cls, settings: Settings) -> dict[str, Any]:
         return {"name": "Ingress", **scaling(settings.server, settings.server.ingress_replicas)}
 
+    async def __del__(self) -> None:
+        """Serve calls this on a graceful stop, after the replica stopped taking requests:
+        the bandit's decision log is flushed before the process exits."""
+        await self.dataplane.close()
+
     def __serve_build_asgi_app__(self) -> Any:
         replica = serve.get_replica_context().replica_id.unique_id
         return create_app(self.dataplane, headers={"x-reengage-replica": replica})  # which replica answered

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from serving.codecs.columnar import ARROW_STREAM, arrow_bytes, json_bytes
 from serving.errors import InvalidRequest, MalformedBody, ReengageError
 
 
@@ -43,3 +44,11 @@ def error_response(request: Request, status: int, body: dict[str, Any],
         text = err["message"] if not err.get("field") else f"{err['field']}: {err['message']}"
         body = {"error": text, "error_type": err["type"], "field": err.get("field")}
     return json_response(body, status, headers)
+
+
+def columnar_response(request: Request, columns: dict[str, Any]) -> Response:
+    """The columnar answer as JSON, or as an Arrow IPC stream when the client accepts it
+    (``Accept: application/vnd.apache.arrow.stream``); both without per-row objects."""
+    if ARROW_STREAM in request.headers.get("accept", ""):
+        return Response(arrow_bytes(columns), media_type=ARROW_STREAM)
+    return Response(json_bytes(columns), media_type="application/json")

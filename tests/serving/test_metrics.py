@@ -25,9 +25,8 @@ def test_counters_sum_per_label_set_and_drain_empties_them() -> None:
 
 def test_decisions_count_per_action_and_reason_including_none() -> None:
     _drain()
-    action = np.array(["discount_offer", None, "no_contact", "discount_offer"], dtype=object)
-    reason = np.array(["policy", "not_found", "holdout", "policy"], dtype=object)
-    metrics.decisions(action, reason)
+    arms, reasons = ("discount_offer", "no_contact"), ("policy", "holdout", "contact_cap", "not_found")
+    metrics.decisions(np.array([0, -1, 1, 0]), np.array([0, 3, 1, 0], np.uint8), arms, reasons)
     counts, _ = _drain()
     assert counts == {
         ("reengage_bandit_decisions_total", ("discount_offer", "policy")): 2,

@@ -12,6 +12,7 @@ import numpy as np
 
 from feature_store.batch import FeatureBatch
 from serving import metrics
+from serving.bandit.state.records import REASONS
 from serving.settings import BanditSettings
 
 
@@ -33,13 +34,12 @@ class BanditService:
         if self._checked != batch.names:  # a misconfigured context fails loudly, once
             self.router.check_feature_names(batch.names)
             self._checked = batch.names
-        values = np.nan_to_num(batch.values, nan=0.0)
-        context = self.router.build_context(values, batch.names, np.nan_to_num(churn), np.nan_to_num(engagement))
+        context = self.router.build_context(batch.values, batch.names, churn, engagement)
         decisions = await self.router.decide(
             customer_ids, context, eligible=found, model_versions=model_versions,
             feature_digest=row_digest(batch.values), feature_ts=batch.event_ts,
         )
-        metrics.decisions(decisions.action, decisions.reason)
+        metrics.decisions(decisions.arm_index, decisions.reason_code, decisions.arms, REASONS)
         return decisions
 
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
