@@ -30,6 +30,8 @@ def ray_env(settings: Settings) -> dict[str, str]:
         for key, value in HAPROXY_ENV.items():
             env.setdefault(key, value)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # read by every replica at start: how often Serve exports the metrics it caches
+    env.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", str(settings.server.serve_metrics_export_interval_ms))
     return env
 
 
@@ -39,7 +41,8 @@ def _ray_binary() -> str:
 
 
 def start_head(settings: Settings, num_cpus: int | None = None) -> None:
-    cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", "--include-dashboard=false",
+    dashboard = "true" if settings.server.dashboard else "false"
+    cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", f"--include-dashboard={dashboard}",
            f"--metrics-export-port={settings.server.metrics_port}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")

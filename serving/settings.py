@@ -173,6 +173,14 @@ class ServerSettings(_Section):
     max_replicas: int = Field(2, ge=1)
     num_cpus: float = Field(0.5, ge=0)
     max_ongoing_requests: int = Field(64, ge=1)
+    # Ray's own per-request costs, each set by measurement (docs/benchmarks.md, "Ray's overheads"):
+    # replica log level and Serve's access log line per request
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    access_log: bool = False
+    # how often Serve exports the metrics it caches per replica and handle (Serve's default: 100 ms)
+    serve_metrics_export_interval_ms: int = Field(1000, ge=0)
+    # Ray's dashboard (the `serve` CLI's REST API needs it; costs CPU under load)
+    dashboard: bool = False
 
 
 class Settings(BaseSettings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray.serve.config import AutoscalingConfig
+from ray.serve.schema import LoggingConfig
 
 from serving.components.batching import AsyncBatcher
 from serving.components.features import FeatureLookup, model_feature_services
@@ -28,6 +29,7 @@ def scaling(server: ServerSettings, replicas: int | str, num_cpus: float | None 
     options: dict[str, Any] = {
         "max_ongoing_requests": server.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": server.num_cpus if num_cpus is None else num_cpus},
+        "logging_config": LoggingConfig(log_level=server.log_level, enable_access_log=server.access_log),
     }
     if replicas == "auto":
         options["autoscaling_config"] = AutoscalingConfig(
