@@ -1,20 +1,37 @@
-"""`reengage bench score`: /v1/score throughput beside the limits it competes with.
+"""`reengage bench score`: /v1/score beside its references, measured in one run.
 
-Measured in one run, on the same ids and the same built workspace:
-  1. raw ONNX Runtime, churn + engagement on the same batch (the compute limit),
-  2. the feature read alone (packed reader),
-  3. the whole scoring path in-process, no HTTP (DataPlane over local services),
-  4. /v1/score over HTTP on a fresh Serve application (topology and ingress as set).
+At each ids-per-request and concurrency, on the same built workspace, every request a
+body of distinct random existing customer ids:
+  ours   /v1/score on a fresh application started as `reengage serve` starts it (a Ray
+         head, then serving.server.deploy: topology, ingress replicas, HAProxy as set);
+  hello  a hello-world Serve deployment with a FastAPI ingress, deployed beside ours on
+         the same Serve instance and ingress (/hello/v1/score, same replicas and num_cpus):
+         the framework limit;
+  plain  a plain FastAPI app on uvicorn (1 worker, no Ray) doing the same feature read,
+         both models and orjson: what a user would write instead (serving/bench_refs.py);
+  ort2, ort1  raw ONNX Runtime, both models on the same rows, 2 threads and 1 thread:
+         the compute limit.
+HTTP load comes from wrk (serving/bench_wrk.py); the CPU wrk itself used is reported
+beside every point, so a load generator near its limit shows.
+Order: ORT; plain (then stopped); then Ray, ours and hello alternating point by point.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import itertools
+import json
+import logging
+import math
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,172 +39,327 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from serving.bench_refs import (free_ports, http_ok, ort_point, packed_reader, plain_config, plain_server, score_models,
+                                stop_group, wait_up)
+from serving.bench_wrk import bodies_per_point, lua_script, request_bodies, run_wrk
 from serving.settings import Settings
 
+TARGETS = ("ours", "hello", "plain", "ort")
+LABELS = {"ours": "ours /v1/score", "hello": "hello-world Serve", "plain": "plain FastAPI",
+          "ort2": "raw ORT 2 threads", "ort1": "raw ORT 1 thread"}
+WRK_MISSING = "wrk is not installed: the bench needs it as its load generator (apt-get install wrk)."
 
-def _rate(fn: Callable[[], Any], seconds: float, rows: int) -> tuple[float, float, float]:
-    """(rows/s, p50 ms, p99 ms) of calling ``fn`` back to back for ``seconds``."""
-    fn()  # warm up
-    lat: list[float] = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        fn()
-        lat.append(time.perf_counter() - t)
-    total = time.perf_counter() - start
-    return rows * len(lat) / total, 1e3 * statistics.median(lat), 1e3 * float(np.percentile(lat, 99))
+# -- pure parts (tests/serving/test_bench.py) ----------------------------------------------
+def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (ids, concurrency) of ours: req/s over hello's and plain's, predictions/s over ORT 2 threads'."""
+    index = {(p["target"], p["ids"], p["concurrency"]): p for p in points}
 
+    def over(mine: dict[str, Any], key: tuple[str, int, int | None], field: str) -> float | None:
+        ref = index.get(key)  # no ratio where either side completed nothing
+        return mine[field] / ref[field] if mine[field] and ref and ref[field] else None
 
-def _onnx_limit(settings: Settings, batch: Any, seconds: float) -> tuple[float, float, float]:
-    import onnxruntime as ort
-
-    from serving.repository import read_model
-
-    runs = []
-    for name in (settings.models.churn, settings.models.engagement):
-        spec = read_model(settings.models.repo_path, name)
-        version = spec.versions[spec.newest]
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.models.intra_op_threads
-        session = ort.InferenceSession(str(version.model_file), opts, providers=["CPUExecutionProvider"])
-        x = batch.columns(version.features)
-        runs.append((session, x))
-    return _rate(lambda: [s.run(None, {"features": x}) for s, x in runs], seconds, len(batch))
+    return [{"ids": p["ids"], "concurrency": p["concurrency"],
+             "ours_over_hello": over(p, ("hello", p["ids"], p["concurrency"]), "req_s"),
+             "ours_over_plain": over(p, ("plain", p["ids"], p["concurrency"]), "req_s"),
+             "ours_over_ort2": over(p, ("ort2", p["ids"], None), "pred_s")}
+            for p in points if p["target"] == "ours"]
 
 
-async def _http_load(url: str, ids: list[list[int]], seconds: float, concurrency: int) -> tuple[float, float, float, int]:
-    import httpx
+# -- measuring -----------------------------------------------------------------------------
+def _auth_like_head() -> None:
+    """``ray start`` turned token auth on if a token exists (~/.ray/auth_token); ray.init
+    with an explicit address never does (Ray 2.60): apply the head's rule to this driver."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    with contextlib.suppress(ImportError):  # other Ray versions: nothing to mirror
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
 
-    lat: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(client: httpx.AsyncClient, k: int) -> None:
-        nonlocal errors
-        i = k
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            r = await client.post("/v1/score", json={"customer_ids": ids[i % len(ids)]})
-            lat.append(time.perf_counter() - t)
-            errors += r.status_code != 200
-            i += concurrency
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await client.post("/v1/score", json={"customer_ids": ids[0]})
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client, k) for k in range(concurrency)))
-        total = time.perf_counter() - start
-    n = len(ids[0])
-    return n * len(lat) / total, 1e3 * statistics.median(lat), 1e3 * float(np.percentile(lat, 99)), errors
-
-
-def _id_batches(settings: Settings, ids: int, count: int = 32) -> list[list[int]]:
-    rng = np.random.default_rng(0)
-    return [rng.integers(1, settings.data.customers + 1, size=ids).tolist() for _ in range(count)]
-
-
-def run_score_bench(settings: Settings, *, ids: int, seconds: float, concurrency: int,
-                    console: Console | None = None, url: str | None = None) -> list[dict[str, Any]]:
-    import tempfile
-
-    console = console or Console()
-    # The bench's decisions go to a throwaway bandit state, not the server's learned one.
-    scratch = tempfile.mkdtemp(prefix="reengage-bench-")
-    settings = settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"state_path": Path(scratch)})})
-    batches = _id_batches(settings, ids)
-    rows: list[dict[str, Any]] = []
-
-    from serving.deployments.local import model_feature_services
-    from serving.services import FeatureService
-
-    features = FeatureService(settings.features, model_feature_services(settings))
-    first = np.asarray(batches[0], dtype=np.int64)
-    batch = features.reader.read(first)
-    with console.status("raw ONNX Runtime, both models..."):
-        rate, p50, p99 = _onnx_limit(settings, batch, seconds)
-    rows.append({"what": f"raw ONNX Runtime, churn + engagement, {ids} rows", "per_s": rate, "p50_ms": p50, "p99_ms": p99})
-    with console.status("feature read..."):
-        rate, p50, p99 = _rate(lambda: features.reader.read(first), seconds, ids)
-    rows.append({"what": f"feature read ({settings.features.reader}, {settings.features.backend}), {ids} ids", "per_s": rate, "p50_ms": p50, "p99_ms": p99})
-    with console.status("whole path in-process (no HTTP, no Ray)..."):
-        rate, p50, p99 = _in_process(settings, features, first, seconds)
-    rows.append({"what": f"scoring path in-process (features, models, bandit, JSON), {ids} ids", "per_s": rate,
-                 "p50_ms": p50, "p99_ms": p99})
-
-    with _serving(settings, url, console) as base:
-        for c in sorted({1, concurrency}):
-            with console.status(f"/v1/score over HTTP, {c} connections..."):
-                rate, p50, p99, errors = asyncio.run(_http_load(base, batches, seconds, c))
-            rows.append({"what": f"/v1/score HTTP ({settings.server.topology}, {settings.server.ingress_replicas} ingress "
-                                 f"replicas, haproxy={settings.server.haproxy}), {ids} ids, c={c}",
-                         "per_s": rate, "p50_ms": p50, "p99_ms": p99, "errors": errors})
-    _print(rows, console, f"reengage bench score  ({os.cpu_count()} cores)")
-    return rows
-
-
-def _in_process(settings: Settings, features: Any, ids: np.ndarray, seconds: float) -> tuple[float, float, float]:
-    import orjson
-
-    from serving.dataplane import DataPlane
-    from serving.repository import scan
-    from serving.services import BanditService, ModelServer
-
-    models = {name: ModelServer(name, settings.models) for name in scan(settings.models.repo_path)}
-    bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
-    plane = DataPlane(settings, features, models, bandit)
-    loop = asyncio.new_event_loop()
-
-    def once() -> None:
-        result = loop.run_until_complete(plane.score(ids))
-        orjson.dumps(result.columns(), option=orjson.OPT_SERIALIZE_NUMPY)
-
-    try:
-        return _rate(once, seconds, len(ids))
-    finally:
-        loop.close()
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 @contextlib.contextmanager
-def _serving(settings: Settings, url: str | None, console: Console) -> Iterator[str]:
-    """A given URL, or a fresh local Ray + Serve app for the measurement."""
-    if url is not None:
-        yield url
-        return
-    import socket
+def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
+    """A private Ray head (as `reengage serve` starts one, on free ports, ``--block`` so
+    that it ends with the process we hold), our application, and hello beside it."""
+    import httpx
 
-    import ray
-    from ray import serve
+    from serving import server
 
-    from serving.app import APP_NAME, build_app
-    from serving.server import ray_env, wait_ready
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    args = settings.model_dump(mode="json")
-    args["server"]["port"] = port
-    env = {k: v for k, v in ray_env(settings).items() if k.startswith("RAY_SERVE")}
-    os.environ.update(env)  # HAProxy switches are read when Ray starts
-    with console.status("starting Ray and Serve for the HTTP measurement..."):
-        ray.init(logging_level="WARNING", log_to_driver=False, runtime_env={"env_vars": env})
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base)
+    gcs, http, grpc, metrics, client, agent, hap_metrics, hap_stats = free_ports(8)
+    # HAProxy's own metrics and stats ports are fixed (9101, 8404) unless set: a second
+    # Serve instance on the host (another checkout's `reengage serve`) would hold them
+    os.environ.update({"RAY_SERVE_HAPROXY_METRICS_PORT": str(hap_metrics),
+                       "RAY_SERVE_HAPROXY_STATS_PORT": str(hap_stats)})
+    settings = settings.model_copy(deep=True)
+    settings.server.host, settings.server.port, settings.server.grpc_port = "127.0.0.1", http, grpc
+    settings.server.metrics_port = metrics
+    replicas = settings.server.ingress_replicas
+    replicas = replicas if isinstance(replicas, int) else settings.server.max_replicas
+    need = replicas * settings.server.num_cpus * (2 if hello else 1)
+    tmp = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))  # short: Ray's socket paths live under it
+    # server.start_head's command, plus --block and private ports and temp dir
+    dashboard = "true" if settings.server.dashboard else "false"
+    cmd = [server._ray_binary(), "start", "--head", "--block", "--disable-usage-stats",
+           f"--include-dashboard={dashboard}", f"--port={gcs}", f"--metrics-export-port={metrics}",
+           f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}", f"--temp-dir={tmp}"]
+    if need > (os.cpu_count() or 1):  # logical CPUs only: the replicas must all be placed
+        cmd.append(f"--num-cpus={math.ceil(need)}")
+    log = workdir / "ray-head.log"
+    with log.open("wb") as sink:
+        head = subprocess.Popen(cmd, env=server.ray_env(settings), stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
-        yield base
+        wait_up(lambda: (tmp / "ray_current_cluster").exists(), head, "ray start --head", log, 180)
+        _auth_like_head()
+        from ray import serve  # configures Serve's driver logger: quiet it after the import
+
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # no INFO lines over the progress bar
+        url = server.deploy(settings, settings.model_dump(mode="json"), address=f"127.0.0.1:{gcs}")
+        if hello:
+            from serving.bench_refs import hello_app
+
+            serve.run(hello_app(replicas=replicas, num_cpus=settings.server.num_cpus,
+                                max_ongoing_requests=settings.server.max_ongoing_requests),
+                      name="hello", route_prefix="/hello", blocking=False)
+        server.wait_ready(url)
+        if hello:
+            wait_up(lambda: http_ok(httpx.post(f"{url}/hello/v1/score", json={}, timeout=5)),
+                    head, "hello-world Serve", log, 120)
+        yield url
     finally:
-        with console.status("stopping Serve..."):
+        import ray
+        from ray import serve
+
+        with contextlib.suppress(Exception):
             serve.shutdown()
+        with contextlib.suppress(Exception):
             ray.shutdown()
+        stop_group(head)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _print(rows: list[dict[str, Any]], console: Console, title: str) -> None:
-    table = Table("measurement", "per second", "p50 ms", "p99 ms", title=title)
-    for r in rows:
-        table.add_row(r["what"], f"{r['per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
-    console.print(table)
+# -- the run -------------------------------------------------------------------------------
+class BenchError(RuntimeError):
+    """A choice the bench cannot run with (unknown target, too many ids, no wrk)."""
+
+
+def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int], targets: list[str] | None = None,
+                    seconds: float = 5.0, warmup: float = 1.0, wrk_threads: int = 1, plain_ort_threads: int = 0,
+                    out_json: Path | None = None, plot: bool = True,
+                    console: Console | None = None) -> dict[str, Any]:
+    """Measure every chosen target at every (ids, concurrency); print, write JSON and PNG."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console()
+    targets = list(targets or TARGETS)
+    if set(targets) - set(TARGETS):
+        raise BenchError(f"unknown targets {sorted(set(targets) - set(TARGETS))}; choose from {', '.join(TARGETS)}")
+    if not ids or not concurrency or not all(1 <= n <= min(10_000, settings.data.customers) for n in ids):
+        raise BenchError(f"ids per request must be 1..{min(10_000, settings.data.customers):,}; concurrency not empty")
+    if set(targets) - {"ort"} and shutil.which("wrk") is None:
+        raise BenchError(WRK_MISSING)
+    workdir = Path(tempfile.mkdtemp(prefix="reengage-bench-"))
+    # the bench's decisions go to a throwaway bandit state, not the server's learned one
+    settings = settings.model_copy(update={
+        "bandit": settings.bandit.model_copy(update={"state_path": workdir / "bandit"}),
+        "llm": settings.llm.model_copy(update={"enabled": False})})
+    models = score_models(settings)
+    bodies, scripts = {}, {}
+    for n in ids:
+        bodies[n] = request_bodies(settings.data.customers, n, bodies_per_point(n), seed=n)
+        (workdir / f"bodies-{n}.txt").write_text("\n".join(bodies[n]) + "\n")
+        for path in ("/v1/score", "/hello/v1/score"):
+            scripts[n, path] = workdir / f"wrk-{n}-{path.strip('/').replace('/', '_')}.lua"
+            scripts[n, path].write_text(lua_script(workdir / f"bodies-{n}.txt", path))
+    http = [t for t in ("ours", "hello", "plain") if t in targets]
+    total = len(ids) * (2 * ("ort" in targets) + len(http) * len(concurrency))
+    estimate = total * seconds + len(ids) * len(concurrency) * len(http) * (max(1, warmup) if warmup else 0)
+    console.print(f"[bold]reengage bench score[/]: {total} points, about {estimate / 60 + 2:.0f} min "
+                  f"(incl. ~2 min to start and stop Ray); scratch files in {workdir}")
+    meta = _meta(settings, ids, concurrency, targets, seconds, warmup, wrk_threads, plain_ort_threads, models)
+    points: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=total)
+
+        def http_point(target: str, url: str, path: str, n: int, c: int) -> None:
+            progress.update(task, description=f"{LABELS[target]}: {n:,} ids, c={c}")
+            if warmup > 0:
+                run_wrk(url + path, scripts[n, path], concurrency=c, seconds=warmup, threads=wrk_threads)
+            r = run_wrk(url + path, scripts[n, path], concurrency=c, seconds=seconds, threads=wrk_threads)
+            if r["requests"] < 2 * c:  # the window held one wave of requests at most: once more, 4x longer
+                r = {**run_wrk(url + path, scripts[n, path], concurrency=c, seconds=4 * seconds,
+                               threads=wrk_threads), "extended": True}
+            points.append({"target": target, "ids": n, "concurrency": c, **r, "pred_s": r["req_s"] * n})
+            progress.advance(task)
+
+        if "ort" in targets:
+            reader = packed_reader(settings.features, list(dict.fromkeys(m["feature_service"] for m in models)))
+            for n in ids:
+                batches = [reader.read(np.asarray(json.loads(b)["customer_ids"], np.int64)) for b in bodies[n][:8]]
+                for threads in (2, 1):
+                    progress.update(task, description=f"{LABELS[f'ort{threads}']}: {n:,} rows")
+                    points.append({"target": f"ort{threads}", "ids": n, "concurrency": None,
+                                   **ort_point(models, batches, threads, seconds)})
+                    progress.advance(task)
+        if "plain" in targets:
+            progress.update(task, description="starting the plain FastAPI app on uvicorn...")
+            with plain_server(_plain_config(settings, models, plain_ort_threads), workdir) as url:
+                _check(console, url + "/v1/score", bodies, meta)
+                for n, c in itertools.product(ids, concurrency):
+                    http_point("plain", url, "/v1/score", n, c)
+            meta["stopped"]["plain"] = True
+        if "ours" in targets or "hello" in targets:
+            progress.update(task, description="starting Ray, our application and hello-world beside it...")
+            with _ray_serve(settings, workdir, hello="hello" in targets) as url:
+                _check(console, url + "/v1/score", bodies, meta)
+                for n, c in itertools.product(ids, concurrency):
+                    for target, path in (("ours", "/v1/score"), ("hello", "/hello/v1/score")):
+                        if target in targets:
+                            http_point(target, url, path, n, c)
+                progress.update(task, description="stopping Serve and Ray (10-40 s)...")
+            meta["stopped"]["ray"] = True
+        progress.update(task, description="done")
+    meta["loadavg_end"] = os.getloadavg()
+    result = {"meta": meta, "points": points, "ratios": ratios(points)}
+    print_tables(result, console)
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(result, indent=1) + "\n")
+        console.print(f"results: {out_json}")
+        if plot:
+            _plot_or_say(result, out_json.with_suffix(".png"), console)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _plain_config(settings: Settings, models: list[dict[str, Any]], ort_threads: int) -> str:
+    return plain_config(settings={"features": settings.features.model_dump(mode="json")}, models=models,
+                        ort_threads=ort_threads)
+
+
+def _check(console: Console, url: str, bodies: dict[int, list[str]], meta: dict[str, Any]) -> None:
+    """One real request per ids size: 200, and every id found (the bodies name existing customers)."""
+    import httpx
+
+    for n, group in bodies.items():
+        r = httpx.post(url, content=group[0], headers={"Content-Type": "application/json"}, timeout=60)
+        found = sum(r.json().get("found", [])) if r.status_code == 200 else 0
+        if r.status_code != 200 or found != n:
+            console.print(f"[red]{url} with {n} ids: HTTP {r.status_code}, {found} of {n} found[/] {r.text[:300]}")
+        meta["checks"].append({"url": url, "ids": n, "status": r.status_code, "found": found})
+
+
+def _meta(settings: Settings, ids: list[int], concurrency: list[int], targets: list[str], seconds: float,
+          warmup: float, wrk_threads: int, plain_ort_threads: int, models: list[dict[str, Any]]) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    wrk = shutil.which("wrk") and subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
+    s = settings.server
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cores": os.cpu_count(), "loadavg_start": os.getloadavg(), "ids": ids, "concurrency": concurrency,
+            "targets": targets, "seconds": seconds, "warmup_s": warmup, "wrk_threads": wrk_threads,
+            "wrk": wrk[0] if wrk else None, "customers": settings.data.customers,
+            "versions": {p: version(p) for p in ("ray", "onnxruntime", "fastapi", "uvicorn", "numpy")},
+            "ours": {"topology": s.topology, "ingress_replicas": s.ingress_replicas, "haproxy": s.haproxy,
+                     "num_cpus": s.num_cpus, "max_ongoing_requests": s.max_ongoing_requests,
+                     "ort_threads": settings.models.intra_op_threads, "feature_backend": settings.features.backend},
+            "plain": {"workers": 1, "ort_threads": plain_ort_threads or "onnxruntime default", "access_log": False},
+            "models": {m["name"]: m["version"] for m in models}, "checks": [], "stopped": {}}
+
+
+# -- output --------------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def print_tables(result: dict[str, Any], console: Console) -> None:
+    """A table per ids-per-request; ratios on ours' rows. At least 150 columns wide."""
+    if console.width < 150:
+        console = Console(width=150)
+    points, meta = result["points"], result["meta"]
+    by_key = {(p["target"], p["ids"], p["concurrency"]): p for p in points}
+    rat = {(r["ids"], r["concurrency"]): r for r in result["ratios"]}
+    for n in meta["ids"]:
+        table = Table("target", "c", "requests", "2xx/s", "predictions/s", "p50 ms", "p99 ms", "errors", "wrk CPU",
+                      "ours ÷ hello", "ours ÷ plain", "ours ÷ ORT 2 thr",
+                      title=f"{n:,} ids per request ({meta['cores']} cores, {meta['seconds']:g} s a point)")
+        rows = [("ort2", None), ("ort1", None)]
+        rows += [(t, c) for c in meta["concurrency"] for t in ("ours", "hello", "plain")]
+        for target, c in rows:
+            p = by_key.get((target, n, c))
+            if p is None:
+                continue
+            r = rat.get((n, c), {}) if target == "ours" else {}
+            codes = ",".join(sorted(p.get("status_codes") or {}))
+            errors = f"[red]{p['errors']}{f' ({codes})' if codes else ''}[/]" if p["errors"] else "0"
+            cpu = p.get("wrk_cpu")
+            done = f"{p['requests']:,}" + ("*" if p.get("extended") else "")
+            table.add_row(LABELS[target], "-" if c is None else str(c), done, _fmt(p["req_s"]), _fmt(p["pred_s"]),
+                          _fmt(p["p50_ms"], ".2f"), _fmt(p["p99_ms"], ".2f"), errors,
+                          _fmt(None if cpu is None else 100 * cpu, ".0f", "%"),
+                          _fmt(r.get("ours_over_hello"), ".2f", "x"), _fmt(r.get("ours_over_plain"), ".2f", "x"),
+                          _fmt(r.get("ours_over_ort2"), ".2f", "x"), end_section=target == "ort1" or target == "plain")
+        console.print(table)
+    console.print("requests: answers in the window (ORT: calls); * measured again 4x longer, the first window "
+                  "having held one wave of requests at most. 2xx/s and predictions/s count good answers only; "
+                  "latency counts every answer. hello's predictions/s is its 2xx/s x ids (bodies of the same size, "
+                  "no work). wrk CPU: its CPU time over wall time, 100% = one core. ÷hello and ÷plain compare "
+                  "2xx/s. errors: answers >= 300 (their codes) and socket errors; a sample body is in the JSON.")
+
+
+def _plot_or_say(result: dict[str, Any], path: Path, console: Console) -> None:
+    try:
+        plot_results(result, path)
+    except ImportError:
+        console.print("[yellow]no plot: matplotlib is missing (pip install 'reengage[load]')[/]")
+        return
+    except Exception as exc:  # the JSON is written already: a plot problem must not lose the run
+        console.print(f"[yellow]no plot: {exc!r}[/]")
+        return
+    console.print(f"plot: {path}")
+
+
+def plot_results(result: dict[str, Any], path: Path) -> None:
+    """Predictions/s (top) and p99 (bottom) against ids per request, a panel per concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    meta, points = result["meta"], result["points"]
+    conc = meta["concurrency"]
+    fig, axes = plt.subplots(2, len(conc), figsize=(4.6 * len(conc), 8), sharex=True, sharey="row", squeeze=False)
+    styles = {"ours": ("C0", "-", "o"), "hello": ("C1", "-", "s"), "plain": ("C2", "-", "^"),
+              "ort2": ("C3", "--", "x"), "ort1": ("C7", ":", "x")}
+    for j, c in enumerate(conc):
+        for target, (color, line, marker) in styles.items():
+            pts = sorted((p for p in points if p["target"] == target and p["concurrency"] in (c, None)),
+                         key=lambda p: p["ids"])
+            if not pts:
+                continue
+            for i, field in enumerate(("pred_s", "p99_ms")):
+                xy = [(p["ids"], p[field]) for p in pts if p[field]]  # log scale: no zeros, no None
+                if xy:
+                    axes[i][j].plot([x for x, _ in xy], [y for _, y in xy], color=color, linestyle=line,
+                                    marker=marker, label=LABELS[target])
+        axes[0][j].set_title(f"{c} connection{'s' if c > 1 else ''}")
+        axes[1][j].set_xlabel("ids per request")
+        for ax in axes[:, j]:
+            ax.set_xscale("log")
+            if ax.lines:  # log scale on an empty panel fails
+                ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("predictions/s, 2xx only (hello: 2xx/s x ids)")
+    axes[1][0].set_ylabel("p99 latency, ms (ORT: per call)")
+    if axes[0][0].lines:
+        axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 @contextlib.contextmanager

@@ -127,20 +127,45 @@ def demo(
 
 @bench_app.command("score")
 def bench_score(
-    ids: int = typer.Option(1000, help="customer ids per request"),
-    seconds: float = typer.Option(10.0, help="duration of each measurement"),
-    concurrency: int = typer.Option(4, help="concurrent HTTP connections"),
+    ids: str = typer.Option("1,10,100,1000,10000", help="customer ids per request, comma-separated"),
+    concurrency: str = typer.Option("1,4,16", help="concurrent HTTP connections, comma-separated"),
+    targets: str = typer.Option("ours,hello,plain,ort", help="what to measure, comma-separated: ours (/v1/score), "
+                                "hello (hello-world Serve beside ours), plain (FastAPI on uvicorn, no Ray), "
+                                "ort (raw ONNX Runtime, 2 and 1 threads)"),
+    seconds: float = typer.Option(5.0, help="measured seconds per point (wrk rounds to whole seconds)"),
+    warmup: float = typer.Option(1.0, help="seconds of the same load before each HTTP point, not recorded (0: none)"),
+    wrk_threads: int = typer.Option(1, help="wrk threads (its CPU use is reported: raise this if it nears 100%)"),
+    plain_ort_threads: int = typer.Option(0, help="ONNX Runtime threads in the plain FastAPI app (0: ORT's default)"),
     topology: Optional[str] = typer.Option(None, help="fused or split"),
-    replicas: Optional[int] = typer.Option(None, help="ingress replicas"),
+    replicas: Optional[int] = typer.Option(None, help="ingress replicas (hello-world gets as many)"),
     haproxy: Optional[bool] = typer.Option(None, "--haproxy/--no-haproxy"),
-    url: Optional[str] = typer.Option(None, help="measure this running server instead of starting one"),
+    out: Optional[str] = typer.Option(None, help="results JSON (default docs/bench_score.json; the PNG goes beside it)"),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="also draw the PNG (needs matplotlib: the load extra)"),
 ) -> None:
-    """/v1/score predictions/s on a fresh local app, beside raw ONNX Runtime on the same batch."""
-    from serving.bench import run_score_bench
+    """/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, in one run."""
+    from pathlib import Path
+
+    from serving.bench import BenchError, run_score_bench
+    from serving.settings import project_root
 
     settings = load_settings(_overrides(server={"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas},
-                                    llm={"enabled": False}))
-    run_score_bench(settings, ids=ids, seconds=seconds, concurrency=concurrency, console=console, url=url)
+                                        llm={"enabled": False}))
+    try:
+        run_score_bench(settings, ids=_ints(ids), concurrency=_ints(concurrency),
+                        targets=[t.strip() for t in targets.split(",") if t.strip()], seconds=seconds,
+                        warmup=warmup, wrk_threads=wrk_threads, plain_ort_threads=plain_ort_threads,
+                        out_json=Path(out) if out else project_root() / "docs" / "bench_score.json",
+                        plot=plot, console=console)
+    except BenchError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
 
 
 @bench_app.command("features")
@@ -164,6 +189,18 @@ def bench_bandit(redis_url: Optional[str] = typer.Option(None, help="also measur
 
     with private_redis(redis_url) as url:
         run_bandit_bench(redis_url=url, console=console)
+
+
+@bench_app.command("trees")
+def bench_trees(
+    model: str = typer.Option("churn", help="tree model in the repository"),
+    version: Optional[str] = typer.Option(None, help="version (default: the newest)"),
+    rounds: int = typer.Option(5, help="interleaved rounds per batch size"),
+) -> None:
+    """Tree runtimes on the holdout rows: ONNX Runtime vs lleaves (and tl2cgen if installed), 1 thread."""
+    from serving.runtime.bench import run_trees_bench
+
+    run_trees_bench(load_settings({}), model=model, version=version, rounds=rounds, console=console)
 
 
 @bench_app.command("llm")
