@@ -43,6 +43,9 @@ class FeatureSettings(_Section):
     # so, or answer found: false
     on_missing_view: Literal["defaults", "not_found"] = "not_found"
     timeout_s: float = Field(0.25, gt=0, description="fail fast when the online store is slow")
+    # embedded (LMDB) reads of fewer rows run inline on the event loop (serving/components/offload.py);
+    # Redis reads always run in a thread
+    offload_rows: int = Field(16_384, ge=0)
 
     @property
     def yaml_file(self) -> Path:
@@ -61,6 +64,9 @@ class ModelSettings(_Section):
     # (loaded before old ones are dropped), and repository load/unload calls made on one
     # replica reach the others. 0 turns it off.
     poll_interval_s: float = Field(5.0, ge=0)
+    # runtime calls of fewer rows run inline on the event loop, larger ones in a thread
+    # (measured: serving/components/offload.py); lower it where a replica has spare cores
+    offload_rows: int = Field(16_384, ge=0)
     # Dynamic batching inside a Serve replica: "asyncio" (the in-process batcher: an idle
     # model runs a call at once, calls arriving meanwhile form the next batch) or "serve"
     # (Ray Serve's serve.batch). asyncio measured cheaper per request (docs/benchmarks.md):

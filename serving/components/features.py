@@ -32,7 +32,8 @@ class FeatureLookup:
 
     async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
         start = time.perf_counter()
-        batch = await offload(len(entity_ids), self.reader.read, entity_ids)
+        limit = 0 if self.settings.backend == "redis" else self.settings.offload_rows  # network I/O: a thread
+        batch = await offload(len(entity_ids), limit, self.reader.read, entity_ids)
         metrics.feature_read(batch, 1e3 * (time.perf_counter() - start))
         return batch
 

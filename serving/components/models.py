@@ -111,7 +111,7 @@ class ModelService:
             rows = rows_of(merged)
             runtime = self.registry.get(self.name, version)
             start = time.perf_counter()
-            result = await offload(rows, runtime.predict, merged)
+            result = await offload(rows, self.settings.offload_rows, runtime.predict, merged)
             metrics.model_call(self.name, version, rows, 1e3 * (time.perf_counter() - start))
             if len(parts) == 1:
                 out[members[0]] = result
@@ -130,7 +130,7 @@ class ModelService:
         resolved = runtime.version.version
         if runtime.spec.max_batch_size > 0 and rows_of(inputs) <= runtime.spec.max_batch_size:
             return resolved, await self._batcher.submit(inputs, resolved)
-        return resolved, await offload(rows_of(inputs), runtime.predict, inputs)
+        return resolved, await offload(rows_of(inputs), self.settings.offload_rows, runtime.predict, inputs)
 
     async def metadata(self, version: str | None = None) -> dict[str, Any]:
         runtime = self.registry.get(self.name, version)

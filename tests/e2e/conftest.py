@@ -63,7 +63,10 @@ def settings(workspace: dict[str, Any]) -> Settings:
 @pytest.fixture(scope="session")
 def app_overrides(workspace: dict[str, Any]) -> dict[str, Any]:
     port = free_port()
-    return {**workspace, "server": {"host": "127.0.0.1", "port": port, "grpc_port": free_port(), "ingress_replicas": 2,
+    # a 2 ms batch window (Triton's max_queue_delay): runtime calls run inline on the event
+    # loop by default, so concurrent requests merge only when a call waits for company
+    models = {**workspace["models"], "batch_wait_timeout_s": 0.002}
+    return {**workspace, "models": models, "server": {"host": "127.0.0.1", "port": port, "grpc_port": free_port(), "ingress_replicas": 2,
                                     "num_cpus": 0.25, "haproxy": True}}
 
 
