@@ -57,6 +57,15 @@ def test_json_matches_a_per_row_encoding(n: int) -> None:
             assert decoded[key] == expected[key], key
 
 
+def test_small_and_large_answers_take_different_paths_to_the_same_text() -> None:
+    from serving.codecs import columnar
+
+    columns = _columns(columnar.SMALL_ROWS + 5, seed=9)
+    large = columnar.json_bytes(columns)  # byte matrices
+    small = orjson.dumps({k: columnar._small(v) for k, v in columns.items()}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert json.loads(large) == json.loads(small)
+
+
 def test_json_is_compact_with_no_padding_left() -> None:
     body = json_bytes(_columns(100))
     assert b"\x00" not in body and b" " not in body
