@@ -26,7 +26,7 @@ from serving.codecs.tensors import (
     to_ndarray,
 )
 from serving.errors import InvalidRequest, MalformedBody
-from serving.protocol.v2 import Datatype, InferenceRequest, MetadataTensor, Parameters, RequestInput
+from serving.protocol.v2 import Datatype, InferenceRequest, MetadataTensor, RequestInput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_CONTENT_TYPE = "application/json"
@@ -40,7 +40,6 @@ class ResponseMeta(Protocol):
     model_name: str
     model_version: str | None
     id: str | None
-    parameters: Parameters | None
 
 
 def decode_infer_request(body: bytes, header_length: int | None) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
@@ -99,7 +98,8 @@ def _parse_header(header: memoryview) -> InferenceRequest:
 
 def _field(loc: tuple[Any, ...], obj: dict[str, Any]) -> str:
     """A pydantic location as a readable field: ``inputs[features].datatype``."""
-    out, node = "", obj
+    out = ""
+    node: Any = obj
     for part in loc:
         if isinstance(part, int):
             name = node[part].get("name") if isinstance(node, list) and isinstance(node[part], dict) else None
@@ -151,8 +151,6 @@ def encode_infer_response(
     request_id = meta.id if meta.id is not None else request.id
     if request_id is not None:
         doc["id"] = request_id
-    if meta.parameters is not None:
-        doc["parameters"] = meta.parameters.model_dump(exclude_none=True)
     doc["outputs"] = headers_json
     head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not raws:

@@ -171,7 +171,7 @@ def from_ndarray(name: str, array: np.ndarray, binary: bool = False) -> tuple[di
 
 def _raw_view(array: np.ndarray, datatype: Datatype) -> memoryview:
     wire = np.ascontiguousarray(array, dtype=DATATYPE_TO_DTYPE[datatype])
-    return memoryview(wire.reshape(-1).view(np.uint8))
+    return wire.reshape(-1).view(np.uint8).data
 
 
 def _json_data(name: str, array: np.ndarray, datatype: Datatype) -> Any:
