@@ -29,7 +29,7 @@ def run_demo(url: str, ids: int, console: Console) -> None:
 
 
 def _feedback(client: httpx.Client, body: dict, console: Console) -> None:
-    decision = next((d for d in body.get("decision_id", []) if d), None)
+    decision = next((d for d in body["decision_id"] if d), None)  # all null without the bandit
     if decision is None:
         return
     r = client.post("/v1/feedback", json={"decision_id": decision, "reward": 1.0})
@@ -38,14 +38,12 @@ def _feedback(client: httpx.Client, body: dict, console: Console) -> None:
 
 def _reengage(client: httpx.Client, customer_id: int, console: Console) -> None:
     r = client.post("/v1/reengage", json={"customer_id": customer_id})
-    if r.status_code == 404 and "error" not in r.text:
-        return  # an older server without the LLM route
     console.print(f"POST /v1/reengage -> HTTP {r.status_code}")
     if r.status_code == 200:
         data = r.json()
-        console.print(f"  action={data.get('action')}  subject: {data.get('subject')!r}")
-        console.print(f"  body: {(data.get('body') or '')[:300]!r}")
-        console.print(f"  llm: {data.get('llm')}")
+        console.print(f"  action={data['action']}  subject: {data['subject']!r}")
+        console.print(f"  body: {(data['body'] or '')[:300]!r}")
+        console.print(f"  llm: {data['llm']}")
     else:
         console.print(f"  {r.text}")
 

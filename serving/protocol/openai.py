@@ -17,7 +17,8 @@ FinishReason = Literal["stop", "length"]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
+    # answers are sent with every field (``model_dump``): required in the schema
+    model_config = ConfigDict(protected_namespaces=(), json_schema_serialization_defaults_required=True)
 
 
 class StreamOptions(_Wire):
@@ -73,7 +74,7 @@ class CompletionRequest(_Wire):
     @classmethod
     def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
         """Accepted at their neutral values only; the error names the field."""
-        if value not in _NEUTRAL[info.field_name]:
+        if value not in _NEUTRAL[str(info.field_name)]:
             raise ValueError(f"{info.field_name}={value!r} is not supported by this server")
         return value
 

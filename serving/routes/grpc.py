@@ -19,11 +19,17 @@ from serving.codecs.tensors import datatype_of, deserialize_bytes_tensor, numpy_
 from serving.dataplane import DataPlane
 from serving.errors import InvalidRequest, grpc_code, status_and_body
 
-# typed contents field per v2 datatype (InferTensorContents)
-_CONTENTS = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+# typed contents (InferTensorContents) per v2 datatype: the repeated field and the numpy
+# dtype protobuf holds it in; INT8/INT16/UINT8/UINT16 ride in the 32-bit fields and are
+# range-checked on the way down. FP16 and BF16 have no typed field (raw only).
+_CONTENTS: dict[str, tuple[str, np.dtype]] = {
+    "BOOL": ("bool_contents", np.dtype(np.bool_)),
+    "INT8": ("int_contents", np.dtype(np.int32)), "INT16": ("int_contents", np.dtype(np.int32)),
+    "INT32": ("int_contents", np.dtype(np.int32)), "INT64": ("int64_contents", np.dtype(np.int64)),
+    "UINT8": ("uint_contents", np.dtype(np.uint32)), "UINT16": ("uint_contents", np.dtype(np.uint32)),
+    "UINT32": ("uint_contents", np.dtype(np.uint32)), "UINT64": ("uint64_contents", np.dtype(np.uint64)),
+    "FP32": ("fp32_contents", np.dtype(np.float32)), "FP64": ("fp64_contents", np.dtype(np.float64)),
+    "BYTES": ("bytes_contents", np.dtype(object)),
 }
 
 
@@ -32,6 +38,8 @@ def _version(v: str) -> str | None:
 
 
 def decode_inputs(request: Any) -> dict[str, np.ndarray]:
+    """One ndarray per input, from ``raw_input_contents`` (all inputs, or none) or from
+    each input's typed ``contents``; mistakes are ``InvalidRequest`` naming the input."""
     arrays: dict[str, np.ndarray] = {}
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
@@ -47,19 +55,47 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
         except Exception:
             raise InvalidRequest(f"unknown datatype '{tensor.datatype}'", field=f"{field}.datatype") from None
         if raw:
-            buf = raw[i]
-            if tensor.datatype == "BYTES":
-                arrays[tensor.name] = deserialize_bytes_tensor(buf, count).reshape(shape)
-                continue
-            if len(buf) != count * dtype.itemsize:
-                raise InvalidRequest(f"{len(buf)} bytes for shape {list(shape)} of {tensor.datatype}", field=field)
-            arrays[tensor.name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+            if tensor.HasField("contents"):
+                raise InvalidRequest("typed contents and raw_input_contents given together", field=f"{field}.contents")
+            arrays[tensor.name] = _from_raw(raw[i], tensor.datatype, dtype, shape, count, field)
         else:
-            values = getattr(tensor.contents, _CONTENTS.get(tensor.datatype, "fp32_contents"))
-            if len(values) != count:
-                raise InvalidRequest(f"{len(values)} values for shape {list(shape)}", field=f"{field}.contents")
-            arrays[tensor.name] = np.asarray(values, dtype=object if tensor.datatype == "BYTES" else dtype).reshape(shape)
+            arrays[tensor.name] = _from_contents(tensor, dtype, shape, count, field)
     return arrays
+
+
+def _from_raw(buf: bytes, datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, field: str) -> np.ndarray:
+    if datatype == "BYTES":
+        try:
+            return deserialize_bytes_tensor(buf, count).reshape(shape)
+        except ValueError as exc:
+            raise InvalidRequest(f"BYTES data does not match shape {list(shape)}: {exc}", field=field) from None
+    if len(buf) != count * dtype.itemsize:
+        raise InvalidRequest(f"{len(buf)} bytes for shape {list(shape)} of {datatype}", field=field)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _from_contents(tensor: Any, dtype: np.dtype, shape: tuple[int, ...], count: int, field: str) -> np.ndarray:
+    entry = _CONTENTS.get(tensor.datatype)
+    if entry is None:
+        raise InvalidRequest(f"{tensor.datatype} has no typed contents: send it in raw_input_contents",
+                             field=f"{field}.contents")
+    name, held = entry
+    values = getattr(tensor.contents, name)
+    if len(values) != count:
+        raise InvalidRequest(f"{len(values)} values in contents.{name} for shape {list(shape)} of {tensor.datatype}",
+                             field=f"{field}.contents")
+    if held.kind == "O":
+        out = np.empty(count, dtype=object)
+        out[:] = list(values)
+        return out.reshape(shape)
+    array = np.fromiter(values, dtype=held, count=count)
+    if held != dtype:  # a narrower integer type than its field
+        info = np.iinfo(dtype)
+        if count and (int(array.min()) < info.min or int(array.max()) > info.max):
+            raise InvalidRequest(f"values outside the {tensor.datatype} range [{info.min}, {info.max}]",
+                                 field=f"{field}.contents")
+        array = array.astype(dtype)
+    return array.reshape(shape)
 
 
 def encode_outputs(response: Any, outputs: dict[str, np.ndarray], request: Any) -> None:

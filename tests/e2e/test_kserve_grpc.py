@@ -39,3 +39,41 @@ def test_errors_carry_grpc_status(client: grpcclient.InferenceServerClient) -> N
     with pytest.raises(InferenceServerException) as missing:
         client.infer("nope", [inp])
     assert "NOT_FOUND" in str(missing.value.status())
+
+
+def test_typed_contents_score_like_raw_contents(client: grpcclient.InferenceServerClient,
+                                                app_overrides: dict[str, Any]) -> None:
+    """KServe clients may send typed ``InferTensorContents`` instead of raw bytes."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    n_features = int(client.get_model_metadata("churn", as_json=True)["inputs"][0]["shape"][1])
+    x = np.random.default_rng(5).random((8, n_features), dtype=np.float32)
+    inp = grpcclient.InferInput("features", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    raw = client.infer("churn", [inp]).as_numpy("probability")
+
+    def typed(datatype: str, field: str, values: list, shape: list[int]) -> service_pb2.ModelInferRequest:
+        request = service_pb2.ModelInferRequest(model_name="churn")
+        tensor = request.inputs.add(name="features", datatype=datatype, shape=shape)
+        getattr(tensor.contents, field).extend(values)
+        return request
+
+    with grpc.insecure_channel(f"127.0.0.1:{app_overrides['server']['grpc_port']}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        answer = stub.ModelInfer(typed("FP32", "fp32_contents", x.ravel().tolist(), list(x.shape)), timeout=30)
+        out = answer.outputs[0]
+        p = np.frombuffer(answer.raw_output_contents[0], np.float32).reshape(list(out.shape))
+        assert out.name == "probability" and out.datatype == "FP32"
+        np.testing.assert_array_equal(p, raw)
+        # int64_contents decoded (the model then names the datatype it takes)
+        ints = typed("INT64", "int64_contents", [1] * x.size, list(x.shape))
+        with pytest.raises(grpc.RpcError) as wrong_type:
+            stub.ModelInfer(ints, timeout=30)
+        assert wrong_type.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert wrong_type.value.details().startswith("inputs[features].datatype")
+        short = typed("FP32", "fp32_contents", [0.5] * (x.size - 1), list(x.shape))
+        with pytest.raises(grpc.RpcError) as miscounted:
+            stub.ModelInfer(short, timeout=30)
+        assert miscounted.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert miscounted.value.details().startswith("inputs[features].contents")

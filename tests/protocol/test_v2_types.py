@@ -10,20 +10,16 @@ import pytest
 import tritonclient.http as httpclient
 from pydantic import ValidationError
 
-from serving.errors import InvalidRequest, error_body
 from serving.protocol.v2 import (
     Datatype,
-    ErrorResponse,
     InferenceRequest,
     InferenceResponse,
     MetadataTensor,
     ModelMetadataResponse,
-    ModelState,
+    ModelParameters,
+    OIPErrorResponse,
     RepositoryIndexRequest,
     RepositoryIndexResponse,
-    RepositoryIndexResponseItem,
-    RepositoryLoadRequest,
-    RepositoryUnloadRequest,
 )
 
 
@@ -56,33 +52,30 @@ def test_model_metadata_wire_form() -> None:
         name="churn", versions=["1", "3"], platform="onnxruntime_onnx",
         inputs=[MetadataTensor(name="features", datatype="FP32", shape=[-1, 32])],
         outputs=[MetadataTensor(name="probability", datatype=Datatype.FP32, shape=[-1])],
+        parameters=ModelParameters(features=["a", "b"], version="3", feature_service="churn_service"),
     )
-    wire = json.loads(meta.model_dump_json(exclude_none=True))
+    wire = json.loads(meta.model_dump_json())
     assert wire == {
         "name": "churn", "versions": ["1", "3"], "platform": "onnxruntime_onnx",
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 32]}],
         "outputs": [{"name": "probability", "datatype": "FP32", "shape": [-1]}],
+        "parameters": {"features": ["a", "b"], "version": "3", "feature_service": "churn_service"},
     }
+    with pytest.raises(ValidationError):  # answers are exact: an unknown key is a schema break
+        ModelMetadataResponse.model_validate({**wire, "extra": 1})
 
 
 def test_repository_types() -> None:
     assert RepositoryIndexRequest.model_validate({}).ready is None
-    index = RepositoryIndexResponse(models=[
-        RepositoryIndexResponseItem(name="churn", version="3", state=ModelState.READY),
-        RepositoryIndexResponseItem(name="engagement", version="1", state="UNAVAILABLE", reason="unloaded"),
-    ])
-    assert index.to_wire() == [
-        {"name": "churn", "version": "3", "state": "READY", "reason": ""},
-        {"name": "engagement", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"},
-    ]
-    # bodies exactly as tritonclient's load_model / unload_model write them
-    load = RepositoryLoadRequest.model_validate({"parameters": {"config": "{}", "file:1/model.onnx": "AAEC"}})
-    assert load.parameters.model_extra["file:1/model.onnx"] == "AAEC"
-    unload = RepositoryUnloadRequest.model_validate({"parameters": {"unload_dependents": False}})
-    assert unload.parameters.model_extra == {"unload_dependents": False}
+    rows = [{"name": "churn", "version": "3", "state": "READY", "reason": ""},
+            {"name": "engagement", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}]
+    assert RepositoryIndexResponse.model_validate(rows).model_dump() == rows  # the body is the bare list
+    with pytest.raises(ValidationError):
+        RepositoryIndexResponse.model_validate([{**rows[0], "state": "LOADING"}])  # never sent
 
 
-def test_error_body_matches_the_error_tree() -> None:
-    exc = InvalidRequest("bad", "inputs[x].data")
-    assert ErrorResponse.model_validate(exc.to_body()).model_dump() == exc.to_body()
-    assert ErrorResponse.model_validate(error_body("not_found", "gone")).error.field is None
+def test_oip_error_body_has_a_string_error() -> None:
+    body = {"error": "inputs[x].data: bad", "error_type": "invalid_request", "field": "inputs[x].data"}
+    assert OIPErrorResponse.model_validate(body).model_dump() == body
+    with pytest.raises(ValidationError):  # the v1 form (an object under "error") is not the OIP's
+        OIPErrorResponse.model_validate({"error": {"type": "invalid_request", "message": "bad", "field": None}})
