@@ -31,12 +31,16 @@ class _State:
 
 
 class RayDesiredState:
-    """``components.models.DesiredState`` over the shared actor (created on first use)."""
+    """``components.models.DesiredState`` over the shared actor (created on first use), one
+    per Serve application: two applications on one cluster control their models apart."""
 
     def __init__(self) -> None:
+        from ray import serve
+
+        app = serve.get_replica_context().app_name or "default"
         actor_cls = ray.remote(num_cpus=0)(_State)
-        self._actor: Any = actor_cls.options(name=CONTROL_ACTOR, namespace="reengage", lifetime="detached",
-                                             get_if_exists=True).remote()
+        self._actor: Any = actor_cls.options(name=f"{CONTROL_ACTOR}:{app}", namespace="reengage",
+                                             lifetime="detached", get_if_exists=True).remote()
 
     async def set(self, model: str, loaded: bool) -> int:
         return await self._actor.set.remote(model, loaded)
