@@ -11,6 +11,7 @@ plain ASGI: it wraps ``send`` to read the status and add headers, nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -29,6 +30,7 @@ from serving.routes.responses import error_response, validation_error
 log = logging.getLogger("reengage")
 
 Scope = dict[str, Any]
+CLIENT_CLOSED = 499  # nginx's "client closed request": counted apart from server errors
 
 
 class RequestMetrics:
@@ -55,6 +57,9 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:  # the client went away mid-request: not a server error
+            status = CLIENT_CLOSED if status == 500 else status
+            raise
         finally:
             route = scope.get("route")
             metrics.request(getattr(route, "path", "unmatched"), status, 1e3 * (time.perf_counter() - start))

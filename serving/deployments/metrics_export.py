@@ -4,7 +4,15 @@ Replicas are separate processes, so metrics go through ``ray.serve.metrics`` (Ra
 agent on each node exports them for Prometheus, with deployment, replica and
 application labels added). One daemon thread per process drains the recorder every
 ``interval_s``: a counter costs one Ray call per label set and interval, whatever the
-request rate.
+request rate, and stays exact.
+
+Ray's histogram takes one call per observation (10-40 us each here), and exporting
+every observation cost 22 % of 1-id throughput under load (575 req/s against 734 with
+no export, docs/benchmarks.md). So each histogram label set exports at most
+``max_observations`` observations per interval, a uniform sample of what was recorded:
+quantiles and averages stay unbiased, while a histogram's ``_count`` undercounts under
+load: rates come from the counters (``reengage_requests_total`` and the others), which
+are exact.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from ray.serve.metrics import Counter, Histogram
 
 from serving.metrics import DEFINITIONS, RECORDER, MetricDef, Recorder
@@ -24,10 +33,12 @@ _exporter: "Exporter | None" = None
 
 
 class Exporter:
-    def __init__(self, recorder: Recorder, interval_s: float) -> None:
+    def __init__(self, recorder: Recorder, interval_s: float, max_observations: int = 100) -> None:
         self.recorder = recorder
         self.interval_s = interval_s
+        self.max_observations = max_observations
         self._metrics: dict[str, Any] = {}
+        self._rng = np.random.default_rng()
 
     def _metric(self, definition: MetricDef) -> Any:
         metric = self._metrics.get(definition.name)
@@ -48,8 +59,15 @@ class Exporter:
         for (name, tags), values in samples.items():
             definition = DEFINITIONS[name]
             metric, tag_map = self._metric(definition), dict(zip(definition.tag_keys, tags))
-            for value in values:  # Ray's histogram takes one observation per call
-                metric.observe(float(value), tags=tag_map)
+            for value in self.sample(values):  # Ray's histogram takes one observation per call
+                metric.observe(value, tags=tag_map)
+
+    def sample(self, values: list[float]) -> list[float]:
+        """All of them, or a uniform sample of ``max_observations`` (without replacement)."""
+        if len(values) <= self.max_observations:
+            return [float(v) for v in values]
+        picked = self._rng.choice(len(values), self.max_observations, replace=False)
+        return np.asarray(values, dtype=np.float64)[picked].tolist()
 
     def run(self) -> None:
         while True:

@@ -216,3 +216,32 @@ def test_fixed_headers_are_added_by_the_asgi_middleware(model_repo) -> None:
     with TestClient(create_app(plane, headers={"x-reengage-replica": "r1"})) as c:
         assert c.get("/v2/health/live").headers["x-reengage-replica"] == "r1"
         assert c.get("/v2/models/nope").headers["x-reengage-replica"] == "r1"  # error answers too
+
+
+def test_a_request_cancelled_mid_flight_is_counted_as_499_not_500() -> None:
+    import asyncio
+
+    from serving import metrics
+    from serving.http import RequestMetrics
+
+    started = asyncio.Event()
+
+    async def slow_app(scope, receive, send) -> None:
+        scope["route"] = type("R", (), {"path": "/v1/score"})()
+        started.set()
+        await asyncio.sleep(10)
+
+    async def scenario() -> None:
+        app = RequestMetrics(slow_app)
+        task = asyncio.ensure_future(app({"type": "http"}, None, None))
+        await started.wait()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    metrics.RECORDER.drain()
+    asyncio.run(scenario())
+    counts, _ = metrics.RECORDER.drain()
+    assert counts == {("reengage_requests_total", ("/v1/score", "499")): 1}
