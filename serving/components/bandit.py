@@ -12,20 +12,15 @@ import numpy as np
 
 from feature_store.batch import FeatureBatch
 from serving import metrics
+from serving.bandit.router import BanditRouter
 from serving.bandit.state.records import REASONS
 from serving.settings import BanditSettings
 
 
 class BanditService:
-    """The bandit router behind async methods: decisions for a scored batch, rewards.
-
-    State and the decision log live in the router's backend (sqlite file or Redis), so
-    every replica holding one of these learns from every other's rewards.
-    """
+    """The bandit router behind async methods; counts its decisions and rewards."""
 
     def __init__(self, settings: BanditSettings) -> None:
-        from serving.bandit.router import BanditRouter
-
         self.router = BanditRouter(settings)
         self._checked: tuple[str, ...] | None = None
 
