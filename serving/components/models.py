@@ -198,9 +198,10 @@ class ModelService:
             else:
                 self._load()
             return
-        if loaded and self.name in self.registry.names() and self._repository_changed():
+        if loaded and self.name in self.registry.names() and await asyncio.to_thread(self._repository_changed):
             self._load()
 
     def _repository_changed(self) -> bool:
+        """Reads config.pbtxt and lists version folders: disk I/O, run in a thread."""
         on_disk = read_model(self.settings.repo_path, self.name).policy_versions
         return on_disk != self.registry.spec(self.name).policy_versions
