@@ -78,9 +78,12 @@ def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
     from serving.app import APP_NAME, build_app
     from serving.server import HAPROXY_ENV, grpc_options, wait_ready
 
-    os.environ.update(HAPROXY_ENV)  # read when Ray starts, as `reengage serve` does
-    ray.init(num_cpus=4, logging_level="WARNING", log_to_driver=False,
-             runtime_env={"env_vars": dict(HAPROXY_ENV)})
+    # HAProxy's metrics and stats ports are fixed (9101, 8404) unless set: free ones let
+    # two e2e sessions (or a developer's `reengage serve`) share the machine
+    env = {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+           "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
+    os.environ.update(env)  # read when Ray starts, as `reengage serve` does
+    ray.init(num_cpus=4, logging_level="WARNING", log_to_driver=False, runtime_env={"env_vars": env})
     server = app_overrides["server"]
     serve.start(http_options={"host": server["host"], "port": server["port"]},
                 grpc_options=grpc_options(load_settings(app_overrides)))
@@ -90,5 +93,5 @@ def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
     yield url
     serve.shutdown()
     ray.shutdown()
-    for key in HAPROXY_ENV:
+    for key in env:
         os.environ.pop(key, None)
