@@ -183,12 +183,13 @@ def bench_features(
 
 @bench_app.command("bandit")
 def bench_bandit(redis_url: Optional[str] = typer.Option(None, help="also measure the Redis backend")) -> None:
-    """Bandit decisions/s for 1,000 contexts a call."""
-    from serving.bandit.bench import run_bandit_bench
+    """Bandit decisions/s for 1,000 contexts a call, and the decision log's size per million."""
+    from serving.bandit.bench import run_bandit_bench, run_log_size_bench
     from serving.bench import private_redis
 
     with private_redis(redis_url) as url:
         run_bandit_bench(redis_url=url, console=console)
+        run_log_size_bench(redis_url=url, console=console)
 
 
 @bench_app.command("trees")

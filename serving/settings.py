@@ -111,11 +111,19 @@ class BanditSettings(_Section):
     # decision rows waiting for the state store, at most; beyond it a decision is refused
     # (503 overloaded, Retry-After) rather than queued without bound or dropped
     log_queue_rows: int = Field(100_000, ge=1)
+    # retention of the decision log and rewards: by time (never under the reward window),
+    # then by size; a decision whose reward window is open is never trimmed
+    log_retention_s: float = Field(30 * 24 * 3600, gt=0)
+    log_max_mb: float | None = Field(1024.0, gt=0, description="decision log and rewards, at most (None: no cap)")
+    trim_interval_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _arms_consistent(self) -> "BanditSettings":
         if len(self.arms) < 2 or len(set(self.arms)) != len(self.arms):
             raise ValueError("bandit.arms needs at least two distinct arms")
+        if self.log_retention_s < self.reward_window_s:
+            raise ValueError("bandit.log_retention_s must be at least bandit.reward_window_s: "
+                             "a decision is kept while its reward can still arrive")
         if (self.holdout_share > 0 or self.contact_cap > 0) and self.control_arm not in self.arms:
             raise ValueError(f"bandit.control_arm {self.control_arm!r} must be one of the arms "
                              "when holdout_share or contact_cap is set")

@@ -83,6 +83,56 @@ def run_bandit_bench(console: Any = None, *, redis_url: str | None = None, n: in
     return results
 
 
+def _store_bytes(router: BanditRouter) -> int:
+    """What the store holds: sqlite pages in use, or Redis's whole ``used_memory`` (the
+    streams, the pending keys of open reward windows and the contact counters)."""
+    store: Any = router.store
+    if router.settings.backend == "redis":
+        return int(store.r.info("memory")["used_memory"])
+    return int(store._used_bytes())
+
+
+def log_size_one(backend: str, state_path: Path, redis_url: str | None, rows: int, total: int) -> float:
+    """Bytes per decision once ``total`` decisions went in as batches of ``rows``."""
+    router = _router("thompson", backend, state_path, redis_url)
+    try:
+        rng = np.random.default_rng(3)
+        x = rng.random((rows, len(CONTEXT))).astype(np.float32)
+        router.flush(30.0)
+        before = _store_bytes(router)
+        for _ in range(total // rows):  # fresh customers: every contacted row takes a cap counter
+            router.decide_sync(rng.integers(0, 1 << 40, rows), x, eligible=np.ones(rows, bool),
+                               model_versions={"churn": "1", "engagement": "1"})
+        router.flush(60.0)
+        return (_store_bytes(router) - before) / total
+    finally:
+        drop = getattr(router.store, "drop", None)
+        if drop is not None:
+            drop()
+        router.close()
+
+
+def run_log_size_bench(console: Any = None, *, redis_url: str | None = None,
+                       plan: tuple[tuple[int, int], ...] = ((1, 20_000), (100, 200_000), (1000, 500_000))) -> dict[str, Any]:
+    """{backend: {rows a batch: MB per million decisions}}, measured on ``total`` decisions each."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in ["embedded"] + (["redis"] if redis_url else []):
+            results[backend] = {rows: log_size_one(backend, Path(tmp), redis_url, rows, total) * 1e6 / 2**20
+                                for rows, total in plan}
+    if console is not None:
+        from rich.table import Table
+
+        table = Table(title="Decision-log storage, MB per million decisions (contact caps on, 6 context features)")
+        table.add_column("backend")
+        for rows, total in plan:
+            table.add_column(f"{rows} a batch ({total:,} measured)", justify="right")
+        for backend, per in results.items():
+            table.add_row(backend, *(f"{per[rows]:,.0f}" for rows, _ in plan))
+        console.print(table)
+    return results
+
+
 def _print(results: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 

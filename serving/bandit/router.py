@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import re
 import secrets
 import threading
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.bandit.policies import Layout, Policy, row_increments, sample_actions
-from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation,
-                                  RewardStatus, RewardUpdate, StateStore, Waiter, open_store)
+from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation, Retention,
+                                  RewardStatus, RewardUpdate, StateStore, Trimmed, Waiter, open_store)
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
 from serving.settings import BanditSettings
 
@@ -40,6 +41,7 @@ _REASON_NAMES = np.array(REASONS, dtype=object)
 _STATUS_NAMES = np.array(["conflict", "not_found", "ok"], dtype=object)  # RewardStatus + 1
 # plain ints for the per-request numpy work: numpy handles IntEnum members ~3x slower
 _POLICY, _HOLDOUT, _NOT_FOUND = int(Reason.POLICY), int(Reason.HOLDOUT), int(Reason.NOT_FOUND)
+log = logging.getLogger("reengage.bandit")
 FEEDBACK_WAIT_S = 5.0  # a reward waits this long at most for its decision's own group commit
 
 
@@ -125,10 +127,11 @@ class BanditRouter:
         self._lock = threading.Lock()
         self._version, self._stats = -1, self.layout.zeros()
         self._checked = -np.inf
+        self._next_trim = 0.0  # the first housekeeping turn trims
         self.sync(force=True)
         self.committer = GroupCommitter(
             self.store, flush_interval_s=settings.flush_interval_s, queue_rows=settings.log_queue_rows,
-            flush_rows=settings.flush_rows, ttl_s=settings.reward_window_s, refresh=self._refresh,
+            flush_rows=settings.flush_rows, ttl_s=settings.reward_window_s, refresh=self._housekeeping,
             refresh_interval_s=settings.sync_interval_s, name=settings.name)
 
     # ------------------------------------------------------------------ state sync
@@ -158,6 +161,29 @@ class BanditRouter:
         with self._lock:
             self._version, self._stats = version, stats
         return True
+
+    def _housekeeping(self) -> None:
+        """The committer thread's periodic turn: pick up shared statistics, trim when due."""
+        self._refresh()
+        if time.time() >= self._next_trim:
+            self._next_trim = time.time() + self.settings.trim_interval_s
+            try:
+                self.trim()
+            except Exception as exc:  # retention is best effort: the next turn retries
+                log.warning("bandit decision-log trim failed: %s", exc)
+
+    def trim(self, now: float | None = None) -> Trimmed:
+        """Apply the retention settings to the shared log (any replica may; it is idempotent)."""
+        s, now = self.settings, time.time() if now is None else now
+        max_bytes = None if s.log_max_mb is None else int(s.log_max_mb * 2**20)
+        done = self.store.trim(Retention(now - s.log_retention_s, now - s.reward_window_s, max_bytes))
+        if done.over_size:
+            log.warning("bandit decision log holds %.0f MB, over bandit.log_max_mb, and every decision left "
+                        "is inside its reward window: raise the cap or shorten the window", done.bytes_after / 2**20)
+        elif done.decisions:
+            log.info("bandit decision log trimmed: %d decisions, %.1f -> %.1f MB", done.decisions,
+                     done.bytes_before / 2**20, done.bytes_after / 2**20)
+        return done
 
     # ------------------------------------------------------------------ context
     def build_context(self, features: np.ndarray, feature_names: Sequence[str], churn: np.ndarray,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from serving.bandit.state.base import (Group, Reservation, RewardUpdate, StateStore, discounted_update,
-                                       group_positions)
+from serving.bandit.state.base import (Group, Reservation, Retention, RewardUpdate, StateStore, Trimmed,
+                                       discounted_update, group_positions)
 from serving.bandit.state.committer import GroupCommitter, Waiter
 from serving.bandit.state.records import REASONS, BatchRecord, Pending, Reason, RewardStatus
 from serving.bandit.state.redis_store import RedisStore
@@ -28,4 +28,4 @@ def open_store(settings: Any) -> StateStore:
 
 
 __all__ = ["REASONS", "BatchRecord", "Group", "GroupCommitter", "Pending", "Reason", "RedisStore",
-           "Reservation", "RewardStatus", "RewardUpdate", "SqliteStore", "StateStore", "Waiter", "discounted_update", "group_positions", "open_store"]
+           "Reservation", "Retention", "RewardStatus", "Trimmed", "RewardUpdate", "SqliteStore", "StateStore", "Waiter", "discounted_update", "group_positions", "open_store"]

@@ -75,6 +75,26 @@ class RewardUpdate:
     update: np.ndarray  # (n,) bool: learn from this reward (policy rows only)
 
 
+@dataclass(frozen=True)
+class Retention:
+    """What ``trim`` keeps: decisions newer than ``before`` (time), within ``max_bytes`` of
+    log (size), and always those newer than ``protect_after``: their reward window is open."""
+
+    before: float  # epoch s: older decisions (and rewards) go
+    protect_after: float  # epoch s: never trim a decision at or after this
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    """What one ``trim`` did, for the log line and the tests."""
+
+    decisions: int  # decision batches (sqlite) or log entries (Redis) removed
+    bytes_before: int
+    bytes_after: int
+    over_size: bool = False  # still over max_bytes: every decision left has an open window
+
+
 class StateStore(Protocol):
     """Shared bandit state; ``commit`` and ``record_rewards`` are the atomic writers."""
 
@@ -94,6 +114,11 @@ class StateStore(Protocol):
         ...
 
     def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]: ...
+
+    def trim(self, retention: Retention) -> Trimmed:
+        """Drop old decisions and rewards by time, then by size, never one whose reward
+        window is open (the committer thread calls it every ``bandit.trim_interval_s``)."""
+        ...
 
     def close(self) -> None: ...
 

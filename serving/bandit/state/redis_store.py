@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, RewardUpdate
+from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed
 from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record
 from serving.errors import DependencyUnavailable
 
@@ -155,10 +155,43 @@ class RedisStore:
                 return
             start = "(" + chunk[-1][0].decode()
 
+    # ------------------------------------------------------------------ retention
+    def trim(self, retention: Retention) -> Trimmed:
+        """Both streams by entry id (the ms it was written: a decision's commit follows its
+        decision by milliseconds) with ``XTRIM MINID``; for size, the cutoff is placed where
+        the streams' memory would fit, interpolated between the oldest and newest entry,
+        never past ``protect_after``. Pending keys and contact counters expire on their own
+        (the reward and cap windows), so the streams are all that would grow."""
+        before = self._stream_bytes()
+        cutoff_ms = int(retention.before * 1000)
+        if retention.max_bytes is not None and before > retention.max_bytes:
+            span = self._id_span_ms()
+            if span is not None:
+                lo, hi = span
+                at = lo + (hi - lo) * (1.0 - retention.max_bytes / before)
+                cutoff_ms = max(cutoff_ms, int(min(at, retention.protect_after * 1000)))
+        gone = int(self._call(self.r.xtrim, self.log_key, minid=cutoff_ms, approximate=False))
+        self._call(self.r.xtrim, self.rewards_key, minid=cutoff_ms, approximate=False)
+        after = self._stream_bytes()
+        over = retention.max_bytes is not None and after > retention.max_bytes
+        return Trimmed(gone, before, after, over)
+
+    def _stream_bytes(self) -> int:
+        keys = (self.log_key, self.rewards_key)
+        return sum(int(self._call(self.r.memory_usage, k, samples=16) or 0) for k in keys)
+
+    def _id_span_ms(self) -> tuple[int, int] | None:
+        first = self._call(self.r.xrange, self.log_key, "-", "+", count=1)
+        last = self._call(self.r.xrevrange, self.log_key, "+", "-", count=1)
+        if not first or not last:
+            return None
+        return int(first[0][0].split(b"-")[0]), int(last[0][0].split(b"-")[0])
+
     def drop(self) -> int:
         """Delete every key of this router name (benchmarks, tests); returns how many."""
         keys = list(self.r.scan_iter(match=self.prefix + "*", count=1000))
-        return int(self.r.delete(*keys)) if keys else 0
+        # in chunks: one DEL of many keys can outlast the socket timeout
+        return sum(int(self.r.delete(*keys[i : i + 500])) for i in range(0, len(keys), 500))
 
     def close(self) -> None:
         self.r.close()

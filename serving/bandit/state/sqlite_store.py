@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, RewardUpdate, discounted_update, group_positions
+from serving.bandit.state.base import (Group, Reservation, Retention, RewardUpdate, Trimmed, discounted_update,
+                                       group_positions)
 from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
 from serving.errors import DependencyUnavailable
 
@@ -84,6 +85,8 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock, self._read_lock = threading.Lock(), threading.Lock()
         self._db = self._connect(busy_timeout_s)
+        # pages freed by trim go back to the file system (takes effect on a new, empty file only)
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._reader = self._connect(busy_timeout_s)
@@ -220,6 +223,53 @@ class SqliteStore:
             f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (since if since is not None else -np.inf,))]
         rewards = self._read("SELECT batch_id, row, reward FROM rewards", ())
         return [decode_record(b) for b in batches], {(b, int(r)): float(v) for b, r, v in rewards}
+
+    # ------------------------------------------------------------------ retention
+    def trim(self, retention: Retention) -> Trimmed:
+        """By time, then the oldest closed-window batches until the used pages fit
+        ``max_bytes``. Freed pages are reused by later writes (and returned to the file
+        system where the file was created with incremental auto-vacuum), so the file stays
+        near the cap. Rewards go with their batches' time: a reward is never older than its
+        decision, so one older than ``before`` belongs to a batch already gone."""
+        before = self._used_bytes()
+        with self._write() as db:
+            gone = db.execute("DELETE FROM batches WHERE t < ?", (retention.before,)).rowcount
+            db.execute("DELETE FROM rewards WHERE t < ?", (retention.before,))
+        used, over = self._used_bytes(), False
+        if retention.max_bytes is not None and used > retention.max_bytes:
+            with self._write() as db:
+                cutoff = self._size_cutoff(db, 1.0 - retention.max_bytes / used, retention.protect_after)
+                if cutoff is not None:
+                    gone += db.execute("DELETE FROM batches WHERE t <= ?", (cutoff,)).rowcount
+                    db.execute("DELETE FROM rewards WHERE t <= ?", (cutoff,))
+            used = self._used_bytes()
+            over = used > retention.max_bytes
+        if gone:
+            with self._lock:
+                self._db.execute("PRAGMA incremental_vacuum")
+        return Trimmed(gone, before, self._used_bytes(), over)
+
+    @staticmethod
+    def _size_cutoff(db: sqlite3.Connection, share: float, protect_after: float) -> float | None:
+        """Decision time at or below which the oldest ``share`` of closed-window batches lie
+        (rows weigh alike: a batch's bytes grow with its rows)."""
+        closed, rows = db.execute("SELECT count(*), coalesce(sum(n), 0) FROM batches WHERE t < ?",
+                                  (protect_after,)).fetchone()
+        if not closed:
+            return None
+        total = db.execute("SELECT coalesce(sum(n), 0) FROM batches").fetchone()[0]
+        want = min(rows, max(1, int(np.ceil(total * share))))
+        # the running sum of rows, oldest first, reaches `want` at the cutoff batch
+        found = db.execute("SELECT t FROM (SELECT t, sum(n) OVER (ORDER BY t, batch_id) AS acc FROM batches "
+                           "WHERE t < ?) WHERE acc >= ? ORDER BY t LIMIT 1", (protect_after, want)).fetchone()
+        return float(found[0]) if found else None
+
+    def _used_bytes(self) -> int:
+        """Pages in use (free pages excluded): what the log and state really take."""
+        with self._read_lock:
+            page_size, count, free = (self._reader.execute(f"PRAGMA {p}").fetchone()[0]
+                                      for p in ("page_size", "page_count", "freelist_count"))
+        return int(page_size) * (int(count) - int(free))
 
     def close(self) -> None:
         with self._lock, self._read_lock:
