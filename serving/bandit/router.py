@@ -176,7 +176,8 @@ class BanditRouter:
         """Apply the retention settings to the shared log (any replica may; it is idempotent)."""
         s, now = self.settings, time.time() if now is None else now
         max_bytes = None if s.log_max_mb is None else int(s.log_max_mb * 2**20)
-        done = self.store.trim(Retention(now - s.log_retention_s, now - s.reward_window_s, max_bytes))
+        done = self.store.trim(Retention(now - s.log_retention_s, now - s.reward_window_s, max_bytes,
+                                         now - s.contact_window_s))
         if done.over_size:
             log.warning("bandit decision log holds %.0f MB, over bandit.log_max_mb, and every decision left "
                         "is inside its reward window: raise the cap or shorten the window", done.bytes_after / 2**20)

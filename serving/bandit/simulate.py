@@ -8,6 +8,7 @@ arm's mean, which is far less noisy than realized rewards.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +61,12 @@ class SimResult:
 
 
 def simulate(router: BanditRouter, env: Environment, *, rounds: int, batch: int, seed: int = 0,
-             start: float = 1_700_000_000.0, step_s: float = 1.0, shift: Environment | None = None,
+             start: float | None = None, step_s: float = 1.0, shift: Environment | None = None,
              shift_at: int | None = None, progress: Any = None) -> SimResult:
     """Run ``rounds`` decide/feedback rounds of ``batch`` customers; optionally switch to the
     ``shift`` environment at round ``shift_at`` (non-stationarity)."""
     rng = np.random.default_rng(seed)
+    start = time.time() if start is None else start  # simulated time from now: retention trims the past
     regret, rewards = [], []
     counts = np.zeros(env.n_arms, dtype=np.int64)
     task = progress.add_task("simulating", total=rounds) if progress is not None else None

@@ -3,7 +3,6 @@ that reads back what a router's store holds (the log, the contact counters)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -69,15 +68,14 @@ def logged_contacts(batches: Iterable[BatchRecord], control: int) -> Counter[int
 
 
 def stored_contacts(settings: BanditSettings) -> Counter[int]:
-    """Contacts per customer as the cap counters hold them (sqlite table / Redis keys)."""
+    """Contacts per customer as the cap counters hold them (LMDB ledger / Redis keys)."""
     store = open_store(settings)
     try:
         if settings.backend == "redis":
             prefix = store.prefix + ":cap:"  # type: ignore[attr-defined]
             keys = list(store.r.scan_iter(match=prefix + "*"))  # type: ignore[attr-defined]
             return Counter({int(k.decode()[len(prefix):]): len(store.r.get(k).split(b",")) for k in keys})  # type: ignore[attr-defined]
-        with sqlite3.connect(store.path) as db:  # type: ignore[attr-defined]
-            return Counter(dict(db.execute("SELECT customer_id, COUNT(*) FROM contacts GROUP BY customer_id")))
+        return Counter(store.ledger.counts())  # type: ignore[attr-defined]
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ import asyncio
 import pickle
 import sqlite3
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import redis
 
 from serving.bandit.router import BanditRouter, Decisions
-from serving.bandit.state import BatchRecord, Group, GroupCommitter, Reservation
+from serving.bandit.state import BatchRecord, Group, GroupCommitter, Reason, Reservation
 from serving.errors import DependencyUnavailable, Overloaded, status_and_body
 from tests.bandit.conftest import contexts, logged_batches, logged_contacts, stored_contacts
 
@@ -111,8 +112,8 @@ def test_graceful_close_under_concurrent_decides_loses_nothing(any_router: Any) 
     assert max(contacts.values()) == 2  # exact: the cap is reached and never passed
 
 
-def test_concurrent_reservations_share_one_transaction(embedded_router: Any) -> None:
-    router = embedded_router(**CAPPED, flush_interval_s=1.0)
+def test_concurrent_reservations_share_one_redis_group(redis_router: Any) -> None:
+    router = redis_router(**CAPPED, flush_interval_s=1.0)
 
     async def main() -> list[Decisions]:
         return await asyncio.gather(*(router.decide(np.arange(10 * k, 10 * k + 10), contexts(10),
@@ -123,11 +124,20 @@ def test_concurrent_reservations_share_one_transaction(embedded_router: Any) -> 
     assert {d.batch_id for d in decided} <= set(logged_batches(router.settings))
 
 
-def test_reserved_decisions_are_committed_when_answered_the_rest_within_the_interval(embedded_router: Any) -> None:
-    router = embedded_router(**CAPPED, flush_interval_s=0.5)
+def test_reserved_decisions_are_committed_when_answered_on_redis(redis_router: Any) -> None:
+    router = redis_router(**CAPPED, flush_interval_s=0.5)
     d = router.decide_sync(np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={})
-    assert d.batch_id in logged_batches(router.settings)  # its reservation and record: one transaction
+    assert d.batch_id in logged_batches(router.settings)  # its reservation script, then its record
+
+
+def test_embedded_reservations_are_inline_and_every_record_lands_within_the_interval(embedded_router: Any) -> None:
+    router = embedded_router(**CAPPED, flush_interval_s=0.5)
     t0 = time.monotonic()
+    d = router.decide_sync(np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={})
+    assert time.monotonic() - t0 < 0.25  # no wait for the group commit: the ledger reserved inline
+    sent = (d.reason_code == Reason.POLICY) & (d.arm_index != router.control)
+    assert sent.any() and stored_contacts(router.settings) == Counter(np.flatnonzero(sent).tolist())  # counted at once
+    assert d.batch_id not in logged_batches(router.settings)  # the record follows within the interval
     lazy = log_only(router, [1, 2])
     assert time.monotonic() - t0 < 0.25 and lazy.batch_id not in logged_batches(router.settings)  # no wait
     deadline = time.monotonic() + 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from serving.settings import BanditSettings
 from tests.bandit.conftest import logged_batches, logged_contacts, stored_contacts
 
-T0 = 1_700_000_000.0
+T0 = time.time()  # real time: retention trims decisions older than 30 days
 
 CHILD = """
 import json, sys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from serving.bandit.ope import load_log
 from serving.bandit.router import BanditRouter, Decisions, holdout_mask
 from serving.errors import Conflict, DecisionNotFound, InvalidRequest
 
-T0 = 1_700_000_000.0
+T0 = time.time()  # real time: retention trims decisions older than 30 days
 NO_HOLDOUT: dict[str, Any] = {"holdout_share": 0.0, "contact_cap": 0}
 
 

@@ -83,6 +83,7 @@ class Retention:
     before: float  # epoch s: older decisions (and rewards) go
     protect_after: float  # epoch s: never trim a decision at or after this
     max_bytes: int | None = None
+    contacts_before: float | None = None  # epoch s: contact times before it no longer count
 
 
 @dataclass(frozen=True)

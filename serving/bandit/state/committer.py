@@ -20,16 +20,18 @@ Bound
   anything is queued, written or reserved: nothing is dropped, no contact is taken.
 
 Exactness of contact caps (within a replica and across replicas)
-  The check-and-record of every reservation runs inside the store's atomic step: one
-  ``BEGIN IMMEDIATE`` transaction, which holds sqlite's write lock across processes, or
-  one Lua script, which Redis runs alone. Within a group, reservations apply in queue
-  order and each sees the contacts recorded by the earlier ones in the same step; across
-  replicas, the write lock / script serializes the groups. Rows over the cap become the
-  control arm (``Reservation.settle``) before the record is logged, and the request learns
-  its rows only once that step has committed. So no customer gets more than ``cap``
-  contacts per window, whatever the interleaving. Failures err towards fewer contacts:
-  a reservation whose commit failed is refused (503); on Redis, a script that ran but
-  whose reply was lost, or whose log write then failed, keeps its contacts counted.
+  The check-and-record of every reservation is one atomic step of the store. Embedded:
+  an LMDB write transaction of the contact ledger, which holds LMDB's writer lock across
+  the machine's processes for microseconds, so ``submit`` runs it on the caller's thread
+  (after the bound check, under this committer's lock) and the request waits for no
+  commit. Redis: one Lua script, which Redis runs alone, for the whole group in the
+  writer thread; within a group reservations apply in queue order, each seeing the
+  contacts granted before it, and the request learns its rows once the script ran. Rows
+  over the cap become the control arm (``Reservation.settle``) before the record is
+  logged. So no customer gets more than ``cap`` contacts per window, whatever the
+  interleaving. Failures err towards fewer contacts: a reservation whose step failed is
+  refused (503); on Redis, a script that ran but whose reply was lost, or whose log write
+  then failed, keeps its contacts counted.
 
 Failures and shutdown
   A failed commit refuses the group's reservations and puts its log-only records back at
@@ -114,6 +116,9 @@ class GroupCommitter:
                  refresh: Callable[[], object] | None = None, refresh_interval_s: float = 1.0,
                  name: str = "bandit") -> None:
         self.store = store
+        # a store that reserves contacts in microseconds does it on the caller's thread (sqlite's
+        # LMDB ledger); one that needs a round trip (Redis) reserves in the group commit
+        self._reserve_now: Callable[[Reservation], None] | None = getattr(store, "reserve_now", None)
         self.flush_interval_s, self.queue_rows, self.flush_rows, self.ttl_s = (
             flush_interval_s, queue_rows, flush_rows, ttl_s)
         self._refresh = refresh
@@ -143,7 +148,10 @@ class GroupCommitter:
         it is committed: a future of ``loop`` (call from that loop) or else a thread future.
         Raises ``Overloaded``, queuing nothing, when full or closing."""
         with self._lock:
-            self._admit(record.n)
+            self._admit(record.n)  # before any side effect: a refused request reserves nothing
+            if reservation is not None and self._reserve_now is not None:
+                self._reserve_now(reservation)  # settles the record; it is then log-only
+                reservation = None
             self._seq += 1
             waiter: Waiter | None = None
             if reservation is not None:

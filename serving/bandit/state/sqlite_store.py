@@ -1,9 +1,11 @@
-"""The embedded store: one sqlite file per router name, shared by the replica processes
-of one machine (WAL mode: readers never wait for the writer).
+"""The embedded store: one sqlite file per router name for the decision log, rewards and
+statistics, and an LMDB contact ledger beside it, both shared by the replica processes of
+one machine (sqlite in WAL mode: readers never wait for the writer).
 
-Every write is one ``BEGIN IMMEDIATE`` transaction, which takes sqlite's single write
-lock across processes; that lock is what makes a contact reservation (count, then
-insert) and a reward (once-only check, then the statistics update) exact across replicas.
+Every sqlite write is one ``BEGIN IMMEDIATE`` transaction, which takes sqlite's single
+write lock across processes; that lock makes a reward (once-only check, then the
+statistics update) exact across replicas. Contact reservations take LMDB's writer lock
+instead, inline on the request's path (``reserve_now``; see ``ledger``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import (Group, Reservation, Retention, RewardUpdate, Trimmed, discounted_update,
-                                       group_positions)
+from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed, discounted_update
+from serving.bandit.state.ledger import ContactLedger
 from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
 from serving.errors import DependencyUnavailable
 
@@ -35,13 +37,10 @@ CREATE TABLE IF NOT EXISTS rewards(
   batch_id TEXT NOT NULL, row INTEGER NOT NULL, reward REAL NOT NULL, t REAL NOT NULL,
   PRIMARY KEY(batch_id, row)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS contacts(customer_id INTEGER NOT NULL, t REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS contacts_ct ON contacts(customer_id, t);
 """
 
 _COLUMNS = ("batch_id", "t", "n", "d", "policy", "policy_version", "model_versions", "arms", "context_names",
             "customer_ids", "context", "meta", "propensity", "feature_digest", "feature_ts")
-_PRUNE_EVERY_S = 60.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -50,29 +49,6 @@ def _insert_batches(rows: int) -> str:
     retried after an unclear failure must not fail on its own first copy."""
     one = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
     return "INSERT OR IGNORE INTO batches VALUES " + ", ".join([one] * rows)
-
-
-@dataclass(frozen=True)
-class _Contacts:
-    """Contact times per customer: the rows a reservation is checked against."""
-
-    ids: np.ndarray  # (k,) int64
-    t: np.ndarray  # (k,) float64
-
-    def plus(self, other: "_Contacts") -> "_Contacts":
-        return _Contacts(np.concatenate([self.ids, other.ids]), np.concatenate([self.t, other.t]))
-
-    def allows(self, res: Reservation) -> np.ndarray:
-        """Allowed mask: contacts inside the window plus earlier rows of this reservation < cap."""
-        ids = res.customer_ids
-        live, counts = np.unique(self.ids[self.t > res.now - res.window_s], return_counts=True)
-        prior = np.zeros(len(ids), np.int64)
-        if len(live):
-            pos = np.minimum(np.searchsorted(live, ids), len(live) - 1)
-            hit = live[pos] == ids
-            prior[hit] = counts[pos[hit]]
-        repeats = group_positions(ids) if len(np.unique(ids)) < len(ids) else 0
-        return prior + repeats < res.cap
 
 
 class SqliteStore:
@@ -90,7 +66,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._reader = self._connect(busy_timeout_s)
-        self._last_prune = 0.0
+        self.ledger = ContactLedger(self.path.with_suffix(".contacts"))
 
     def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
@@ -138,34 +114,18 @@ class SqliteStore:
         """Every reservation, then every record, in one transaction of a handful of statements,
         whatever the group's size: each statement hands the GIL to the event loop and waits up
         to a switch interval (5 ms) to get it back, so statements per row would stall the writer."""
+        for res in group.reservations:  # callers that hand reservations to the committer
+            self.reserve_now(res)
         with self._write() as db:
-            if group.reservations:
-                self._reserve_all(db, group.reservations)
             limit = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS))
             for lo in range(0, len(group.records), min(limit, 500)):
                 chunk = [encode_record(r) for r in group.records[lo : lo + min(limit, 500)]]
                 db.execute(_insert_batches(len(chunk)), [f[c] for f in chunk for c in _COLUMNS])
 
-    def _reserve_all(self, db: sqlite3.Connection, reservations: list[Reservation]) -> None:
-        """One read of the contacts inside the widest window, each reservation in queue order
-        against them and those granted before it in this group (numpy), one insert."""
-        asked = np.unique(np.concatenate([res.customer_ids for res in reservations]))
-        since = min(res.now - res.window_s for res in reservations)
-        rows = db.execute("SELECT customer_id, t FROM contacts WHERE t > ? AND customer_id IN "
-                          "(SELECT value FROM json_each(?))", (since, json.dumps(asked.tolist()))).fetchall()
-        known = _Contacts(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float64))
-        granted = _Contacts(np.zeros(0, np.int64), np.zeros(0))
-        for res in reservations:  # a handful per group: one statement each, rows stay in arrays
-            allowed = known.plus(granted).allows(res)
-            res.settle(allowed)
-            ids = res.customer_ids[allowed]
-            granted = granted.plus(_Contacts(ids, np.full(len(ids), res.now)))
-            # one json_each, never a join of two (that was quadratic in the granted rows)
-            db.execute("INSERT INTO contacts SELECT value, ? FROM json_each(?)", (res.now, json.dumps(ids.tolist())))
-        now = max(res.now for res in reservations)
-        if now - self._last_prune > _PRUNE_EVERY_S:
-            db.execute("DELETE FROM contacts WHERE t <= ?", (now - max(res.window_s for res in reservations),))
-            self._last_prune = now
+    def reserve_now(self, res: Reservation) -> None:
+        """Check and record one reservation in the ledger and settle its record: exact across
+        the machine's processes, a few microseconds, so the request does it inline."""
+        res.settle(self.ledger.reserve(res))
 
     def pending(self, batch_ids: list[str], rows: np.ndarray, dim: int) -> Pending:
         out = Pending.empty(len(batch_ids), dim)
@@ -247,6 +207,9 @@ class SqliteStore:
         if gone:
             with self._lock:
                 self._db.execute("PRAGMA incremental_vacuum")
+        while retention.contacts_before is not None:  # customers with no contact left in the window
+            if self.ledger.sweep(retention.contacts_before)[1]:
+                break
         return Trimmed(gone, before, self._used_bytes(), over)
 
     @staticmethod
@@ -275,3 +238,4 @@ class SqliteStore:
         with self._lock, self._read_lock:
             self._db.close()
             self._reader.close()
+        self.ledger.close()

@@ -1,0 +1,142 @@
+"""The embedded contact ledger: per customer, the times of its recent contacts, in LMDB.
+
+Why LMDB and not the sqlite log: a contact reservation must be exact across the replica
+processes of a machine, and it sits on the request's path. In sqlite it was a
+``BEGIN IMMEDIATE`` transaction, so every request that contacted a customer waited for
+the background committer (a thread hand-off, several statements, the GIL handed back and
+forth): about a third of a single-customer request's CPU. An LMDB write transaction
+takes LMDB's one writer lock across processes for a few microseconds, all in C, so the
+request reserves inline and waits for no thread; the decision log stays in sqlite,
+written in groups.
+
+Each value is ``cap`` float64 slots of contact times (0: empty). A reservation reads the
+rows asked, counts the times inside the window, grants while fewer than ``cap``, and
+writes each granted customer's slots back with the oldest dead slots replaced by now,
+all in one write transaction. The environment is opened without ``fsync``: a process
+crash (kill -9) loses nothing that committed (the pages are in the OS's cache); an
+operating-system crash may lose the last contacts, which errs towards more contacts for
+those customers, never towards a lost decision.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.bandit.state.base import Reservation, group_positions
+from serving.errors import DependencyUnavailable
+
+_SWEEP_CHUNK = 2_000  # keys per write transaction: the writer lock is held for ~1 ms at most
+# LMDB forbids opening one environment twice in a process (closing either drops the other's
+# locks): one per path, for the process's life, as the feature store does
+_ENVS: dict[str, Any] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _open(path: Path, map_size_mb: int) -> Any:
+    import lmdb
+
+    key = str(path.resolve())
+    with _ENVS_LOCK:
+        if key not in _ENVS:
+            path.mkdir(parents=True, exist_ok=True)
+            # sync off: a commit reaches the OS page cache, not the disk (see the module docstring)
+            _ENVS[key] = lmdb.open(key, map_size=map_size_mb << 20, sync=False, metasync=False,
+                                   max_readers=1024, readahead=False)
+        return _ENVS[key]
+
+
+def _keys(ids: np.ndarray) -> list[bytes]:
+    """Big-endian int64 keys: LMDB orders them numerically, so a sweep can resume by key."""
+    raw = ids.astype(">i8").tobytes()
+    return [raw[i : i + 8] for i in range(0, len(raw), 8)]
+
+
+def _slots(values: list[bytes | None], width: int) -> np.ndarray:
+    """(n, width) contact times; a value written under another cap keeps its newest times."""
+    zero = bytes(8 * width)
+    if all(v is None or len(v) == 8 * width for v in values):
+        return np.frombuffer(b"".join(v or zero for v in values), "<f8").reshape(len(values), width).copy()
+    out = np.zeros((len(values), width))
+    for i, v in enumerate(values):  # only after a change of contact_cap, once per customer
+        if v:
+            t = np.sort(np.frombuffer(v, "<f8"))[-width:]
+            out[i, width - len(t):] = t
+    return out
+
+
+class ContactLedger:
+    """Contact times per customer, shared by the processes of one machine."""
+
+    def __init__(self, path: Path, *, map_size_mb: int = 2048) -> None:
+        import lmdb
+
+        self._lmdb: Any = lmdb
+        self.path = Path(path)
+        self.env = _open(self.path, map_size_mb)
+        self._sweep_from = b""
+
+    def reserve(self, res: Reservation) -> np.ndarray:
+        """Allowed mask over ``res.rows``, recorded atomically across processes."""
+        ids, width = res.customer_ids, res.cap
+        keys = _keys(ids)
+        try:
+            with self.env.begin(write=True) as txn:
+                t = _slots([txn.get(k) for k in keys], width)
+                live = (t > 0) & (t > res.now - res.window_s)  # 0: an empty slot
+                dupes = len(ids) > 1 and len(np.unique(ids)) < len(ids)
+                allowed = live.sum(axis=1) + (group_positions(ids) if dupes else 0) < res.cap
+                # one write per customer granted: its first row carries its slots, and grants
+                first, grants = self._grants(ids, allowed, dupes)
+                slots = np.sort(np.where(live, t, 0.0)[first], axis=1)  # dead and empty slots first
+                slots[np.arange(width)[None, :] < grants[:, None]] = res.now
+                for i, row in zip(first.tolist(), slots):
+                    txn.put(keys[i], row.tobytes())
+        except self._lmdb.Error as exc:
+            raise DependencyUnavailable(f"bandit contact ledger (lmdb) is unavailable: {exc}") from None
+        return allowed
+
+    @staticmethod
+    def _grants(ids: np.ndarray, allowed: np.ndarray, dupes: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(rows to write, contacts granted there): one row per customer granted at least once."""
+        if not dupes:
+            rows = np.flatnonzero(allowed)
+            return rows, np.ones(len(rows), np.int64)
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        grants = np.bincount(inverse, weights=allowed, minlength=len(first)).astype(np.int64)
+        keep = grants > 0
+        return first[keep], grants[keep]
+
+    def sweep(self, dead_before: float, limit: int = _SWEEP_CHUNK) -> tuple[int, bool]:
+        """Delete up to ``limit`` customers whose every contact is older than ``dead_before``,
+        resuming where the last call stopped; (deleted, reached the end)."""
+        deleted = seen = 0
+        with self.env.begin(write=True) as txn:
+            cur = txn.cursor()
+            more = cur.set_range(self._sweep_from) if self._sweep_from else cur.first()
+            while more and seen < limit:
+                seen += 1
+                if np.frombuffer(cur.value(), "<f8").max(initial=0.0) <= dead_before:
+                    cur.delete()  # moves to the next key, or past the end
+                    more = cur.key() != b""
+                    deleted += 1
+                else:
+                    more = cur.next()
+            self._sweep_from = cur.key() if more else b""
+        return deleted, not more
+
+    def counts(self) -> dict[int, int]:
+        """Recorded contacts per customer (tests, operators): slots holding a time."""
+        with self.env.begin() as txn:
+            return {int.from_bytes(k, "big", signed=True): int((np.frombuffer(v, "<f8") > 0).sum())
+                    for k, v in txn.cursor()}
+
+    def used_bytes(self) -> int:
+        info, stat = self.env.info(), self.env.stat()
+        return int((info["last_pgno"] + 1) * stat["psize"])
+
+    def close(self) -> None:
+        """Nothing to release: the environment stays open for the process (see ``_open``)."""
