@@ -78,9 +78,40 @@ def run_bandit_bench(console: Any = None, *, redis_url: str | None = None, n: in
                     if drop is not None:  # leave no benchmark keys in a real Redis
                         drop()
                     router.close()
+        results["single_row_cpu_us"] = {b: single_row_cpu(b, Path(tmp), redis_url) * 1e6 for b in backends}
     if console is not None:
         _print(results, console)
     return results
+
+
+def single_row_cpu(backend: str, state_path: Path, redis_url: str | None, *, calls: int = 4000,
+                   in_flight: int = 4) -> float:
+    """Process CPU seconds per one-customer ``decide`` (caps on, the committer thread's work
+    included), ``in_flight`` concurrent callers on one event loop, as an ingress replica."""
+    import asyncio
+
+    router = _router("thompson", backend, state_path, redis_url)
+    rng = np.random.default_rng(4)
+    x, ok = rng.random((1, len(CONTEXT))).astype(np.float32), np.ones(1, bool)
+
+    async def caller(n: int) -> None:
+        for _ in range(n):
+            await router.decide(rng.integers(0, 1 << 40, 1), x, eligible=ok, model_versions={"churn": "1"})
+
+    async def run() -> float:
+        await asyncio.gather(*(caller(calls // in_flight // 4) for _ in range(in_flight)))  # warm-up
+        t0 = time.process_time()
+        await asyncio.gather(*(caller(calls // in_flight) for _ in range(in_flight)))
+        await asyncio.to_thread(router.flush, 60.0)
+        return (time.process_time() - t0) / calls
+
+    try:
+        return asyncio.run(run())
+    finally:
+        drop = getattr(router.store, "drop", None)
+        if drop is not None:
+            drop()
+        router.close()
 
 
 def _store_bytes(router: BanditRouter) -> int:
@@ -144,3 +175,5 @@ def _print(results: dict[str, Any], console: Any) -> None:
             table.add_row(backend, policy, f"{r['policy_ms']:.2f}", f"{r['policy_decisions_per_s']:,.0f}",
                           f"{r['decide_ms']:.2f}", f"{r['decisions_per_s']:,.0f}")
     console.print(table)
+    for backend, us in results.get("single_row_cpu_us", {}).items():
+        console.print(f"{backend}: one-customer decide (thompson, caps on, 4 in flight): {us:.0f} us of process CPU each")
