@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "v2_model": "churn",
     "v2_rows": 100,
     "think_ms": 0.0,
+    "token": None,
 }
 
 
@@ -53,6 +54,9 @@ def _add_arguments(parser: Any) -> None:
                        help="rows per v2 infer request (fills each -1 dimension)")
     group.add_argument("--think-ms", type=float, default=DEFAULTS["think_ms"], env_var="REENGAGE_LOAD_THINK_MS",
                        help="pause between a user's requests (0: closed loop)")
+    group.add_argument("--token", default=DEFAULTS["token"], env_var="REENGAGE_LOAD_TOKEN",
+                       help="bearer token sent on every request (feedback needs one by default); "
+                            "prefer the environment variable: a command line is visible to every user")
 
 
 def option(env: Environment, name: str) -> Any:
@@ -66,6 +70,11 @@ def describe(resp: Any) -> str:
     if resp.status_code == 0:
         return f"no answer: {getattr(resp, 'error', None)!r}"
     return f"{resp.status_code}: {(resp.text or '')[:200]}"
+
+
+def auth_headers(env: Environment) -> dict[str, str]:
+    token = option(env, "token")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def draw_ids(env: Environment, k: int) -> list[int]:
@@ -84,9 +93,12 @@ class BaseUser(FastHttpUser):
     def wait_time(self) -> float:
         return option(self.environment, "think_ms") / 1000.0
 
+    def on_start(self) -> None:
+        self.json_headers = {**JSON, **auth_headers(self.environment)}
+
     def post_json(self, path: str, doc: dict[str, Any], name: str | None = None) -> dict[str, Any] | None:
         """POST and parse; a non-200 or unparsable answer is a locust failure (None)."""
-        with self.client.post(path, data=orjson.dumps(doc), headers=JSON, name=name or path,
+        with self.client.post(path, data=orjson.dumps(doc), headers=self.json_headers, name=name or path,
                               catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(describe(resp))
@@ -180,17 +192,20 @@ class V2InferUser(BaseUser):
     weight = 3
 
     def on_start(self) -> None:
+        super().on_start()
         model, rows = option(self.environment, "v2_model"), option(self.environment, "v2_rows")
         self.path = f"/v2/models/{model}/infer"
         key = (model, rows)
         if key not in _V2_BODIES:
-            with self.client.get(f"/v2/models/{model}", name="/v2/models/[model]", catch_response=True) as resp:
+            with self.client.get(f"/v2/models/{model}", name="/v2/models/[model]", headers=auth_headers(self.environment),
+                                 catch_response=True) as resp:
                 if resp.status_code != 200:
                     resp.failure(f"metadata: {resp.status_code}")
                     self.stop()
                     return
                 _V2_BODIES[key] = v2_body(orjson.loads(resp.content), rows)
-        self.body, self.headers = _V2_BODIES[key]
+        body, headers = _V2_BODIES[key]
+        self.body, self.headers = body, {**headers, **auth_headers(self.environment)}
 
     @task
     def infer(self) -> None:

@@ -16,8 +16,11 @@ from ray.serve import Application
 
 from serving.deployments.components import (BanditDeployment, FeatureDeployment, ModelDeployment,
                                             WriterDeployment)
+from serving.deployments.artifacts import anchor_models, for_replicas
+from serving.deployments.cluster import warn_embedded_state
 from serving.deployments.ingress import Ingress
 from serving.repository import scan
+from serving.security import ensure_admin_token
 from serving.settings import Settings, load_settings
 
 APP_NAME = "reengage"
@@ -26,23 +29,29 @@ APP_NAME = "reengage"
 def build_app(args: dict[str, Any] | None = None) -> Application:
     """Validate ``args`` (nested settings overrides) and compose the deployment graph."""
     settings = load_settings(args or {})
+    warn_embedded_state(settings)  # `serve deploy` on a multi-node cluster with node-local state
+    ensure_admin_token(settings.auth)  # secure by default: admin and feedback need a token
+    # what replicas get: with server.artifacts=working_dir, paths inside the shipped folder
+    replica = for_replicas(settings)
     ingress = serve.deployment(Ingress).options(**Ingress.options_for(settings))
-    writer = _writer(settings)
+    writer = _writer(settings, replica)
     if settings.server.topology == "fused":
-        return ingress.bind(settings, writer=writer)
+        return ingress.bind(replica, writer=writer)
     features = serve.deployment(FeatureDeployment).options(**FeatureDeployment.options_for(settings))
+    repo = settings.models.repo_path  # here, or (a Serve config build) inside the shipped folder
+    repo = repo if repo.is_dir() else anchor_models(replica.models, check=False).repo_path
     models = {
         name: serve.deployment(ModelDeployment).options(**ModelDeployment.options_for(settings, name))
-        .bind(name, settings.models)
-        for name in scan(settings.models.repo_path)
+        .bind(name, replica.models)
+        for name in scan(repo)
     }
     bandit = None
     if settings.bandit.enabled:
-        bandit = serve.deployment(BanditDeployment).options(**BanditDeployment.options_for(settings)).bind(settings)
-    return ingress.bind(settings, features=features.bind(settings), models=models, bandit=bandit, writer=writer)
+        bandit = serve.deployment(BanditDeployment).options(**BanditDeployment.options_for(settings)).bind(replica)
+    return ingress.bind(replica, features=features.bind(replica), models=models, bandit=bandit, writer=writer)
 
 
-def _writer(settings: Settings) -> Any:
+def _writer(settings: Settings, replica: Settings) -> Any:
     if not settings.llm.enabled:
         return None
-    return serve.deployment(WriterDeployment).options(**WriterDeployment.options_for(settings)).bind(settings.llm)
+    return serve.deployment(WriterDeployment).options(**WriterDeployment.options_for(settings)).bind(replica.llm)

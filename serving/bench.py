@@ -87,7 +87,7 @@ def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
 
     from serving import server
 
-    gcs, http, grpc, metrics, client, agent, hap_metrics, hap_stats = free_ports(8)
+    gcs, http, grpc, metrics, client, agent, hap_metrics, hap_stats, dashboard_port = free_ports(9)
     # HAProxy's own metrics and stats ports are fixed (9101, 8404) unless set: a second
     # Serve instance on the host (another checkout's `reengage serve`) would hold them
     os.environ.update({"RAY_SERVE_HAPROXY_METRICS_PORT": str(hap_metrics),
@@ -103,7 +103,8 @@ def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
     dashboard = "true" if settings.server.dashboard else "false"
     cmd = [server._ray_binary(), "start", "--head", "--block", "--disable-usage-stats",
            f"--include-dashboard={dashboard}", f"--port={gcs}", f"--metrics-export-port={metrics}",
-           f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}", f"--temp-dir={tmp}"]
+           f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}", f"--temp-dir={tmp}",
+           f"--dashboard-port={dashboard_port}"]  # the dashboard is on by default: not 8265, which may be taken
     if need > (os.cpu_count() or 1):  # logical CPUs only: the replicas must all be placed
         cmd.append(f"--num-cpus={math.ceil(need)}")
     log = workdir / "ray-head.log"

@@ -137,7 +137,22 @@ class _State:
                                seed=llm.train_seed)
         self.progress.update(task, advance=1, description="email writer: " + ("up to date" if out.get("skipped") else "trained"))
         keys = ("skipped", "heldout_action_mention_rate", "heldout_guardrail_pass_rate", "build_seconds")
-        return {"path": str(llm.model_path), **{k: out.get(k) for k in keys}}
+        return {"path": str(llm.model_path), **{k: out.get(k) for k in keys}, "adapters": self._adapters()}
+
+    def _adapters(self) -> dict[str, Any]:
+        """One LoRA adapter per brand voice over the checkpoint (vLLM serves them per request)."""
+        from serving.llm.adapters import build_adapter
+
+        llm = self.settings.llm
+        built = {}
+        for voice in llm.voices:
+            task = self.progress.add_task(f"LoRA adapter {voice!r}", total=1)
+            out = build_adapter(llm.model_path, llm.adapters_dir / voice, voice, steps=llm.adapter_steps,
+                                seed=llm.train_seed, rank=min(8, llm.max_lora_rank))
+            self.progress.update(task, advance=1, description=f"LoRA adapter {voice!r}: "
+                                 + ("up to date" if out.get("skipped") else "trained"))
+            built[voice] = {k: out.get(k) for k in ("skipped", "final_loss", "build_seconds")}
+        return built
 
     def _train(self, fn: Any, name: str) -> dict[str, Any]:
         # One thread: on 2 shared cores, OpenMP/torch with 2 threads measured ~10x slower

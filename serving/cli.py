@@ -7,19 +7,25 @@ of ``deploy/serve.yaml``; an option given here wins over the environment.
 from __future__ import annotations
 
 import json
+import signal
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from serving.audit_cli import register as register_audit_commands
+from serving.rollout_cli import register as register_rollout_commands
 from serving.settings import load_settings
 
 app = typer.Typer(help="reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve.",
                   no_args_is_help=True, add_completion=False)
 bench_app = typer.Typer(help="Benchmarks, each printed beside the limit it competes with.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+register_audit_commands(app)  # reengage audit, reengage token
+register_rollout_commands(app)  # reengage rollout start|status|promote|rollback|unload|load
 console = Console()
 
 
@@ -33,8 +39,14 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-BackendOpt = typer.Option(None, "--backend", help="online store: embedded (default, no server) or redis")
+BackendOpt = typer.Option(None, "--state", "--backend", help="where features AND bandit state live: embedded "
+                          "(default, local files, one machine) or redis (production, any multi-node cluster)")
 RedisOpt = typer.Option(None, "--redis-url", help="Redis URL for the redis backends")
+
+
+def _state(state: Optional[str], redis_url: Optional[str]) -> dict[str, Any]:
+    """The one state switch (settings ``state``, ``redis_url``): features and bandit move together."""
+    return {k: v for k, v in {"state": state, "redis_url": redis_url}.items() if v is not None}
 
 
 @app.command()
@@ -53,9 +65,8 @@ def build(
 
     settings = load_settings(_overrides(
         data={"customers": customers, "seed": seed, "snapshots": snapshots},
-        features={"backend": backend, "redis_url": redis_url},
         llm={"enabled": None if llm else False},
-    ))
+    ) | _state(backend, redis_url))
     chosen = tuple(s.strip() for s in steps.split(",")) if steps else STEPS
     if not settings.llm.enabled:
         chosen = tuple(s for s in chosen if s != "llm")
@@ -83,25 +94,50 @@ def serve(
     args = _overrides(
         server={"host": host, "port": port, "grpc_port": grpc_port, "topology": topology,
                 "ingress_replicas": (replicas if replicas in (None, "auto") else int(replicas)), "haproxy": haproxy},
-        features={"backend": backend, "redis_url": redis_url},
-    )
+    ) | _state(backend, redis_url)
     settings = load_settings(args)
+    _announce_admin_token(settings)
     with console.status("starting Ray and the Serve application..."):
         if address is None:
-            server.start_head(settings)
+            try:
+                server.start_head(settings)
+            except server.RayStartError as exc:
+                console.print(str(exc), style="red", markup=False)  # Ray's own words
+                raise typer.Exit(1) from None
         url = server.deploy(settings, args, address)
         server.wait_ready(url, timeout_s)
     console.print(f"[green]reengage is ready[/] at {url}  (topology={settings.server.topology}, "
-                  f"online store={settings.features.backend}, haproxy={settings.server.haproxy})")
+                  f"features={settings.features.backend}, bandit={settings.bandit.backend}, haproxy={settings.server.haproxy})")
     if detach:
         return
-    console.print("Ctrl-C stops it.")
+    console.print("Ctrl-C (or SIGTERM) stops it, draining first.")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM drains as Ctrl-C does
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        with console.status("stopping..."):
-            server.stop(address)
+        with console.status("draining: in-flight requests finish, the decision log is flushed..."):
+            took = server.stop(address)
+        console.print(f"stopped in {took.get('total_s', 0):.1f} s")
+
+
+def _announce_admin_token(settings: Any) -> None:
+    """Secure by default: a first start writes the admin token the CLI and demo then read."""
+    from serving.security import ensure_admin_token
+
+    path, created = ensure_admin_token(settings.auth)
+    if created:
+        console.print(f"created an admin token (every route group) in {path} (mode 0600); "
+                      "send it as 'Authorization: Bearer <token>'", highlight=False)
+    elif path.exists():
+        console.print(f"admin token: {path}", highlight=False)
+
+
+def _client_token() -> Optional[str]:
+    """REENGAGE_TOKEN, else the admin token a first `reengage serve` wrote."""
+    from serving.security import client_token
+
+    return client_token(load_settings({}).auth)
 
 
 @app.command()
@@ -109,9 +145,21 @@ def stop(address: Optional[str] = typer.Option(None, help="the Ray cluster to st
     """Shut the Serve application down (and the local Ray head `serve` started)."""
     from serving import server
 
-    with console.status("stopping Serve and Ray (takes 10-40 s)..."):
-        server.stop(address)
-    console.print("stopped")
+    with console.status("draining: in-flight requests finish, the decision log is flushed..."):
+        took = server.stop(address)
+    console.print("stopped  (" + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" if k.endswith("_s") else f"{k} {v:g}"
+                                          for k, v in took.items()) + ")")
+
+
+@app.command()
+def bundle(out: Path = typer.Argument(..., help="the zip to write, e.g. reengage.zip")) -> None:
+    """Zip the model repository, Feast registry and LLM checkpoint for a cluster: name the
+    zip as runtime_env.working_dir in deploy/serve.yaml, with server.artifacts: working_dir
+    (docs/cluster.md). `reengage serve --address` ships them itself."""
+    from serving.deployments.artifacts import pack
+
+    path = pack(load_settings({}), out)
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
 
 
 @app.command()
@@ -122,7 +170,7 @@ def demo(
     """Send real requests to a running server and print the answers."""
     from serving.demo import run_demo
 
-    run_demo(url, ids, console)
+    run_demo(url, ids, console, token=_client_token())
 
 
 @bench_app.command("score")
@@ -204,20 +252,35 @@ def bench_trees(
     run_trees_bench(load_settings({}), model=model, version=version, rounds=rounds, console=console)
 
 
+@bench_app.command("explain")
+def bench_explain(
+    customers: int = typer.Option(1_000, help="customers per call"),
+    top_k: int = typer.Option(5, help="contributions per customer and model"),
+    rounds: int = typer.Option(5, help="interleaved rounds"),
+) -> None:
+    """Explanations per second (/v1/explain, /v1/score with explain) beside scoring, in-process."""
+    from serving.bench_explain import run_explain_bench
+
+    run_explain_bench(load_settings({}), customers=customers, top_k=top_k, rounds=rounds, console=console)
+
+
 @bench_app.command("llm")
 def bench_llm(
     url: Optional[str] = typer.Option(None, help="also measure /v1/reengage on this running server"),
-    requests: int = typer.Option(48, help="emails per measurement"),
-    concurrency: int = typer.Option(4, help="concurrent requests"),
+    requests: int = typer.Option(32, help="emails per measurement"),
+    concurrency: str = typer.Option("1,8,32", help="comma-separated concurrent requests to measure at"),
+    backends: str = typer.Option("vllm,transformers", help="engines to compare (vllm needs the vllm extra)"),
 ) -> None:
-    """Email writer tokens/s and latency: the engine alone, then /v1/reengage over HTTP."""
+    """Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; then /v1/reengage over HTTP."""
     from serving.llm.bench import run_llm_bench
 
-    run_llm_bench(load_settings({}).llm, console=console, requests=requests, concurrency=concurrency)
+    levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    run_llm_bench(load_settings({}).llm, console=console, requests=requests, concurrency=levels,
+                  backends=[b.strip() for b in backends.split(",") if b.strip()])
     if url is not None:
         from serving.bench import run_reengage_bench
 
-        run_reengage_bench(url, requests=requests, concurrency=concurrency, console=console)
+        run_reengage_bench(url, requests=requests, concurrency=max(levels), console=console)
 
 
 @app.command()
@@ -227,17 +290,36 @@ def loadtest(
     spawn_rate: float = typer.Option(8.0, help="users started per second"),
     run_time_s: int = typer.Option(30, help="duration"),
     scenario: str = typer.Option("score", help="score, v2, feedback, reengage or mixed"),
-    csv_prefix: Optional[str] = typer.Option(None, help="keep locust's CSV stats under this prefix"),
+    out_dir: Optional[str] = typer.Option(None, help="where locust's CSVs and HTML report go "
+                                          "(default: <data_dir>/loadtests/<scenario>-<UTC time>)"),
+    slo_p99_ms: Optional[float] = typer.Option(None, help="fail (exit 1) when p99 latency, overall or of any "
+                                               "endpoint, exceeds this (ms)"),
+    slo_failure_rate: Optional[float] = typer.Option(None, help="fail (exit 1) when the failure rate, overall "
+                                                     "or of any endpoint, exceeds this (0.01 = 1 %)"),
 ) -> None:
-    """Run the locust load test headless against a running server."""
-    from loadtests.run import run_loadtest
+    """Run the locust load test headless against a running server; SLOs make it pass or fail."""
+    from datetime import datetime, timezone
+    from pathlib import Path
 
-    stats = run_loadtest(host, users=users, spawn_rate=spawn_rate, run_time_s=run_time_s,
-                         scenario=scenario, csv_prefix=csv_prefix, console=console)
-    table = Table("metric", "value", title=f"locust: {scenario}")
-    for k, v in stats.items():
-        table.add_row(str(k), str(v))
-    console.print(table)
+    from loadtests.run import endpoint_table, run_loadtest, slo_violations
+
+    out = Path(out_dir) if out_dir else load_settings({}).data_dir / "loadtests" / (
+        f"{scenario}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+    out.mkdir(parents=True, exist_ok=True)
+    stats = run_loadtest(host, users=users, spawn_rate=spawn_rate, run_time_s=run_time_s, scenario=scenario,
+                         csv_prefix=str(out / scenario), console=console, token=_client_token(),
+                         html=str(out / "report.html"))
+    console.print(endpoint_table(stats))
+    for err in stats["errors"][:10]:
+        console.print(f"  {err['occurrences']:,} x {err['name']}: {err['error']}", markup=False)
+    console.print(f"CSVs: {out / scenario}_*.csv   HTML report: {stats['html'] or '(not written)'}", markup=False)
+    if slo_p99_ms is None and slo_failure_rate is None:
+        return
+    missed = slo_violations(stats, p99_ms=slo_p99_ms, failure_rate=slo_failure_rate)
+    if missed:
+        console.print("[red]SLO missed:[/] " + "; ".join(missed))
+        raise typer.Exit(1)
+    console.print(f"[green]SLO met[/] (p99 <= {slo_p99_ms} ms, failure rate <= {slo_failure_rate})")
 
 
 @app.command()

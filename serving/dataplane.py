@@ -14,15 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from serving import metrics
+from serving import audit, metrics, request_log
 from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, ReengageError
 from serving.settings import Settings
+from serving.security import ANONYMOUS
 from serving.bandit.router import Decisions
 from serving.bandit.state.records import REASONS
 from serving.codecs.binary import validate_inputs
 from serving.codecs.columnar import RowIds, Vocabulary
 from serving.protocol.v2 import MetadataTensor
 from serving.components.api import Bandit, Features, Model, Writer
+from serving.components.explain import Part, block
+from serving.llm.reasons import churn_reasons
 
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
@@ -41,6 +44,18 @@ class ScoreResult:
     features_defaulted: np.ndarray
     model_versions: dict[str, str]
     decisions: Decisions | None = None
+    explanations: dict[str, list[Part]] | None = None  # by role: one part per version; only with explain
+    explain_k: int = 0
+    # by role, when a traffic policy split the rows: (version code per row, -1 not found;
+    # the versions; the assignment token the decision log keeps)
+    row_versions: dict[str, tuple[np.ndarray, tuple[str, ...], str]] | None = None
+
+    def log_versions(self) -> dict[str, str]:
+        """``model_versions`` for the decision log: with a split, each model's assignment token
+        too, from which ``components.evidence`` recovers every row's version."""
+        if not self.row_versions:
+            return self.model_versions
+        return {**self.model_versions, **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()}}
 
     def columns(self) -> dict[str, Any]:
         """The answer's columns for ``codecs.columnar``: numpy arrays, and string columns as
@@ -60,7 +75,15 @@ class ScoreResult:
             "feature_age_s": self.feature_age_s,
             "features_defaulted": self.features_defaulted,
             "model_versions": self.model_versions,
+            **({"explanations": self.explanation_blocks()} if self.explanations is not None else {}),
+            **({f"{role}_version": Vocabulary(codes, versions) for role, (codes, versions, _) in
+                self.row_versions.items()} if self.row_versions else {}),
         }
+
+    def explanation_blocks(self) -> dict[str, Any]:
+        """One columnar block per model (``components.explain.block``), request order."""
+        n = len(self.customer_ids)
+        return {role: block(parts, n, self.explain_k) for role, parts in (self.explanations or {}).items()}
 
     def first_row(self) -> dict[str, Any]:
         """Row 0 as JSON scalars (NaN -> None): the one-customer answers."""
@@ -105,19 +128,23 @@ class DataPlane:
             await self.bandit.close()
 
     # -- /v1/score ------------------------------------------------------------------------
-    async def score(self, customer_ids: np.ndarray) -> ScoreResult:
-        return (await self._score(customer_ids))[0]
+    async def score(self, customer_ids: np.ndarray, explain: int | None = None) -> ScoreResult:
+        """``explain``: add each model's top-``explain`` contributions (by the versions that scored)."""
+        return (await self._score(customer_ids, explain))[0]
 
-    async def _score(self, customer_ids: np.ndarray) -> tuple[ScoreResult, Any]:
+    async def _score(self, customer_ids: np.ndarray, explain: int | None = None) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
         rows = np.flatnonzero(found)
         churn_name, eng_name = self.settings.models.churn, self.settings.models.engagement
-        values = batch.values[rows] if len(rows) < len(found) else batch.values
-        (churn_v, churn), (eng_v, eng) = await asyncio.gather(
-            self._model(churn_name).score(values, batch.names),
-            self._model(eng_name).score(values, batch.names),
+        partial = len(rows) < len(found)
+        values = batch.values[rows] if partial else batch.values
+        ids = customer_ids[rows] if partial else customer_ids
+        # each model assigns rows to versions by its traffic policy (one version without one)
+        (churn_v, churn, churn_split), (eng_v, eng, eng_split) = await asyncio.gather(
+            self._model(churn_name).score_rows(values, batch.names, ids),
+            self._model(eng_name).score_rows(values, batch.names, ids),
         )
         result = ScoreResult(
             customer_ids=customer_ids,
@@ -128,6 +155,13 @@ class DataPlane:
             features_defaulted=_defaulted(batch),
             model_versions={"churn": churn_v, "engagement": eng_v},
         )
+        request_log.note(customers=len(customer_ids), model_versions=result.model_versions)
+        if churn_split is not None or eng_split is not None:
+            result.row_versions = _row_versions({"churn": churn_split, "engagement": eng_split}, rows, len(found))
+        if explain is not None:  # never on the plain scoring path
+            result.explanations = await self._explain(values, batch.names, rows, result.row_versions or {},
+                                                      result.model_versions)
+            result.explain_k = explain
         if self.bandit is not None and self.settings.bandit.enabled:
             await self._decide(result, batch)
         return result, batch
@@ -135,8 +169,39 @@ class DataPlane:
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
         result.decisions = await self.bandit.decide(
             result.customer_ids, batch, result.churn_probability, result.engagement_probability,
-            result.found, result.model_versions,
+            result.found, result.log_versions(),
         )
+
+    # -- /v1/explain ----------------------------------------------------------------------
+    async def explain(self, customer_ids: np.ndarray, top_k: int) -> dict[str, Any]:
+        """Each model's base value and top-k contributions (log-odds) by its default version
+        (under a rollout split, ``/v1/score`` with ``explain`` explains each row's own version)."""
+        batch = await self.features.lookup(customer_ids)
+        rows = np.flatnonzero(batch.found)
+        values = batch.values[rows] if len(rows) < len(batch.found) else batch.values
+        explained = await self._explain(values, batch.names, rows, {})
+        n = len(customer_ids)
+        return {"customer_ids": customer_ids, "found": batch.found,
+                **{role: block(parts, n, top_k) for role, parts in explained.items()}}
+
+    async def _explain(self, values: np.ndarray, names: tuple[str, ...], rows: np.ndarray,
+                       split: dict[str, tuple[np.ndarray, tuple[str, ...], str]],
+                       scored: dict[str, str] | None = None) -> dict[str, list[Part]]:
+        """Both models at once, each row by the version that scored it (``split``: per-row
+        version codes in request order; ``scored``: the one version of an unsplit model, which
+        under a rollout may be a candidate); a version without an explainer refuses the request."""
+        calls, keys = [], []
+        for role, name in (("churn", self.settings.models.churn), ("engagement", self.settings.models.engagement)):
+            codes = split[role][0][rows] if role in split else np.zeros(len(rows), np.int64)
+            versions: tuple[str | None, ...] = split[role][1] if role in split else ((scored or {}).get(role),)
+            for code in np.unique(codes).tolist() or [0]:
+                sel = np.flatnonzero(codes == code)
+                calls.append(self._model(name).explain(values[sel] if role in split else values, names, versions[code]))
+                keys.append((role, rows[sel]))
+        out: dict[str, list[Part]] = {}
+        for (role, at), expl in zip(keys, await asyncio.gather(*calls)):
+            out.setdefault(role, []).append((expl, at))
+        return out
 
     def _model(self, name: str) -> Model:
         service = self.models.get(name)
@@ -146,13 +211,15 @@ class DataPlane:
 
     # -- /v1/reengage -------------------------------------------------------------------
     async def reengage(self, customer_id: int, action: str | None = None, max_tokens: int | None = None,
-                       temperature: float | None = None) -> dict[str, Any]:
-        """Score one customer, take the bandit's action (or the forced one), write the email."""
+                       temperature: float | None = None, explain: int | None = None,
+                       adapter: str | None = None) -> dict[str, Any]:
+        """Score one customer, take the bandit's action (or the forced one), write the email;
+        with ``explain``, up to that many churn reasons go to the writer and into the answer."""
         if self.writer is None or not self.settings.llm.enabled:
             raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
         if action is not None and action not in self.settings.bandit.arms:
             raise InvalidRequest(f"unknown action; choose from {self.settings.bandit.arms}", field="action")
-        result, batch = await self._score(np.array([customer_id], dtype=np.int64))
+        result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain)
         if not bool(result.found[0]):
             raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
         answer = result.first_row()
@@ -163,13 +230,17 @@ class DataPlane:
         facts = {"customer_id": customer_id, **dict(zip(batch.names, batch.values[0].tolist())),
                  **(await self.features.contact(customer_id))}
         scores = {"churn_probability": answer["churn_probability"], "engagement_probability": answer["engagement_probability"]}
-        email = await self.writer.write(facts, chosen, scores, max_tokens, temperature)
+        if explain is not None and result.explanations:
+            churn = result.explanations["churn"][0][0]
+            answer["reasons"] = churn_reasons(churn.features, churn.contributions[0], facts, explain)
+            scores["reasons"] = [r["phrase"] for r in answer["reasons"]]  # serving.llm.prompts.reason_lines
+        email = await self.writer.write(facts, chosen, scores, max_tokens, temperature, adapter)
         answer.update(
             subject=email["subject"] if email["written"] else None,
             body=email["body"] if email["written"] else None,
             llm={"backend": email["backend"], "model": email["model"], "fallback": email["fallback"],
                  "fallback_reason": email["fallback_reason"], "written": email["written"],
-                 "completion_tokens": email["completion_tokens"]},
+                 "completion_tokens": email["completion_tokens"], "adapter": email.get("adapter")},
         )
         return answer
 
@@ -199,15 +270,24 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": V2_EXTENSIONS}
 
     async def ready(self) -> bool:
-        states = await asyncio.gather(*(m.ready() for m in self.models.values()), return_exceptions=True)
-        return bool(states) and all(s is True for s in states)
+        """Every model loaded, the online store answering with every view, and the bandit's
+        state store taking writes (cached checks, none of them a round trip)."""
+        checks = [m.ready() for m in self.models.values()]
+        for component in (self.features, self.bandit):
+            component_ready = getattr(component, "ready", None)
+            if component_ready is not None:
+                checks.append(component_ready())
+        states = await asyncio.gather(*checks, return_exceptions=True)
+        return bool(self.models) and all(s is True for s in states)
 
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         return await self._model(name).metadata(version)
 
     async def model_ready(self, name: str, version: str | None) -> bool:
+        """False for a version not (yet) ready; an unknown model is a 404 (ModelNotFound)."""
+        model = self._model(name)
         try:
-            return bool(await self._model(name).ready(version))
+            return bool(await model.ready(version))
         except ReengageError:
             return False
 
@@ -217,7 +297,9 @@ class DataPlane:
         model = self._model(name)
         specs = await model.input_specs(version)
         validate_inputs(inputs, [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs])
-        return await model.infer(inputs, version)
+        used, outputs = await model.infer(inputs, version)
+        request_log.note(model_versions={name: used})
+        return used, outputs
 
     async def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = []
@@ -225,11 +307,97 @@ class DataPlane:
             rows.extend(await service.index())
         return [r for r in rows if r["state"] == "READY"] if ready_only else rows
 
-    async def load_model(self, name: str) -> list[str]:
-        return await self._model(name).load()
+    async def load_model(self, name: str, actor: str = ANONYMOUS) -> list[str]:
+        """Admin: (re)load every version of ``name``; audited with the caller's token name."""
+        async with audit.action(self.settings, "repository.load", actor=actor, model=name) as entry:
+            versions = await self._model(name).load()
+            entry["details"]["versions"] = list(versions)
+        return versions
 
-    async def unload_model(self, name: str) -> None:
-        await self._model(name).unload()
+    async def unload_model(self, name: str, actor: str = ANONYMOUS) -> None:
+        async with audit.action(self.settings, "repository.unload", actor=actor, model=name):
+            await self._model(name).unload()
+
+    # -- rollout (admin): traffic policy per model, evidence, promotion ---------------------------
+    async def rollout_start(self, name: str, policy: dict[str, Any], actor: str = ANONYMOUS) -> dict[str, Any]:
+        """Set ``name``'s traffic policy once its versions load, warm and fit the features
+        read; answers when every replica applies it (``propagation_s``)."""
+        model = self._model(name)
+        async with audit.action(self.settings, "rollout.start", actor=actor, model=name) as entry:
+            entry["version"] = ",".join(c["version"] for c in policy.get("candidates") or []) or policy.get("default")
+            entry["details"]["policy"] = policy
+            batch = await self.features.lookup(np.zeros(1, dtype=np.int64))  # the features the store feeds
+            answer = await model.set_traffic(policy, tuple(batch.names))
+            entry["details"]["propagation_s"] = answer.get("propagation_s")
+        return answer
+
+    async def rollout_status(self, name: str, confidence: float = 0.95) -> dict[str, Any]:
+        status = await self._model(name).traffic()
+        policy = status.get("policy") or {}
+        candidates = [c["version"] for c in policy.get("candidates") or []]
+        status["evidence"] = await self._evidence(name, policy.get("default"), candidates, status.get("started_at"),
+                                                  confidence)
+        return status
+
+    async def rollout_promote(self, name: str, version: str | None = None, force: bool = False,
+                              confidence: float = 0.95, actor: str = ANONYMOUS) -> dict[str, Any]:
+        """Refused (409, with the estimates) when the candidate is worse than the default beyond
+        the interval; ``force`` overrides, and the audit log says so."""
+        from serving.components.rollout import PromotionRefused
+
+        model = self._model(name)
+        async with audit.action(self.settings, "rollout.promote", actor=actor, model=name, version=version) as entry:
+            status = await model.traffic()
+            policy = status.get("policy") or {}
+            candidates = [c["version"] for c in policy.get("candidates") or []]
+            target = version or (candidates[0] if len(candidates) == 1 else None)
+            entry["version"] = target
+            evidence = await self._evidence(name, policy.get("default"), [target] if target else [],
+                                            status.get("started_at"), confidence)
+            verdict = (evidence.get("comparisons") or {}).get(target or "", {})
+            entry["details"].update(forced=force, evidence=verdict or evidence)
+            if verdict.get("verdict") == "worse" and not force:
+                diff = verdict["difference"]
+                raise PromotionRefused(
+                    f"candidate {name} v{target} is worse than the default v{policy.get('default')}: reward "
+                    f"{verdict['candidate_value']['value']:.4f} (n={verdict['candidate_value']['n']}) vs "
+                    f"{verdict['default_value']['value']:.4f} (n={verdict['default_value']['n']}), difference "
+                    f"{diff['value']:.4f} [{diff['low']:.4f}, {diff['high']:.4f}] at {confidence:.0%}; "
+                    "--force overrides", field="version")
+            answer = await model.promote(target)
+        return {**answer, "evidence": verdict or evidence, "forced": force}
+
+    async def rollout_rollback(self, name: str, actor: str = ANONYMOUS) -> dict[str, Any]:
+        model = self._model(name)
+        async with audit.action(self.settings, "rollout.rollback", actor=actor, model=name) as entry:
+            answer = await model.rollback()
+            entry["version"] = (answer.get("policy") or {}).get("default")
+        return answer
+
+    async def version_control(self, name: str, version: str, unload: bool, actor: str = ANONYMOUS) -> dict[str, Any]:
+        """Unload one version on every replica (refused while it takes traffic), or load it back."""
+        model = self._model(name)
+        action = "version.unload" if unload else "version.load"
+        async with audit.action(self.settings, action, actor=actor, model=name, version=version):
+            return await model.exclude_version(version, unload)
+
+    async def _evidence(self, name: str, default: str | None, candidates: list[str], since: float | None,
+                        confidence: float) -> dict[str, Any]:
+        """Each version's value from the decision log joined with rewards (``components.evidence``)."""
+        if self.bandit is None or not self.settings.bandit.enabled:
+            return {"available": False, "reason": "the bandit is disabled: no decision log"}
+        from serving.bandit.ope import load_log
+        from serving.components.evidence import compare, version_values
+
+        role = "churn" if name == self.settings.models.churn else "engagement" if name == self.settings.models.engagement else name
+        try:
+            records = await asyncio.to_thread(load_log, self.settings, since=since)
+        except Exception as exc:  # evidence is advice: a store outage is said, not raised
+            return {"available": False, "reason": f"decision log unreadable: {type(exc).__name__}: {exc}"}
+        values = version_values(records, role, confidence=confidence)
+        comparisons = {c: compare(values, default, c, confidence=confidence) for c in candidates if default}
+        return {"available": True, "since": since, "confidence": confidence, "values": values,
+                "comparisons": comparisons}
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:
@@ -242,6 +410,18 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
         return values.astype(np.float32, copy=False)
     out = np.full(n, np.nan, dtype=np.float32)
     out[rows] = values
+    return out
+
+
+def _row_versions(splits: dict[str, Any], rows: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
+    """Per-row version codes in request order (-1 where the customer was not found)."""
+    out = {}
+    for role, split in splits.items():
+        if split is not None:
+            codes, versions, token = split
+            full = np.full(n, -1, dtype=np.int64)
+            full[rows] = codes
+            out[role] = (full, versions, token)
     return out
 
 

@@ -45,6 +45,20 @@ class MalformedBody(ReengageError):
     error_type = "malformed_body"
 
 
+class Unauthenticated(ReengageError):
+    """No bearer token, or one the server does not know (the message never holds the token)."""
+
+    status_code = 401
+    error_type = "unauthenticated"
+
+
+class PermissionDenied(ReengageError):
+    """A known token without the role of the route group it called."""
+
+    status_code = 403
+    error_type = "permission_denied"
+
+
 class NotFound(ReengageError):
     status_code = 404
     error_type = "not_found"
@@ -61,6 +75,13 @@ class DecisionNotFound(NotFound):
 class Conflict(ReengageError):
     status_code = 409
     error_type = "conflict"
+
+
+class ExplainerUnavailable(Conflict):
+    """The model version asked to explain has no explainer (built before explainers, or
+    its files are missing): refused, never answered without its explanation."""
+
+    error_type = "explainer_unavailable"
 
 
 class ModelNotReady(ReengageError):
@@ -146,6 +167,7 @@ def grpc_code(status: int) -> Any:
 
     return {
         400: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+        401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED,
         404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS,
         503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED,
     }.get(status, grpc.StatusCode.INTERNAL)

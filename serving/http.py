@@ -20,12 +20,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import metrics
+from serving import metrics, request_log
+from serving.audit import audit_log
 from serving.dataplane import SERVER_VERSION, DataPlane
-from serving.errors import MAPPED_ERRORS, retry_after, status_and_body
-from serving.routes import openai, rest_v1, rest_v2
+from serving.drain import Drain
+from serving.errors import MAPPED_ERRORS, error_body, retry_after, status_and_body
+from serving.routes import admin, openai, rest_v1, rest_v2
 from serving.routes.responses import error_response, validation_error
+from serving.security import asgi as auth_asgi
 
 log = logging.getLogger("reengage")
 
@@ -65,14 +69,20 @@ class RequestMetrics:
             metrics.request(getattr(route, "path", "unmatched"), status, 1e3 * (time.perf_counter() - start))
 
 
-def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None) -> FastAPI:
+def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo_request_id: bool = True) -> FastAPI:
     """The whole HTTP surface; ``headers`` are added to every answer (e.g. the replica)."""
     app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response)
     app.state.dataplane = dataplane
     app.include_router(rest_v1.router(dataplane))
     app.include_router(rest_v2.router(dataplane))
     app.include_router(openai.router(dataplane))
+    app.include_router(admin.router(dataplane))
+    auth_asgi.install(app, auth_asgi.Authenticator(dataplane.settings.auth), audit_log(dataplane.settings))
     app.add_middleware(RequestMetrics, headers=headers)
+    app.add_middleware(Drain)  # a stopping replica: 503 for new requests, in-flight ones finish
+    request_log.configure(dataplane.settings.server.request_log)
+    # outermost: X-Request-ID and the JSON line on every answer (in Serve, Serve echoes the id)
+    app.add_middleware(request_log.RequestLog, echo=echo_request_id)
     _add_error_handlers(app)
     return app
 
@@ -84,6 +94,15 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for error in MAPPED_ERRORS:  # ours and the feature store's: expected states, no traceback
         app.add_exception_handler(error, _mapped)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _routing(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own answers (no such route, a method the route lacks) as our error, not
+        ``{"detail": ...}``; ``Allow`` is kept on a 405."""
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = (f"no route {request.method} {request.url.path}" if exc.status_code == 404
+                   else f"{request.method} {request.url.path}: {exc.detail}")
+        return error_response(request, exc.status_code, error_body(kind, message), dict(exc.headers or {}) or None)
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, exc: ValidationError) -> Response:

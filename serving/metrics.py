@@ -43,6 +43,22 @@ DEFINITIONS: dict[str, MetricDef] = {m.name: m for m in (
               ("model", "version"), ROWS),
     MetricDef("reengage_model_latency_ms", "histogram", "model runtime call latency", ("model", "version"),
               LATENCY_MS),
+    MetricDef("reengage_model_version_calls_total", "counter",
+              "runtime calls per model version while a traffic policy is set", ("model", "version")),
+    MetricDef("reengage_model_version_rows_total", "counter",
+              "rows scored per model version while a traffic policy is set", ("model", "version")),
+    MetricDef("reengage_model_version_errors_total", "counter", "failed runtime calls per model version",
+              ("model", "version")),
+    MetricDef("reengage_model_version_scores_total", "counter",
+              "score distribution per model version (rows per score decile, bucket = lower edge)",
+              ("model", "version", "bucket")),
+    MetricDef("reengage_shadow_rows_total", "counter", "rows scored by a shadow version (not returned)",
+              ("model", "version")),
+    MetricDef("reengage_shadow_errors_total", "counter", "failed shadow calls", ("model", "version")),
+    MetricDef("reengage_shadow_latency_ms", "histogram", "shadow runtime call latency", ("model", "version"),
+              LATENCY_MS),
+    MetricDef("reengage_shadow_abs_diff_total", "counter",
+              "rows by |shadow score - served score| (bucket = upper edge)", ("model", "version", "bucket")),
     MetricDef("reengage_bandit_decisions_total", "counter", "bandit decisions by action and reason",
               ("action", "reason")),
     MetricDef("reengage_bandit_rewards_total", "counter", "rewards recorded", ("action",)),
@@ -125,6 +141,45 @@ def _per_view(mask: np.ndarray | None, n_views: int) -> np.ndarray:
 def model_call(model: str, version: str, rows: int, latency_ms: float) -> None:
     RECORDER.observe("reengage_model_batch_rows", rows, (model, version))
     RECORDER.observe("reengage_model_latency_ms", latency_ms, (model, version))
+
+
+SCORE_BUCKETS = tuple(f"{b / 10:.1f}" for b in range(10))
+DIFF_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def version_scored(model: str, version: str, rows: int, scores: np.ndarray) -> None:
+    """Per-version evidence of one runtime call: calls, rows, scores by decile (one bincount);
+    its latency is ``reengage_model_latency_ms``, labelled by version already."""
+    tags = (model, version)
+    RECORDER.inc("reengage_model_version_calls_total", 1, tags)
+    RECORDER.inc("reengage_model_version_rows_total", rows, tags)
+    if len(scores) == 1:  # the common call: no array work
+        s = float(scores[0])
+        if s == s:
+            RECORDER.inc("reengage_model_version_scores_total", 1, (model, version, SCORE_BUCKETS[min(max(int(s * 10), 0), 9)]))
+        return
+    finite = scores[np.isfinite(scores)]
+    counts = np.bincount(np.minimum(np.maximum((finite * 10).astype(np.intp), 0), 9), minlength=10)
+    for b in np.flatnonzero(counts).tolist():
+        RECORDER.inc("reengage_model_version_scores_total", int(counts[b]), (model, version, SCORE_BUCKETS[b]))
+
+
+def version_error(model: str, version: str) -> None:
+    RECORDER.inc("reengage_model_version_errors_total", 1, (model, version))
+
+
+def shadow_scored(model: str, version: str, latency_ms: float, diff: np.ndarray) -> None:
+    tags = (model, version)
+    RECORDER.inc("reengage_shadow_rows_total", len(diff), tags)
+    RECORDER.observe("reengage_shadow_latency_ms", latency_ms, tags)
+    counts = np.bincount(np.searchsorted(DIFF_BUCKETS, np.abs(np.nan_to_num(diff))), minlength=len(DIFF_BUCKETS) + 1)
+    for b in np.flatnonzero(counts).tolist():
+        edge = f"{DIFF_BUCKETS[b]:g}" if b < len(DIFF_BUCKETS) else "+Inf"
+        RECORDER.inc("reengage_shadow_abs_diff_total", int(counts[b]), (model, version, edge))
+
+
+def shadow_error(model: str, version: str) -> None:
+    RECORDER.inc("reengage_shadow_errors_total", 1, (model, version))
 
 
 def decisions(arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, ...],

@@ -7,11 +7,14 @@ to ``serve.start`` before ``serve.run``, since Serve ignores them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,16 @@ import httpx
 
 from serving.settings import Settings
 
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+HAPROXY_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # A request in flight on an Ingress replica that dies got no response at all: HAProxy
+    # replays it once on another replica instead of dropping the client's connection or
+    # answering Ray's plain-text 500 (Ray's default retries connection failures only).
+    # Measured, kill -9 under load (tests/e2e/test_crash.py): 4 of 6 in-flight requests
+    # failed without it; with it 0 in three runs of four, 1 in one. A replay may run a
+    # request twice: docs/cluster.md.
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+}
 GRPC_SERVICER = "tritonclient.grpc.service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
 
 
@@ -32,6 +44,8 @@ def ray_env(settings: Settings) -> dict[str, str]:
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # read by every replica at start: how often Serve exports the metrics it caches
     env.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", str(settings.server.serve_metrics_export_interval_ms))
+    # graceful stop: a stopping ingress replica stays reachable this long (Ray's default 30 s)
+    env.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", f"{settings.server.drain_s:g}")
     return env
 
 
@@ -40,13 +54,40 @@ def _ray_binary() -> str:
     return str(local) if local.exists() else (shutil.which("ray") or "ray")
 
 
+class RayStartError(RuntimeError):
+    """``ray start`` failed; the message ends with Ray's own output."""
+
+
 def start_head(settings: Settings, num_cpus: int | None = None) -> None:
+    """``ray start --head`` with its GCS on ``server.ray_port`` (never Redis's 6379).
+
+    Raises :class:`RayStartError` with Ray's own output when it fails (a port taken, a
+    cluster already running...), and before trying when the port is the Redis the state uses.
+    """
+    port = settings.server.ray_port
+    clash = [url for url in {settings.features.redis_url, settings.bandit.redis_url}
+             if _local_port(url) == port and "redis" in (settings.features.backend, settings.bandit.backend)]
+    if clash:
+        raise RayStartError(f"server.ray_port {port} is the port of the Redis the state uses ({clash[0]}): "
+                            "set REENGAGE_SERVER__RAY_PORT to another port")
     dashboard = "true" if settings.server.dashboard else "false"
     cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", f"--include-dashboard={dashboard}",
-           f"--metrics-export-port={settings.server.metrics_port}"]
+           f"--port={port}", f"--metrics-export-port={settings.server.metrics_port}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
-    subprocess.run(cmd, env=ray_env(settings), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(cmd, env=ray_env(settings), check=False, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.strip().splitlines()[-25:])
+        raise RayStartError(f"`{' '.join(cmd[1:])}` failed (exit {done.returncode}); Ray said:\n{tail}")
+
+
+def _local_port(url: str) -> int | None:
+    """The port of a Redis URL on this machine (None for another host)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    return (u.port or 6379) if u.hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0") else None
 
 
 def deploy(settings: Settings, args: dict[str, Any], address: str | None = None) -> str:
@@ -56,12 +97,30 @@ def deploy(settings: Settings, args: dict[str, Any], address: str | None = None)
 
     from serving.app import APP_NAME, build_app
 
+    from serving.deployments.cluster import warn_embedded_state
+
     os.environ.update({k: v for k, v in ray_env(settings).items() if k.startswith("RAY_SERVE")})
-    ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False)
+    with shipped(settings) as runtime_env:  # server.artifacts=working_dir: uploaded to the GCS by ray.init
+        ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False, runtime_env=runtime_env)
+    warn_embedded_state(settings, terminal=True)  # loud, before anything is deployed
     serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
                 grpc_options=grpc_options(settings))
     serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings.server.host}:{settings.server.port}"
+
+
+@contextlib.contextmanager
+def shipped(settings: Settings) -> Iterator[dict[str, Any] | None]:
+    """The job runtime_env that ships the model repository, Feast registry and LLM checkpoint
+    (``server.artifacts=working_dir``; Serve makes it every deployment's), else None. The
+    staged folder is removed once ``ray.init`` has uploaded it."""
+    if settings.server.artifacts != "working_dir":
+        yield None
+        return
+    from serving.deployments.artifacts import runtime_env, stage
+
+    with tempfile.TemporaryDirectory(prefix="reengage-bundle-") as tmp:
+        yield runtime_env(stage(settings, Path(tmp) / "reengage"))
 
 
 def grpc_options(settings: Settings) -> dict[str, Any]:
@@ -85,15 +144,64 @@ def wait_ready(url: str, timeout_s: float = 300.0) -> None:
     raise TimeoutError(f"the application at {url} was not ready within {timeout_s:.0f} s ({last})")
 
 
-def stop(address: str | None = None) -> None:
-    import ray
-    from ray import serve
+def stop(address: str | None = None) -> dict[str, float]:
+    """Graceful stop of the application, Serve and (for the local head) Ray; seconds per step.
 
+    See :func:`drain_and_shutdown`; then ``ray stop`` for the head ``reengage serve`` started.
+    """
+    import ray
+
+    start = time.monotonic()
+    took: dict[str, float] = {}
     try:
         ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False)
-        serve.shutdown()
-        ray.shutdown()
     except ConnectionError:
-        pass  # no cluster running: nothing to stop
+        pass  # no cluster running: nothing to drain
+    else:
+        try:
+            took.update(drain_and_shutdown())
+        finally:
+            ray.shutdown()
     if address is None:  # the local head `reengage serve` started
+        t0 = time.monotonic()
         subprocess.run([_ray_binary(), "stop", "--force"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        took["ray_stop_s"] = time.monotonic() - t0
+    took["total_s"] = time.monotonic() - start
+    return took
+
+
+def drain_and_shutdown(settle_s: float = 2.0, timeout_s: float = 30.0) -> dict[str, float]:
+    """Drain the application, then stop Serve (this process is connected to the cluster).
+
+    1. Every ingress replica is told to drain (``serving.deployments.drain_signal``): new
+       requests get a 503 ``draining`` (JSON, ``Retry-After: 1``, ``Connection: close``),
+       readiness answers 503, requests already inside run to the end. This waits until
+       every replica reports nothing in flight (at least ``settle_s``, so load balancers
+       see readiness fail; at most ``timeout_s``).
+    2. ``serve.shutdown``: the replicas, now idle, stop (each ingress replica stays
+       reachable ``server.drain_s`` first) and run their destructor, which flushes the
+       bandit's queued decision log; then the proxies and the controller.
+
+    ``serve.shutdown`` alone removed the proxies at the same moment as the replicas, so
+    in-flight requests were reset; and it waited on the ingress drain (Ray's 30 s minimum
+    in HAProxy mode) past its own 30 s timeout: "Controller failed to shut down within 30.0s".
+    Deleting the application first instead keeps the proxies, but they answer a plain
+    404 "Path not found" to every new request meanwhile.
+    """
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    from serving.app import APP_NAME
+    from serving.deployments import drain_signal
+
+    took: dict[str, float] = {}
+    try:
+        serve.status()
+    except RayServeException:
+        return took  # Serve is not running on this cluster
+    took.update(drain_signal.drain(APP_NAME, settle_s, timeout_s))
+    t0 = time.monotonic()
+    serve.shutdown()
+    took["serve_shutdown_s"] = time.monotonic() - t0
+    drain_signal.clear(APP_NAME)
+    return took

@@ -53,6 +53,35 @@ class FeatureSettings(_Section):
         return self.repo_path / name
 
 
+class TrafficCandidate(_Section):
+    version: str = Field(pattern=r"^[0-9]+$")
+    weight: float = Field(ge=0, le=100, description="percent of customers it scores")
+
+
+class TrafficShadow(_Section):
+    version: str = Field(pattern=r"^[0-9]+$")
+    percent: float = Field(100.0, gt=0, le=100, description="percent of scored rows it also scores, off the answer")
+
+
+class TrafficPolicyConfig(_Section):
+    """One model's traffic (Seldon Core 2's experiment shape): the default version takes
+    whatever the candidates do not; assignment is sticky by a salted hash of the customer id."""
+
+    default: str | None = Field(None, pattern=r"^[0-9]+$", description="None: the newest loaded version")
+    candidates: list[TrafficCandidate] = []
+    shadow: TrafficShadow | None = None
+    salt: str | None = Field(None, description="None: derived from the model and its candidates")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrafficPolicyConfig":
+        versions = [c.version for c in self.candidates]
+        if len(set(versions)) != len(versions) or (self.default is not None and self.default in versions):
+            raise ValueError("candidate versions must be distinct and differ from the default")
+        if sum(c.weight for c in self.candidates) > 100:
+            raise ValueError("candidate weights add up to more than 100 percent")
+        return self
+
+
 class ModelSettings(_Section):
     repo_path: Path = Field(default_factory=lambda: project_root() / "model_repo")
     churn: str = "churn"
@@ -72,6 +101,16 @@ class ModelSettings(_Section):
     # (Ray Serve's serve.batch). asyncio measured cheaper per request (docs/benchmarks.md):
     # serve.batch records its own metrics per batch and hands each batch to a task.
     batcher: Literal["asyncio", "serve"] = "asyncio"
+    # Triton's model control modes: "poll" (new versions on disk go live, load/unload calls
+    # work), "explicit" (only load/unload calls and rollouts change what is loaded), "none"
+    # (what is on disk at start stays; load/unload calls are refused)
+    control_mode: Literal["none", "poll", "explicit"] = "poll"
+    # traffic policy per model (so `serve deploy` carries it); `reengage rollout` and the
+    # /v1/admin/rollout calls change it live. A changed policy here wins over live changes.
+    rollout: dict[str, TrafficPolicyConfig] = {}
+    # a policy change takes effect on every replica at one moment, this long after it is
+    # made (None: poll_interval_s + 0.5 s: every replica has polled and warmed its versions)
+    rollout_activation_s: float | None = Field(None, ge=0)
 
 
 class BanditSettings(_Section):
@@ -159,18 +198,35 @@ class LLMSettings(_Section):
     lora: bool = False
     train_steps: int | None = Field(None, ge=1)
     train_seed: int = 0
-    # vLLM engine: LoRA adapters selectable per request by name (SamplingParams.lora)
+    # LoRA adapters (brand voices) selectable per request by name: `reengage build` trains one
+    # per voice into <model_path>/adapters/<voice>; lora_adapters adds others by name -> path
+    voices: list[Literal["classic", "playful"]] = ["classic", "playful"]
+    adapter_steps: int = Field(100, ge=1)
     lora_adapters: dict[str, Path] = {}
     max_lora_rank: int = Field(16, ge=1)
+    max_loras: int | None = Field(None, ge=1, description="adapters in one batch; None: all of them")
+    # vLLM engine. On a GPU gpu_memory_utilization sizes the KV cache; on the CPU build
+    # kv_cache_memory_bytes does (None there: vLLM takes gpu_memory_utilization of the RAM)
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    kv_cache_memory_bytes: int | None = Field(None, ge=1 << 20)
     max_model_len: int | None = Field(None, ge=16)
-    dtype: str = "auto"
+    # "auto": float32 on the CPU, bfloat16 (or float16) on a GPU, for both backends
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     vllm_engine_kwargs: dict[str, Any] = {}  # passed through to vllm's AsyncEngineArgs
     # the writer deployment's resources and scale (apart from the scoring graph); CPU is
     # a scheduling reservation: 2 ingress x 0.5 + writer 0.25 (+ split parts) fit 2 CPUs
     num_cpus: float = Field(0.25, ge=0)
     num_gpus: float | None = Field(None, ge=0, description="None: 1 when the vLLM backend is chosen, else 0")
     max_replicas: int = Field(1, ge=1)
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.model_path / "adapters"
+
+    def adapters(self) -> dict[str, Path]:
+        """The LoRA adapters to serve: built voices found on disk, then ``lora_adapters``."""
+        built = {v: self.adapters_dir / v for v in self.voices if (self.adapters_dir / v / "adapter_config.json").is_file()}
+        return {**built, **self.lora_adapters}
 
 
 class ServerSettings(_Section):
@@ -193,8 +249,71 @@ class ServerSettings(_Section):
     access_log: bool = False
     # how often Serve exports the metrics it caches per replica and handle (Serve's default: 100 ms)
     serve_metrics_export_interval_ms: int = Field(1000, ge=0)
-    # Ray's dashboard (the `serve` CLI's REST API needs it; costs CPU under load)
-    dashboard: bool = False
+    # Ray's dashboard: `serve status` / `serve deploy` talk to its REST API. On by default
+    # (measured within the run-to-run spread under load: docs/benchmarks.md)
+    dashboard: bool = True
+    # the interpreter's GIL switch interval in each ingress replica (None: Python's 5 ms). A
+    # request that releases the GIL (LMDB, ONNX Runtime, sqlite) may wait this long to get it
+    # back from a busy background thread: the knob for the tail (docs/benchmarks.md)
+    switch_interval_ms: float | None = Field(None, gt=0, le=100)
+    # the GCS port of the head `reengage serve` starts: not Ray's default 6379, which is
+    # Redis's (the default redis_url)
+    ray_port: int = Field(6390, ge=1, le=65535)
+    # one JSON line per HTTP request (logger reengage.requests, on the replica's stderr):
+    # request id, route, status, latency, customers, model versions; never bodies or tokens
+    request_log: bool = True
+    # Where replicas read the model repository, the Feast registry and the LLM checkpoint
+    # (docs/cluster.md): "local" (these paths on every node: one machine, shared storage, the
+    # image) or "working_dir" (shipped in the app's Ray runtime_env working_dir, unpacked on
+    # each node: serving/deployments/artifacts.py)
+    artifacts: Literal["local", "working_dir"] = "local"
+    # graceful stop: how long a stopping ingress replica stays reachable so that HAProxy
+    # (and load balancers in front) take it out before it refuses connections; it then
+    # finishes its in-flight requests and flushes. Ray's default is 30 s (for external
+    # load balancers), which made `reengage stop` take ~40 s and overrun Serve's 30 s
+    # shutdown timeout. Read when Ray starts (RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S).
+    drain_s: float = Field(2.0, ge=0, le=300)
+
+
+RouteGroup = Literal["health", "metadata", "inference", "feedback", "admin"]
+ROUTE_GROUPS: tuple[str, ...] = ("health", "metadata", "inference", "feedback", "admin")
+
+
+class AuthGroups(_Section):
+    """Per route group: "open" (anyone) or "token" (a bearer token holding the group's role).
+
+    Secure by default: feedback (it steers the bandit) and admin (repository load/unload,
+    rollouts) need a token. ``REENGAGE_AUTH__GROUPS__INFERENCE=token`` closes scoring too.
+    """
+
+    health: Literal["open", "token"] = "open"
+    metadata: Literal["open", "token"] = "open"
+    inference: Literal["open", "token"] = "open"
+    feedback: Literal["open", "token"] = "token"
+    admin: Literal["open", "token"] = "token"
+
+
+class AuthToken(_Section):
+    """A token the server accepts, by the SHA-256 of its text (the token itself is never stored)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="who holds it: audit log and logs name it")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token (`reengage token hash`)")
+    roles: list[RouteGroup] = Field(min_length=1, description="route groups this token may call")
+
+
+class AuthSettings(_Section):
+    groups: AuthGroups = AuthGroups()
+    # tokens from configuration (serve.yaml args, REENGAGE_AUTH__TOKENS as JSON), beside the token file's
+    tokens: list[AuthToken] = []
+    # hashed tokens managed by `reengage token` (replicas re-read it on change); default <data_dir>/auth/tokens.json
+    token_file: Path | None = None
+    # a first start writes an admin token (all roles) here, mode 0600, when there is none yet;
+    # the CLI and the demo read it. Default <data_dir>/auth/admin.token
+    admin_token_file: Path | None = None
+    bootstrap_admin: bool = True
+    # every admin action, one fsync'd JSON line each (`reengage audit`); default <data_dir>/audit.jsonl
+    audit_log: Path | None = None
+    reload_interval_s: float = Field(1.0, ge=0, description="how often a replica checks the token file for changes")
 
 
 class Settings(BaseSettings):
@@ -209,6 +328,20 @@ class Settings(BaseSettings):
     bandit: BanditSettings = BanditSettings()
     llm: LLMSettings = LLMSettings()
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    # One switch for all state (online features and bandit together): "redis" for
+    # production and any multi-node cluster, "embedded" (local files) for one machine.
+    # None: each section's own backend (features.backend, bandit.backend) applies.
+    state: Literal["embedded", "redis"] | None = None
+    redis_url: str | None = None  # when set: the one Redis both features and bandit use
+
+    @model_validator(mode="after")
+    def _one_state_switch(self) -> "Settings":
+        if self.state is not None:
+            self.features.backend = self.bandit.backend = self.state
+        if self.redis_url is not None:
+            self.features.redis_url = self.bandit.redis_url = self.redis_url
+        return self
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> "Settings":
@@ -219,6 +352,10 @@ class Settings(BaseSettings):
         self.llm.lora_adapters = {k: Path(v).resolve() for k, v in self.llm.lora_adapters.items()}
         if self.bandit.state_path is None:
             self.bandit.state_path = self.data_dir / "bandit"
+        auth = self.auth
+        auth.token_file = (auth.token_file or self.data_dir / "auth" / "tokens.json").resolve()
+        auth.admin_token_file = (auth.admin_token_file or self.data_dir / "auth" / "admin.token").resolve()
+        auth.audit_log = (auth.audit_log or self.data_dir / "audit.jsonl").resolve()
         return self
 
 

@@ -56,3 +56,8 @@ class KeyValueStore(ABC):
     def delete_prefix(self, prefix: bytes) -> int:
         """Delete every key starting with ``prefix``; returns how many went."""
 
+    @abstractmethod
+    def populated(self, prefixes: Sequence[bytes]) -> list[bool]:
+        """Whether each prefix holds records (readiness: an empty or unmaterialized store is not
+        ready). Cheap: a marker lookup or one index seek, never a scan of the data."""
+

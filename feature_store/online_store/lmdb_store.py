@@ -87,6 +87,13 @@ class LmdbStore(KeyValueStore):
         return deleted
 
 
+    def populated(self, prefixes: Sequence[bytes]) -> list[bool]:
+        """One seek per prefix: the first key at or after it starts with it."""
+        with self.env.begin(buffers=False) as txn:
+            cursor = txn.cursor()
+            return [bool(cursor.set_range(p)) and cursor.key().startswith(p) for p in prefixes]
+
+
 def _with_joined(views: list[Replies], n: int) -> Fetched:
     """``views``, plus every record entity-major in one block when all ``n`` ids were found."""
     if not all(len(v.records) == n for v in views):

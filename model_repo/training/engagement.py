@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model_repo.training.common import TrainingData
+from model_repo.training.explain import EXPLAINER_FILE, deeplift_onnx
 from model_repo.training.export import INPUT_NAME, OUTPUT_NAME
 
 NAME = "engagement"
@@ -46,12 +47,28 @@ class EngagementModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         import torch
 
+        return torch.sigmoid(torch.from_numpy(self.logit(x))).numpy()
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        """The pre-sigmoid output (log-odds) per row: what the explanations add up to."""
+        import torch
+
         with torch.no_grad():
-            z = self.net(torch.from_numpy(self._prep(np.asarray(x, dtype=np.float32))))
-            return torch.sigmoid(z).numpy()[:, 0]
+            return self.net(torch.from_numpy(self._prep(np.asarray(x, dtype=np.float32)))).numpy()[:, 0]
 
     def to_onnx(self, n_features: int) -> onnx.ModelProto:
         return mlp_to_onnx(self, n_features)
+
+    def linears(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(weight [out, in], bias [out]) of each Linear layer, ReLU between them."""
+        return [(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32))
+                for m in self.net if hasattr(m, "weight")]
+
+    def files(self) -> dict[str, bytes]:
+        """Extra files of the version: the DeepLIFT explainer graph (``training/explain.py``)."""
+        n_features = self.linears()[0][0].shape[1]
+        graph = deeplift_onnx(self.mu, self.sd, self.linears(), n_features)
+        return {EXPLAINER_FILE: graph.SerializeToString()}
 
 
 def _net(n_in: int, hidden: list[int]) -> Any:
@@ -123,7 +140,7 @@ def _train(model: EngagementModel, z: Any, t: Any, trn: np.ndarray, val: np.ndar
 
 def mlp_to_onnx(model: EngagementModel, n_features: int) -> onnx.ModelProto:
     """Max(x,0) -> Log1p -> standardize -> (Gemm, Relu)* -> Gemm -> Sigmoid."""
-    linears = [m for m in model.net if hasattr(m, "weight")]
+    linears = model.linears()
     inits = [
         numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
         numpy_helper.from_array(np.ones(1, np.float32), "one"),
@@ -137,9 +154,7 @@ def mlp_to_onnx(model: EngagementModel, n_features: int) -> onnx.ModelProto:
         helper.make_node("Sub", ["logged", "mu"], ["centered"]),
         helper.make_node("Div", ["centered", "sd"], ["h0"]),
     ]
-    for i, lin in enumerate(linears):
-        w = lin.weight.detach().numpy().astype(np.float32)
-        b = lin.bias.detach().numpy().astype(np.float32)
+    for i, (w, b) in enumerate(linears):
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         last = i == len(linears) - 1
         out = "logit" if last else f"a{i + 1}"

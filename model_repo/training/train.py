@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from model_repo.training import churn, common, engagement, export
+from model_repo.training import churn, common, engagement, explain, export
 
 ONNX_TOLERANCE = 1e-4  # the build refuses a model whose ONNX output drifts more than this
 COMPILED_TOLERANCE = 1e-6  # ... and compiled trees whose output differs from ONNX Runtime's more than this
@@ -38,7 +38,8 @@ class TrainResult:
 
 def _code_fingerprint(spec: ModuleType) -> str:
     here = Path(__file__).parent
-    files = {Path(str(spec.__file__)), here / "common.py", here / "export.py", here / "train.py"}
+    files = {Path(str(spec.__file__)), here / "common.py", here / "export.py", here / "train.py",
+             here / "explain.py"}
     compiler = importlib.util.find_spec("serving.runtime.lleaves")
     if getattr(spec, "RUNTIME", None) == "lleaves" and compiler and compiler.origin:
         files.add(Path(compiler.origin))  # its compiler writes the version's artifact
@@ -73,13 +74,14 @@ def train_model(spec: ModuleType, store: FeatureStore, labels: pd.DataFrame, rep
     onnx_model, drift = _export(fitted, data, name, fingerprint)
     files = fitted.files() if hasattr(fitted, "files") else {}
     compiled, compiled_drift = _compile(getattr(spec, "RUNTIME", None), files, onnx_model, x_test, name)
+    explained = explain.check(name, fitted, files, x_test)  # completeness on the holdout, or no version
     step("write")
     metrics.update({
         "model": name, "features": list(data.features), "feature_service": spec.FEATURE_SERVICE,
         "label": spec.LABEL, "training_data_fingerprint": data_fp, "code_fingerprint": code_fp,
         "fingerprint": fingerprint, "params": params, "n_train": int((~data.holdout).sum()),
         "n_holdout": int(data.holdout.sum()), "onnx_max_abs_diff": drift, "trained_at": export.now_iso(),
-        **compiled_drift,
+        **compiled_drift, **explained,
     })
     version = export.write_version(model_dir, onnx_model, metrics, cfg, files={**files, **compiled})
     step(f"version {version}")

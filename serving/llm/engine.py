@@ -22,8 +22,8 @@ FinishReason = Literal["stop", "length"]
 class SamplingParams:
     """Per-request sampling; hashable so equal requests can share one batched call.
 
-    ``temperature == 0`` means greedy decoding. ``lora`` names an adapter from
-    ``LLMSettings.lora_adapters`` (vLLM and remote backends; transformers ignores it).
+    ``temperature == 0`` means greedy decoding. ``lora`` names one of the engine's
+    ``adapters`` (``LLMSettings.adapters()``); None is the base model.
     """
 
     max_tokens: int = 160
@@ -67,6 +67,7 @@ class LLMEngine(abc.ABC):
 
     backend: str = "base"
     model_name: str = ""
+    adapters: tuple[str, ...] = ()  # the LoRA adapters a request may name in ``SamplingParams.lora``
 
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -53,7 +53,41 @@ def check_email(subject: str, body: str, facts: Mapping[str, Any], action: str, 
         return "missing_customer_name"
     if spec.keyword.lower() not in text.lower():
         return "missing_offer"
+    if unsupported_numbers(text, facts, f"{spec.offer} {spec.keyword}"):
+        return "unsupported_number"
     return None
+
+
+def unsupported_numbers(text: str, facts: Mapping[str, Any], offer: str = "") -> list[str]:
+    """Numbers in ``text`` that are neither one of the customer's values nor in the offer.
+
+    An email may repeat what we know of the customer ("your last order 45 days ago", a
+    reason from the explanation) but must never state a value the customer did not have:
+    a number is accepted when it equals a fact's value (as an integer, or to 2 decimals,
+    as ``reasons.number_text`` writes them) or appears in the offer's own text. The check
+    is by value, not by meaning: a number that is *some* value of the customer passes
+    even if the sentence attaches it to another feature.
+    """
+    allowed = {_norm(n) for n in _NUMBER.findall(offer)}
+    known = [float(v) for v in facts.values() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and v == v and abs(v) != float("inf")]
+    out = []
+    for token in _NUMBER.findall(text):
+        n = _norm(token)
+        if n in allowed:
+            continue
+        value = float(n)
+        if not any(value == round(k) or abs(value - k) <= 0.005 + 1e-9 for k in known):
+            out.append(token)
+    return out
+
+
+# a number not glued to a word or another number: 45, 1,250, 29.99 (not the 2 of "B2B")
+_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.,])\d+(?:\.\d+)?(?![\w])")
+
+
+def _norm(token: str) -> str:
+    return token.replace(",", "")
 
 
 def fallback_email(facts: Mapping[str, Any], action: str) -> tuple[str, str]:

@@ -69,12 +69,25 @@ def build_prompt(facts: Mapping[str, Any], action: str, scores: Mapping[str, Any
         f"last order: {int(_num(merged.get('recency_days'), 0))} days ago",
         f"orders this year: {int(_num(merged.get('orders_365d'), 0))}",
         f"churn risk: {_num(merged.get('churn_probability'), 0.5):.2f}",
+        *reason_lines(merged.get("reasons")),
         f"### Action: {action}",
         f"offer: {spec.offer}",
         "### Email",
         SUBJECT_MARK,
     ]
     return "\n".join(lines)
+
+
+def reason_lines(reasons: Any) -> list[str]:
+    """``reasons: orders fell; support tickets rose`` when the caller asked to explain
+    (``/v1/reengage`` with ``explain``): the churn model's top reasons, as phrases
+    (``serving.llm.reasons``), or dicts carrying a ``phrase``. No line without reasons,
+    so prompts without them are exactly the ones the corpus was written in."""
+    if not reasons:
+        return []
+    phrases = [str(r.get("phrase") if isinstance(r, Mapping) else r).strip() for r in reasons]
+    phrases = [p.replace("\n", " ") for p in phrases if p and p != "None"]
+    return [f"reasons: {'; '.join(phrases)}"] if phrases else []
 
 
 def format_completion(subject: str, body: str) -> str:

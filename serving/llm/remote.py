@@ -39,6 +39,7 @@ class RemoteEngine(LLMEngine):
     def __init__(self, settings: "LLMSettings") -> None:
         self.settings = settings
         self.model_name = settings.remote_model
+        self.adapters = tuple(settings.lora_adapters)  # served by the remote server under these model names
         self._client: Any = None
 
     async def start(self) -> None:

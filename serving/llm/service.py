@@ -47,6 +47,7 @@ class EmailResult:
     completion_tokens: int = 0
     action: str = ""
     written: bool = True
+    adapter: str | None = None  # the LoRA adapter (brand voice) that wrote it; None: the base model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,11 +98,12 @@ class EmailWriter:
         """Emails for several customers in one engine call (for ``@serve.batch``).
 
         Drafts failing a guardrail are replaced by the template with ``fallback=True``;
-        the unsubscribe footer is appended to every body. ``lora`` names an adapter of
-        ``LLMSettings.lora_adapters`` (vLLM / remote backends).
+        the unsubscribe footer is appended to every body. ``lora`` names one of the
+        engine's adapters (a brand voice, as ``/v1/models`` lists them); None: the base model.
         """
-        if lora is not None and lora not in self.settings.lora_adapters:
-            raise InvalidRequest(f"unknown LoRA adapter {lora!r}", field="lora")
+        if lora is not None and lora not in self.engine.adapters:
+            raise InvalidRequest(f"unknown adapter {lora!r}; this server has {list(self.engine.adapters)}",
+                                 field="adapter")
         for r in requests:
             if r.action not in NO_EMAIL_ACTIONS:
                 action_spec(r.action)  # unknown action: InvalidRequest before any generation
@@ -111,23 +113,23 @@ class EmailWriter:
         gens = await self._generate(prompts, params, timeout_s) if prompts else []
         results: list[EmailResult] = [self._not_written(r) for r in requests]
         for i, gen in zip(todo, gens):
-            results[i] = self._finish(requests[i], gen)
+            results[i] = self._finish(requests[i], gen, lora)
         return results
 
-    def _finish(self, req: EmailRequest, gen: Generation) -> EmailResult:
+    def _finish(self, req: EmailRequest, gen: Generation, adapter: str | None = None) -> EmailResult:
         subject, body = parse_completion(fill_slots(gen.text, {**req.scores, **req.facts}))
         reason = check_email(subject, body, req.facts, req.action, self.guard)
         if reason is not None:
             subject, body = fallback_email(req.facts, req.action)
         return EmailResult(subject, add_footer(body, req.facts, self.guard), reason is not None, reason, self.backend,
-                           self.model, gen.prompt_tokens, gen.completion_tokens, req.action)
+                           self.model, gen.prompt_tokens, gen.completion_tokens, req.action, adapter=adapter)
 
     def _not_written(self, req: EmailRequest) -> EmailResult:
         return EmailResult("", "", False, None, self.backend, self.model, action=req.action, written=False)
 
     # -- OpenAI completions ---------------------------------------------------------------
     def models(self) -> ModelList:
-        names = [self.settings.served_model_name, *self.settings.lora_adapters]
+        names = [self.settings.served_model_name, *self.engine.adapters]
         return ModelList(data=[ModelCard(id=n) for n in names])
 
     async def complete(self, req: CompletionRequest) -> CompletionResponse:
@@ -169,7 +171,7 @@ class EmailWriter:
             raise InvalidRequest("only n=1 is supported", field="n")
         lora = None
         if req.model != self.settings.served_model_name:
-            if req.model not in self.settings.lora_adapters:
+            if req.model not in self.engine.adapters:
                 raise ModelNotFound(f"unknown model {req.model!r}; this server has "
                                     f"{[c.id for c in self.models().data]}", field="model")
             lora = req.model

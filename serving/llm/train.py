@@ -1,7 +1,7 @@
-"""Build the email writer checkpoint: a small GPT-2 from scratch, or a fine-tuned base.
+"""Build the email writer checkpoint: a small Llama from scratch, or a fine-tuned base.
 
 Without a base model (the default, and all a CI machine can do) a byte-level BPE
-tokenizer and a 4-layer GPT-2 are trained on the generated corpus in a few minutes of
+tokenizer and a 4-layer Llama are trained on the generated corpus in a few minutes of
 CPU. With ``base_model`` (a Hugging Face causal LM on disk) the same loop fine-tunes it
 in full or through LoRA adapters (peft); LoRA runs save the adapter under ``lora/`` for
 vLLM's per-request adapters and the merged weights at the top for plain loading. Either
@@ -43,7 +43,7 @@ def build_checkpoint(out_dir: Path, *, base_model: Path | None = None, lora: boo
 
     Deterministic by ``seed``. Skipped when ``out_dir`` holds a checkpoint built from the
     same corpus, code and parameters (fingerprint file); the stored metrics come back
-    with ``"skipped": True``. ``size`` overrides the scratch model's GPT-2 dimensions and
+    with ``"skipped": True``. ``size`` overrides the scratch model's dimensions (GPT-2 names) and
     ``heldout`` the number of held-out prompts evaluated (tests use tiny values).
     ``threads``: torch CPU threads (default: 1 on machines of 2 cores or fewer, where a
     second intra-op thread competing with other processes made steps several times slower).
@@ -162,13 +162,15 @@ def _train_tokenizer(texts: list[str], size: dict[str, int]) -> Any:
 
 
 def _scratch_model(tokenizer: Any, size: dict[str, int]) -> Any:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """A small Llama: vLLM serves LoRA adapters on Llama (its GPT-2 has no LoRA support)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     eos = tokenizer.convert_tokens_to_ids(EOS)
-    dims: dict[str, Any] = {**size, "vocab_size": len(tokenizer)}
-    config = GPT2Config(**dims, bos_token_id=eos, eos_token_id=eos,
-                        pad_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(config)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size["n_embd"], intermediate_size=(8 * size["n_embd"] // 3 + 31) // 32 * 32,
+                         num_hidden_layers=size["n_layer"], num_attention_heads=size["n_head"],
+                         num_key_value_heads=size["n_head"], max_position_embeddings=size["n_positions"],
+                         tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    return LlamaForCausalLM(config)
 
 
 def _load_base(path: Path, lora: bool) -> tuple[Any, Any]:

@@ -1,14 +1,16 @@
-"""The CPU backend: the same checkpoint vLLM serves, run by transformers.
+"""The transformers backend: the same checkpoint and adapters vLLM serves, on the CPU or CUDA.
 
-Concurrent ``generate`` calls with equal sampling parameters are coalesced into one
-left-padded ``model.generate`` call (up to ``max_batch_size`` prompts, waiting at most
-``batch_wait_s``), since a batch of 8 costs little more than one prompt on a CPU. One
-generation runs at a time: torch already uses every core for one call.
+Concurrent ``generate`` calls with equal sampling parameters (adapter included) are
+coalesced into one left-padded ``model.generate`` call (up to ``max_batch_size`` prompts,
+waiting at most ``batch_wait_s``), since a batch of 8 costs little more than one prompt.
+One generation runs at a time: torch already uses every core (or the GPU) for one call,
+and that is also what makes switching the active LoRA adapter per call safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,17 +24,58 @@ if TYPE_CHECKING:
     from serving.settings import LLMSettings
 
 
-def load_model(path: Path) -> tuple[Any, Any]:
-    """(model, tokenizer) ready for batched CPU generation (eval mode, left padding)."""
+def torch_dtype(dtype: str, cuda: bool) -> Any:
+    """``auto``: float32 on the CPU; bfloat16 on a GPU that has it, else float16."""
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if not cuda:
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def load_model(path: Path, *, adapters: dict[str, Path] | None = None, dtype: str = "auto",
+               device: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) ready for batched generation (eval mode, left padding).
+
+    On CUDA when a GPU is there (``device`` None), in ``dtype``. With ``adapters`` the model
+    is a peft model holding every LoRA adapter by name; ``adapter_context`` picks one.
+    """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype, device.startswith("cuda")))
+    if adapters:
+        from peft import PeftModel
+
+        (first, first_path), *rest = adapters.items()
+        model = PeftModel.from_pretrained(model, str(first_path), adapter_name=first)
+        for name, adapter_path in rest:
+            model.load_adapter(str(adapter_path), adapter_name=name)
+    model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def adapter_context(model: Any, name: str | None) -> contextlib.AbstractContextManager[Any]:
+    """Run the base model (``name`` None) or one loaded LoRA adapter for the next generate call."""
+    if not hasattr(model, "peft_config"):
+        if name is not None:
+            raise InvalidRequest(f"unknown LoRA adapter {name!r}; this server has none", field="adapter")
+        return contextlib.nullcontext()
+    if name is None:
+        return model.disable_adapter()
+    if name not in model.peft_config:
+        raise InvalidRequest(f"unknown LoRA adapter {name!r}; this server has {list(model.peft_config)}",
+                             field="adapter")
+    model.set_adapter(name)
+    return contextlib.nullcontext()
 
 
 def _generate_kwargs(model: Any, tokenizer: Any, params: SamplingParams, prompt_len: int) -> dict[str, Any]:
@@ -62,7 +105,7 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], params: Sampl
     kwargs = _generate_kwargs(model, tokenizer, params, width)
     if params.seed is not None:
         torch.manual_seed(params.seed)
-    with torch.inference_mode():
+    with torch.inference_mode(), adapter_context(model, params.lora):
         out = model.generate(**enc, **kwargs)
     new = out[:, width:]
     ended = new == tokenizer.eos_token_id
@@ -96,16 +139,20 @@ class _Cancel:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class TransformersEngine(LLMEngine):
     backend = "transformers"
 
     def __init__(self, model_path: Path, *, model_name: str = "email_writer", max_batch_size: int = 8,
-                 batch_wait_s: float = 0.01, num_threads: int = 0) -> None:
+                 batch_wait_s: float = 0.01, num_threads: int = 0, adapters: dict[str, Path] | None = None,
+                 dtype: str = "auto") -> None:
         self.model_path = Path(model_path)
         self.model_name = model_name
+        self.adapter_paths = dict(adapters or {})
+        self.adapters = tuple(self.adapter_paths)
+        self.dtype = dtype
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self.num_threads = num_threads
@@ -120,7 +167,8 @@ class TransformersEngine(LLMEngine):
     @classmethod
     def from_settings(cls, settings: "LLMSettings") -> "TransformersEngine":
         return cls(settings.model_path, model_name=settings.served_model_name, max_batch_size=settings.max_batch_size,
-                   batch_wait_s=settings.batch_wait_s, num_threads=settings.num_threads)
+                   batch_wait_s=settings.batch_wait_s, num_threads=settings.num_threads,
+                   adapters=settings.adapters(), dtype=settings.dtype)
 
     async def start(self) -> None:
         if self.model is not None:
@@ -132,7 +180,8 @@ class TransformersEngine(LLMEngine):
             import torch
 
             torch.set_num_threads(self.num_threads)
-        self.model, self.tokenizer = await asyncio.to_thread(load_model, self.model_path)
+        self.model, self.tokenizer = await asyncio.to_thread(load_model, self.model_path,
+                                                             adapters=self.adapter_paths, dtype=self.dtype)
 
     async def check_health(self) -> None:
         if self.model is None:
@@ -217,7 +266,7 @@ class TransformersEngine(LLMEngine):
         self._ensure_worker()
         assert self._run_lock is not None
         tok = self.tokenizer
-        enc = tok([prompt], return_tensors="pt")
+        enc = tok([prompt], return_tensors="pt").to(self.model.device)
         kwargs = _generate_kwargs(self.model, tok, params, int(enc["input_ids"].shape[1]))
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=60.0)
         cancel = _Cancel()
@@ -225,7 +274,7 @@ class TransformersEngine(LLMEngine):
         holdback = max((len(s) for s in params.stop), default=1) - 1
         sent, text, counter = 0, "", _TokenCounter()
         async with self._run_lock:
-            thread = threading.Thread(target=self._stream_worker, args=(enc, kwargs, params.seed, counter), daemon=True)
+            thread = threading.Thread(target=self._stream_worker, args=(enc, kwargs, params, counter), daemon=True)
             thread.start()
             try:
                 iterator = iter(streamer)
@@ -253,13 +302,14 @@ class TransformersEngine(LLMEngine):
         yield TextDelta(tail, finish_reason=finish, prompt_tokens=int(enc["input_ids"].shape[1]),
                         completion_tokens=counter.new_tokens)
 
-    def _stream_worker(self, enc: Any, kwargs: dict[str, Any], seed: int | None, counter: "_TokenCounter") -> None:
+    def _stream_worker(self, enc: Any, kwargs: dict[str, Any], params: SamplingParams,
+                       counter: "_TokenCounter") -> None:
         import torch
 
         try:
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            with torch.inference_mode(), adapter_context(self.model, params.lora):
                 out = self.model.generate(**enc, **kwargs)
             new = out[0, enc["input_ids"].shape[1]:]
             eos = (new == self.tokenizer.eos_token_id).nonzero()

@@ -14,8 +14,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 MAX_IDS = 10_000
+MAX_TOP_K = 1_000  # above the number of features means "all of them"
 
 CustomerId = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+TopK = Annotated[StrictInt, Field(ge=1, le=MAX_TOP_K)]
 # why a row got its action (serving.bandit.state.REASONS); "forced" on /v1/reengage only
 Reason = Literal["policy", "holdout", "contact_cap", "not_found"]
 
@@ -26,10 +28,45 @@ class _Strict(BaseModel):
 
 class ScoreRequest(_Strict):
     customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_IDS)
+    explain: TopK | None = Field(None, description="add each model's top-k contributions (`explanations`)")
+
+
+class ExplainRequest(_Strict):
+    customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_IDS)
+    top_k: TopK = Field(5, description="contributions per customer; at or above the number of features, all")
+
+
+class Contribution(_Strict):
+    feature: str
+    value: float | None = Field(description="the customer's value of the feature (the model's input)")
+    contribution: float = Field(description="its share of the log-odds")
+
+
+class ExplanationBlock(_Strict):
+    """One model's explanation, columnar: base_value + all contributions = log-odds."""
+
+    version: str = Field(description="the model version explained (the one that scored)")
+    output: Literal["log_odds"]
+    method: str = Field(description="tree_shap (churn) or deeplift_rescale (engagement)")
+    base_value: list[float | None]
+    contributions: list[list[Contribution] | None] = Field(description="sorted by |contribution|, top-k")
+
+
+class Explanations(_Strict):
+    churn: ExplanationBlock
+    engagement: ExplanationBlock
+
+
+class ExplainResponse(_Strict):
+    customer_ids: list[int]
+    found: list[bool]
+    churn: ExplanationBlock
+    engagement: ExplanationBlock
 
 
 class ModelVersions(_Strict):
-    """The version of each model that scored the request."""
+    """The version of each model that scored the request; comma-separated versions when a
+    rollout split the rows (then ``churn_version`` / ``engagement_version`` say which row)."""
 
     churn: str
     engagement: str
@@ -51,6 +88,12 @@ class ScoreResponse(_Strict):
     feature_age_s: list[float | None] = Field(description="age of each customer's oldest feature view")
     features_defaulted: list[bool] = Field(description="a stale or missing view was scored with defaults")
     model_versions: ModelVersions
+    explanations: Explanations | None = Field(None, description="only with `explain`")
+    churn_version: list[str | None] | None = Field(
+        None, description="only when a rollout split the rows: the churn version of each row "
+                          "(model_versions.churn then lists the versions used, comma-separated)")
+    engagement_version: list[str | None] | None = Field(
+        None, description="only when a rollout split the rows: the engagement version of each row")
 
 
 class ReengageRequest(_Strict):
@@ -58,6 +101,19 @@ class ReengageRequest(_Strict):
     max_tokens: int | None = Field(None, ge=1, le=2048)
     temperature: float | None = Field(None, ge=0, le=2)
     action: str | None = Field(None, description="force an action instead of the bandit's choice")
+    explain: TopK | None = Field(None, description="give the writer up to this many churn reasons (`reasons`)")
+    adapter: str | None = Field(None, min_length=1, max_length=64,
+                                description="the brand voice: a LoRA adapter /v1/models lists; null: the base model")
+
+
+class ReasonGiven(_Strict):
+    """A churn reason handed to the email writer (``serving.llm.reasons``)."""
+
+    model: str
+    feature: str
+    value: float | None
+    contribution: float = Field(description="the feature's churn log-odds contribution (positive)")
+    phrase: str = Field(description="what the writer was told, e.g. 'orders fell'")
 
 
 class LLMInfo(_Strict):
@@ -67,6 +123,7 @@ class LLMInfo(_Strict):
     fallback_reason: str | None
     written: bool = Field(description="false for actions that send no email (no_contact)")
     completion_tokens: int
+    adapter: str | None = Field(description="the LoRA adapter (brand voice) that wrote it; null: the base model")
 
 
 class ReengageResponse(_Strict):
@@ -86,6 +143,7 @@ class ReengageResponse(_Strict):
     subject: str | None = Field(description="null when no email is sent (no_contact)")
     body: str | None
     llm: LLMInfo
+    reasons: list[ReasonGiven] | None = Field(None, description="only with `explain`: the reasons the writer got")
 
 
 class FeedbackRequest(_Strict):
@@ -109,7 +167,7 @@ class FeedbackResponse(_Strict):
 
 class ErrorDetail(_Strict):
     type: str = Field(description="serving.errors: invalid_request, malformed_body, not_found, model_not_found, "
-                                  "decision_not_found, conflict, model_not_ready, dependency_unavailable, timeout, "
+                                  "decision_not_found, conflict, explainer_unavailable, model_not_ready, dependency_unavailable, timeout, "
                                   "internal_error")
     message: str
     field: str | None = Field(description="the request field at fault, e.g. customer_ids[3]; null if none")

@@ -10,6 +10,7 @@ work) or, for clients that send typed ``contents``, from those repeated fields.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ from tritonclient.grpc import service_pb2
 
 from serving.codecs.tensors import datatype_of, deserialize_bytes_tensor, numpy_dtype, serialize_bytes_tensor
 from serving.dataplane import DataPlane
-from serving.errors import InvalidRequest, grpc_code, status_and_body
+from serving.audit import audit_log
+from serving.errors import InvalidRequest, ReengageError, grpc_code, status_and_body
+from serving.security import ANONYMOUS, GRPC_GROUPS, Authenticator, Principal
 
 # typed contents (InferTensorContents) per v2 datatype: the repeated field and the numpy
 # dtype protobuf holds it in; INT8/INT16/UINT8/UINT16 ride in the 32-bit fields and are
@@ -110,14 +113,34 @@ def encode_outputs(response: Any, outputs: dict[str, np.ndarray], request: Any) 
         response.raw_output_contents.append(raw)
 
 
+def _authorization(grpc_context: Any) -> str | None:
+    """The ``authorization`` metadata of the call (gRPC lower-cases metadata keys)."""
+    for item in grpc_context.invocation_metadata() or ():
+        key, value = (item.key, item.value) if hasattr(item, "key") else item
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return None
+
+
 class GrpcAdapter:
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, authenticator: Authenticator | None = None) -> None:
         self.dp = dataplane
+        self.auth = authenticator or Authenticator(dataplane.settings.auth)
 
     async def call(self, method: str, request: Any, grpc_context: Any) -> Any:
-        """Run one RPC; a ReengageError becomes the matching gRPC status with its message."""
+        """Run one RPC; a ReengageError becomes the matching gRPC status with its message.
+
+        The method's route group is checked first, from the ``authorization`` metadata
+        (``Bearer <token>``): UNAUTHENTICATED without a known token, PERMISSION_DENIED
+        without the group's role. Admin methods get the caller's token name (audit)."""
         handler = getattr(self, method)
+        group = GRPC_GROUPS[method]
         try:
+            if group not in self.auth.protected and group != "admin":
+                return await handler(request)
+            principal = self._caller(method, group, grpc_context)
+            if group == "admin":
+                return await handler(request, actor=principal.name if principal else ANONYMOUS)
             return await handler(request)
         except Exception as exc:  # the one mapper, as for HTTP
             status, body = status_and_body(exc)
@@ -125,6 +148,21 @@ class GrpcAdapter:
             grpc_context.set_code(grpc_code(status))
             grpc_context.set_details(err["message"] if not err.get("field") else f"{err['field']}: {err['message']}")
             return getattr(service_pb2, f"{method}Response")()
+
+    def _caller(self, method: str, group: str, grpc_context: Any) -> Principal | None:
+        authorization = _authorization(grpc_context)
+        if group not in self.auth.protected:  # admin left open: still name the caller
+            return self.auth.identify(authorization)
+        try:
+            return self.auth.check(group, authorization)
+        except ReengageError as exc:
+            if group == "admin":  # refused admin calls are audited (not fsync'd: a flood must stay cheap)
+                principal = self.auth.identify(authorization) if exc.status_code == 403 else None
+                with contextlib.suppress(OSError):
+                    audit_log(self.dp.settings).record(
+                        f"grpc {method}", actor=principal.name if principal else ANONYMOUS, result="denied",
+                        message=f"{exc.status_code} {exc.error_type}: {exc.message}", durable=False)
+            raise
 
     async def ServerLive(self, request: Any) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
@@ -155,15 +193,15 @@ class GrpcAdapter:
         encode_outputs(response, outputs, request)
         return response
 
-    async def RepositoryIndex(self, request: Any) -> Any:
+    async def RepositoryIndex(self, request: Any, actor: str = ANONYMOUS) -> Any:
         rows = await self.dp.repository_index(request.ready)
         item = service_pb2.RepositoryIndexResponse.ModelIndex
         return service_pb2.RepositoryIndexResponse(models=[item(**r) for r in rows])
 
-    async def RepositoryModelLoad(self, request: Any) -> Any:
-        await self.dp.load_model(request.model_name)
+    async def RepositoryModelLoad(self, request: Any, actor: str = ANONYMOUS) -> Any:
+        await self.dp.load_model(request.model_name, actor=actor)
         return service_pb2.RepositoryModelLoadResponse()
 
-    async def RepositoryModelUnload(self, request: Any) -> Any:
-        await self.dp.unload_model(request.model_name)
+    async def RepositoryModelUnload(self, request: Any, actor: str = ANONYMOUS) -> Any:
+        await self.dp.unload_model(request.model_name, actor=actor)
         return service_pb2.RepositoryModelUnloadResponse()

@@ -13,6 +13,8 @@ from serving.dataplane import DataPlane, parse_ids
 from serving.protocol.openapi import error_responses, request_body
 from serving.protocol.v1 import (
     ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
     ReengageRequest,
@@ -33,15 +35,23 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def score(request: Request) -> Response:
         # Parsed from raw bytes by pydantic's JSON parser: no intermediate dict of 10k ints.
         req = ScoreRequest.model_validate_json(await request.body())
-        result = await dataplane.score(parse_ids(req.customer_ids))
+        result = await dataplane.score(parse_ids(req.customer_ids), req.explain)
         return columnar_response(request, result.columns())
+
+    @r.post("/v1/explain", response_model=ExplainResponse, summary="Why each model scored 1 to 10,000 customers",
+            responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),
+            openapi_extra=request_body(ExplainRequest))
+    async def explain(request: Request) -> Response:
+        req = ExplainRequest.model_validate_json(await request.body())
+        return json_response(await dataplane.explain(parse_ids(req.customer_ids), req.top_k))
 
     @r.post("/v1/reengage", response_model=ReengageResponse, summary="Score one customer and write the email",
             responses=error_responses(ErrorResponse, 400, 404, 422, 503, 504),
             openapi_extra=request_body(ReengageRequest))
     async def reengage(request: Request) -> Response:
         req = ReengageRequest.model_validate_json(await request.body())
-        return json_response(await dataplane.reengage(req.customer_id, req.action, req.max_tokens, req.temperature))
+        return json_response(await dataplane.reengage(req.customer_id, req.action, req.max_tokens, req.temperature,
+                                                      req.explain, req.adapter))
 
     @r.post("/v1/feedback", response_model=FeedbackResponse, summary="Post the reward of a decision",
             responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),

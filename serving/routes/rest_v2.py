@@ -31,6 +31,7 @@ from serving.protocol.v2 import (
     ServerReadyResponse,
 )
 from serving.routes.responses import json_response
+from serving.security import actor_of
 
 _BINARY_BODY = {
     BINARY_CONTENT_TYPE: {
@@ -53,9 +54,9 @@ _INFER_DOCS: dict[str, Any] = {
 }
 
 
-def _not_ready(model: type) -> dict[int | str, dict[str, Any]]:
+def _not_ready(model: type, *codes: int) -> dict[int | str, dict[str, Any]]:
     return {503: {"model": model, "description": "not ready (same body, ready: false)"},
-            **error_responses(OIPErrorResponse)}
+            **error_responses(OIPErrorResponse, *codes)}
 
 
 def router(dataplane: DataPlane) -> APIRouter:
@@ -82,9 +83,9 @@ def router(dataplane: DataPlane) -> APIRouter:
         return json_response(await dataplane.model_metadata(model_name, model_version))
 
     @r.get("/v2/models/{model_name}/ready", response_model=ModelReadyResponse,
-           responses=_not_ready(ModelReadyResponse))
+           responses=_not_ready(ModelReadyResponse, 404))
     @r.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=ModelReadyResponse,
-           responses=_not_ready(ModelReadyResponse))
+           responses=_not_ready(ModelReadyResponse, 404))
     async def model_ready(model_name: str, model_version: str | None = None) -> Response:
         ok = await dataplane.model_ready(model_name, model_version)
         return json_response({"name": model_name, "ready": ok}, 200 if ok else 503)
@@ -113,14 +114,14 @@ def router(dataplane: DataPlane) -> APIRouter:
 
     @r.post("/v2/repository/models/{model_name}/load", response_model=RepositoryModelResponse,
             responses=error_responses(OIPErrorResponse, 404, 503))
-    async def load(model_name: str) -> Response:
-        await dataplane.load_model(model_name)
+    async def load(request: Request, model_name: str) -> Response:
+        await dataplane.load_model(model_name, actor=actor_of(request.scope))
         return json_response({})
 
     @r.post("/v2/repository/models/{model_name}/unload", response_model=RepositoryModelResponse,
             responses=error_responses(OIPErrorResponse, 404, 503))
-    async def unload(model_name: str) -> Response:
-        await dataplane.unload_model(model_name)
+    async def unload(request: Request, model_name: str) -> Response:
+        await dataplane.unload_model(model_name, actor=actor_of(request.scope))
         return json_response({})
 
     return r

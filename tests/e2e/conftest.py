@@ -34,7 +34,7 @@ def make_workspace(root: Path, customers: int = E2E_CUSTOMERS, **extra: Any) -> 
         "data": {"customers": customers},
         "features": {"repo_path": str(repo)},
         "models": {"repo_path": str(root / "model_repo"), "poll_interval_s": 1.0},
-        "llm": {"model_path": str(root / "model_repo" / "email_writer"), "train_steps": 60},
+        "llm": {"model_path": str(root / "model_repo" / "email_writer"), "train_steps": 60, "adapter_steps": 60},
         "bandit": {"state_path": str(root / "data" / "bandit")},
     }
     for section, values in extra.items():  # nested sections merge, scalars replace
@@ -71,6 +71,20 @@ def app_overrides(workspace: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def admin_token(app_url: str, settings: Settings) -> str:
+    """The admin token (every role) the app wrote to its data dir at start (secure by default)."""
+    path = settings.auth.admin_token_file
+    assert path is not None and path.exists(), "build_app writes the bootstrap admin token"
+    return path.read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def admin_headers(admin_token: str) -> dict[str, str]:
+    """``Authorization: Bearer <admin token>``: feedback and admin routes need it by default."""
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+@pytest.fixture(scope="session")
 def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
     import ray
     from ray import serve
@@ -83,7 +97,8 @@ def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
     env = {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
     os.environ.update(env)  # read when Ray starts, as `reengage serve` does
-    ray.init(num_cpus=4, logging_level="WARNING", log_to_driver=False, runtime_env={"env_vars": env})
+    # address="local": a cluster of our own even when a `ray start` one runs on the machine
+    ray.init(address="local", num_cpus=4, logging_level="WARNING", log_to_driver=False, runtime_env={"env_vars": env})
     server = app_overrides["server"]
     serve.start(http_options={"host": server["host"], "port": server["port"]},
                 grpc_options=grpc_options(load_settings(app_overrides)))

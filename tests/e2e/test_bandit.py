@@ -28,9 +28,9 @@ def _round(client: httpx.Client, ids: list[int], replicas: set[str]) -> Counter:
     return chosen
 
 
-def test_feedback_moves_choices_toward_the_better_arm(app_url: str) -> None:
+def test_feedback_moves_choices_toward_the_better_arm(app_url: str, admin_headers: dict[str, str]) -> None:
     replicas: set[str] = set()
-    with httpx.Client(base_url=app_url, timeout=60) as client:
+    with httpx.Client(base_url=app_url, timeout=60, headers=admin_headers) as client:
         first = _round(client, list(range(1001, 1301)), replicas)
         for k in range(1, 6):
             _round(client, list(range(1001 + 300 * k, 1301 + 300 * k)), replicas)
@@ -42,8 +42,8 @@ def test_feedback_moves_choices_toward_the_better_arm(app_url: str) -> None:
     assert len(replicas) == 2  # both ingress replicas served and learned from one state
 
 
-def test_feedback_errors(app_url: str) -> None:
-    with httpx.Client(base_url=app_url, timeout=60) as client:
+def test_feedback_errors(app_url: str, admin_headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=app_url, timeout=60, headers=admin_headers) as client:
         body = client.post("/v1/score", json={"customer_ids": [5001, 5002, 10**12]}).json()
         assert body["action"][2] is None and body["decision_id"][2] is None and body["reason"][2] == "not_found"
         decision = body["decision_id"][0]

@@ -17,7 +17,7 @@ def client(app_url: str, app_overrides: dict[str, Any]) -> grpcclient.InferenceS
     return grpcclient.InferenceServerClient(f"127.0.0.1:{app_overrides['server']['grpc_port']}")
 
 
-def test_health_metadata_and_infer(client: grpcclient.InferenceServerClient) -> None:
+def test_health_metadata_and_infer(client: grpcclient.InferenceServerClient, admin_token: str) -> None:
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("churn")
     meta = client.get_model_metadata("churn", as_json=True)
     n_features = int(meta["inputs"][0]["shape"][1])
@@ -26,7 +26,8 @@ def test_health_metadata_and_infer(client: grpcclient.InferenceServerClient) -> 
     inp.set_data_from_numpy(x)
     p = client.infer("churn", [inp], model_version=meta["versions"][-1]).as_numpy("probability")
     assert p.shape == (16, 1) and np.all((p >= 0) & (p <= 1))
-    index = client.get_model_repository_index(as_json=True)["models"]
+    # the repository is the admin group: a token in the call's metadata
+    index = client.get_model_repository_index(headers={"authorization": f"Bearer {admin_token}"}, as_json=True)["models"]
     assert any(m["name"] == "engagement" and m["state"] == "READY" for m in index)
 
 

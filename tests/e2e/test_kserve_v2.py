@@ -56,7 +56,8 @@ def test_errors_surface_as_client_exceptions(triton: httpclient.InferenceServerC
         triton.get_model_metadata("churn", model_version="999")
 
 
-def test_repository_index_lists_versions(triton: httpclient.InferenceServerClient) -> None:
-    index = triton.get_model_repository_index()
+def test_repository_index_lists_versions(triton: httpclient.InferenceServerClient,
+                                         admin_headers: dict[str, str]) -> None:
+    index = triton.get_model_repository_index(headers=admin_headers)  # the admin group: a token
     names = {(m["name"], m["state"]) for m in index}
     assert ("churn", "READY") in names and ("engagement", "READY") in names

@@ -30,11 +30,11 @@ def _replica_answers(url: str, path: str, n: int = 12) -> set[tuple[str, int]]:
         return {(r.headers["x-reengage-replica"], r.status_code) for r in (client.get(path) for _ in range(n))}
 
 
-def test_unload_and_load_reach_every_replica(app_url: str) -> None:
+def test_unload_and_load_reach_every_replica(app_url: str, admin_headers: dict[str, str]) -> None:
     triton = httpclient.InferenceServerClient(app_url.split("://", 1)[1])
-    triton.unload_model("engagement")
+    triton.unload_model("engagement", headers=admin_headers)  # admin: a token by default
     assert _until(lambda: {s for _, s in _replica_answers(app_url, "/v2/models/engagement/ready")} == {503})
-    triton.load_model("engagement")
+    triton.load_model("engagement", headers=admin_headers)
     assert _until(lambda: {s for _, s in _replica_answers(app_url, "/v2/models/engagement/ready")} == {200})
     assert len({r for r, _ in _replica_answers(app_url, "/v2/models/engagement/ready")}) == 2
 

@@ -38,7 +38,8 @@ def test_split_runs_each_component_as_its_own_deployment(split_url: str) -> None
     assert {"Ingress", "FeatureLookup", "Model_churn", "Model_engagement", "BanditRouter"} <= deployments
 
 
-def test_split_scores_like_fused_and_learns_through_its_bandit(app_url: str, split_url: str) -> None:
+def test_split_scores_like_fused_and_learns_through_its_bandit(app_url: str, split_url: str,
+                                                              admin_headers: dict[str, str]) -> None:
     ids = {"customer_ids": [11, 12, 13, 987_654_321]}
     fused = httpx.post(f"{app_url}/v1/score", json=ids, timeout=60).json()
     split = httpx.post(f"{split_url}/v1/score", json=ids, timeout=60)
@@ -50,7 +51,7 @@ def test_split_scores_like_fused_and_learns_through_its_bandit(app_url: str, spl
         np.testing.assert_allclose(np.array(body[key][:3]), np.array(fused[key][:3]), rtol=1e-6)
     assert body["decision_id"][3] is None and all(d for d in body["decision_id"][:3])
     reward = httpx.post(f"{split_url}/v1/feedback", json={"decision_id": body["decision_id"][0], "reward": 1.0},
-                        timeout=60)
+                        timeout=60, headers=admin_headers)
     assert reward.status_code == 200, reward.text
     assert reward.json()["decision_id"] == body["decision_id"][0]
 

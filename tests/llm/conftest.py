@@ -26,5 +26,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 def llm_settings(tiny_checkpoint: tuple[Path, dict]):
     from serving.settings import LLMSettings
 
-    return LLMSettings(backend="transformers", model_path=tiny_checkpoint[0], num_threads=1,
+    return LLMSettings(backend="transformers", model_path=tiny_checkpoint[0], num_threads=1, voices=[],
                        max_tokens=24, temperature=0.0, timeout_s=60)
+
+
+ADAPTER_STEPS = 200  # enough for the playful voice's opening ("Psst,") on the tiny base (120 was not)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both brand voices as LoRA adapters of the tiny checkpoint, trained by the real trainer."""
+    from serving.llm.adapters import build_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    for voice in ("classic", "playful"):
+        build_adapter(tiny_checkpoint[0], root / voice, voice, steps=ADAPTER_STEPS, seed=0, rank=8)
+    return {"classic": root / "classic", "playful": root / "playful"}

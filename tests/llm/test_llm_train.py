@@ -14,7 +14,9 @@ def test_checkpoint_has_the_hugging_face_files(tiny_checkpoint: tuple[Path, dict
                  "generation_config.json", FINGERPRINT_FILE):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
-    assert config["architectures"] == ["GPT2LMHeadModel"] and config["n_layer"] == metrics["size"]["n_layer"]
+    # Llama: the architecture vLLM serves LoRA adapters on (its GPT-2 has none)
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert config["num_hidden_layers"] == metrics["size"]["n_layer"] and config["tie_word_embeddings"] is True
     assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert metrics["skipped"] is False and 0.0 <= metrics["heldout_action_mention_rate"] <= 1.0
     assert metrics["final_loss"] < 6.0  # it learned something from ~6.2 (ln 512)

@@ -125,11 +125,20 @@ def test_completions_and_stream_on_the_real_engine(llm_settings: LLMSettings) ->
         asyncio.run(writer.complete(CompletionRequest(model="gpt-4", prompt="x")))
 
 
-def test_bench_reports_throughput_and_latency(llm_settings: LLMSettings) -> None:
+def test_bench_reports_throughput_latency_and_first_token(llm_settings: LLMSettings) -> None:
+    import importlib.util
+
     from serving.llm.bench import run_llm_bench
 
-    out = run_llm_bench(llm_settings, requests=4, concurrency=2)
-    assert out["backend"] == "transformers" and out["prompts"] == 4
-    for load in ("sequential", "concurrency_2"):
-        assert out[load]["tokens_per_s"] > 0 and out[load]["p99_ms"] >= out[load]["p50_ms"] > 0
-    assert 0 <= out["fallback_rate"] <= 1 and 0 <= out["subject_action_mention_rate"] <= 1
+    out = run_llm_bench(llm_settings, requests=4, concurrency=(1, 2), backends=("vllm", "transformers"))
+    rows = {(r["backend"], r["concurrency"]): r for r in out["rows"]}
+    assert {("transformers", 1), ("transformers", 2)} <= set(rows) and out["prompts"] == 4
+    for row in rows.values():
+        assert row["tokens_per_s"] > 0 and row["stream_tokens_per_s"] > 0
+        assert row["p99_ms"] >= row["p50_ms"] > 0
+        # each request's first text comes before its last: so do the percentiles
+        assert 0 < row["ttft_p50_ms"] <= row["ttft_p99_ms"] and row["ttft_p50_ms"] <= row["stream_p50_ms"]
+    if importlib.util.find_spec("vllm") is None:  # a backend that cannot start is named, not fatal
+        assert "vLLM is not installed" in out["engines"]["vllm"]["error"]
+    else:
+        assert ("vllm", 2) in rows

@@ -98,6 +98,15 @@ class LocalFeatures:
         return self.reader.read(entity_ids)
 
 
+def admin_headers(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The bootstrap admin token (every role) in ``settings``' data dir, as a bearer header:
+    feedback and admin routes need a token by default."""
+    from serving.security import bearer_headers, ensure_admin_token
+
+    path, _ = ensure_admin_token(settings.auth)
+    return bearer_headers(path.read_text().strip())
+
+
 @pytest.fixture
 def reader() -> TableReader:
     return TableReader()
@@ -117,5 +126,5 @@ def client(model_repo: Path, reader: TableReader, tmp_path: Path):
                               "bandit": {"enabled": False}})
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     dataplane = DataPlane(settings, LocalFeatures(reader), models)
-    with TestClient(create_app(dataplane), raise_server_exceptions=False) as c:
+    with TestClient(create_app(dataplane), raise_server_exceptions=False, headers=admin_headers(settings)) as c:
         yield c

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.errors import ModelNotFound
+from serving.errors import ModelNotFound, ModelNotReady
 from serving.registry import ModelRegistry
 
 from tests.serving.conftest import FEATURES, write_version
@@ -42,7 +42,7 @@ def test_unload_and_index(model_repo: Path) -> None:
     assert states[("churn", "2")] == "READY" and states[("engagement", "1")] == "UNAVAILABLE"
     registry.unload("churn")
     assert not registry.is_ready("churn")
-    with pytest.raises(ModelNotFound):
+    with pytest.raises(ModelNotReady, match="churn"):  # unloaded: 503 naming it, not 404
         registry.get("churn")
     with pytest.raises(ModelNotFound):
         registry.unload("nope")

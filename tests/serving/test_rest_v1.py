@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serving.protocol.v1 import ErrorResponse, FeedbackResponse, ReengageResponse, ScoreResponse
-from tests.serving.conftest import LocalFeatures, TableReader
+from tests.serving.conftest import LocalFeatures, TableReader, admin_headers
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -83,10 +83,11 @@ class FakeWriter:
     """What ``WriterService.write`` returns, without an LLM."""
 
     async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any], max_tokens: int | None,
-                    temperature: float | None) -> dict[str, Any]:
+                    temperature: float | None, adapter: str | None = None) -> dict[str, Any]:
         written = action != "no_contact"
         return {"subject": f"about {action}", "body": "hello", "written": written, "backend": "fake",
-                "model": "tiny", "fallback": False, "fallback_reason": None, "completion_tokens": 5}
+                "model": "tiny", "fallback": False, "fallback_reason": None, "completion_tokens": 5,
+                "adapter": adapter}
 
 
 @pytest.fixture
@@ -106,7 +107,7 @@ def full_client(model_repo: Path, reader: TableReader, tmp_path: Path) -> Iterat
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     bandit = BanditService(settings.bandit)
     dataplane = DataPlane(settings, ContactFeatures(reader), models, bandit=bandit, writer=FakeWriter())
-    with TestClient(create_app(dataplane), raise_server_exceptions=False) as c:
+    with TestClient(create_app(dataplane), raise_server_exceptions=False, headers=admin_headers(settings)) as c:
         yield c
     bandit.router.close()
 
@@ -182,8 +183,9 @@ def test_openapi_declares_every_answer_and_error(client) -> None:
     assert set(schemas["FeedbackResponse"]["required"]) == {"decision_id", "reward", "action", "reason",
                                                             "policy_updated"}
     assert "recorded" not in schemas["FeedbackResponse"]["properties"]
-    assert set(schemas["ScoreResponse"]["required"]) == set(ScoreResponse.model_fields)
-    assert set(schemas["ReengageResponse"]["required"]) == set(ReengageResponse.model_fields)
+    for answer in (ScoreResponse, ReengageResponse):  # optional fields (explanations, reasons) come on request
+        always = {name for name, f in answer.model_fields.items() if f.is_required()}
+        assert set(schemas[answer.__name__]["required"]) == always
     assert _ref({"content": {"j": {"schema": schemas["ErrorResponse"]["properties"]["error"]}}}, "j") == "ErrorDetail"
     assert schemas["OIPErrorResponse"]["properties"]["error"]["type"] == "string"
 

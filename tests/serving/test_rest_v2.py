@@ -45,8 +45,8 @@ def test_server_and_model_metadata(client) -> None:
     assert older.parameters.version == "1"
     model_ready = client.get("/v2/models/churn/versions/1/ready")
     assert model_ready.status_code == 200 and ModelReadyResponse.model_validate(model_ready.json()).ready
-    unknown = client.get("/v2/models/nope/ready")
-    assert unknown.status_code == 503 and not ModelReadyResponse.model_validate(unknown.json()).ready
+    unknown = client.get("/v2/models/nope/ready")  # an unknown model is not found, not "not ready"
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]  # the OIP error body
 
 
 def test_binary_infer_round_trips_through_tritonclient_codecs(client) -> None:

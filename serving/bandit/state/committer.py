@@ -176,6 +176,12 @@ class GroupCommitter:
                              retry_after_s=RETRY_AFTER_S)
 
     @property
+    def healthy(self) -> bool:
+        """Readiness: the thread runs, and neither the last commit nor the last refresh failed
+        (the refresh reads the store every ``refresh_interval_s`` even with no traffic)."""
+        return self._thread.is_alive() and not self._failures and not self._refresh_failures
+
+    @property
     def queued_rows(self) -> int:
         return self._rows
 

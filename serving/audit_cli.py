@@ -1,0 +1,182 @@
+"""``reengage audit`` (read the admin audit log) and ``reengage token`` (manage tokens).
+
+Both work on this machine's files: the audit log and the token file under the data
+directory (``auth.audit_log``, ``auth.token_file``), so they need no running server.
+A running server picks up token changes within ``auth.reload_interval_s``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from serving.settings import load_settings
+
+token_app = typer.Typer(help="Bearer tokens: create (prints it once), list, revoke, hash.", no_args_is_help=True)
+console = Console()
+
+_RESULT_STYLE = {"ok": "green", "error": "red", "denied": "yellow"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``audit`` and ``token`` to the main CLI."""
+    app.command("audit")(audit)
+    app.add_typer(token_app, name="token")
+
+
+def _since(text: str | None) -> float | None:
+    """``90s``, ``15m``, ``2h``, ``7d`` ago, or an ISO time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        return time.time() - float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"expected e.g. 30m, 2h, 7d or an ISO time, got {text!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def filter_entries(entries: Any, *, model: str | None = None, action: str | None = None, actor: str | None = None,
+                   result: str | None = None, since: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
+    """Entries matching every given filter (``action`` matches a prefix: ``repository``), the last ``last``."""
+    out = [e for e in entries
+           if (model is None or e.get("model") == model)
+           and (action is None or str(e.get("action", "")).startswith(action))
+           and (actor is None or e.get("actor") == actor)
+           and (result is None or e.get("result") == result)
+           and (since is None or float(e.get("ts", 0)) >= since)]
+    return out[-last:] if last else out
+
+
+def audit(
+    model: Optional[str] = typer.Option(None, help="only this model"),
+    action: Optional[str] = typer.Option(None, help="only actions starting with this (e.g. repository, rollout.promote)"),
+    actor: Optional[str] = typer.Option(None, help="only this token name"),
+    result: Optional[str] = typer.Option(None, help="ok, error or denied"),
+    since: Optional[str] = typer.Option(None, help="only newer entries: 30m, 2h, 7d or an ISO time"),
+    last: int = typer.Option(50, help="show the last N matching entries (0: all)"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table"),
+    path: Optional[str] = typer.Option(None, help="the audit log (default: auth.audit_log, <data_dir>/audit.jsonl)"),
+) -> None:
+    """Read the audit log of admin actions (who, what, which model and version, result)."""
+    from pathlib import Path
+
+    from serving.audit import RESULTS, AuditLog
+
+    if result is not None and result not in RESULTS:
+        raise typer.BadParameter(f"result must be one of {RESULTS}")
+    log_path = Path(path) if path else load_settings({}).auth.audit_log
+    assert log_path is not None
+    entries = filter_entries(AuditLog(log_path).read(), model=model, action=action, actor=actor, result=result,
+                             since=_since(since), last=last or None)
+    if as_json:
+        for entry in entries:
+            sys.stdout.write(json.dumps(entry) + "\n")
+        return
+    if not log_path.exists():
+        console.print(f"no audit log yet at {log_path}")
+        return
+    table = Table("time (UTC)", "actor", "action", "model", "version", "result", "message",
+                  title=f"audit log {log_path} ({len(entries)} shown)")
+    for e in entries:
+        style = _RESULT_STYLE.get(str(e.get("result")), "")
+        details = e.get("details") or {}
+        message = str(e.get("message") or "") + (f" {json.dumps(details)}" if details else "")
+        table.add_row(str(e.get("time", "")), str(e.get("actor", "")), str(e.get("action", "")),
+                      str(e.get("model") or ""), str(e.get("version") or ""),
+                      f"[{style}]{e.get('result', '')}[/]" if style else str(e.get("result", "")), message)
+    console.print(table)
+
+
+def _roles(roles: list[str]) -> list[str]:
+    from serving.security import GROUPS
+
+    chosen = list(GROUPS) if "all" in roles else roles
+    unknown = sorted(set(chosen) - set(GROUPS))
+    if unknown or not chosen:
+        raise typer.BadParameter(f"roles are route groups: {list(GROUPS)} (or 'all'); got {roles}")
+    return chosen
+
+
+def _local_actor() -> str:
+    return f"local:{getpass.getuser()}"
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="who holds it (the audit log names it): letters, digits, _ . @ -"),
+    role: list[str] = typer.Option(..., "--role", "-r", help="a route group it may call (repeat), or 'all'"),
+) -> None:
+    """Create a token (or replace the one of this name) and print it: the only time it is shown."""
+    from serving import audit as audit_mod
+    from serving.security import hash_token, new_token
+    from serving.security.tokens import TokenFile
+
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        raise typer.BadParameter("name: 1-64 of letters, digits, _ . @ -")
+    roles = _roles(role)
+    settings = load_settings({})
+    token = new_token()
+    file = TokenFile(settings.auth.token_file)  # type: ignore[arg-type]
+    with file.locked():
+        file.put(name, hash_token(token), roles)
+    audit_mod.record(settings, "token.create", actor=_local_actor(), details={"name": name, "roles": roles})
+    console.print(f"token [bold]{name}[/] with roles {roles} (stored as its hash in {file.path}); "
+                  "it is shown once, keep it:", highlight=False)
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Token names and roles (from the token file and the settings; never the tokens)."""
+    from serving.security.tokens import TokenFile
+
+    settings = load_settings({})
+    table = Table("name", "roles", "created", "source")
+    for t in TokenFile(settings.auth.token_file).read():  # type: ignore[arg-type]
+        table.add_row(str(t.get("name")), ", ".join(t.get("roles", [])), str(t.get("created", "")),
+                      str(settings.auth.token_file))
+    for t in settings.auth.tokens:
+        table.add_row(t.name, ", ".join(t.roles), "", "settings (auth.tokens)")
+    console.print(table)
+    console.print("groups needing a token: " + ", ".join(
+        g for g, mode in settings.auth.groups.model_dump().items() if mode == "token"))
+
+
+@token_app.command("revoke")
+def token_revoke(name: str = typer.Argument(..., help="the token's name")) -> None:
+    """Remove a token from the token file (servers refuse it within auth.reload_interval_s)."""
+    from serving import audit as audit_mod
+    from serving.security.tokens import TokenFile
+
+    settings = load_settings({})
+    file = TokenFile(settings.auth.token_file)  # type: ignore[arg-type]
+    with file.locked():
+        removed = file.remove(name)
+    if not removed:
+        console.print(f"no token named {name!r} in {file.path}")
+        raise typer.Exit(1)
+    audit_mod.record(settings, "token.revoke", actor=_local_actor(), details={"name": name})
+    console.print(f"revoked {name}")
+
+
+@token_app.command("hash")
+def token_hash() -> None:
+    """Read a token on stdin, print its SHA-256: for auth.tokens in serve.yaml or REENGAGE_AUTH__TOKENS."""
+    from serving.security import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise typer.BadParameter("give the token on stdin")
+    sys.stdout.write(hash_token(token) + "\n")

@@ -1,0 +1,160 @@
+"""The HTTP check: a pure-ASGI middleware, and the OpenAPI security declarations.
+
+On a route of an open group it costs one dict lookup (the path's decision, cached per
+path; no header is read); on a protected group it hashes the bearer token and compares it in constant time. A
+refusal is answered here, in the error body the one mapper gives
+(``errors.status_and_body``; the Open Inference Protocol's shape under ``/v2``, as
+``routes.responses.error_response`` writes it), with ``WWW-Authenticate``. The refused
+route's template is put in the scope, so request metrics count it under its route.
+
+The token never reaches a log line: refusals name the group and the token's *name*.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from serving.audit import AuditLog
+from serving.errors import ReengageError, status_and_body
+from serving.security.groups import classify, group_of_path
+from serving.security.tokens import ANONYMOUS, Authenticator
+
+Scope = dict[str, Any]
+BEARER_SCHEME = "bearerAuth"
+_REALM = 'Bearer realm="reengage"'
+_UNSEEN = object()
+_CACHE_MAX = 4096
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches (``root_path`` stripped, as Starlette does)."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path != root and path[len(root)] == "/":
+        return path[len(root):]
+    return path
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+class AuthMiddleware:
+    """Checks each request against its route group (``groups.classify``)."""
+
+    def __init__(self, app: Any, authenticator: Authenticator, audit: AuditLog | None = None) -> None:
+        self.app = app
+        self.auth = authenticator
+        self.protected = authenticator.protected
+        self.audit = audit
+        # path -> None (let it through) or (group, route label) to check; bounded
+        self._checks: dict[str, tuple[str, Any] | None] = {}
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope) if scope.get("root_path") else scope["path"]
+        hit = self._checks.get(path, _UNSEEN)  # a path seen before: one dict lookup
+        if hit is _UNSEEN:
+            hit = self._check_for(path)
+        if hit is None:
+            await self.app(scope, receive, send)  # open (or outside our API: the router answers)
+            return
+        group, route = hit
+        authorization = _header(scope, b"authorization")
+        if group not in self.protected:  # admin left open: still name the caller when a token came
+            principal = self.auth.identify(authorization)
+            if principal is not None:
+                scope["auth"] = principal
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope["auth"] = self.auth.check(group, authorization)
+        except ReengageError as exc:
+            if route is not None:
+                scope["route"] = route  # request metrics count the refusal under its route
+            if group == "admin" and self.audit is not None:
+                self._audit_refusal(scope, exc)
+            await self._refuse(scope, send, exc)
+            return
+        await self.app(scope, receive, send)
+
+    def _check_for(self, path: str) -> tuple[str, Any] | None:
+        hit = classify(path)
+        if hit is not None and hit[0] not in self.protected and hit[0] != "admin":
+            hit = None  # an open group; an open admin group still names the caller
+        if len(self._checks) < _CACHE_MAX:
+            self._checks[path] = hit
+        return hit
+
+    async def _refuse(self, scope: Scope, send: Any, exc: ReengageError) -> None:
+        status, body = status_and_body(exc)
+        if route_path(scope).startswith("/v2"):  # tritonclient parses {"error": str}
+            err = body["error"]
+            text = err["message"] if not err.get("field") else f"{err['field']}: {err['message']}"
+            body = {"error": text, "error_type": err["type"], "field": err.get("field")}
+        payload = orjson.dumps(body)
+        challenge = _REALM if status == 401 else _REALM + ', error="insufficient_scope"'
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+            (b"www-authenticate", challenge.encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _audit_refusal(self, scope: Scope, exc: ReengageError) -> None:
+        name = ANONYMOUS
+        if exc.status_code == 403:
+            principal = self.auth.identify(_header(scope, b"authorization"))
+            name = principal.name if principal is not None else ANONYMOUS
+        try:
+            self.audit.record(f"{scope.get('method', 'GET')} {route_path(scope)[:256]}", actor=name,  # type: ignore[union-attr]
+                              result="denied", message=f"{exc.status_code} {exc.error_type}: {exc.message}",
+                              durable=False)
+        except OSError:  # refusing must not depend on the disk
+            pass
+
+
+def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[str, Any]:
+    """Add the bearer scheme, and on each operation its group (``x-route-group``) and, when
+    the group needs a token, ``security`` plus the 401 and 403 answers in its error body."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http", "scheme": "bearer",
+        "description": "a reengage token (`reengage token create`, or the admin token a first "
+                       "`reengage serve` writes to <data_dir>/auth/admin.token)",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        group = group_of_path(path)
+        if group is None:
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            operation["x-route-group"] = group
+            if group not in protected:
+                continue
+            operation["security"] = [{BEARER_SCHEME: []}]
+            answers = operation.setdefault("responses", {})
+            error = answers.get("default", {}).get("content")
+            for status, text in (("401", "no token, or an unknown one"),
+                                 ("403", f"the token lacks the '{group}' role")):
+                answers.setdefault(status, {"description": text, **({"content": error} if error else {})})
+    return schema
+
+
+def install(app: Any, authenticator: Authenticator, audit: AuditLog | None = None) -> None:
+    """Register the middleware on a FastAPI ``app`` and declare the scheme in its OpenAPI."""
+    app.add_middleware(AuthMiddleware, authenticator=authenticator, audit=audit)
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema  # type: ignore[no-any-return]
+        return declare_security(build_schema(), authenticator.protected)
+
+    app.openapi = openapi

@@ -1,0 +1,99 @@
+"""The rollout admin API over HTTP (FastAPI TestClient, real ONNX models, no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+from serving.protocol.rollout import RolloutChange, RolloutStatus
+from serving.protocol.v1 import ErrorResponse, ScoreResponse
+from tests.serving.conftest import client, model_repo, reader  # noqa: F401  (fixtures)
+
+IDS = list(range(100))
+
+
+def test_a_canary_splits_the_answer_with_a_version_per_row(client) -> None:  # noqa: F811
+    before = ScoreResponse.model_validate(client.post("/v1/score", json={"customer_ids": IDS}).json())
+    assert before.churn_version is None and before.model_versions.churn == "2"
+    r = client.post("/v1/admin/rollout/churn", json={"default": "1", "candidates": [{"version": "2", "weight": 30}]})
+    assert r.status_code == 200, r.text
+    change = RolloutChange.model_validate(r.json())
+    assert change.policy and change.policy["default"] == "1" and change.propagation_s >= 0
+    answer = ScoreResponse.model_validate(client.post("/v1/score", json={"customer_ids": IDS}).json())
+    assert answer.model_versions.churn == "1,2" and answer.engagement_version is None
+    assert set(answer.churn_version or []) == {"1", "2"}
+    again = ScoreResponse.model_validate(client.post("/v1/score", json={"customer_ids": IDS[::-1]}).json())
+    assert again.churn_version == (answer.churn_version or [])[::-1]  # sticky per customer
+    one = client.post("/v1/score", json={"customer_ids": [IDS[0]]}).json()
+    assert one["model_versions"]["churn"] == answer.churn_version[0] and "churn_version" not in one  # type: ignore[index]
+    status = RolloutStatus.model_validate(client.get("/v1/admin/rollout/churn").json())
+    assert status.policy and status.policy["candidates"] == [{"version": "2", "weight": 30.0}]
+    assert status.evidence["available"] is False  # this app runs without the bandit
+    promoted = client.post("/v1/admin/rollout/churn/promote", json={})
+    assert promoted.status_code == 200 and promoted.json()["policy"]["default"] == "2"
+    assert client.post("/v1/admin/rollout/churn/rollback").json()["policy"]["default"] == "1"
+    assert client.post("/v1/score", json={"customer_ids": IDS}).json()["model_versions"]["churn"] == "1"
+
+
+def test_refusals_are_our_json_errors(client) -> None:  # noqa: F811
+    bad = client.post("/v1/admin/rollout/churn", json={"candidates": [{"version": "9", "weight": 10}]})
+    assert bad.status_code == 422 and ErrorResponse.model_validate(bad.json()).error.type == "version_refused"
+    over = client.post("/v1/admin/rollout/churn", json={"candidates": [{"version": "1", "weight": 60},
+                                                                         {"version": "2", "weight": 60}]})
+    assert over.status_code == 422 and ErrorResponse.model_validate(over.json())
+    assert client.post("/v1/admin/rollout/nope", json={}).status_code == 404
+    assert client.post("/v1/admin/rollout/churn/rollback").status_code == 409  # nothing to roll back
+    anonymous = client.post("/v1/admin/rollout/churn/rollback", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and ErrorResponse.model_validate(anonymous.json())
+
+
+def test_every_admin_call_is_in_the_audit_log(client) -> None:  # noqa: F811
+    client.post("/v1/admin/rollout/churn", json={"default": "1", "candidates": [{"version": "2", "weight": 10}]})
+    client.post("/v1/admin/rollout/churn/rollback")
+    client.post("/v1/admin/models/churn/versions/2/unload")
+    settings = client.app.state.dataplane.settings
+    entries = [json.loads(line) for line in settings.auth.audit_log.read_text().splitlines()]
+    assert [(e["action"], e["result"]) for e in entries if e["action"].startswith(("rollout", "version"))] == [
+        ("rollout.start", "ok"), ("rollout.rollback", "ok"), ("version.unload", "ok")]
+
+
+def test_the_arrow_answer_carries_the_version_column(client) -> None:  # noqa: F811
+    import pyarrow as pa
+
+    client.post("/v1/admin/rollout/churn", json={"default": "1", "candidates": [{"version": "2", "weight": 50}]})
+    r = client.post("/v1/score", json={"customer_ids": IDS}, headers={"Accept": "application/vnd.apache.arrow.stream"})
+    table = pa.ipc.open_stream(r.content).read_all()
+    json_answer = client.post("/v1/score", json={"customer_ids": IDS}).json()
+    assert table.column("churn_version").to_pylist() == json_answer["churn_version"]
+
+
+def test_the_cli_drives_a_rollout(client, monkeypatch) -> None:  # noqa: F811
+    import httpx
+    from typer.testing import CliRunner
+
+    from serving.cli import app as cli
+
+    token = client.headers["authorization"].split(" ", 1)[1]
+    monkeypatch.setenv("REENGAGE_TOKEN", token)
+    sent: list[tuple[str, str, dict]] = []
+
+    def request(method: str, url: str, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append((method, url, kwargs["headers"]))
+        kwargs.pop("timeout", None)  # the TestClient takes none
+        return client.request(method, url.removeprefix("http://testserver"), **kwargs)
+
+    monkeypatch.setattr(httpx, "request", request)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, ["rollout", *args, "--url", "http://testserver"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "candidates v2 20%" in run("start", "churn", "--default", "1", "--candidate", "2:20", "--shadow", "2:50")
+    status = run("status", "churn")
+    assert "generation" in status and "evidence: the bandit is disabled" in status
+    assert "default v2" in run("promote", "churn")
+    assert "default v1" in run("rollback", "churn")
+    assert all(h["Authorization"] == f"Bearer {token}" for _, _, h in sent)
+    refused = runner.invoke(cli, ["rollout", "start", "churn", "--candidate", "9:10", "--url", "http://testserver"])
+    assert refused.exit_code == 1 and "version_refused" in refused.output
