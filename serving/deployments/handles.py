@@ -104,8 +104,10 @@ class RemoteBandit:
 
 
 class RemoteWriter:
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self._h = named(handle, "email writer")  # "the email writer is unavailable", not "ActorDiedError"
+    def __init__(self, handle: DeploymentHandle, deadline_s: float | None = None) -> None:
+        # "the email writer is unavailable", not "ActorDiedError"; a frozen writer enforces no
+        # deadline of its own, so the caller stops waiting after ``deadline_s`` (504)
+        self._h = named(handle, "email writer", deadline_s)
         self._stream = self._h.options(stream=True)
 
     async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],

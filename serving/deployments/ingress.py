@@ -41,7 +41,8 @@ class Ingress:
         start_exporter()
         context = serve.get_replica_context()  # `reengage stop` drains every ingress replica
         start_drain_watcher(context.app_name, context.replica_id.unique_id)
-        remote_writer = RemoteWriter(writer) if writer is not None else None
+        # the writer's own generation timeout, plus a margin for the hop and queueing
+        remote_writer = RemoteWriter(writer, settings.llm.timeout_s + 2.0) if writer is not None else None
         if fused:
             local_features, local_models, local_bandit = fused_components(settings)
             self.dataplane = DataPlane(settings, local_features, local_models, local_bandit, remote_writer)
