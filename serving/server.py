@@ -144,10 +144,11 @@ def wait_ready(url: str, timeout_s: float = 300.0) -> None:
     raise TimeoutError(f"the application at {url} was not ready within {timeout_s:.0f} s ({last})")
 
 
-def stop(address: str | None = None) -> dict[str, float]:
+def stop(address: str | None = None, ray_port: int | None = None) -> dict[str, float]:
     """Graceful stop of the application, Serve and (for the local head) Ray; seconds per step.
 
-    See :func:`drain_and_shutdown`; then ``ray stop`` for the head ``reengage serve`` started.
+    See :func:`drain_and_shutdown`; then the processes of the head ``reengage serve`` started
+    (:func:`stop_local_head`), not every Ray process of the machine as ``ray stop`` would.
     """
     import ray
 
@@ -164,10 +165,67 @@ def stop(address: str | None = None) -> dict[str, float]:
             ray.shutdown()
     if address is None:  # the local head `reengage serve` started
         t0 = time.monotonic()
-        subprocess.run([_ray_binary(), "stop", "--force"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        took["ray_processes"] = stop_local_head(ray_port if ray_port is not None else Settings().server.ray_port)
         took["ray_stop_s"] = time.monotonic() - t0
     took["total_s"] = time.monotonic() - start
     return took
+
+
+def stop_local_head(port: int, timeout_s: float = 2.0) -> int:
+    """Stop the Ray head whose GCS listens on ``port``: every process of its session (their
+    command lines name the session directory) and their children (workers and agents, whose
+    titles Ray rewrites). ``ray stop --force`` kills every Ray process of the machine, so a
+    test session's or another checkout's cluster would go with ours. SIGTERM, then SIGKILL
+    after ``timeout_s`` (Serve is already down and its state flushed; ``ray stop --force``
+    sent SIGKILL at once). Returns how many."""
+    import psutil
+
+    sessions = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if f"--gcs_server_port={port}" in args:
+            sessions |= {a.split("=", 1)[1] for a in args if a.startswith("--session-dir=")}
+    if not sessions:
+        return 0
+    # the session's directory, or its GCS address (Ray's client server names only that)
+    marks = (*sessions, f":{port}")
+    ours: dict[int, Any] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if any(m in a for a in args for m in sessions) or any(
+                a.startswith(("--address=", "--gcs-address=")) and a.endswith(marks[-1]) for a in args):
+            for p in [proc, *_children(proc)]:
+                ours[p.pid] = p
+    ours.pop(os.getpid(), None)
+    for p in ours.values():
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    deadline = time.monotonic() + timeout_s
+    while (alive := [p for p in ours.values() if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(ours)
+
+
+def _alive(proc: Any) -> bool:
+    """Running and not a zombie (an orphaned agent nobody reaps counts as gone)."""
+    import psutil
+
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _children(proc: Any) -> list[Any]:
+    import psutil
+
+    try:
+        return list(proc.children(recursive=True))
+    except psutil.Error:
+        return []
 
 
 def drain_and_shutdown(settle_s: float = 2.0, timeout_s: float = 30.0) -> dict[str, float]:
