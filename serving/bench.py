@@ -66,19 +66,6 @@ def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- measuring -----------------------------------------------------------------------------
-def _auth_like_head() -> None:
-    """``ray start`` turned token auth on if a token exists (~/.ray/auth_token); ray.init
-    with an explicit address never does (Ray 2.60): apply the head's rule to this driver."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    with contextlib.suppress(ImportError):  # other Ray versions: nothing to mirror
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
 @contextlib.contextmanager
 def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
     """A private Ray head (as `reengage serve` starts one, on free ports, ``--block`` so
@@ -113,7 +100,9 @@ def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
                                 start_new_session=True)
     try:
         wait_up(lambda: (tmp / "ray_current_cluster").exists(), head, "ray start --head", log, 180)
-        _auth_like_head()
+        from serving.deployments.cluster import auth_like_head
+
+        auth_like_head()
         from ray import serve  # configures Serve's driver logger: quiet it after the import
 
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # no INFO lines over the progress bar

@@ -73,6 +73,8 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     dashboard = "true" if settings.server.dashboard else "false"
     cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", f"--include-dashboard={dashboard}",
            f"--port={port}", f"--metrics-export-port={settings.server.metrics_port}"]
+    if settings.server.dashboard:
+        cmd.append(f"--dashboard-port={dashboard_port()}")
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     done = subprocess.run(cmd, env=ray_env(settings), check=False, stdout=subprocess.PIPE,
@@ -80,6 +82,24 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-25:])
         raise RayStartError(f"`{' '.join(cmd[1:])}` failed (exit {done.returncode}); Ray said:\n{tail}")
+
+
+def dashboard_port(preferred: int = 8265) -> int:
+    """Ray's dashboard port, or a free one when another Ray cluster on the machine holds it
+    (``ray start`` would fail: its dashboard does not retry other ports)."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen = int(s.getsockname()[1])
+        if chosen != preferred:
+            print(f"Ray's dashboard port {preferred} is taken (another Ray cluster?): using {chosen}", file=sys.stderr)
+        return chosen
+    return preferred
 
 
 def _local_port(url: str) -> int | None:
@@ -101,7 +121,11 @@ def deploy(settings: Settings, args: dict[str, Any], address: str | None = None)
 
     os.environ.update({k: v for k, v in ray_env(settings).items() if k.startswith("RAY_SERVE")})
     with shipped(settings) as runtime_env:  # server.artifacts=working_dir: uploaded to the GCS by ray.init
-        ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False, runtime_env=runtime_env)
+        from serving.deployments.cluster import auth_like_head
+
+        auth_like_head()
+        ray.init(address=address or local_head_address(settings.server.ray_port), logging_level="WARNING",
+                 log_to_driver=False, runtime_env=runtime_env)
     warn_embedded_state(settings, terminal=True)  # loud, before anything is deployed
     serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
                 grpc_options=grpc_options(settings))
@@ -154,8 +178,13 @@ def stop(address: str | None = None, ray_port: int | None = None) -> dict[str, f
 
     start = time.monotonic()
     took: dict[str, float] = {}
+    port = ray_port if ray_port is not None else Settings().server.ray_port
     try:
-        ray.init(address=address or "auto", logging_level="WARNING", log_to_driver=False)
+        # our own head, never "auto": that is the latest cluster on the machine, maybe not ours
+        from serving.deployments.cluster import auth_like_head
+
+        auth_like_head()
+        ray.init(address=address or local_head_address(port), logging_level="WARNING", log_to_driver=False)
     except ConnectionError:
         pass  # no cluster running: nothing to drain
     else:
@@ -165,10 +194,18 @@ def stop(address: str | None = None, ray_port: int | None = None) -> dict[str, f
             ray.shutdown()
     if address is None:  # the local head `reengage serve` started
         t0 = time.monotonic()
-        took["ray_processes"] = stop_local_head(ray_port if ray_port is not None else Settings().server.ray_port)
+        took["ray_processes"] = stop_local_head(port)
         took["ray_stop_s"] = time.monotonic() - t0
     took["total_s"] = time.monotonic() - start
     return took
+
+
+def local_head_address(port: int) -> str:
+    """The GCS address of the head ``reengage serve`` starts on this machine (``ray start``
+    binds the node's IP, which Ray itself resolves)."""
+    from ray._private.services import get_node_ip_address
+
+    return f"{get_node_ip_address()}:{port}"
 
 
 def stop_local_head(port: int, timeout_s: float = 2.0) -> int:

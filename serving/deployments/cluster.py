@@ -9,12 +9,27 @@ cluster with embedded state gets a loud warning, naming the one switch that fixe
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 
 from serving.settings import Settings
 
 log = logging.getLogger("reengage")
+
+
+def auth_like_head() -> None:
+    """``ray start`` turned token auth on if a token exists (~/.ray/auth_token); ray.init
+    with an explicit address never does (Ray 2.60): apply the head's rule to this driver."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    with contextlib.suppress(ImportError):  # other Ray versions: nothing to mirror
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def embedded_state_warning(settings: Settings, nodes: int) -> str | None:
