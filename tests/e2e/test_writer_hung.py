@@ -16,12 +16,16 @@ pytestmark = pytest.mark.e2e
 
 
 def _writer_pid() -> int:
-    from ray.util.state import list_actors
+    """The session app's running writer replica, from Serve's own details (this driver's
+    cluster; the split-topology test deploys another app beside it)."""
+    from ray.serve.context import _get_global_client
 
-    alive = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-    pids = [a.pid for a in alive if a.class_name.endswith("EmailWriter")]
-    assert len(pids) == 1, [a.class_name for a in alive]
-    return int(pids[0])
+    from serving.app import APP_NAME
+
+    deployments = _get_global_client().get_serve_details()["applications"][APP_NAME]["deployments"]
+    running = [r for r in deployments["EmailWriter"]["replicas"] if r.get("state") == "RUNNING"]
+    assert len(running) == 1, running
+    return int(running[0]["pid"])
 
 
 def test_a_frozen_writer_is_a_504_at_the_callers_deadline(app_url: str, settings: Settings) -> None:
