@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model_repo.training.common import TrainingData
-from model_repo.training.explain import EXPLAINER_FILE, deeplift_onnx
+from model_repo.training.explain import EXPLAINER_FILE, deeplift_onnx, log1p_standardize
 from model_repo.training.export import INPUT_NAME, OUTPUT_NAME
 
 NAME = "engagement"
@@ -141,19 +141,7 @@ def _train(model: EngagementModel, z: Any, t: Any, trn: np.ndarray, val: np.ndar
 def mlp_to_onnx(model: EngagementModel, n_features: int) -> onnx.ModelProto:
     """Max(x,0) -> Log1p -> standardize -> (Gemm, Relu)* -> Gemm -> Sigmoid."""
     linears = model.linears()
-    inits = [
-        numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
-        numpy_helper.from_array(np.ones(1, np.float32), "one"),
-        numpy_helper.from_array(model.mu.reshape(1, -1), "mu"),
-        numpy_helper.from_array(model.sd.reshape(1, -1), "sd"),
-    ]
-    nodes = [
-        helper.make_node("Max", [INPUT_NAME, "zero"], ["clipped"]),
-        helper.make_node("Add", ["clipped", "one"], ["plus_one"]),
-        helper.make_node("Log", ["plus_one"], ["logged"]),
-        helper.make_node("Sub", ["logged", "mu"], ["centered"]),
-        helper.make_node("Div", ["centered", "sd"], ["h0"]),
-    ]
+    inits, nodes = log1p_standardize(model.mu, model.sd)
     for i, (w, b) in enumerate(linears):
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         last = i == len(linears) - 1

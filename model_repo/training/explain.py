@@ -40,18 +40,14 @@ OPSET = 17
 BASELINE = "training mean of the standardised log1p features (h0' = 0, x' = expm1(mu))"
 
 
-def deeplift_onnx(mu: np.ndarray, sd: np.ndarray, linears: list[tuple[np.ndarray, np.ndarray]],
-                  n_features: int) -> onnx.ModelProto:
-    """The DeepLIFT-Rescale graph of the MLP ``linears`` ([(W [out, in], b [out])...], ReLU
-    between them) with baseline ``h0' = 0``: outputs contributions, log-odds, base value."""
-    ref = _reference_activations(linears)
+def log1p_standardize(mu: Any, sd: Any) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto]]:
+    """The MLP's input transform as ONNX: ``h0 = (log1p(max(x, 0)) - mu) / sd``; the served
+    graph and the explainer graph both start with it."""
     inits = [
         numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
         numpy_helper.from_array(np.ones(1, np.float32), "one"),
-        numpy_helper.from_array(np.float32([RESCALE_EPS]), "eps"),
         numpy_helper.from_array(np.asarray(mu, np.float32).reshape(1, -1), "mu"),
         numpy_helper.from_array(np.asarray(sd, np.float32).reshape(1, -1), "sd"),
-        numpy_helper.from_array(np.float32([ref[-1][0][0]]), "base"),
     ]
     nodes = [
         helper.make_node("Max", [INPUT_NAME, "zero"], ["clipped"]),
@@ -60,6 +56,17 @@ def deeplift_onnx(mu: np.ndarray, sd: np.ndarray, linears: list[tuple[np.ndarray
         helper.make_node("Sub", ["logged", "mu"], ["centered"]),
         helper.make_node("Div", ["centered", "sd"], ["h0"]),
     ]
+    return inits, nodes
+
+
+def deeplift_onnx(mu: np.ndarray, sd: np.ndarray, linears: list[tuple[np.ndarray, np.ndarray]],
+                  n_features: int) -> onnx.ModelProto:
+    """The DeepLIFT-Rescale graph of the MLP ``linears`` ([(W [out, in], b [out])...], ReLU
+    between them) with baseline ``h0' = 0``: outputs contributions, log-odds, base value."""
+    ref = _reference_activations(linears)
+    inits, nodes = log1p_standardize(mu, sd)
+    inits += [numpy_helper.from_array(np.float32([RESCALE_EPS]), "eps"),
+              numpy_helper.from_array(np.float32([ref[-1][0][0]]), "base")]
     last = len(linears) - 1
     for i, (w, b) in enumerate(linears):  # forward, keeping pre-activations
         inits += [numpy_helper.from_array(w.astype(np.float32), f"w{i}"),

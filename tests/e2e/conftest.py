@@ -20,6 +20,18 @@ from serving.settings import Settings, load_settings, project_root
 from tests.conftest import free_port
 
 E2E_CUSTOMERS = 20_000
+
+
+def until(predicate, timeout_s: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` every 0.25 s: True once it holds, False after ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
 FEATURE_REPO_FILES = ("feature_store.yaml", "feature_store.redis.yaml", "definitions.py", ".feastignore")
 
 

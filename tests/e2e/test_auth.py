@@ -10,7 +10,6 @@ the same cluster (``/closed``) needs a token for every group.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from tritonclient.utils import InferenceServerException
 
 from serving.settings import Settings
 
+from tests.e2e.conftest import until
+
 pytestmark = pytest.mark.e2e
 
 CLOSED_APP, PREFIX = "reengage_closed", "/closed"
@@ -32,15 +33,6 @@ TOKENS = {"reader": ("rng_e2e-reader-" + "r" * 32, ["health", "metadata", "infer
           "crm": ("rng_e2e-crm-" + "c" * 32, ["feedback"])}
 WRONG = {"health": "crm", "metadata": "crm", "inference": "crm", "feedback": "reader", "admin": "reader"}
 RIGHT = {"health": "reader", "metadata": "reader", "inference": "reader", "feedback": "crm", "admin": "admin"}
-
-
-def _until(predicate, timeout_s: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +66,7 @@ def closed_url(app_url: str, app_overrides: dict[str, Any], admin_token: str) ->
     url = app_url + PREFIX
     ready = lambda: httpx.get(f"{url}/v2/health/ready", timeout=5,  # noqa: E731
                               headers={"Authorization": f"Bearer {admin_token}"}).status_code == 200
-    assert _until(ready, 300), "the closed app did not become ready"
+    assert until(ready, 300), "the closed app did not become ready"
     yield url
     serve.delete(CLOSED_APP)
     # one application again: gRPC calls without "application" metadata route to it once the
@@ -87,7 +79,7 @@ def closed_url(app_url: str, app_overrides: dict[str, Any], admin_token: str) ->
         except InferenceServerException:
             return False
 
-    _until(single_app, 30)
+    until(single_app, 30)
 
 
 # (group, method, path, body) on the closed app: one route of each kind
@@ -111,7 +103,7 @@ def test_http_every_group_401_403_200_when_closed(closed_url: str, tokens: dict[
             missing = client.request(method, path, **kwargs)
             assert missing.status_code == 401, (path, missing.text)
             assert missing.json()["error_type" if path.startswith("/v2") else "error"] is not None
-            assert _until(lambda: client.request(method, path, headers=_h(tokens, WRONG[group]),  # token file reload
+            assert until(lambda: client.request(method, path, headers=_h(tokens, WRONG[group]),  # token file reload
                                                  **kwargs).status_code == 403, 10), path
             right = client.request(method, path, headers=_h(tokens, RIGHT[group]), **kwargs)
             assert right.status_code == 200, (path, right.text)
@@ -184,14 +176,14 @@ def test_unauthenticated_unload_is_refused_and_an_unloaded_model_is_503(app_url:
                 answers = [client.post("/v1/score", json={"customer_ids": [1]}) for _ in range(6)]
                 return all(a.status_code == 503 for a in answers)
 
-            assert _until(all_503, 30), "every replica answers 503 once the model is unloaded"
+            assert until(all_503, 30), "every replica answers 503 once the model is unloaded"
             err = client.post("/v1/score", json={"customer_ids": [1]}).json()["error"]
             assert err["type"] == "model_not_ready" and "churn" in err["message"]
             unknown = client.post("/v2/models/nope/infer", json={"inputs": []})
             assert unknown.status_code == 404
         finally:
             triton.load_model("churn", headers=admin_headers)
-        assert _until(lambda: all(client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
+        assert until(lambda: all(client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
                                   for _ in range(6)), 30)
     entries = [json.loads(x) for x in Path(settings.auth.audit_log).read_text().splitlines()]  # type: ignore[arg-type]
     mine = [(e["actor"], e["action"], e["model"], e["result"]) for e in entries if e.get("model") == "churn"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import httpx
@@ -12,16 +11,9 @@ import tritonclient.http as httpclient
 
 from serving.settings import Settings
 
+from tests.e2e.conftest import until
+
 pytestmark = pytest.mark.e2e
-
-
-def _until(predicate, timeout_s: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def _replica_answers(url: str, path: str, n: int = 12) -> set[tuple[str, int]]:
@@ -33,9 +25,9 @@ def _replica_answers(url: str, path: str, n: int = 12) -> set[tuple[str, int]]:
 def test_unload_and_load_reach_every_replica(app_url: str, admin_headers: dict[str, str]) -> None:
     triton = httpclient.InferenceServerClient(app_url.split("://", 1)[1])
     triton.unload_model("engagement", headers=admin_headers)  # admin: a token by default
-    assert _until(lambda: {s for _, s in _replica_answers(app_url, "/v2/models/engagement/ready")} == {503})
+    assert until(lambda: {s for _, s in _replica_answers(app_url, "/v2/models/engagement/ready")} == {503}, 30.0)
     triton.load_model("engagement", headers=admin_headers)
-    assert _until(lambda: {s for _, s in _replica_answers(app_url, "/v2/models/engagement/ready")} == {200})
+    assert until(lambda: {s for _, s in _replica_answers(app_url, "/v2/models/engagement/ready")} == {200}, 30.0)
     assert len({r for r, _ in _replica_answers(app_url, "/v2/models/engagement/ready")}) == 2
 
 
@@ -52,6 +44,6 @@ def test_new_version_on_disk_goes_live_everywhere(app_url: str, settings: Settin
             bodies = [client.post("/v1/score", json={"customer_ids": [1]}).json() for _ in range(8)]
         return all(b["model_versions"]["churn"] == new for b in bodies)
 
-    assert _until(live)
+    assert until(live, 30.0)
     meta = httpx.get(f"{app_url}/v2/models/churn", timeout=30).json()
     assert new in meta["versions"] and newest.name in meta["versions"]

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.settings import Settings
+from tests.e2e.conftest import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -82,15 +83,6 @@ def _copy_version(model_dir: Path, source: str, new: str) -> None:
     staging.rename(model_dir / new)  # atomic, as the exporter writes versions
 
 
-def _until(predicate, timeout_s: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
-
-
 def _per_customer(answers: list[dict[int, str]]) -> dict[int, set[str]]:
     seen: dict[int, set[str]] = defaultdict(set)
     for answer in answers:
@@ -138,12 +130,12 @@ def test_rollout_under_load(app_url: str, settings: Settings, admin_headers: dic
         call("pin", lambda: post("/v1/admin/rollout/churn", {"default": base}))
         time.sleep(2)
         _copy_version(model_dir, base, new)  # 1. add a version: loaded everywhere, no traffic yet
-        assert _until(lambda: replicas_have(new))
+        assert until(lambda: replicas_have(new))
         time.sleep(2)
         call("canary", lambda: cli_ok("start", "churn", "--default", base, "--candidate", f"{new}:10"))  # 2.
         time.sleep(8)
         _copy_version(model_dir, base, shadow)
-        assert _until(lambda: replicas_have(shadow))
+        assert until(lambda: replicas_have(shadow))
         call("shadow", lambda: post("/v1/admin/rollout/churn", {  # 3. the same split, plus a shadow
             "default": base, "candidates": [{"version": new, "weight": 10}], "shadow": {"version": shadow}}))
         time.sleep(6)
