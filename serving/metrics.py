@@ -185,6 +185,10 @@ def shadow_error(model: str, version: str) -> None:
 def decisions(arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, ...],
               reasons: tuple[str, ...]) -> None:
     """Decisions per (action, reason) from codes, one bincount; no decision is action "None"."""
+    if len(arm_index) == 1:  # a single customer: no bincount
+        arm, reason = int(arm_index[0]), int(reason_code[0])
+        RECORDER.inc("reengage_bandit_decisions_total", 1, (arms[arm] if arm >= 0 else "None", reasons[reason]))
+        return
     k = len(arms) + 1
     codes = (np.asarray(arm_index, np.int64) + 1) + k * np.asarray(reason_code, np.int64)
     counts = np.bincount(codes, minlength=1)

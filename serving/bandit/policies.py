@@ -13,6 +13,7 @@ probabilities are estimated by Monte Carlo and then *used as* the sampling distr
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +103,8 @@ class Policy:
         if self.kind == "uniform":
             return np.full((n, k), 1.0 / k)
         if self.kind == "thompson":
-            base = np.broadcast_to(self._thompson_for(stats, rng), (n, k))
-            return (1.0 - self.epsilon) * base + self.epsilon / k
+            base = self._thompson_for(stats, rng)
+            return base[None] if n == 1 else np.broadcast_to(base, (n, k))
         post = posterior(self.layout, stats, self.ridge)
         x = with_intercept(context)
         mean = x @ post.theta.T  # (N, K)
@@ -123,7 +124,10 @@ class Policy:
         action is still drawn from exactly the logged vector, so propensities stay exact."""
         cached = self._arm_probs
         if cached is None or cached[0] is not stats:
-            cached = self._arm_probs = (stats, self._thompson(posterior(self.layout, stats, self.ridge), rng))
+            base = self._thompson(posterior(self.layout, stats, self.ridge), rng)
+            mixed = (1.0 - self.epsilon) * base + self.epsilon / self.layout.n_arms
+            mixed.flags.writeable = False  # shared by every call until the next snapshot
+            cached = self._arm_probs = (stats, mixed)
         return cached[1]
 
     def _thompson(self, post: Posterior, rng: np.random.Generator) -> np.ndarray:
@@ -171,3 +175,14 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     u = rng.random(n) * cdf[:, -1]
     arm = np.minimum((cdf < u[:, None]).sum(axis=1), probs.shape[1] - 1)
     return arm.astype(np.int64), probs[np.arange(n), arm]
+
+
+def sample_one(probs: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
+    """``sample_actions`` for one row, in Python scalars: the same draw from the same stream
+    (one uniform; cumulative sums in the same order) for a fraction of numpy's fixed cost
+    per call, which made up most of a single-customer decision."""
+    p = probs.tolist()
+    cdf = list(itertools.accumulate(p))
+    u = rng.random() * cdf[-1]
+    arm = min(sum(c < u for c in cdf), len(p) - 1)
+    return arm, p[arm]

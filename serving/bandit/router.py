@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.bandit.policies import Layout, Policy, row_increments, sample_actions
+from serving.bandit.policies import Layout, Policy, row_increments, sample_actions, sample_one
 from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation, Retention,
                                   RewardStatus, RewardUpdate, StateStore, Trimmed, Waiter, open_store)
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
@@ -94,6 +94,18 @@ def holdout_mask(customer_ids: np.ndarray, share: float, salt: str) -> np.ndarra
     return (z >> _U11).astype(np.float64) / float(1 << 53) < share
 
 
+def holdout_one(customer_id: int, share: float, salt: str) -> bool:
+    """``holdout_mask`` of one id in Python ints (masked to 64 bits): the same hash and the
+    same answer, without numpy's fixed cost per call on a one-element array."""
+    if share <= 0:
+        return False
+    z = (customer_id + int(_salt_seed(salt))) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    z ^= z >> 31
+    return (z >> 11) / float(1 << 53) < share
+
+
 @functools.lru_cache(maxsize=16)
 def _salt_seed(salt: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
@@ -101,6 +113,7 @@ def _salt_seed(salt: str) -> np.uint64:
 
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _U11, _U27, _U30, _U31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+_M64 = (1 << 64) - 1
 
 
 def state_fingerprint(settings: BanditSettings) -> str:
@@ -196,13 +209,21 @@ class BanditRouter:
                       engagement: np.ndarray) -> np.ndarray:
         """(N, d) float32 context in ``context_features`` order, NaN as 0: one column per
         context feature is copied, never the whole feature matrix."""
-        self.check_feature_names(feature_names)
-        index = {n: i for i, n in enumerate(feature_names)}
+        sources = self._context_sources(tuple(feature_names))
         scores = {"churn": churn, "engagement": engagement}
         out = np.empty((len(churn), len(self.context_names)), dtype=np.float32)
-        for j, name in enumerate(self.context_names):  # d columns (2 by default), not rows
-            out[:, j] = features[:, index[name]] if name in index else scores[SCORE_COLUMNS[name]]
-        return np.nan_to_num(out, copy=False, nan=0.0)
+        for j, src in enumerate(sources):  # d columns (2 by default), not rows
+            out[:, j] = features[:, src] if isinstance(src, int) else scores[src]
+        if not np.isfinite(out).all():  # the common case skips nan_to_num's fixed cost
+            np.nan_to_num(out, copy=False, nan=0.0)
+        return out
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one router per process, a handful of layouts)
+    def _context_sources(self, feature_names: tuple[str, ...]) -> tuple[int | str, ...]:
+        """Per context column, the feature's column index or the score it is ("churn"...)."""
+        self.check_feature_names(feature_names)
+        index = {n: i for i, n in enumerate(feature_names)}
+        return tuple(index[c] if c in index else SCORE_COLUMNS[c] for c in self.context_names)
 
     def check_feature_names(self, feature_names: Sequence[str]) -> None:
         """Fail fast (at replica start) when ``context_features`` names a feature not served:
@@ -243,6 +264,16 @@ class BanditRouter:
         goes to the committer with the reservation its contacting rows need, if any."""
         now = time.time() if now is None else float(now)
         ids, x, ok = self._validate(customer_ids, context, eligible)
+        one = self._decide_one if len(ids) == 1 else self._decide_rows
+        reason, arm, prop, version = one(ids, x, ok)
+        rec = BatchRecord(secrets.token_hex(8), now, self.settings.policy, version, dict(model_versions), self.arms,
+                          self.context_names, ids, x, arm, prop, reason, feature_digest, feature_ts)
+        return rec, self.committer.submit(rec, self._reservation(rec), loop=loop)
+
+    def _decide_rows(self, ids: np.ndarray, x: np.ndarray,
+                     ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """(reason, arm, propensity, policy version) per row: holdout, then one policy
+        evaluation and one categorical draw over the rows left."""
         reason = np.where(ok, _POLICY, _NOT_FOUND).astype(np.uint8)
         reason[ok & holdout_mask(ids, self.settings.holdout_share, self.settings.holdout_salt)] = _HOLDOUT
         arm = np.full(len(ids), -1, dtype=np.int16)
@@ -253,9 +284,23 @@ class BanditRouter:
             arm[pol], prop[pol] = sample_actions(self.policy.probabilities(x[pol], self._stats, self._rng), self._rng)
         held = reason == _HOLDOUT
         arm[held], prop[held] = self.control, 1.0
-        rec = BatchRecord(secrets.token_hex(8), now, self.settings.policy, version, dict(model_versions), self.arms,
-                          self.context_names, ids, x, arm, prop, reason, feature_digest, feature_ts)
-        return rec, self.committer.submit(rec, self._reservation(rec), loop=loop)
+        return reason, arm, prop, version
+
+    def _decide_one(self, ids: np.ndarray, x: np.ndarray,
+                    ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """``_decide_rows`` for a single customer, in scalars: the same holdout hash, policy and
+        draw (tests check both paths agree row for row), without numpy's fixed cost per call on
+        one-element arrays, which was most of a single-customer decision's CPU."""
+        s = self.settings
+        code, arm, prop = _NOT_FOUND, -1, float("nan")
+        with self._lock:
+            version = self.policy_version
+            if ok[0] and holdout_one(int(ids[0]), s.holdout_share, s.holdout_salt):
+                code, arm, prop = _HOLDOUT, self.control, 1.0
+            elif ok[0]:
+                code = _POLICY
+                arm, prop = sample_one(self.policy.probabilities(x, self._stats, self._rng)[0], self._rng)
+        return np.array([code], np.uint8), np.array([arm], np.int16), np.array([prop]), version
 
     def _validate(self, customer_ids: np.ndarray, context: np.ndarray,
                   eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -276,7 +321,11 @@ class BanditRouter:
         cap = self.settings.contact_cap
         if cap <= 0 or self.control < 0:
             return None
-        rows = np.flatnonzero((rec.reason == _POLICY) & (rec.arm_index != self.control))
+        if rec.n == 1:  # the single-customer path, without three numpy calls
+            contacts = rec.reason[0] == _POLICY and rec.arm_index[0] != self.control
+            rows = np.zeros(1 if contacts else 0, np.intp)
+        else:
+            rows = np.flatnonzero((rec.reason == _POLICY) & (rec.arm_index != self.control))
         return Reservation(rec, rows, self.settings.contact_window_s, cap, self.control) if len(rows) else None
 
     def _answer(self, rec: BatchRecord) -> Decisions:

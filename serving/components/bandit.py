@@ -6,6 +6,7 @@ replica holding one of these learns from every other's rewards.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,9 @@ class BanditService:
 
     def __init__(self, settings: BanditSettings) -> None:
         self.router = BanditRouter(settings)
-        self._checked: tuple[str, ...] | None = None
 
     async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
                      engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str]) -> Any:
-        if self._checked != batch.names:  # a misconfigured context fails loudly, once
-            self.router.check_feature_names(batch.names)
-            self._checked = batch.names
         context = self.router.build_context(batch.values, batch.names, churn, engagement)
         decisions = await self.router.decide(
             customer_ids, context, eligible=found, model_versions=model_versions,
@@ -55,6 +52,9 @@ def row_digest(values: np.ndarray) -> np.ndarray:
     """A 64-bit digest per row of a float32 matrix (replay check), vectorized: the rows'
     bit patterns folded by a fixed odd multiplier per column."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    weights = (np.arange(1, bits.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        return (bits * weights).sum(axis=1, dtype=np.uint64)
+    return (bits * _digest_weights(bits.shape[1])).sum(axis=1, dtype=np.uint64)  # uint64 wraps silently
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_weights(width: int) -> np.ndarray:
+    return (np.arange(1, width + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)

@@ -20,6 +20,7 @@ those customers, never towards a lost decision.
 
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,19 @@ def _slots(values: list[bytes | None], width: int) -> np.ndarray:
     return out
 
 
+def _reserve_one(txn: Any, key: bytes, now: float, window_s: float, cap: int) -> bool:
+    """``ContactLedger.reserve`` of one customer inside its write transaction, in Python
+    floats: the same slots written (dead and empty ones first, the first set to now)."""
+    raw = txn.get(key)
+    times = struct.unpack(f"<{cap}d", raw) if raw is not None and len(raw) == 8 * cap \
+        else _slots([raw], cap)[0].tolist()
+    live = sorted(t for t in times if t > 0 and t > now - window_s)
+    if len(live) >= cap:
+        return False
+    txn.put(key, struct.pack(f"<{cap}d", now, *([0.0] * (cap - 1 - len(live))), *live))
+    return True
+
+
 class ContactLedger:
     """Contact times per customer, shared by the processes of one machine."""
 
@@ -85,6 +99,8 @@ class ContactLedger:
         keys = _keys(ids)
         try:
             with self.env.begin(write=True) as txn:
+                if len(keys) == 1:  # a single customer: the same rule in scalars
+                    return np.array([_reserve_one(txn, keys[0], res.now, res.window_s, width)])
                 t = _slots([txn.get(k) for k in keys], width)
                 live = (t > 0) & (t > res.now - res.window_s)  # 0: an empty slot
                 dupes = len(ids) > 1 and len(np.unique(ids)) < len(ids)
