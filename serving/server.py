@@ -42,6 +42,7 @@ def ray_env(settings: Settings) -> dict[str, str]:
         for key, value in HAPROXY_ENV.items():
             env.setdefault(key, value)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.setdefault("RAY_SERVE_HAPROXY_METRICS_ENABLED", "1" if settings.server.haproxy_metrics else "0")
     # read by every replica at start: how often Serve exports the metrics it caches
     env.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", str(settings.server.serve_metrics_export_interval_ms))
     # graceful stop: a stopping ingress replica stays reachable this long (Ray's default 30 s)

@@ -61,6 +61,7 @@ def test_every_container_has_throughput_env_and_redis_secret(service: dict[str, 
         env = env_of(container)
         for key, value in HAPROXY_ENV.items():  # the same ingress settings `reengage serve` uses
             assert env.get(key) == value, (name, key)
+        assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0", name  # server.haproxy_metrics' default
         assert env["REENGAGE_STATE"] == "redis", name  # features and bandit together
         assert env["REENGAGE_REDIS_URL"] == {"secretKeyRef": {"name": "reengage-redis", "key": "url"}}, name
         assert "livenessProbe" in container and "readinessProbe" in container, name
