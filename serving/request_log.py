@@ -63,12 +63,16 @@ def configure(enabled: bool = True, stream: Any = None) -> logging.Logger:
     """The request logger: INFO with a JSON line handler, or off. Idempotent; does not
     propagate to the root logger.
 
-    The line goes to the process's own stderr (``sys.__stderr__``; Ray keeps a replica's in
-    ``logs/worker-*.err`` of the session), not to ``sys.stderr``: inside a Serve replica that
-    is Ray's redirect into the replica logger at INFO, which ``server.log_level`` (WARNING)
-    drops.
+    ``stream``: where the lines go; a Serve replica passes its own file in Serve's log
+    directory (``serving.deployments.ingress``), replacing any earlier JSON handler. Without
+    one, the process's own stderr (``sys.__stderr__``), not ``sys.stderr``: inside a Serve
+    replica that is Ray's redirect into the replica logger at INFO, which
+    ``server.log_level`` (WARNING) drops.
     """
-    if not any(isinstance(h.formatter, JsonFormatter) for h in log.handlers):
+    ours = [h for h in log.handlers if isinstance(h.formatter, JsonFormatter)]
+    if stream is not None or not ours:
+        for old in ours:
+            log.removeHandler(old)
         handler = logging.StreamHandler(stream or sys.__stderr__ or sys.stderr)
         handler.setFormatter(JsonFormatter())
         log.addHandler(handler)
@@ -142,5 +146,7 @@ class RequestLog:
             line = {"request_id": echo[1].decode(), "method": scope.get("method"),
                     "route": getattr(route, "path", None) or "unmatched", "status": status,
                     "latency_ms": round(1e3 * (time.perf_counter() - start), 3), **fields}
-            log.info("request", extra={"fields": line})
+            # a record made here, not log.info: no caller lookup (findCaller walks the stack)
+            record = log.makeRecord(LOGGER, logging.INFO, __file__, 0, "request", (), None, extra={"fields": line})
+            log.handle(record)
 

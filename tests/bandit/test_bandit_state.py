@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_meta, encode_record
 from serving.bandit.state.redis_store import lua
@@ -50,3 +51,19 @@ def test_pending_fill_decodes_a_whole_batch_or_one_row_alike() -> None:
     narrow = Pending.empty(1, 3)
     narrow.fill(np.array([0]), 5.0, 2, meta, ctx.tobytes(), np.array([1]))  # context layout changed since
     assert narrow.found[0] and not narrow.dim_ok[0] and narrow.arm[0] == 0
+
+
+@pytest.mark.parametrize("array", [np.array([1.7e9]), np.zeros((3, 2)), np.arange(5, dtype=np.uint64),
+                                   np.zeros((1000, 3), np.float32), np.zeros(0), np.zeros((2, 3), ">f8")])
+def test_stored_arrays_are_the_bytes_np_save_writes(array: np.ndarray) -> None:
+    """Feature digests and timestamps keep the .npy format (old logs stay readable) though
+    the header is cached per dtype and shape."""
+    import io
+
+    from serving.bandit.state.records import _from_npy, _npy
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    assert _npy(array) == buf.getvalue()
+    back = _from_npy(_npy(array))
+    assert back.dtype == array.dtype and np.array_equal(back, array)

@@ -99,7 +99,7 @@ def request_logged(url: str) -> dict:
     logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        for path in logs.glob("worker-*.err"):
+        for path in logs.glob("serve/reengage_requests_*.jsonl"):  # serving.deployments.ingress.request_log_file
             for line in path.read_text(errors="replace").splitlines():
                 if rid in line and line.startswith("{"):
                     return {"echoed": echoed, "line": json.loads(line)}
