@@ -265,7 +265,8 @@ class ServerSettings(_Section):
     # the GCS port of the head `reengage serve` starts: not Ray's default 6379, which is
     # Redis's (the default redis_url)
     ray_port: int = Field(6390, ge=1, le=65535)
-    # one JSON line per HTTP request (logger reengage.requests, on the replica's stderr):
+    # one JSON line per HTTP request (in Serve: logs/serve/reengage_requests_<replica>.jsonl of
+    # the Ray session; elsewhere stderr):
     # request id, route, status, latency, customers, model versions; never bodies or tokens
     request_log: bool = True
     # Where replicas read the model repository, the Feast registry and the LLM checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
+import sys
 
 import pytest
 
@@ -14,15 +14,11 @@ from serving import request_log
 
 @pytest.fixture
 def lines():
-    """The request logger's JSON lines for one test."""
+    """The request log's JSON lines for one test."""
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(request_log.JsonFormatter())
-    log = logging.getLogger(request_log.LOGGER)
-    log.addHandler(handler)
+    request_log.configure(True, stream=stream)
     yield lambda: [json.loads(x) for x in stream.getvalue().splitlines()]
-    log.removeHandler(handler)
-    request_log.configure(True)
+    request_log.configure(True, stream=sys.__stderr__)
 
 
 def test_request_id_is_made_echoed_and_logged_with_route_status_customers_versions(client, lines) -> None:
@@ -62,6 +58,9 @@ def test_logger_off_no_line_but_the_id_is_still_echoed(client, lines) -> None:
     request_log.configure(False)
     r = client.post("/v1/score", json={"customer_ids": [1]}, headers={"X-Request-ID": "quiet"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "quiet" and lines() == []
+    request_log.configure(True)  # back on: to the same stream
+    client.post("/v1/score", json={"customer_ids": [1]}, headers={"X-Request-ID": "loud"})
+    assert [x["request_id"] for x in lines()] == ["loud"]
 
 
 def test_inside_serve_the_id_is_serves_and_not_echoed_twice(lines) -> None:
