@@ -28,6 +28,7 @@ from serving.dataplane import SERVER_VERSION, DataPlane
 from serving.drain import Drain
 from serving.errors import MAPPED_ERRORS, error_body, retry_after, status_and_body
 from serving.routes import admin, openai, rest_v1, rest_v2
+from serving.routes.fast_path import FastPath, find_route
 from serving.routes.responses import error_response, validation_error
 from serving.security import asgi as auth_asgi
 
@@ -73,10 +74,13 @@ def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo
     """The whole HTTP surface; ``headers`` are added to every answer (e.g. the replica)."""
     app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response)
     app.state.dataplane = dataplane
-    app.include_router(rest_v1.router(dataplane))
+    v1 = rest_v1.router(dataplane)
+    app.include_router(v1)
     app.include_router(rest_v2.router(dataplane))
     app.include_router(openai.router(dataplane))
     app.include_router(admin.router(dataplane))
+    if dataplane.settings.server.fast_path:  # innermost: /v1/score without FastAPI's per-request work
+        app.add_middleware(FastPath, fastapi=app, route=find_route(v1, "POST", "/v1/score"))
     auth_asgi.install(app, auth_asgi.Authenticator(dataplane.settings.auth), audit_log(dataplane.settings))
     app.add_middleware(RequestMetrics, headers=headers)
     app.add_middleware(Drain)  # a stopping replica: 503 for new requests, in-flight ones finish

@@ -265,6 +265,9 @@ class ServerSettings(_Section):
     # the GCS port of the head `reengage serve` starts: not Ray's default 6379, which is
     # Redis's (the default redis_url)
     ray_port: int = Field(6390, ge=1, le=65535)
+    # POST /v1/score straight to its endpoint, without FastAPI's routing and dependency work
+    # per request (serving/routes/fast_path.py; the same code and answers)
+    fast_path: bool = True
     # one JSON line per HTTP request (in Serve: logs/serve/reengage_requests_<replica>.jsonl of
     # the Ray session; elsewhere stderr):
     # request id, route, status, latency, customers, model versions; never bodies or tokens

@@ -33,7 +33,7 @@ _exporter: "Exporter | None" = None
 
 
 class Exporter:
-    def __init__(self, recorder: Recorder, interval_s: float, max_observations: int = 100) -> None:
+    def __init__(self, recorder: Recorder, interval_s: float, max_observations: int = 25) -> None:
         self.recorder = recorder
         self.interval_s = interval_s
         self.max_observations = max_observations
