@@ -92,6 +92,8 @@ def build_keys(prefix: bytes, ids: np.ndarray) -> list[bytes]:
     the N key objects in C instead of N Python string formats.
     """
     n, p = len(ids), len(prefix)
+    if n == 1:  # a single customer: one bytes concatenation, not five numpy calls
+        return [prefix + int(ids[0]).to_bytes(ID_BYTES, "big", signed=True)]
     buf = np.empty((n, p + ID_BYTES), np.uint8)
     buf[:, :p] = np.frombuffer(prefix, np.uint8)
     buf[:, p:] = id_bytes(ids)

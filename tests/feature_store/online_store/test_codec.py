@@ -63,3 +63,16 @@ def test_values_from_protos_leaves_unset_values_nan() -> None:
     out = values_from_protos(layout, rows)
     assert out.dtype == np.float32 and out.shape == (2, 12)
     assert out[0, 0] == 1.5 and np.isnan(out[0, 1:]).all() and np.isnan(out[1]).all()
+
+
+def test_a_single_id_key_is_the_batch_key() -> None:
+    """The one-customer shortcut of ``build_keys`` makes the bytes the byte matrix makes,
+    for negative, zero and extreme ids."""
+    import numpy as np
+
+    from feature_store.online_store.layout import build_keys
+
+    ids = np.array([0, 1, -1, 2**63 - 1, -(2**63), 123456789], np.int64)
+    batch = build_keys(b"proj:view:", ids)
+    assert [build_keys(b"proj:view:", ids[i : i + 1])[0] for i in range(len(ids))] == batch
+    assert all(type(k) is bytes and len(k) == len(b"proj:view:") + 8 for k in batch)
