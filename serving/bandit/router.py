@@ -100,8 +100,8 @@ def holdout_one(customer_id: int, share: float, salt: str) -> bool:
     if share <= 0:
         return False
     z = (customer_id + int(_salt_seed(salt))) & _M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    z = ((z ^ (z >> 30)) * int(_MIX1)) & _M64
+    z = ((z ^ (z >> 27)) * int(_MIX2)) & _M64
     z ^= z >> 31
     return (z >> 11) / float(1 << 53) < share
 
