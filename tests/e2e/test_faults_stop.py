@@ -37,10 +37,12 @@ def test_graceful_stop_under_load(tmp_path: Path) -> None:
     early = {k: v for k, v in outcomes.items()
              if not k.startswith("serve shutdown") and k.split(": ", 1)[1] not in ("200", "503 draining")}
     assert not early, early
-    # once Serve shuts down, nothing is in flight: a request is answered 503, or not taken
-    # (refused; or its connection closed by the exiting proxy before any replica saw it)
+    # once Serve shuts down, nothing is in flight and every replica refuses work (draining):
+    # a request is answered 503, or not taken: refused, or its keep-alive connection closed
+    # by the exiting HAProxy, with a FIN (RemoteProtocolError) or, when the request's bytes
+    # were still unread in the proxy's socket, a reset (ReadError; seen once in CI)
     late = {k: v for k, v in outcomes.items() if k.startswith("serve shutdown")
-            and k.split(": ", 1)[1] not in ("200", "503 draining", "refused", "RemoteProtocolError")}
+            and k.split(": ", 1)[1] not in ("200", "503 draining", "refused", "RemoteProtocolError", "ReadError")}
     assert not late, late
     probe = result["request_logged"]  # the JSON request line reaches the replica's log
     assert probe["echoed"] == "stop-scenario-probe" and probe["line"] is not None
