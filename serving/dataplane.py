@@ -25,6 +25,7 @@ from serving.codecs.columnar import RowIds, Vocabulary
 from serving.protocol.v2 import MetadataTensor
 from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
+from serving.components.offload import both
 from serving.llm.reasons import churn_reasons
 
 SERVER_NAME = "reengage"
@@ -142,7 +143,8 @@ class DataPlane:
         values = batch.values[rows] if partial else batch.values
         ids = customer_ids[rows] if partial else customer_ids
         # each model assigns rows to versions by its traffic policy (one version without one)
-        (churn_v, churn, churn_split), (eng_v, eng, eng_split) = await asyncio.gather(
+        (churn_v, churn, churn_split), (eng_v, eng, eng_split) = await both(
+            len(ids), self.settings.models.offload_rows,
             self._model(churn_name).score_rows(values, batch.names, ids),
             self._model(eng_name).score_rows(values, batch.names, ids),
         )

@@ -72,14 +72,17 @@ class RequestMetrics:
 
 def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo_request_id: bool = True) -> FastAPI:
     """The whole HTTP surface; ``headers`` are added to every answer (e.g. the replica)."""
-    app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response)
+    telemetry = dataplane.settings.server.fastapi_telemetry
+    app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response,
+                  telemetry=None if telemetry else {"tracing": False, "metrics": False, "logs": False})
     app.state.dataplane = dataplane
     v1 = rest_v1.router(dataplane)
-    app.include_router(v1)
-    app.include_router(rest_v2.router(dataplane))
-    app.include_router(openai.router(dataplane))
-    app.include_router(admin.router(dataplane))
-    if dataplane.settings.server.fast_path:  # innermost: /v1/score without FastAPI's per-request work
+    for router in (v1, rest_v2.router(dataplane), openai.router(dataplane), admin.router(dataplane)):
+        app.include_router(router)
+    _hot_routes_first(app)
+    # innermost: /v1/score without FastAPI's per-request work; not under FastAPI's telemetry,
+    # whose spans take the route from FastAPI's router
+    if dataplane.settings.server.fast_path and not telemetry:
         app.add_middleware(FastPath, fastapi=app, route=find_route(v1, "POST", "/v1/score"))
     auth_asgi.install(app, auth_asgi.Authenticator(dataplane.settings.auth), audit_log(dataplane.settings))
     app.add_middleware(RequestMetrics, headers=headers)
@@ -89,6 +92,14 @@ def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo
     app.add_middleware(request_log.RequestLog, echo=echo_request_id)
     _add_error_handlers(app)
     return app
+
+
+def _hot_routes_first(app: FastAPI) -> None:
+    """Our routes before FastAPI's docs pages: Starlette, and Serve for its per-request route
+    label, match routes in list order, so /v1/score is found first (~4 us less a request).
+    The docs paths overlap none of ours, so no request changes route."""
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) in docs)  # stable
 
 
 def _add_error_handlers(app: FastAPI) -> None:

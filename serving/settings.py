@@ -268,6 +268,11 @@ class ServerSettings(_Section):
     # POST /v1/score straight to its endpoint, without FastAPI's routing and dependency work
     # per request (serving/routes/fast_path.py; the same code and answers)
     fast_path: bool = True
+    # FastAPI's native OpenTelemetry (spans, metrics, logs through the global providers).
+    # Off: our Prometheus metrics and request log cover the same requests, and even with no
+    # provider set FastAPI asks the providers on every request (~5 us). On for OTel users
+    # (then /v1/score takes FastAPI's routing, whose spans name the route: no fast path).
+    fastapi_telemetry: bool = False
     # one JSON line per HTTP request (in Serve: logs/serve/reengage_requests_<replica>.jsonl of
     # the Ray session; elsewhere stderr):
     # request id, route, status, latency, customers, model versions; never bodies or tokens

@@ -11,10 +11,11 @@ rows (a setting; lower it on machines with spare cores per replica), and network
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 async def offload(rows: int, limit: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -22,3 +23,18 @@ async def offload(rows: int, limit: int, fn: Callable[..., T], *args: Any, **kwa
     if rows < limit:
         return fn(*args, **kwargs)
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def both(rows: int, limit: int, first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -> tuple[T, U]:
+    """Two calls over the same ``rows``: one after the other when they run inline (below
+    ``limit``), since neither then waits for anything and ``gather``'s two tasks cost ~30 us
+    a request; together when they run in threads, where they overlap on two cores."""
+    if rows >= limit:
+        done, then = await asyncio.gather(first, second)
+        return done, then
+    try:
+        done = await first
+    except BaseException:
+        second.close()  # never started: no "never awaited" warning
+        raise
+    return done, await second
