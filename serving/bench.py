@@ -39,31 +39,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from serving.bench_applog import AppLatency, serve_logs_dir
+from serving.bench_report import LABELS, plot_or_say, print_tables, ratios
 from serving.bench_refs import (free_ports, http_ok, ort_point, packed_reader, plain_config, plain_server, score_models,
                                 stop_group, wait_up)
 from serving.bench_wrk import bodies_per_point, lua_script, request_bodies, run_wrk
 from serving.settings import Settings
 
 TARGETS = ("ours", "hello", "plain", "ort")
-LABELS = {"ours": "ours /v1/score", "hello": "hello-world Serve", "plain": "plain FastAPI",
-          "ort2": "raw ORT 2 threads", "ort1": "raw ORT 1 thread"}
 WRK_MISSING = "wrk is not installed: the bench needs it as its load generator (apt-get install wrk)."
-
-# -- pure parts (tests/serving/test_bench.py) ----------------------------------------------
-def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (ids, concurrency) of ours: req/s over hello's and plain's, predictions/s over ORT 2 threads'."""
-    index = {(p["target"], p["ids"], p["concurrency"]): p for p in points}
-
-    def over(mine: dict[str, Any], key: tuple[str, int, int | None], field: str) -> float | None:
-        ref = index.get(key)  # no ratio where either side completed nothing
-        return mine[field] / ref[field] if mine[field] and ref and ref[field] else None
-
-    return [{"ids": p["ids"], "concurrency": p["concurrency"],
-             "ours_over_hello": over(p, ("hello", p["ids"], p["concurrency"]), "req_s"),
-             "ours_over_plain": over(p, ("plain", p["ids"], p["concurrency"]), "req_s"),
-             "ours_over_ort2": over(p, ("ort2", p["ids"], None), "pred_s")}
-            for p in points if p["target"] == "ours"]
-
 
 # -- measuring -----------------------------------------------------------------------------
 @contextlib.contextmanager
@@ -174,14 +158,18 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=total)
 
-        def http_point(target: str, url: str, path: str, n: int, c: int) -> None:
+        def http_point(target: str, url: str, path: str, n: int, c: int, app: AppLatency | None = None) -> None:
             progress.update(task, description=f"{LABELS[target]}: {n:,} ids, c={c}")
             if warmup > 0:
                 run_wrk(url + path, scripts[n, path], concurrency=c, seconds=warmup, threads=wrk_threads)
+            mark = app.mark() if app else {}
             r = run_wrk(url + path, scripts[n, path], concurrency=c, seconds=seconds, threads=wrk_threads)
             if r["requests"] < 2 * c:  # the window held one wave of requests at most: once more, 4x longer
+                mark = app.mark() if app else {}
                 r = {**run_wrk(url + path, scripts[n, path], concurrency=c, seconds=4 * seconds,
                                threads=wrk_threads), "extended": True}
+            if app:  # our replicas' own latency for the same window
+                r.update(app.summary(mark))
             points.append({"target": target, "ids": n, "concurrency": c, **r, "pred_s": r["req_s"] * n})
             progress.advance(task)
 
@@ -205,10 +193,11 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
             progress.update(task, description="starting Ray, our application and hello-world beside it...")
             with _ray_serve(settings, workdir, hello="hello" in targets) as url:
                 _check(console, url + "/v1/score", bodies, meta)
+                app = AppLatency(serve_logs_dir())
                 for n, c in itertools.product(ids, concurrency):
                     for target, path in (("ours", "/v1/score"), ("hello", "/hello/v1/score")):
                         if target in targets:
-                            http_point(target, url, path, n, c)
+                            http_point(target, url, path, n, c, app if target == "ours" else None)
                 progress.update(task, description="stopping Serve and Ray (10-40 s)...")
             meta["stopped"]["ray"] = True
         progress.update(task, description="done")
@@ -220,7 +209,7 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
         out_json.write_text(json.dumps(result, indent=1) + "\n")
         console.print(f"results: {out_json}")
         if plot:
-            _plot_or_say(result, out_json.with_suffix(".png"), console)
+            plot_or_say(result, out_json.with_suffix(".png"), console)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 
@@ -261,97 +250,6 @@ def _meta(settings: Settings, ids: list[int], concurrency: list[int], targets: l
 
 
 # -- output --------------------------------------------------------------------------------
-def _fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
-
-
-def print_tables(result: dict[str, Any], console: Console) -> None:
-    """A table per ids-per-request; ratios on ours' rows. At least 150 columns wide."""
-    if console.width < 150:
-        console = Console(width=150)
-    points, meta = result["points"], result["meta"]
-    by_key = {(p["target"], p["ids"], p["concurrency"]): p for p in points}
-    rat = {(r["ids"], r["concurrency"]): r for r in result["ratios"]}
-    for n in meta["ids"]:
-        table = Table("target", "c", "requests", "2xx/s", "predictions/s", "p50 ms", "p99 ms", "errors", "wrk CPU",
-                      "ours ÷ hello", "ours ÷ plain", "ours ÷ ORT 2 thr",
-                      title=f"{n:,} ids per request ({meta['cores']} cores, {meta['seconds']:g} s a point)")
-        rows = [("ort2", None), ("ort1", None)]
-        rows += [(t, c) for c in meta["concurrency"] for t in ("ours", "hello", "plain")]
-        for target, c in rows:
-            p = by_key.get((target, n, c))
-            if p is None:
-                continue
-            r = rat.get((n, c), {}) if target == "ours" else {}
-            codes = ",".join(sorted(p.get("status_codes") or {}))
-            errors = f"[red]{p['errors']}{f' ({codes})' if codes else ''}[/]" if p["errors"] else "0"
-            cpu = p.get("wrk_cpu")
-            done = f"{p['requests']:,}" + ("*" if p.get("extended") else "")
-            table.add_row(LABELS[target], "-" if c is None else str(c), done, _fmt(p["req_s"]), _fmt(p["pred_s"]),
-                          _fmt(p["p50_ms"], ".2f"), _fmt(p["p99_ms"], ".2f"), errors,
-                          _fmt(None if cpu is None else 100 * cpu, ".0f", "%"),
-                          _fmt(r.get("ours_over_hello"), ".2f", "x"), _fmt(r.get("ours_over_plain"), ".2f", "x"),
-                          _fmt(r.get("ours_over_ort2"), ".2f", "x"), end_section=target == "ort1" or target == "plain")
-        console.print(table)
-    console.print("requests: answers in the window (ORT: calls); * measured again 4x longer, the first window "
-                  "having held one wave of requests at most. 2xx/s and predictions/s count good answers only; "
-                  "latency counts every answer. hello's predictions/s is its 2xx/s x ids (bodies of the same size, "
-                  "no work). wrk CPU: its CPU time over wall time, 100% = one core. ÷hello and ÷plain compare "
-                  "2xx/s. errors: answers >= 300 (their codes) and socket errors; a sample body is in the JSON.")
-
-
-def _plot_or_say(result: dict[str, Any], path: Path, console: Console) -> None:
-    try:
-        plot_results(result, path)
-    except ImportError:
-        console.print("[yellow]no plot: matplotlib is missing (pip install 'reengage[load]')[/]")
-        return
-    except Exception as exc:  # the JSON is written already: a plot problem must not lose the run
-        console.print(f"[yellow]no plot: {exc!r}[/]")
-        return
-    console.print(f"plot: {path}")
-
-
-def plot_results(result: dict[str, Any], path: Path) -> None:
-    """Predictions/s (top) and p99 (bottom) against ids per request, a panel per concurrency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    meta, points = result["meta"], result["points"]
-    conc = meta["concurrency"]
-    fig, axes = plt.subplots(2, len(conc), figsize=(4.6 * len(conc), 8), sharex=True, sharey="row", squeeze=False)
-    styles = {"ours": ("C0", "-", "o"), "hello": ("C1", "-", "s"), "plain": ("C2", "-", "^"),
-              "ort2": ("C3", "--", "x"), "ort1": ("C7", ":", "x")}
-    for j, c in enumerate(conc):
-        for target, (color, line, marker) in styles.items():
-            pts = sorted((p for p in points if p["target"] == target and p["concurrency"] in (c, None)),
-                         key=lambda p: p["ids"])
-            if not pts:
-                continue
-            for i, field in enumerate(("pred_s", "p99_ms")):
-                xy = [(p["ids"], p[field]) for p in pts if p[field]]  # log scale: no zeros, no None
-                if xy:
-                    axes[i][j].plot([x for x, _ in xy], [y for _, y in xy], color=color, linestyle=line,
-                                    marker=marker, label=LABELS[target])
-        axes[0][j].set_title(f"{c} connection{'s' if c > 1 else ''}")
-        axes[1][j].set_xlabel("ids per request")
-        for ax in axes[:, j]:
-            ax.set_xscale("log")
-            if ax.lines:  # log scale on an empty panel fails
-                ax.set_yscale("log")
-            ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("predictions/s, 2xx only (hello: 2xx/s x ids)")
-    axes[1][0].set_ylabel("p99 latency, ms (ORT: per call)")
-    if axes[0][0].lines:
-        axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 @contextlib.contextmanager
 def private_redis(url: str | None) -> Iterator[str | None]:
     """The given Redis, or a private redis-server on a free port when one is installed."""
