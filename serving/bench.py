@@ -160,16 +160,16 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
 
         def http_point(target: str, url: str, path: str, n: int, c: int, app: AppLatency | None = None) -> None:
             progress.update(task, description=f"{LABELS[target]}: {n:,} ids, c={c}")
+            def window(secs: float) -> dict[str, Any]:  # wrk's figures, and our replicas' own for the same window
+                mark = app.mark() if app else {}
+                r = run_wrk(url + path, scripts[n, path], concurrency=c, seconds=secs, threads=wrk_threads)
+                return {**r, **(app.summary(mark) if app else {})}
+
             if warmup > 0:
                 run_wrk(url + path, scripts[n, path], concurrency=c, seconds=warmup, threads=wrk_threads)
-            mark = app.mark() if app else {}
-            r = run_wrk(url + path, scripts[n, path], concurrency=c, seconds=seconds, threads=wrk_threads)
+            r = window(seconds)
             if r["requests"] < 2 * c:  # the window held one wave of requests at most: once more, 4x longer
-                mark = app.mark() if app else {}
-                r = {**run_wrk(url + path, scripts[n, path], concurrency=c, seconds=4 * seconds,
-                               threads=wrk_threads), "extended": True}
-            if app:  # our replicas' own latency for the same window
-                r.update(app.summary(mark))
+                r = {**window(4 * seconds), "extended": True}
             points.append({"target": target, "ids": n, "concurrency": c, **r, "pred_s": r["req_s"] * n})
             progress.advance(task)
 

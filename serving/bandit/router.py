@@ -100,8 +100,8 @@ def holdout_one(customer_id: int, share: float, salt: str) -> bool:
     if share <= 0:
         return False
     z = (customer_id + int(_salt_seed(salt))) & _M64
-    z = ((z ^ (z >> 30)) * int(_MIX1)) & _M64
-    z = ((z ^ (z >> 27)) * int(_MIX2)) & _M64
+    z = ((z ^ (z >> 30)) * _SPLITMIX[0]) & _M64
+    z = ((z ^ (z >> 27)) * _SPLITMIX[1]) & _M64
     z ^= z >> 31
     return (z >> 11) / float(1 << 53) < share
 
@@ -111,7 +111,8 @@ def _salt_seed(salt: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
 
 
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_SPLITMIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64's multipliers: Python ints for one id
+_MIX1, _MIX2 = np.uint64(_SPLITMIX[0]), np.uint64(_SPLITMIX[1])  # and as uint64 for arrays
 _U11, _U27, _U30, _U31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
 _M64 = (1 << 64) - 1
 

@@ -68,8 +68,6 @@ def test_values_from_protos_leaves_unset_values_nan() -> None:
 def test_a_single_id_key_is_the_batch_key() -> None:
     """The one-customer shortcut of ``build_keys`` makes the bytes the byte matrix makes,
     for negative, zero and extreme ids."""
-    import numpy as np
-
     from feature_store.online_store.layout import build_keys
 
     ids = np.array([0, 1, -1, 2**63 - 1, -(2**63), 123456789], np.int64)
