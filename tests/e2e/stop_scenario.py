@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from serving.bench_applog import PATTERN, AppLatency, serve_logs_dir
 from serving.settings import load_settings
 
 CLIENTS = 6
@@ -71,10 +72,13 @@ def main(overrides: dict) -> dict:
 
     workdir = Path(tempfile.mkdtemp(prefix="reengage-stop-"))
     with _ray_serve(settings, workdir, hello=False) as url:
+        app = AppLatency(serve_logs_dir())  # as `reengage bench score` reads the replicas' own latency
+        mark = app.mark()
         threads = [threading.Thread(target=client, args=(url, i), daemon=True) for i in range(CLIENTS)]
         for t in threads:
             t.start()
         time.sleep(LOAD_BEFORE_S)
+        in_app = app.summary(mark)
         logged = request_logged(url)
         phase[0] = "draining"
         took = drain_signal.drain(APP_NAME, settings.server.drain_s, 30.0)
@@ -85,21 +89,19 @@ def main(overrides: dict) -> dict:
         stop_at[0] = time.monotonic() + LOAD_AFTER_S
         for t in threads:
             t.join(timeout=60)
-    return {"outcomes": dict(outcomes), "batches": sorted(batches), "took": took, "request_logged": logged}
+    return {"outcomes": dict(outcomes), "batches": sorted(batches), "took": took, "request_logged": logged,
+            "in_app": in_app}
 
 
 def request_logged(url: str) -> dict:
     """One request with a known X-Request-ID: its JSON line as a replica wrote it to the
     session's worker logs (None when not found within 5 s)."""
-    import ray
-
     rid = "stop-scenario-probe"
     echoed = httpx.post(f"{url}/v1/score", json={"customer_ids": [1, 2]}, headers={"X-Request-ID": rid},
                         timeout=30).headers.get("x-request-id")
-    logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        for path in logs.glob("serve/reengage_requests_*.jsonl"):  # serving.deployments.ingress.request_log_file
+        for path in serve_logs_dir().glob(PATTERN):
             for line in path.read_text(errors="replace").splitlines():
                 if rid in line and line.startswith("{"):
                     return {"echoed": echoed, "line": json.loads(line)}

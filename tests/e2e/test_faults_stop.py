@@ -44,6 +44,8 @@ def test_graceful_stop_under_load(tmp_path: Path) -> None:
     late = {k: v for k, v in outcomes.items() if k.startswith("serve shutdown")
             and k.split(": ", 1)[1] not in ("200", "503 draining", "refused", "RemoteProtocolError", "ReadError")}
     assert not late, late
+    in_app = result["in_app"]  # the bench's reading of the replicas' own latency, on a real session
+    assert 0 < in_app["app_requests"] <= outcomes["load: 200"] and 0 < in_app["app_p50_ms"] <= in_app["app_p99_ms"]
     probe = result["request_logged"]  # the JSON request line reaches the replica's log
     assert probe["echoed"] == "stop-scenario-probe" and probe["line"] is not None
     assert probe["line"]["route"] == "/v1/score" and probe["line"]["status"] == 200
