@@ -58,3 +58,34 @@ def test_the_cap_is_exact_across_processes(tmp_path: Path) -> None:
     granted = [int(p.communicate(timeout=60)[0]) for p in procs]
     assert sum(granted) == 15  # 5 customers x cap 3, whoever won each race
     assert ContactLedger(tmp_path / "c").counts() == {i: 3 for i in range(5)}
+
+
+def test_sweep_keeps_a_customer_contacted_after_the_chunk_was_read(tmp_path: Path, monkeypatch) -> None:
+    """The chunk is judged outside the writer lock; a reservation made before the deletes
+    (another replica's, here made while the chunk is judged) must keep its customer."""
+    import serving.bandit.state.ledger as ledger_module
+
+    ledger = ContactLedger(tmp_path / "c")
+    ledger.reserve(reservation([1, 2, 3], now=10.0, cap=3))
+    judge, calls = ledger_module._newest, []
+
+    def judged_then_contacted(values: list[bytes]) -> np.ndarray:
+        out = judge(values)
+        if not calls:  # the read step's verdict: all three dead; then customer 2 is contacted
+            ledger.reserve(reservation([2], now=90.0, cap=3))
+        calls.append(len(values))
+        return out
+
+    monkeypatch.setattr(ledger_module, "_newest", judged_then_contacted)
+    deleted, done = ledger.sweep(dead_before=50.0)
+    assert done and deleted == 2 and ledger.counts() == {2: 2}
+
+
+def test_sweep_judges_values_written_under_another_cap(tmp_path: Path) -> None:
+    """Values of different widths (a contact_cap change) are judged one by one."""
+    ledger = ContactLedger(tmp_path / "c")
+    ledger.reserve(reservation([1], now=10.0, cap=2))
+    ledger.reserve(reservation([2], now=60.0, cap=3))
+    ledger.reserve(reservation([3], now=30.0, cap=3))
+    deleted, done = ledger.sweep(dead_before=40.0)
+    assert done and deleted == 2 and ledger.counts() == {2: 1}

@@ -20,6 +20,7 @@ those customers, never towards a lost decision.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from serving.bandit.state.base import Reservation, group_positions
 from serving.errors import DependencyUnavailable
 
-_SWEEP_CHUNK = 2_000  # keys per write transaction: the writer lock is held for ~1 ms at most
+_SWEEP_CHUNK = 2_000  # keys judged per call: ~1.3 ms of GIL, then the trim yields it
 # LMDB forbids opening one environment twice in a process (closing either drops the other's
 # locks): one per path, for the process's life, as the feature store does
 _ENVS: dict[str, Any] = {}
@@ -67,6 +68,14 @@ def _slots(values: list[bytes | None], width: int) -> np.ndarray:
             t = np.sort(np.frombuffer(v, "<f8"))[-width:]
             out[i, width - len(t):] = t
     return out
+
+
+def _newest(values: list[bytes]) -> np.ndarray:
+    """The newest contact time of each value (0.0 for none): one numpy call when the values
+    share a width, as they do unless ``contact_cap`` changed."""
+    if values and all(len(v) == len(values[0]) for v in values) and len(values[0]) % 8 == 0 and values[0]:
+        return np.frombuffer(b"".join(values), "<f8").reshape(len(values), -1).max(axis=1)
+    return np.array([np.frombuffer(v[: len(v) // 8 * 8], "<f8").max(initial=0.0) for v in values], dtype=np.float64)
 
 
 def _reserve_one(txn: Any, key: bytes, now: float, window_s: float, cap: int) -> bool:
@@ -128,20 +137,31 @@ class ContactLedger:
 
     def sweep(self, dead_before: float, limit: int = _SWEEP_CHUNK) -> tuple[int, bool]:
         """Delete up to ``limit`` customers whose every contact is older than ``dead_before``,
-        resuming where the last call stopped; (deleted, reached the end)."""
-        deleted = seen = 0
-        with self.env.begin(write=True) as txn:
+        resuming where the last call stopped; (deleted, reached the end).
+
+        Why two steps: the chunk is read in a read transaction, which takes no lock, and
+        judged in one numpy call; only the customers found dead are then deleted, under the
+        writer lock, each checked again there (a reservation made in between keeps its
+        customer). A sweep judged every key in Python under the writer lock: 3.6 us a key,
+        0.36 s of GIL for 95k customers once a minute in each replica, while every
+        replica's reservations waited on the lock (docs/benchmarks.md)."""
+        with self.env.begin() as txn:
             cur = txn.cursor()
-            more = cur.set_range(self._sweep_from) if self._sweep_from else cur.first()
-            while more and seen < limit:
-                seen += 1
-                if np.frombuffer(cur.value(), "<f8").max(initial=0.0) <= dead_before:
-                    cur.delete()  # moves to the next key, or past the end
-                    more = cur.key() != b""
-                    deleted += 1
-                else:
-                    more = cur.next()
-            self._sweep_from = cur.key() if more else b""
+            start = cur.set_range(self._sweep_from) if self._sweep_from else cur.first()
+            items = list(itertools.islice(cur.iternext(), limit + 1)) if start else []
+        more = len(items) > limit
+        self._sweep_from = items[limit][0] if more else b""
+        keys = [k for k, _ in items[:limit]]
+        newest = _newest([v for _, v in items[:limit]])
+        dead = [k for k, t in zip(keys, newest.tolist()) if t <= dead_before]
+        deleted = 0
+        if dead:
+            with self.env.begin(write=True) as txn:
+                for key in dead:
+                    raw = txn.get(key)
+                    if raw is not None and _newest([raw])[0] <= dead_before:
+                        txn.delete(key)
+                        deleted += 1
         return deleted, not more
 
     def counts(self) -> dict[int, int]:

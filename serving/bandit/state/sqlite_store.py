@@ -14,6 +14,7 @@ import functools
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,6 +211,7 @@ class SqliteStore:
         while retention.contacts_before is not None:  # customers with no contact left in the window
             if self.ledger.sweep(retention.contacts_before)[1]:
                 break
+            time.sleep(0)  # between chunks the event loop's thread takes the GIL at once
         return Trimmed(gone, before, self._used_bytes(), over)
 
     @staticmethod
