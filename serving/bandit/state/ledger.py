@@ -71,11 +71,10 @@ def _slots(values: list[bytes | None], width: int) -> np.ndarray:
 
 
 def _newest(values: list[bytes]) -> np.ndarray:
-    """The newest contact time of each value (0.0 for none): one numpy call when the values
-    share a width, as they do unless ``contact_cap`` changed."""
-    if values and all(len(v) == len(values[0]) for v in values) and len(values[0]) % 8 == 0 and values[0]:
-        return np.frombuffer(b"".join(values), "<f8").reshape(len(values), -1).max(axis=1)
-    return np.array([np.frombuffer(v[: len(v) // 8 * 8], "<f8").max(initial=0.0) for v in values], dtype=np.float64)
+    """The newest contact time of each value (0.0 for none), through ``_slots``: one numpy
+    call when the values share a width, as they do unless ``contact_cap`` changed."""
+    width = max((len(v) for v in values), default=0) // 8
+    return _slots(list(values), width).max(axis=1, initial=0.0)
 
 
 def _reserve_one(txn: Any, key: bytes, now: float, window_s: float, cap: int) -> bool:
@@ -150,10 +149,9 @@ class ContactLedger:
             start = cur.set_range(self._sweep_from) if self._sweep_from else cur.first()
             items = list(itertools.islice(cur.iternext(), limit + 1)) if start else []
         more = len(items) > limit
-        self._sweep_from = items[limit][0] if more else b""
-        keys = [k for k, _ in items[:limit]]
-        newest = _newest([v for _, v in items[:limit]])
-        dead = [k for k, t in zip(keys, newest.tolist()) if t <= dead_before]
+        self._sweep_from = items.pop()[0] if more else b""
+        newest = _newest([v for _, v in items])
+        dead = [k for (k, _), t in zip(items, newest.tolist()) if t <= dead_before]
         deleted = 0
         if dead:
             with self.env.begin(write=True) as txn:
