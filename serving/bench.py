@@ -13,7 +13,11 @@ body of distinct random existing customer ids:
          the compute limit.
 HTTP load comes from wrk (serving/bench_wrk.py); the CPU wrk itself used is reported
 beside every point, so a load generator near its limit shows.
-Order: ORT; plain (then stopped); then Ray, ours and hello alternating point by point.
+Order: ORT; then the plain app and Ray (ours and hello) are all up, and at each point the
+HTTP targets are measured in turn, ``rounds`` times, each round starting with the next
+target: a drift of the machine over minutes (these shared cores move a reference by a
+third between runs) falls on all of them alike, and each round's ratios pair windows
+seconds apart.
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from rich.console import Console
 from rich.table import Table
 
 from serving.bench_applog import AppLatency, serve_logs_dir
-from serving.bench_report import LABELS, plot_or_say, print_tables, ratios
+from serving.bench_report import LABELS, aggregate, plot_or_say, print_tables, ratios
 from serving.bench_refs import (free_ports, http_ok, ort_point, packed_reader, plain_config, plain_server, score_models,
                                 stop_group, wait_up)
 from serving.bench_wrk import bodies_per_point, lua_script, request_bodies, run_wrk
 from serving.settings import Settings
 
 TARGETS = ("ours", "hello", "plain", "ort")
+PATHS = {"ours": "/v1/score", "hello": "/hello/v1/score", "plain": "/v1/score"}
 WRK_MISSING = "wrk is not installed: the bench needs it as its load generator (apt-get install wrk)."
 
 # -- measuring -----------------------------------------------------------------------------
@@ -120,10 +125,11 @@ class BenchError(RuntimeError):
 
 
 def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int], targets: list[str] | None = None,
-                    seconds: float = 5.0, warmup: float = 1.0, wrk_threads: int = 1, plain_ort_threads: int = 0,
-                    out_json: Path | None = None, plot: bool = True,
+                    seconds: float = 5.0, warmup: float = 1.0, rounds: int = 1, wrk_threads: int = 1,
+                    plain_ort_threads: int = 0, out_json: Path | None = None, plot: bool = True,
                     console: Console | None = None) -> dict[str, Any]:
-    """Measure every chosen target at every (ids, concurrency); print, write JSON and PNG."""
+    """Measure every chosen target at every (ids, concurrency), ``rounds`` times in turn;
+    print, write JSON and PNG."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = console or Console()
@@ -132,6 +138,8 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
         raise BenchError(f"unknown targets {sorted(set(targets) - set(TARGETS))}; choose from {', '.join(TARGETS)}")
     if not ids or not concurrency or not all(1 <= n <= min(10_000, settings.data.customers) for n in ids):
         raise BenchError(f"ids per request must be 1..{min(10_000, settings.data.customers):,}; concurrency not empty")
+    if rounds < 1:
+        raise BenchError("rounds must be at least 1")
     if set(targets) - {"ort"} and shutil.which("wrk") is None:
         raise BenchError(WRK_MISSING)
     workdir = Path(tempfile.mkdtemp(prefix="reengage-bench-"))
@@ -148,29 +156,32 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
             scripts[n, path] = workdir / f"wrk-{n}-{path.strip('/').replace('/', '_')}.lua"
             scripts[n, path].write_text(lua_script(workdir / f"bodies-{n}.txt", path))
     http = [t for t in ("ours", "hello", "plain") if t in targets]
-    total = len(ids) * (2 * ("ort" in targets) + len(http) * len(concurrency))
-    estimate = total * seconds + len(ids) * len(concurrency) * len(http) * (max(1, warmup) if warmup else 0)
+    total = len(ids) * (2 * ("ort" in targets) + len(http) * len(concurrency) * rounds)
+    estimate = total * seconds + len(ids) * len(concurrency) * len(http) * rounds * (max(1, warmup) if warmup else 0)
     console.print(f"[bold]reengage bench score[/]: {total} points, about {estimate / 60 + 2:.0f} min "
                   f"(incl. ~2 min to start and stop Ray); scratch files in {workdir}")
     meta = _meta(settings, ids, concurrency, targets, seconds, warmup, wrk_threads, plain_ort_threads, models)
+    meta["rounds"] = rounds
     points: list[dict[str, Any]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=total)
 
-        def http_point(target: str, url: str, path: str, n: int, c: int, app: AppLatency | None = None) -> None:
-            progress.update(task, description=f"{LABELS[target]}: {n:,} ids, c={c}")
+        def http_point(target: str, url: str, path: str, n: int, c: int, r: int, app: AppLatency | None) -> None:
+            progress.update(task, description=f"{LABELS[target]}: {n:,} ids, c={c}"
+                                              + (f", round {r + 1}/{rounds}" if rounds > 1 else ""))
             def window(secs: float) -> dict[str, Any]:  # wrk's figures, and our replicas' own for the same window
                 mark = app.mark() if app else {}
-                r = run_wrk(url + path, scripts[n, path], concurrency=c, seconds=secs, threads=wrk_threads)
-                return {**r, **(app.summary(mark) if app else {})}
+                wrk = run_wrk(url + path, scripts[n, path], concurrency=c, seconds=secs, threads=wrk_threads)
+                return {**wrk, **(app.summary(mark) if app else {})}
 
             if warmup > 0:
                 run_wrk(url + path, scripts[n, path], concurrency=c, seconds=warmup, threads=wrk_threads)
-            r = window(seconds)
-            if r["requests"] < 2 * c:  # the window held one wave of requests at most: once more, 4x longer
-                r = {**window(4 * seconds), "extended": True}
-            points.append({"target": target, "ids": n, "concurrency": c, **r, "pred_s": r["req_s"] * n})
+            got = window(seconds)
+            if got["requests"] < 2 * c:  # the window held one wave of requests at most: once more, 4x longer
+                got = {**window(4 * seconds), "extended": True}
+            points.append({"target": target, "ids": n, "concurrency": c, "round": r, **got,
+                           "pred_s": got["req_s"] * n})
             progress.advance(task)
 
         if "ort" in targets:
@@ -182,27 +193,20 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
                     points.append({"target": f"ort{threads}", "ids": n, "concurrency": None,
                                    **ort_point(models, batches, threads, seconds)})
                     progress.advance(task)
-        if "plain" in targets:
-            progress.update(task, description="starting the plain FastAPI app on uvicorn...")
-            with plain_server(_plain_config(settings, models, plain_ort_threads), workdir) as url:
-                _check(console, url + "/v1/score", bodies, meta)
-                for n, c in itertools.product(ids, concurrency):
-                    http_point("plain", url, "/v1/score", n, c)
-            meta["stopped"]["plain"] = True
-        if "ours" in targets or "hello" in targets:
-            progress.update(task, description="starting Ray, our application and hello-world beside it...")
-            with _ray_serve(settings, workdir, hello="hello" in targets) as url:
-                _check(console, url + "/v1/score", bodies, meta)
-                app = AppLatency(serve_logs_dir())
-                for n, c in itertools.product(ids, concurrency):
-                    for target, path in (("ours", "/v1/score"), ("hello", "/hello/v1/score")):
-                        if target in targets:
-                            http_point(target, url, path, n, c, app if target == "ours" else None)
-                progress.update(task, description="stopping Serve and Ray (10-40 s)...")
-            meta["stopped"]["ray"] = True
+        with contextlib.ExitStack() as servers:
+            urls = _start_http(servers, settings, models, plain_ort_threads, workdir, targets, bodies, meta, console,
+                               lambda text: progress.update(task, description=text))
+            app = AppLatency(serve_logs_dir()) if "ours" in urls else None
+            for n, c in itertools.product(ids, concurrency):
+                for r in range(rounds):  # each round in another order: none always runs first
+                    for target in http[r % len(http):] + http[:r % len(http)]:
+                        http_point(target, urls[target], PATHS[target], n, c, r, app if target == "ours" else None)
+            progress.update(task, description="stopping the servers (Ray: 10-40 s)...")
+        meta["stopped"] = {target: True for target in urls}
         progress.update(task, description="done")
     meta["loadavg_end"] = os.getloadavg()
-    result = {"meta": meta, "points": points, "ratios": ratios(points)}
+    result = {"meta": meta, "points": aggregate(points), "ratios": ratios(points),
+              **({"rounds": points} if rounds > 1 else {})}
     print_tables(result, console)
     if out_json is not None:
         out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +216,24 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
             plot_or_say(result, out_json.with_suffix(".png"), console)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _start_http(servers: contextlib.ExitStack, settings: Settings, models: list[dict[str, Any]],
+                plain_ort_threads: int, workdir: Path, targets: list[str], bodies: dict[int, list[str]],
+                meta: dict[str, Any], console: Console, say: Any) -> dict[str, str]:
+    """Start the HTTP targets chosen, all up together until ``servers`` closes; their URLs."""
+    urls: dict[str, str] = {}
+    if "plain" in targets:
+        say("starting the plain FastAPI app on uvicorn...")
+        urls["plain"] = servers.enter_context(
+            plain_server(_plain_config(settings, models, plain_ort_threads), workdir))
+        _check(console, urls["plain"] + PATHS["plain"], bodies, meta)
+    if "ours" in targets or "hello" in targets:
+        say("starting Ray, our application and hello-world beside it...")
+        url = servers.enter_context(_ray_serve(settings, workdir, hello="hello" in targets))
+        _check(console, url + PATHS["ours"], bodies, meta)
+        urls.update({target: url for target in ("ours", "hello") if target in targets})
+    return urls
 
 
 def _plain_config(settings: Settings, models: list[dict[str, Any]], ort_threads: int) -> str:

@@ -182,6 +182,8 @@ def bench_score(
                                 "ort (raw ONNX Runtime, 2 and 1 threads)"),
     seconds: float = typer.Option(5.0, help="measured seconds per point (wrk rounds to whole seconds)"),
     warmup: float = typer.Option(1.0, help="seconds of the same load before each HTTP point, not recorded (0: none)"),
+    rounds: int = typer.Option(1, help="measure each HTTP point this many times, the targets in turn; report "
+                               "medians, and each ratio as the median of the rounds' ratios"),
     wrk_threads: int = typer.Option(1, help="wrk threads (its CPU use is reported: raise this if it nears 100%)"),
     plain_ort_threads: int = typer.Option(0, help="ONNX Runtime threads in the plain FastAPI app (0: ORT's default)"),
     topology: Optional[str] = typer.Option(None, help="fused or split"),
@@ -201,7 +203,7 @@ def bench_score(
     try:
         run_score_bench(settings, ids=_ints(ids), concurrency=_ints(concurrency),
                         targets=[t.strip() for t in targets.split(",") if t.strip()], seconds=seconds,
-                        warmup=warmup, wrk_threads=wrk_threads, plain_ort_threads=plain_ort_threads,
+                        warmup=warmup, rounds=rounds, wrk_threads=wrk_threads, plain_ort_threads=plain_ort_threads,
                         out_json=Path(out) if out else project_root() / "docs" / "bench_score.json",
                         plot=plot, console=console)
     except BenchError as exc:
