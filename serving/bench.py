@@ -125,7 +125,7 @@ class BenchError(RuntimeError):
 
 
 def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int], targets: list[str] | None = None,
-                    seconds: float = 5.0, warmup: float = 1.0, rounds: int = 1, wrk_threads: int = 1,
+                    seconds: float = 5.0, warmup: float = 1.0, rounds: int = 3, wrk_threads: int = 1,
                     plain_ort_threads: int = 0, out_json: Path | None = None, plot: bool = True,
                     console: Console | None = None) -> dict[str, Any]:
     """Measure every chosen target at every (ids, concurrency), ``rounds`` times in turn;

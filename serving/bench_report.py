@@ -184,7 +184,8 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     axes[1][0].set_ylabel("p99 latency, ms (ORT: per call)")
     if axes[0][0].lines:
         axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point")
+    fig.suptitle(f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point"
+                 f"{_rounds(meta)}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

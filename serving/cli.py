@@ -182,7 +182,7 @@ def bench_score(
                                 "ort (raw ONNX Runtime, 2 and 1 threads)"),
     seconds: float = typer.Option(5.0, help="measured seconds per point (wrk rounds to whole seconds)"),
     warmup: float = typer.Option(1.0, help="seconds of the same load before each HTTP point, not recorded (0: none)"),
-    rounds: int = typer.Option(1, help="measure each HTTP point this many times, the targets in turn; report "
+    rounds: int = typer.Option(3, help="measure each HTTP point this many times, the targets in turn; report "
                                "medians, and each ratio as the median of the rounds' ratios"),
     wrk_threads: int = typer.Option(1, help="wrk threads (its CPU use is reported: raise this if it nears 100%)"),
     plain_ort_threads: int = typer.Option(0, help="ONNX Runtime threads in the plain FastAPI app (0: ORT's default)"),
