@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +220,7 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
 
 def _start_http(servers: contextlib.ExitStack, settings: Settings, models: list[dict[str, Any]],
                 plain_ort_threads: int, workdir: Path, targets: list[str], bodies: dict[int, list[str]],
-                meta: dict[str, Any], console: Console, say: Any) -> dict[str, str]:
+                meta: dict[str, Any], console: Console, say: Callable[[str], None]) -> dict[str, str]:
     """Start the HTTP targets chosen, all up together until ``servers`` closes; their URLs."""
     urls: dict[str, str] = {}
     if "plain" in targets:
