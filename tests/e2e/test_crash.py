@@ -7,8 +7,10 @@
   replica (``retry-on conn-failure empty-response``, set where Ray starts:
   ``serving.server.HAPROXY_ENV``), so clients see answers, not Ray's plain-text
   ``500 Internal Server Error``. Every HTTP answer that is an error is our JSON error;
-  only a request in flight at the kill may fail (rarely HAProxy still closes its
-  connection with no answer at all: docs/cluster.md).
+  only a request in flight while the replica dies may fail: rarely HAProxy still closes
+  its connection with no answer at all, or (once in CI, a request sent 0.1 s after the
+  kill) answers Ray's own error page, which no setting of Ray's replaces
+  (docs/cluster.md).
 - **The EmailWriter.** Emails are being written when its replica is killed: the requests
   in flight on it answer 503 naming the email writer, as our JSON error.
 
@@ -101,6 +103,11 @@ def _is_our_json_error(result: dict[str, Any]) -> bool:
     return isinstance(error, dict) and set(error) == {"type", "message", "field"}
 
 
+def _is_rays_haproxy_page(result: dict[str, Any]) -> bool:
+    """The page Ray's HAProxy config answers for its own 502/503/504 (``errorfile``, 500.http)."""
+    return result["status"] == 500 and result["type"] == "text/plain" and result["body"] == "Internal Server Error"
+
+
 def test_a_killed_ingress_replica_loses_no_request_and_answers_only_json(app_url: str) -> None:
     victims = _replicas("Ingress")
     assert len(victims) == 2, victims
@@ -126,7 +133,11 @@ def test_a_killed_ingress_replica_loses_no_request_and_answers_only_json(app_url
           f"healed in {healed_s:.1f} s")
     assert len(after) > 20 and any(r["replica"] == victim["replica_id"] for r in results if r["end"] < killed_at)
     assert all(r["status"] == 200 for r in after), "a request sent after the replica died was lost"
-    assert all(_is_our_json_error(r) for r in answered), "an error that is not our JSON"
+    # an error answer is ours, or, for a request HAProxy could not get answered while the
+    # replica was dying, Ray's own HAProxy error page (no setting of Ray's replaces it, and
+    # no code of ours runs on that path: docs/cluster.md); anything else fails
+    assert all(_is_our_json_error(r) or (_is_rays_haproxy_page(r) and r["start"] <= dead_at) for r in answered), \
+        "an error that is not our JSON"
     # only requests on the dying replica may fail (an answer, or HAProxy closing the connection
     # with none: docs/cluster.md): at most one per client, none sent after it died
     assert all(r["start"] <= dead_at for r in failed) and len(failed) <= CLIENTS
