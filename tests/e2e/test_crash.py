@@ -138,9 +138,10 @@ def test_a_killed_ingress_replica_loses_no_request_and_answers_only_json(app_url
     # no code of ours runs on that path: docs/cluster.md); anything else fails
     assert all(_is_our_json_error(r) or (_is_rays_haproxy_page(r) and r["start"] <= dead_at) for r in answered), \
         "an error that is not our JSON"
-    # only requests on the dying replica may fail (an answer, or HAProxy closing the connection
-    # with none: docs/cluster.md): at most one per client, none sent after it died
-    assert all(r["start"] <= dead_at for r in failed) and len(failed) <= CLIENTS
+    # only requests while the replica dies may fail (no answer, or Ray's page: docs/cluster.md),
+    # none sent after it died; a client may lose the request it had in flight and the one it
+    # sent next, before HAProxy marked the server down (seen: -9 ms and +70 ms of the kill)
+    assert all(r["start"] <= dead_at for r in failed) and len(failed) <= 2 * CLIENTS
 
 
 def test_a_killed_email_writer_is_a_503_naming_it(app_url: str) -> None:
