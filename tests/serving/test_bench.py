@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from serving.bench import BenchError, run_score_bench
 from serving.bench_wrk import WRK_MARK, cpu_share, lua_script, parse_wrk, request_bodies, run_wrk
+from serving.settings import load_settings
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000/v1/score
   1 threads and 4 connections
@@ -115,3 +117,8 @@ def test_wrk_posts_the_bodies_and_reports(tmp_path: Path) -> None:
     assert r["error_sample"] == FAILED.decode()
     assert r["ok"] == r["requests"] - r["non_2xx"]
     assert 0.0 <= r["wrk_cpu"] < 4.0 and r["p99_ms"] >= r["p50_ms"] > 0
+
+
+def test_rounds_below_one_are_refused() -> None:
+    with pytest.raises(BenchError, match="rounds must be at least 1"):
+        run_score_bench(load_settings({}), ids=[1], concurrency=[1], targets=["ort"], rounds=0, plot=False)
