@@ -152,7 +152,7 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
     for n in ids:
         bodies[n] = request_bodies(settings.data.customers, n, bodies_per_point(n), seed=n)
         (workdir / f"bodies-{n}.txt").write_text("\n".join(bodies[n]) + "\n")
-        for path in ("/v1/score", "/hello/v1/score"):
+        for path in set(PATHS.values()):
             scripts[n, path] = workdir / f"wrk-{n}-{path.strip('/').replace('/', '_')}.lua"
             scripts[n, path].write_text(lua_script(workdir / f"bodies-{n}.txt", path))
     http = [t for t in ("ours", "hello", "plain") if t in targets]
@@ -167,7 +167,8 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=total)
 
-        def http_point(target: str, url: str, path: str, n: int, c: int, r: int, app: AppLatency | None) -> None:
+        def http_point(target: str, url: str, n: int, c: int, r: int, app: AppLatency | None) -> None:
+            path = PATHS[target]
             progress.update(task, description=f"{LABELS[target]}: {n:,} ids, c={c}"
                                               + (f", round {r + 1}/{rounds}" if rounds > 1 else ""))
             def window(secs: float) -> dict[str, Any]:  # wrk's figures, and our replicas' own for the same window
@@ -200,7 +201,7 @@ def run_score_bench(settings: Settings, *, ids: list[int], concurrency: list[int
             for n, c in itertools.product(ids, concurrency):
                 for r in range(rounds):  # each round in another order: none always runs first
                     for target in http[r % len(http):] + http[:r % len(http)]:
-                        http_point(target, urls[target], PATHS[target], n, c, r, app if target == "ours" else None)
+                        http_point(target, urls[target], n, c, r, app if target == "ours" else None)
             progress.update(task, description="stopping the servers (Ray: 10-40 s)...")
         meta["stopped"] = {target: True for target in urls}
         progress.update(task, description="done")
