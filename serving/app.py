@@ -30,7 +30,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     """Validate ``args`` (nested settings overrides) and compose the deployment graph."""
     settings = load_settings(args or {})
     warn_embedded_state(settings)  # `serve deploy` on a multi-node cluster with node-local state
-    ensure_admin_token(settings.auth)  # secure by default: admin and feedback need a token
+    ensure_admin_token(settings)  # secure by default: admin and feedback need a token
     # what replicas get: with server.artifacts=working_dir, paths inside the shipped folder
     replica = for_replicas(settings)
     ingress = serve.deployment(Ingress).options(**Ingress.options_for(settings))

@@ -1,8 +1,9 @@
 """``reengage audit`` (read the admin audit log) and ``reengage token`` (manage tokens).
 
-Both work on this machine's files: the audit log and the token file under the data
-directory (``auth.audit_log``, ``auth.token_file``), so they need no running server.
-A running server picks up token changes within ``auth.reload_interval_s``.
+``audit`` reads this machine's audit log (``auth.audit_log``). ``token`` writes the
+shared state (sqlite in the data directory, or Redis with ``state: redis``), so it runs
+wherever that is reachable and needs no running server; every replica picks up a change
+within ``auth.reload_interval_s``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ def _local_actor() -> str:
     return f"local:{getpass.getuser()}"
 
 
+def _book(settings: Any) -> Any:
+    from serving.security import TokenBook
+    from serving.shared_state import open_shared_state
+
+    return TokenBook(open_shared_state(settings), settings.auth.tokens)
+
+
 @token_app.command("create")
 def token_create(
     name: str = typer.Argument(..., help="who holds it (the audit log names it): letters, digits, _ . @ -"),
@@ -120,35 +128,36 @@ def token_create(
 ) -> None:
     """Create a token (or replace the one of this name) and print it: the only time it is shown."""
     from serving import audit as audit_mod
-    from serving.security import hash_token, new_token
-    from serving.security.tokens import TokenFile
 
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
         raise typer.BadParameter("name: 1-64 of letters, digits, _ . @ -")
     roles = _roles(role)
     settings = load_settings({})
-    token = new_token()
-    file = TokenFile(settings.auth.token_file)  # type: ignore[arg-type]
-    with file.locked():
-        file.put(name, hash_token(token), roles)
+    book = _book(settings)
+    try:
+        token = book.create(name, roles)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        book.state.close()
     audit_mod.record(settings, "token.create", actor=_local_actor(), details={"name": name, "roles": roles})
-    console.print(f"token [bold]{name}[/] with roles {roles} (stored as its hash in {file.path}); "
+    console.print(f"token [bold]{name}[/] with roles {roles} (stored as its hash in the {book.state.name}); "
                   "it is shown once, keep it:", highlight=False)
     sys.stdout.write(token + "\n")
 
 
 @token_app.command("list")
 def token_list() -> None:
-    """Token names and roles (from the token file and the settings; never the tokens)."""
-    from serving.security.tokens import TokenFile
-
+    """Token names, roles and state (the shared state's and the settings'; never a token or hash)."""
     settings = load_settings({})
-    table = Table("name", "roles", "created", "source")
-    for t in TokenFile(settings.auth.token_file).read():  # type: ignore[arg-type]
-        table.add_row(str(t.get("name")), ", ".join(t.get("roles", [])), str(t.get("created", "")),
-                      str(settings.auth.token_file))
-    for t in settings.auth.tokens:
-        table.add_row(t.name, ", ".join(t.roles), "", "settings (auth.tokens)")
+    book = _book(settings)
+    try:
+        rows = book.rows()
+    finally:
+        book.state.close()
+    table = Table("name", "roles", "created", "source", "state")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["roles"]), r["created"], r["source"], r["state"])
     console.print(table)
     console.print("groups needing a token: " + ", ".join(
         g for g, mode in settings.auth.groups.model_dump().items() if mode == "token"))
@@ -156,16 +165,18 @@ def token_list() -> None:
 
 @token_app.command("revoke")
 def token_revoke(name: str = typer.Argument(..., help="the token's name")) -> None:
-    """Remove a token from the token file (servers refuse it within auth.reload_interval_s)."""
+    """Revoke a token: every replica refuses it within auth.reload_interval_s. A token from the
+    settings (a Secret) is refused too, until the settings carry a new hash for its name."""
     from serving import audit as audit_mod
-    from serving.security.tokens import TokenFile
 
     settings = load_settings({})
-    file = TokenFile(settings.auth.token_file)  # type: ignore[arg-type]
-    with file.locked():
-        removed = file.remove(name)
-    if not removed:
-        console.print(f"no token named {name!r} in {file.path}")
+    book = _book(settings)
+    try:
+        revoked = book.revoke(name)
+    finally:
+        book.state.close()
+    if not revoked:
+        console.print(f"no valid token named {name!r} in the {book.state.name} or the settings")
         raise typer.Exit(1)
     audit_mod.record(settings, "token.revoke", actor=_local_actor(), details={"name": name})
     console.print(f"revoked {name}")

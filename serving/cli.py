@@ -125,7 +125,7 @@ def _announce_admin_token(settings: Any) -> None:
     """Secure by default: a first start writes the admin token the CLI and demo then read."""
     from serving.security import ensure_admin_token
 
-    path, created = ensure_admin_token(settings.auth)
+    path, created = ensure_admin_token(settings)
     if created:
         console.print(f"created an admin token (every route group) in {path} (mode 0600); "
                       "send it as 'Authorization: Bearer <token>'", highlight=False)

@@ -322,9 +322,11 @@ class AuthToken(_Section):
 
 class AuthSettings(_Section):
     groups: AuthGroups = AuthGroups()
-    # tokens from configuration (serve.yaml args, REENGAGE_AUTH__TOKENS as JSON), beside the token file's
+    # tokens from configuration (serve.yaml args, or REENGAGE_AUTH__TOKENS as JSON, e.g. from a
+    # Kubernetes Secret), beside those `reengage token` keeps in the shared state
     tokens: list[AuthToken] = []
-    # hashed tokens managed by `reengage token` (replicas re-read it on change); default <data_dir>/auth/tokens.json
+    # an older version's token file: its hashes move into the shared state at the first start
+    # (the file is then renamed *.imported); default <data_dir>/auth/tokens.json
     token_file: Path | None = None
     # a first start writes an admin token (all roles) here, mode 0600, when there is none yet;
     # the CLI and the demo read it. Default <data_dir>/auth/admin.token
@@ -332,7 +334,9 @@ class AuthSettings(_Section):
     bootstrap_admin: bool = True
     # every admin action, one fsync'd JSON line each (`reengage audit`); default <data_dir>/audit.jsonl
     audit_log: Path | None = None
-    reload_interval_s: float = Field(1.0, ge=0, description="how often a replica checks the token file for changes")
+    reload_interval_s: float = Field(0.25, ge=0.05, le=1.0, description=(
+        "how often a replica checks the shared state for created or revoked tokens (one read): "
+        "a change reaches every replica within this plus one read"))
 
 
 class Settings(BaseSettings):

@@ -81,3 +81,14 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(autouse=True)
+def _stop_token_watches() -> Iterator[None]:
+    """An app in a test starts its process's token watch (a thread over the test's data dir):
+    stopped after the test, so threads and open stores do not pile up."""
+    yield
+    import sys
+
+    if "serving.security.shared_tokens" in sys.modules:
+        sys.modules["serving.security.shared_tokens"].stop_watches()

@@ -16,7 +16,9 @@ says where they come from:
   operator's paths are never read on a node.
 
 Only read-only artifacts ship: state (online features, bandit) lives in Redis on a
-cluster. Tokens known at deploy time (the token file's hashes) ship in the settings.
+cluster, and so do the tokens (the shared state: serving/security/shared_tokens.py), so a
+token created or revoked after the deploy reaches every replica; only the settings' own
+``auth.tokens`` travel with the settings.
 Whatever the mode, ``anchor`` refuses to start a replica whose Feast registry or model
 repository is missing (Feast would otherwise create an empty registry and the replica
 would retry forever), naming the path and the fix.
@@ -32,7 +34,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from serving.settings import AuthToken, LLMSettings, ModelSettings, Settings
+from serving.settings import LLMSettings, ModelSettings, Settings
 
 log = logging.getLogger("reengage")
 
@@ -96,32 +98,17 @@ def runtime_env(staged: Path, env_vars: dict[str, str] | None = None) -> dict[st
 
 
 def for_replicas(settings: Settings) -> Settings:
-    """The settings replicas get. ``working_dir``: paths relative to the shipped folder, and
-    the token file's hashes in ``auth.tokens`` (the file itself stays on this machine)."""
+    """The settings replicas get. ``working_dir``: paths relative to the shipped folder."""
     if settings.server.artifacts != "working_dir":
         return settings
-    if settings.features.backend != "redis":
-        raise ValueError("server.artifacts=working_dir ships read-only files; the online features must be "
-                         "in Redis (state: redis, redis_url: redis://HOST:6379/0)")
-    auth = settings.auth.model_copy(update={"tokens": _with_file_tokens(settings)})
+    if settings.features.backend != "redis" or settings.bandit.backend != "redis":
+        raise ValueError("server.artifacts=working_dir ships read-only files; the online features and the "
+                         "shared state (bandit, tokens) must be in Redis (state: redis, redis_url: redis://HOST:6379/0)")
     return settings.model_copy(update={
         "features": settings.features.model_copy(update={"repo_path": Path(FEATURES)}),
         "models": settings.models.model_copy(update={"repo_path": Path(MODELS)}),
         "llm": settings.llm.model_copy(update={"model_path": Path(LLM)}),
-        "auth": auth,
     })
-
-
-def _with_file_tokens(settings: Settings) -> list[AuthToken]:
-    from serving.security.tokens import TokenFile
-
-    tokens = list(settings.auth.tokens)
-    names = {t.name for t in tokens}
-    assert settings.auth.token_file is not None  # resolved by Settings
-    for entry in TokenFile(settings.auth.token_file).read():
-        if entry.get("name") not in names:
-            tokens.append(AuthToken(name=entry["name"], sha256=entry["sha256"], roles=entry["roles"]))
-    return tokens
 
 
 # ------------------------------------------------------------------ each replica's side

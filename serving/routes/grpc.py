@@ -125,7 +125,7 @@ def _authorization(grpc_context: Any) -> str | None:
 class GrpcAdapter:
     def __init__(self, dataplane: DataPlane, authenticator: Authenticator | None = None) -> None:
         self.dp = dataplane
-        self.auth = authenticator or Authenticator(dataplane.settings.auth)
+        self.auth = authenticator or Authenticator(dataplane.settings)
 
     async def call(self, method: str, request: Any, grpc_context: Any) -> Any:
         """Run one RPC; a ReengageError becomes the matching gRPC status with its message.

@@ -1,9 +1,9 @@
 """Who may call what: route groups, bearer tokens with roles, the HTTP and gRPC checks.
 
 Every route belongs to one group (``groups.py``); each group is open or needs a token
-(``settings.auth.groups``). Tokens are stored as SHA-256 hashes (settings or the token
-file), compared in constant time, and carry roles: the groups they may call
-(``tokens.py``). HTTP is checked by a pure-ASGI middleware that costs one dict lookup on
+(``settings.auth.groups``). Tokens are kept as SHA-256 hashes (settings, or the shared
+state every replica reads: ``shared_tokens.py``), compared in constant time, and carry
+roles: the groups they may call (``tokens.py``). HTTP is checked by a pure-ASGI middleware that costs one dict lookup on
 an open route (``asgi.py``); gRPC by the servicer adapter from the call's metadata.
 No module here imports FastAPI, Starlette or Ray.
 """
@@ -18,12 +18,12 @@ from serving.security.tokens import (
     TokenStore,
     bearer_headers,
     client_token,
-    ensure_admin_token,
     hash_token,
     new_token,
 )
+from serving.security.shared_tokens import TokenBook, ensure_admin_token
 
 __all__ = [
-    "ANONYMOUS", "GROUPS", "GRPC_GROUPS", "TOKEN_ENV", "Authenticator", "Principal", "TokenStore", "actor_of", "classify",
+    "ANONYMOUS", "GROUPS", "GRPC_GROUPS", "TOKEN_ENV", "Authenticator", "Principal", "TokenBook", "TokenStore", "actor_of", "classify",
     "bearer_headers", "client_token", "ensure_admin_token", "group_of_path", "hash_token", "new_token",
 ]

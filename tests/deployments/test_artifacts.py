@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -57,15 +56,14 @@ def test_replicas_read_the_shipped_folder_never_the_operators_paths(tmp_path: Pa
     assert on_node.llm.model_path == staged / LLM
 
 
-def test_tokens_known_at_deploy_travel_as_hashes(tmp_path: Path) -> None:
-    from serving.security import ensure_admin_token
-
-    settings = load_settings(tree(tmp_path / "ws"))
-    ensure_admin_token(settings.auth)
-    replica = for_replicas(settings)
-    stored = json.loads(settings.auth.token_file.read_text())["tokens"]
-    assert [(t.name, t.sha256) for t in replica.auth.tokens] == [(t["name"], t["sha256"]) for t in stored]
-    assert "admin" in replica.auth.tokens[0].roles
+def test_no_token_ships_with_the_replicas_settings(tmp_path: Path) -> None:
+    """Tokens live in the shared state every replica watches (a revoked one must not live on
+    in the replicas' settings); only the settings' own auth.tokens travel."""
+    configured = {"name": "ci", "sha256": "a" * 64, "roles": ["admin"]}
+    settings = load_settings({**tree(tmp_path / "ws"), "auth": {"tokens": [configured]}})
+    assert [t.model_dump() for t in for_replicas(settings).auth.tokens] == [configured]
+    with pytest.raises(ValueError, match="shared state"):
+        for_replicas(load_settings({**tree(tmp_path / "ws2"), "state": None, "features": {"backend": "redis"}}))
 
 
 def test_missing_registry_or_models_stop_the_replica_with_the_cause(tmp_path: Path) -> None:

@@ -37,14 +37,14 @@ RIGHT = {"health": "reader", "metadata": "reader", "inference": "reader", "feedb
 
 @pytest.fixture(scope="module")
 def tokens(app_url: str, settings: Settings, admin_token: str) -> dict[str, str]:
-    """Two role-limited tokens, added to the running app's token file (replicas re-read it)."""
-    from serving.security import hash_token
-    from serving.security.tokens import TokenFile
+    """Two role-limited tokens, added to the running app's shared state (replicas watch it)."""
+    from serving.security import TokenBook, hash_token
+    from serving.shared_state import open_shared_state
 
-    file = TokenFile(settings.auth.token_file)  # type: ignore[arg-type]
-    with file.locked():
-        for name, (token, roles) in TOKENS.items():
-            file.put(name, hash_token(token), roles)
+    book = TokenBook(open_shared_state(settings))
+    for name, (token, roles) in TOKENS.items():
+        book.put(name, hash_token(token), roles)
+    book.state.close()
     out = {name: token for name, (token, _) in TOKENS.items()}
     out["admin"] = admin_token
     return out
@@ -103,7 +103,7 @@ def test_http_every_group_401_403_200_when_closed(closed_url: str, tokens: dict[
             missing = client.request(method, path, **kwargs)
             assert missing.status_code == 401, (path, missing.text)
             assert missing.json()["error_type" if path.startswith("/v2") else "error"] is not None
-            assert until(lambda: client.request(method, path, headers=_h(tokens, WRONG[group]),  # token file reload
+            assert until(lambda: client.request(method, path, headers=_h(tokens, WRONG[group]),  # shared state reload
                                                  **kwargs).status_code == 403, 10), path
             right = client.request(method, path, headers=_h(tokens, RIGHT[group]), **kwargs)
             assert right.status_code == 200, (path, right.text)
@@ -190,6 +190,34 @@ def test_unauthenticated_unload_is_refused_and_an_unloaded_model_is_503(app_url:
             or "models/churn" in e["action"]]
     assert ("anonymous", "POST /v2/repository/models/churn/unload", None, "denied") in mine
     assert ("admin", "repository.unload", "churn", "ok") in mine and ("admin", "repository.load", "churn", "ok") in mine
+
+
+def test_a_revoked_token_is_refused_by_every_replica_within_a_second(app_url: str, settings: Settings,
+                                                                    tokens: dict[str, str]) -> None:
+    """`reengage token` against the running app's shared state: a new token works on both
+    ingress replicas (their answers name them), and once revoked, neither accepts it 1 s later."""
+    import time
+
+    from serving.security import TokenBook
+    from serving.shared_state import open_shared_state
+
+    book = TokenBook(open_shared_state(settings))
+    headers = {"Authorization": "Bearer " + book.create("e2e-revoked", ["admin"])}
+    with httpx.Client(base_url=app_url, timeout=30) as client:
+        def statuses() -> dict[str, int]:
+            out: dict[str, int] = {}
+            for _ in range(40):  # HAProxy spreads connections: fresh ones reach both replicas
+                r = client.post("/v2/repository/index", json={}, headers={**headers, "Connection": "close"})
+                out[r.headers["x-reengage-replica"]] = r.status_code
+            return out
+
+        assert until(lambda: set(statuses().values()) == {200}, 5)
+        assert len(statuses()) == 2, "both ingress replicas answered"
+        assert book.revoke("e2e-revoked")
+        time.sleep(1.0)
+        after = statuses()
+        assert len(after) == 2 and set(after.values()) == {401}, after
+    book.state.close()
 
 
 def test_no_token_in_any_ray_log(tokens: dict[str, str], closed_url: str) -> None:

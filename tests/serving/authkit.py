@@ -28,7 +28,7 @@ def bearer(name: str) -> dict[str, str]:
 
 def auth_overrides(groups: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     tokens = [{"name": n, "sha256": hash_token(t), "roles": roles} for n, (t, roles) in TOKENS.items()]
-    return {"tokens": tokens, "reload_interval_s": 0, **({"groups": groups} if groups else {}), **extra}
+    return {"tokens": tokens, "reload_interval_s": 0.05, **({"groups": groups} if groups else {}), **extra}
 
 
 def make_settings(tmp_path: Path, model_repo: Path, groups: dict[str, str] | None = None, **auth: Any):  # type: ignore[no-untyped-def]

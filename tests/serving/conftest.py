@@ -103,7 +103,10 @@ def admin_headers(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
     feedback and admin routes need a token by default."""
     from serving.security import bearer_headers, ensure_admin_token
 
-    path, _ = ensure_admin_token(settings.auth)
+    from serving.security.shared_tokens import watch_tokens
+
+    path, _ = ensure_admin_token(settings)
+    watch_tokens(settings).refresh()  # an app already made in this process knows it now, not 0.25 s later
     return bearer_headers(path.read_text().strip())
 
 
