@@ -216,7 +216,9 @@ class LLMSettings(_Section):
     # the writer deployment's resources and scale (apart from the scoring graph); CPU is
     # a scheduling reservation: 2 ingress x 0.5 + writer 0.25 (+ split parts) fit 2 CPUs
     num_cpus: float = Field(0.25, ge=0)
-    num_gpus: float | None = Field(None, ge=0, description="None: 1 when the vLLM backend is chosen, else 0")
+    num_gpus: float | None = Field(None, ge=0, description=(
+        "GPUs per writer replica. None: decided where build_app runs (1 when vLLM and a GPU are "
+        "there): right for one machine only; a cluster sets it (deploy/k8s)"))
     max_replicas: int = Field(1, ge=1)
 
     @property
@@ -242,6 +244,10 @@ class ServerSettings(_Section):
     ingress_replicas: int | Literal["auto"] = 2
     max_replicas: int = Field(2, ge=1)
     num_cpus: float = Field(0.5, ge=0)
+    # Ray custom resources each scoring replica (ingress, and split's components) requires.
+    # A worker group that alone offers them keeps these replicas on its pods, never on the
+    # GPU pods (deploy/k8s: {"scoring": 0.001} and the cpu group's resources: scoring)
+    replica_resources: dict[str, float] = {}
     max_ongoing_requests: int = Field(64, ge=1)
     # Ray's own per-request costs, each set by measurement (docs/benchmarks.md, "Ray's overheads"):
     # replica log level and Serve's access log line per request

