@@ -176,12 +176,17 @@ def import_token_file(settings: Settings, state: SharedState) -> int:
     file = settings.auth.token_file
     if file is None or not file.is_file():
         return 0
-    doc = json.loads(file.read_text())
+    try:
+        doc = json.loads(file.read_text())
+        entries = [(str(t["name"]), {"sha256": str(t["sha256"]), "roles": list(t["roles"]),
+                                     "created": t.get("created", _now())}) for t in doc["tokens"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # left in place for the operator
+        log.warning("token file %s unreadable, not imported: %s", file, type(exc).__name__)
+        return 0
     n = 0
-    for t in doc.get("tokens", []) if isinstance(doc, dict) else []:
-        if state.get(NS, str(t["name"])) is None:
-            state.put(NS, str(t["name"]), {"sha256": t["sha256"], "roles": list(t["roles"]),
-                                           "created": t.get("created", _now())})
+    for name, entry in entries:
+        if state.get(NS, name) is None:
+            state.put(NS, name, entry)
             n += 1
     file.replace(file.with_name(file.name + ".imported"))
     log.info("imported %d token(s) of %s into the %s", n, file, state.name)

@@ -164,3 +164,35 @@ def test_rewards_through_any_replica_are_learned_by_every_replica(cluster: dict[
         assert min(used) >= version, f"replica {replica} decided with state version {used}, not >= {version}"
     print(f"\n{len(made_on)} rewards ({len(crossed)} through the other node's replica); state v{version} "
           f"used by every replica: {sorted(after)}; rewards per arm {np.round(stats[:, 0]).astype(int).tolist()}")
+
+
+def test_a_revoked_token_is_refused_on_both_nodes_within_a_second(cluster: dict[str, Any]) -> None:
+    """server.artifacts=working_dir: tokens are not shipped with the app but read from the
+    shared state in Redis, so one created after the deploy works on both nodes' replicas,
+    and once revoked neither accepts it 1 s later."""
+    from serving.security import TokenBook
+    from serving.shared_state import open_shared_state
+
+    url, settings = cluster["url"], cluster["settings"]
+    replicas = {r["replica_id"] for r in cluster["replicas"] if r["deployment"] == "Ingress"}
+    book = TokenBook(open_shared_state(settings))
+    headers = {"Authorization": "Bearer " + book.create("after-deploy", ["admin"]), "Connection": "close"}
+
+    def statuses() -> dict[str, int]:
+        seen: dict[str, int] = {}
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for _ in range(60):  # fresh connections: HAProxy spreads them over both replicas
+                r = client.post("/v2/repository/index", json={}, headers=headers)
+                seen[_replica(r)] = r.status_code
+                if set(seen) >= replicas:
+                    break
+        return seen
+
+    time.sleep(1.0)
+    before = statuses()
+    assert set(before) == replicas and set(before.values()) == {200}, before
+    assert book.revoke("after-deploy")
+    time.sleep(1.0)
+    after = statuses()
+    assert set(after) == replicas and set(after.values()) == {401}, after
+    book.state.close()

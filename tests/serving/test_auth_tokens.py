@@ -80,6 +80,15 @@ def test_a_token_file_of_an_older_version_is_imported_once(tmp_path: Path) -> No
     assert Authenticator(settings).check("feedback", "Bearer rng_old").name == "crm"
 
 
+def test_a_corrupt_token_file_is_left_alone_and_the_start_goes_on(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    settings.auth.token_file.parent.mkdir(parents=True)
+    settings.auth.token_file.write_text("{not json")
+    path, created = ensure_admin_token(settings)
+    assert created and settings.auth.token_file.read_text() == "{not json"
+    assert Authenticator(settings).check("admin", f"Bearer {path.read_text().strip()}").name == "admin"
+
+
 def test_client_token_prefers_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings(tmp_path)
     monkeypatch.delenv("REENGAGE_TOKEN", raising=False)
