@@ -123,9 +123,14 @@ def serve(
 
 def _announce_admin_token(settings: Any) -> None:
     """Secure by default: a first start writes the admin token the CLI and demo then read."""
+    from serving.errors import DependencyUnavailable
     from serving.security import ensure_admin_token
 
-    path, created = ensure_admin_token(settings)
+    try:
+        path, created = ensure_admin_token(settings)
+    except DependencyUnavailable as exc:  # the tokens live in the shared state (Redis with --state redis)
+        console.print(f"cannot start: {exc.message}", style="red", markup=False)
+        raise typer.Exit(1) from None
     if created:
         console.print(f"created an admin token (every route group) in {path} (mode 0600); "
                       "send it as 'Authorization: Bearer <token>'", highlight=False)

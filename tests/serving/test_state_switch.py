@@ -30,7 +30,7 @@ def test_without_the_switch_each_section_keeps_its_own_backend() -> None:
     assert (s.features.backend, s.bandit.backend) == ("redis", "embedded")
 
 
-def test_serve_state_option_reaches_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_state_option_reaches_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
     monkeypatch.setenv("REENGAGE_DATA_DIR", str(tmp_path))
     seen: dict[str, Any] = {}
     monkeypatch.setattr(server, "start_head", lambda settings: seen.setdefault("head", settings))
@@ -40,10 +40,18 @@ def test_serve_state_option_reaches_both(tmp_path: Path, monkeypatch: pytest.Mon
         raise SystemExit(0)
 
     monkeypatch.setattr(server, "deploy", deploy)
-    CliRunner().invoke(app, ["serve", "--state", "redis", "--redis-url", "redis://r:6379/0"])
+    CliRunner().invoke(app, ["serve", "--state", "redis", "--redis-url", redis_url])  # the admin token goes there
     s = load_settings(seen["args"])  # what the replicas rebuild their settings from
-    assert (s.features.backend, s.bandit.backend, s.bandit.redis_url) == ("redis", "redis", "redis://r:6379/0")
+    assert (s.features.backend, s.bandit.backend, s.bandit.redis_url) == ("redis", "redis", redis_url)
     assert seen["head"].server.ray_port != 6379
+
+
+def test_serve_with_the_state_redis_down_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REENGAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(server, "start_head", lambda settings: pytest.fail("Ray started with its state down"))
+    result = CliRunner().invoke(app, ["serve", "--state", "redis", "--redis-url", "redis://:pw-secret@127.0.0.1:1/0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "redis at 127.0.0.1:1/0" in result.output and "pw-secret" not in result.output
 
 
 def test_multi_node_with_embedded_state_is_warned_loudly() -> None:
