@@ -83,10 +83,11 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield redis_server.url
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _stop_token_watches() -> Iterator[None]:
     """An app in a test starts its process's token watch (a thread over the test's data dir):
-    stopped after the test, so threads and open stores do not pile up."""
+    stopped after the module (module-scoped apps keep theirs), so threads and open stores do
+    not pile up over the session."""
     yield
     import sys
 

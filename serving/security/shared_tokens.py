@@ -51,19 +51,24 @@ def _where(settings: Settings) -> tuple[str, ...]:
 
 def watch_tokens(settings: Settings) -> Watched:
     """This process's refreshed copy of the token namespace (started once, then shared by
-    the HTTP and gRPC checks of every app in the process). A store that is down at start
-    leaves the copy empty (settings tokens still work) and the thread keeps trying."""
+    the HTTP and gRPC checks of every app in the process), brought up to date now. A store
+    that is down leaves the copy as it was (settings tokens still work) and the thread keeps
+    trying."""
     key = _where(settings)
     with _watches_lock:
         watched = _watches.get(key)
         if watched is None:
-            watched = Watched(open_shared_state(settings), NS)
-            try:
-                watched.refresh()
-            except DependencyUnavailable as exc:
-                log.warning("tokens: %s; only the settings' tokens are accepted until it answers", exc.message)
-            _watches[key] = watched.start(settings.auth.reload_interval_s)
-        return watched
+            watched = _watches[key] = Watched(open_shared_state(settings), NS)
+            fresh = True
+        else:
+            fresh = False
+    try:
+        watched.refresh()
+    except DependencyUnavailable as exc:
+        log.warning("tokens: %s; only the settings' tokens are accepted until it answers", exc.message)
+    if fresh:
+        watched.start(settings.auth.reload_interval_s)
+    return watched
 
 
 def stop_watches() -> None:
