@@ -14,6 +14,7 @@ store on the event loop.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -89,8 +90,8 @@ class SqliteSharedState:
                 raise
 
     def _bump(self, db: sqlite3.Connection, ns: str) -> int:
-        db.execute("INSERT INTO generations VALUES(?, 1) ON CONFLICT(ns) DO UPDATE SET gen = gen + 1",
-                   (ns,))
+        db.execute("INSERT INTO generations VALUES(?, ?) ON CONFLICT(ns) DO UPDATE SET gen = gen + 1",
+                   (ns, _first_generation()))
         return int(db.execute("SELECT gen FROM generations WHERE ns=?", (ns,)).fetchone()[0])
 
     def put(self, ns: str, key: str, value: Mapping[str, Any]) -> int:
@@ -162,8 +163,9 @@ class RedisSharedState:
         def tx() -> int:
             pipe = self.r.pipeline(transaction=True)
             pipe.hset(docs, key, text)
+            pipe.set(gen, _first_generation() - 1, nx=True)
             pipe.incr(gen)
-            return int(pipe.execute()[1])
+            return int(pipe.execute()[2])
 
         return int(self._call(tx))
 
@@ -177,6 +179,7 @@ class RedisSharedState:
         def tx() -> bool:
             pipe = self.r.pipeline(transaction=True)
             pipe.hdel(docs, key)
+            pipe.set(gen, _first_generation() - 1, nx=True)
             pipe.incr(gen)
             return bool(pipe.execute()[0])
 
@@ -191,6 +194,12 @@ class RedisSharedState:
 
     def close(self) -> None:
         self.r.close()
+
+
+def _first_generation() -> int:
+    """A namespace's first generation is random, not 1: a store that was wiped and written
+    again must not reach the very number a replica last saw and so hide the change."""
+    return secrets.randbits(40) + 1
 
 
 def redis_location(url: str) -> str:

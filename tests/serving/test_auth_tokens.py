@@ -34,12 +34,13 @@ def test_first_start_writes_an_admin_token_once_0600_and_shares_only_its_hash(tm
     token = path.read_text().strip()
     assert token.startswith("rng_") and len(token) > 40
     state = open_shared_state(settings)
+    generation = state.generation(NS)
     doc = state.get(NS, "admin")
     assert doc is not None and (doc["sha256"], doc["roles"]) == (hash_token(token), ALL)
     shared = settings.data_dir / "state" / "shared.sqlite"
     assert not any(token.encode() in p.read_bytes() for p in shared.parent.iterdir())  # only the hash
     assert ensure_admin_token(settings) == (path, False)  # idempotent
-    assert path.read_text().strip() == token and state.generation(NS) == 1
+    assert path.read_text().strip() == token and state.generation(NS) == generation
     auth = Authenticator(settings)
     for group in ALL:
         assert auth.check(group, f"Bearer {token}").name == "admin"
