@@ -26,6 +26,7 @@ from serving.protocol.v2 import MetadataTensor
 from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
+from serving.components.rollout import row_token
 from serving.llm.reasons import churn_reasons
 
 SERVER_NAME = "reengage"
@@ -416,14 +417,15 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _row_versions(splits: dict[str, Any], rows: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
-    """Per-row version codes in request order (-1 where the customer was not found)."""
+    """Per-row version codes in request order (-1 where the customer was not found), and
+    the decision log's token of them (``components.rollout.row_token``)."""
     out = {}
     for role, split in splits.items():
         if split is not None:
-            codes, versions, token = split
+            codes, versions, _ = split
             full = np.full(n, -1, dtype=np.int64)
             full[rows] = codes
-            out[role] = (full, versions, token)
+            out[role] = (full, versions, row_token(full, versions))
     return out
 
 

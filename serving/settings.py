@@ -70,7 +70,11 @@ class TrafficPolicyConfig(_Section):
     default: str | None = Field(None, pattern=r"^[0-9]+$", description="None: the newest loaded version")
     candidates: list[TrafficCandidate] = []
     shadow: TrafficShadow | None = None
-    salt: str | None = Field(None, description="None: derived from the model and its candidates")
+    salt: str | None = Field(None, min_length=1, max_length=200,
+                             description="fixed when a rollout starts (any string); None: the running "
+                                         "rollout's salt, or a new random one")
+    buckets: dict[str, list[tuple[int, int]]] | None = Field(
+        None, description="set by the server: the [start, end) bucket ranges each candidate owns")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrafficPolicyConfig":

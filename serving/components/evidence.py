@@ -39,7 +39,7 @@ def row_versions(records: LogRecords, model: str) -> np.ndarray:
         mv = records.model_versions[start] or {}
         token = mv.get(key)
         if token:
-            out[rows] = versions_from_token(token, records.customer_id[rows])
+            out[rows] = versions_from_token(token, int(rows.sum()))
         else:
             out[rows] = mv.get(model)
     return out

@@ -12,7 +12,7 @@ import pytest
 
 from serving import metrics
 from serving.components.models import LocalDesiredState, ModelService
-from serving.components.rollout import ModelStates, TrafficPolicy, VersionRefused, versions_from_token
+from serving.components.rollout import ModelStates, TrafficPolicy, VersionRefused, row_token, versions_from_token
 from serving.errors import Conflict
 from serving.settings import TrafficPolicyConfig, load_settings
 
@@ -55,9 +55,13 @@ def test_raising_the_canary_keeps_every_canary_customer() -> None:
 
 def test_the_decision_log_token_recovers_each_rows_version() -> None:
     ids = np.arange(5_000, dtype=np.int64)
-    policy = _policy({"2": 30.0})
+    policy = _policy({"2": 30.0}, salt="a|b")
     codes, versions = policy.assign(ids)
-    np.testing.assert_array_equal(versions_from_token(policy.token(), ids), np.asarray(versions, object)[codes])
+    codes = codes.astype(np.int64)
+    codes[::7] = -1  # not scored (customer not found)
+    expected = np.where(codes >= 0, np.asarray(versions, object)[np.maximum(codes, 0)], None)
+    np.testing.assert_array_equal(versions_from_token(row_token(codes, versions), len(ids)), expected)
+    assert versions_from_token("not json", 3).tolist() == [None] * 3
 
 
 def test_split_scores_each_row_by_its_version_with_one_call_per_version(model_repo: Path) -> None:
@@ -76,7 +80,7 @@ def test_split_scores_each_row_by_its_version_with_one_call_per_version(model_re
 
     (label, scores, split), counts, samples, v1, v2 = asyncio.run(run())
     codes, versions, token = split
-    assert label == "1,2" and versions == ("1", "2") and token.startswith("churn/2|1|2:25")
+    assert label == "1,2" and versions == ("1", "2") and token == service.policy.salt and len(token) == 16
     np.testing.assert_array_equal(scores, np.where(codes == 1, v2, v1))  # scattered back to request order
     rows = {tags[1]: v for (name, tags), v in samples.items() if name == "reengage_model_batch_rows"}
     assert rows == {"1": [float(np.sum(codes == 0))], "2": [float(np.sum(codes == 1))]}

@@ -13,7 +13,7 @@ import pytest
 from serving.bandit.ope import LogRecords
 from serving.components.evidence import compare, row_versions, version_values
 from serving.components.models import ModelService
-from serving.components.rollout import PromotionRefused, TrafficPolicy
+from serving.components.rollout import PromotionRefused, TrafficPolicy, row_token
 from serving.settings import TrafficPolicyConfig, load_settings
 from tests.serving.conftest import LocalFeatures, TableReader
 
@@ -36,7 +36,7 @@ def simulate_log(reward_default: float, reward_candidate: float, *, n: int = 40_
     for start in range(0, n, batch):
         chunk = codes[start:start + batch]
         if len(np.unique(chunk)) > 1:
-            shared = {"churn": "1,2", "engagement": "1", "rollout.churn": policy.token()}
+            shared = {"churn": "1,2", "engagement": "1", "rollout.churn": row_token(chunk, ("1", "2"))}
         else:
             shared = {"churn": "2" if chunk[0] else "1", "engagement": "1"}
         mv[start:start + batch] = [shared] * len(chunk)
