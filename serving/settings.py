@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,14 +76,17 @@ class TrafficPolicyConfig(_Section):
     buckets: dict[str, list[tuple[int, int]]] | None = Field(
         None, description="set by the server: the [start, end) bucket ranges each candidate owns")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "TrafficPolicyConfig":
-        versions = [c.version for c in self.candidates]
-        if len(set(versions)) != len(versions) or (self.default is not None and self.default in versions):
+    @field_validator("candidates")
+    @classmethod
+    def _consistent(cls, candidates: list[TrafficCandidate], info: ValidationInfo) -> list[TrafficCandidate]:
+        """On the field, so the error names ``candidates``."""
+        versions = [c.version for c in candidates]
+        default = info.data.get("default")
+        if len(set(versions)) != len(versions) or (default is not None and default in versions):
             raise ValueError("candidate versions must be distinct and differ from the default")
-        if sum(c.weight for c in self.candidates) > 100:
+        if sum(c.weight for c in candidates) > 100:
             raise ValueError("candidate weights add up to more than 100 percent")
-        return self
+        return candidates
 
 
 class ModelSettings(_Section):

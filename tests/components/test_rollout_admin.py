@@ -97,3 +97,40 @@ def test_the_cli_drives_a_rollout(client, monkeypatch) -> None:  # noqa: F811
     assert all(h["Authorization"] == f"Bearer {token}" for _, _, h in sent)
     refused = runner.invoke(cli, ["rollout", "start", "churn", "--candidate", "9:10", "--url", "http://testserver"])
     assert refused.exit_code == 1 and "version_refused" in refused.output
+
+
+def test_every_query_and_body_value_is_validated_naming_the_field(client) -> None:  # noqa: F811
+    cases = [
+        ("get", "/v1/admin/rollout/churn?confidence=1", None, "confidence"),
+        ("get", "/v1/admin/rollout/churn?confidence=0", None, "confidence"),
+        ("get", "/v1/admin/rollout/churn?confidence=high", None, "confidence"),
+        ("post", "/v1/admin/rollout/churn", {"candidates": [{"version": "2", "weight": 60},
+                                                             {"version": "1", "weight": 50}]}, "candidates"),
+        ("post", "/v1/admin/rollout/churn", {"default": "1", "candidates": [{"version": "1", "weight": 5}]},
+         "candidates"),
+        ("post", "/v1/admin/rollout/churn", {"candidates": [{"version": "2", "weight": -1}]}, "candidates[0].weight"),
+        ("post", "/v1/admin/rollout/churn", {"candidates": [{"version": "v2", "weight": 1}]}, "candidates[0].version"),
+        ("post", "/v1/admin/rollout/churn", {"candidates": [{"version": "2", "weight": 5}], "salt": ""}, "salt"),
+        ("post", "/v1/admin/rollout/churn", {"candidates": [{"version": "2", "weight": 5}], "salt": "s" * 201},
+         "salt"),
+        ("post", "/v1/admin/rollout/churn", {"buckets": {"2": [[0, 10]]}}, "buckets"),
+        ("post", "/v1/admin/rollout/churn", {"shadow": {"version": "2", "percent": 0}}, "shadow.percent"),
+        ("post", "/v1/admin/rollout/churn/promote", {"confidence": 1}, "confidence"),
+        ("post", "/v1/admin/rollout/churn/promote", {"version": "x"}, "version"),
+        ("post", "/v1/admin/rollout/churn/promote", {"force": "maybe"}, "force"),
+        ("post", "/v1/admin/models/churn/versions/x/unload", None, "model_version"),
+    ]
+    for method, url, body, field in cases:
+        r = client.request(method.upper(), url, json=body)
+        assert r.status_code == 422, (url, body, r.status_code, r.text)
+        assert ErrorResponse.model_validate(r.json()).error.field == field, (url, body, r.text)
+
+
+def test_a_salt_with_a_bar_starts_reads_and_promotes(client) -> None:  # noqa: F811
+    r = client.post("/v1/admin/rollout/churn", json={"default": "1", "salt": "team|2024|é",
+                                                     "candidates": [{"version": "2", "weight": 40}]})
+    assert r.status_code == 200, r.text
+    status = client.get("/v1/admin/rollout/churn?confidence=0.9")
+    assert status.status_code == 200 and status.json()["policy"]["salt"] == "team|2024|é"
+    forced = client.post("/v1/admin/rollout/churn/promote", json={"force": True})
+    assert forced.status_code == 200 and forced.json()["policy"]["default"] == "2"
