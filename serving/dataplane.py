@@ -26,7 +26,8 @@ from serving.protocol.v2 import MetadataTensor
 from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
-from serving.components.rollout import row_token
+from serving.components.evidence import PROMOTABLE
+from serving.components.rollout import PromotionRefused, row_token
 from serving.llm.reasons import churn_reasons
 
 SERVER_NAME = "reengage"
@@ -122,12 +123,15 @@ class DataPlane:
         self.models = models
         self.bandit = bandit
         self.writer = writer
+        self._index: Any = None  # the rollout evidence's running sums (components.evidence_index)
 
     async def close(self) -> None:
         """Graceful stop: what the components still hold (the bandit's queued decision log)
         is written before the process goes."""
         if self.bandit is not None:
             await self.bandit.close()
+        if self._index is not None:
+            self._index.close()
 
     # -- /v1/score ------------------------------------------------------------------------
     async def score(self, customer_ids: np.ndarray, explain: int | None = None) -> ScoreResult:
@@ -344,10 +348,9 @@ class DataPlane:
 
     async def rollout_promote(self, name: str, version: str | None = None, force: bool = False,
                               confidence: float = 0.95, actor: str = ANONYMOUS) -> dict[str, Any]:
-        """Refused (409, with the estimates) when the candidate is worse than the default beyond
-        the interval; ``force`` overrides, and the audit log says so."""
-        from serving.components.rollout import PromotionRefused
-
+        """Promoted only when the evidence shows the candidate non-inferior to the default
+        (``components.evidence.compare``); else 409 with the estimates and the decisions
+        still needed. ``force`` overrides, and the audit log keeps the evidence with it."""
         model = self._model(name)
         async with audit.action(self.settings, "rollout.promote", actor=actor, model=name, version=version) as entry:
             status = await model.traffic()
@@ -359,14 +362,9 @@ class DataPlane:
                                             status.get("started_at"), confidence)
             verdict = (evidence.get("comparisons") or {}).get(target or "", {})
             entry["details"].update(forced=force, evidence=verdict or evidence)
-            if verdict.get("verdict") == "worse" and not force:
-                diff = verdict["difference"]
-                raise PromotionRefused(
-                    f"candidate {name} v{target} is worse than the default v{policy.get('default')}: reward "
-                    f"{verdict['candidate_value']['value']:.4f} (n={verdict['candidate_value']['n']}) vs "
-                    f"{verdict['default_value']['value']:.4f} (n={verdict['default_value']['n']}), difference "
-                    f"{diff['value']:.4f} [{diff['low']:.4f}, {diff['high']:.4f}] at {confidence:.0%}; "
-                    "--force overrides", field="version")
+            if target in candidates and not force and verdict.get("verdict") not in PROMOTABLE:
+                raise PromotionRefused(_refusal(name, target, policy.get("default"), verdict, evidence),
+                                       field="version", evidence=verdict or evidence)
             answer = await model.promote(target)
         return {**answer, "evidence": verdict or evidence, "forced": force}
 
@@ -386,21 +384,49 @@ class DataPlane:
 
     async def _evidence(self, name: str, default: str | None, candidates: list[str], since: float | None,
                         confidence: float) -> dict[str, Any]:
-        """Each version's value from the decision log joined with rewards (``components.evidence``)."""
+        """Each version's resolved decisions and mean reward since the rollout started, and
+        each candidate against the default (``components.evidence``), from running sums
+        (``components.evidence_index``), not a read of the whole log."""
         if self.bandit is None or not self.settings.bandit.enabled:
             return {"available": False, "reason": "the bandit is disabled: no decision log"}
-        from serving.bandit.ope import load_log
-        from serving.components.evidence import compare, version_values
+        from serving.components.evidence import compare
 
         role = "churn" if name == self.settings.models.churn else "engagement" if name == self.settings.models.engagement else name
+        m = self.settings.models
         try:
-            records = await asyncio.to_thread(load_log, self.settings, since=since)
+            stats = await asyncio.to_thread(self._evidence_index().refresh, role, float(since or 0.0))
         except Exception as exc:  # evidence is advice: a store outage is said, not raised
             return {"available": False, "reason": f"decision log unreadable: {type(exc).__name__}: {exc}"}
-        values = version_values(records, role, confidence=confidence)
-        comparisons = {c: compare(values, default, c, confidence=confidence) for c in candidates if default}
-        return {"available": True, "since": since, "confidence": confidence, "values": values,
-                "comparisons": comparisons}
+        comparisons = {c: compare(stats, default, c, confidence=confidence, margin=m.rollout_margin,
+                                  min_decisions=m.rollout_min_decisions) for c in candidates if default}
+        return {"available": True, "since": since, "confidence": confidence, "margin": m.rollout_margin,
+                "values": {v: s.to_dict() for v, s in stats.items()}, "comparisons": comparisons}
+
+    def _evidence_index(self) -> Any:
+        if self._index is None:
+            from serving.bandit.state import open_store
+            from serving.components.evidence_index import EvidenceIndex
+
+            b = self.settings.bandit
+            self._index = EvidenceIndex(lambda: open_store(b), b.reward_window_s, self.settings.models.rollout_evidence_lag_s)
+        return self._index
+
+
+def _refusal(name: str, target: str | None, default: str | None, verdict: dict[str, Any],
+             evidence: dict[str, Any]) -> str:
+    """The 409's message: the verdict, the estimates, and what it takes to pass."""
+    if not verdict:
+        why = evidence.get("reason") or "name the candidate to promote"
+        return f"no evidence for {name} v{target}: {why}; force overrides (audited)"
+    d, c, diff = verdict["default_value"], verdict["candidate_value"], verdict.get("difference")
+    text = (f"{name} v{target} is not shown non-inferior to the default v{default} (verdict "
+            f"{verdict['verdict']}, margin {verdict['margin']:g}): n={c['n']} vs n={d['n']} resolved decisions")
+    if diff:
+        text += (f", reward {c['value']:.4f} vs {d['value']:.4f}, difference {diff['value']:.4f} "
+                 f"[{diff['low']:.4f}, {diff['high']:.4f}] at {verdict['confidence']:.0%} (always valid)")
+    if verdict.get("more_per_arm") is not None:
+        text += f"; about {verdict['more_per_arm']} more decisions per arm needed"
+    return text + "; force overrides (audited)"
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:

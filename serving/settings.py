@@ -118,6 +118,15 @@ class ModelSettings(_Section):
     # a policy change takes effect on every replica at one moment, this long after it is
     # made (None: poll_interval_s + 0.5 s: every replica has polled and warmed its versions)
     rollout_activation_s: float | None = Field(None, ge=0)
+    # the promotion gate: a candidate is promoted when the lower bound of (candidate -
+    # default) mean reward, an always-valid confidence sequence, is above -margin (reward
+    # units: 0.01 is one point of conversion rate); fewer resolved decisions than
+    # rollout_min_decisions on either arm is "insufficient"
+    rollout_margin: float = Field(0.01, gt=0)
+    rollout_min_decisions: int = Field(200, ge=2)
+    # the evidence reads what is new since its last look, this far back again (decisions
+    # and rewards written late by another replica's committer)
+    rollout_evidence_lag_s: float = Field(60.0, ge=0)
 
 
 class BanditSettings(_Section):

@@ -46,9 +46,22 @@ class VersionRefused(InvalidRequest):
 
 
 class PromotionRefused(Conflict):
-    """The evidence does not show the candidate non-inferior; ``force`` overrides."""
+    """The evidence does not show the candidate non-inferior; ``force`` overrides. The
+    error body carries the evidence (estimates, bounds, decisions still needed)."""
 
     error_type = "promotion_refused"
+
+    def __init__(self, message: str, field: str | None = None, evidence: dict[str, Any] | None = None) -> None:
+        super().__init__(message, field)
+        self.evidence = evidence
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.field, self.evidence))
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body["error"]["evidence"] = self.evidence
+        return body
 
 
 def new_salt() -> str:

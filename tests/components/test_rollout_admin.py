@@ -28,7 +28,10 @@ def test_a_canary_splits_the_answer_with_a_version_per_row(client) -> None:  # n
     status = RolloutStatus.model_validate(client.get("/v1/admin/rollout/churn").json())
     assert status.policy and status.policy["candidates"] == [{"version": "2", "weight": 30.0}]
     assert status.evidence["available"] is False  # this app runs without the bandit
-    promoted = client.post("/v1/admin/rollout/churn/promote", json={})
+    refused = client.post("/v1/admin/rollout/churn/promote", json={})  # no decision log: no evidence
+    assert refused.status_code == 409 and refused.json()["error"]["type"] == "promotion_refused"
+    assert "the bandit is disabled" in refused.json()["error"]["message"]
+    promoted = client.post("/v1/admin/rollout/churn/promote", json={"force": True})
     assert promoted.status_code == 200 and promoted.json()["policy"]["default"] == "2"
     assert client.post("/v1/admin/rollout/churn/rollback").json()["policy"]["default"] == "1"
     assert client.post("/v1/score", json={"customer_ids": IDS}).json()["model_versions"]["churn"] == "1"
@@ -92,7 +95,7 @@ def test_the_cli_drives_a_rollout(client, monkeypatch) -> None:  # noqa: F811
     assert "candidates v2 20%" in run("start", "churn", "--default", "1", "--candidate", "2:20", "--shadow", "2:50")
     status = run("status", "churn")
     assert "generation" in status and "evidence: the bandit is disabled" in status
-    assert "default v2" in run("promote", "churn")
+    assert "default v2" in run("promote", "churn", "--force")
     assert "default v1" in run("rollback", "churn")
     assert all(h["Authorization"] == f"Bearer {token}" for _, _, h in sent)
     refused = runner.invoke(cli, ["rollout", "start", "churn", "--candidate", "9:10", "--url", "http://testserver"])

@@ -21,6 +21,9 @@ import numpy as np
 from serving.bandit.state.records import BatchRecord, Pending, Reason
 
 
+RewardRow = tuple[str, int, float, float]  # batch id, row, reward, when it was recorded
+
+
 @dataclass
 class Reservation:
     """The contacts one ``decide`` asks for: rows of ``record`` that would reach the customer.
@@ -115,6 +118,11 @@ class StateStore(Protocol):
         ...
 
     def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]: ...
+
+    def read_since(self, batches_since: float, rewards_since: float) -> tuple[list[BatchRecord], list[RewardRow]]:
+        """Batches decided from ``batches_since``, rewards (batch, row, reward, recorded at)
+        recorded from ``rewards_since``: what is new since a reader's last look."""
+        ...
 
     def trim(self, retention: Retention) -> Trimmed:
         """Drop old decisions and rewards by time, then by size, never one whose reward

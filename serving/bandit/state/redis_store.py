@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed
+from serving.bandit.state.base import Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed
 from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record
 from serving.errors import DependencyUnavailable
 
@@ -145,12 +145,26 @@ class RedisStore:
             rewards.setdefault((bid, int(row)), float(f[b"reward"]))
         return list(recs.values()), rewards
 
-    def _stream(self, key: str, page: int = 200) -> Any:
-        start = "-"
+    def read_since(self, batches_since: float, rewards_since: float) -> tuple[list[BatchRecord], list[RewardRow]]:
+        """Batches decided at or after ``batches_since`` and rewards recorded at or after
+        ``rewards_since``: each stream read from that moment's entry id (an entry's id is
+        the ms it was written, never before its decision), so the cost follows what is new."""
+        recs: dict[str, BatchRecord] = {}
+        for f in self._stream(self.log_key, start=str(max(int(batches_since * 1000), 0))):
+            rec = decode_record({k.decode(): v for k, v in f.items()})
+            if rec.t >= batches_since:
+                recs.setdefault(rec.batch_id, rec)
+        rewards: list[RewardRow] = []
+        for entry_id, f in self._stream(self.rewards_key, start=str(max(int(rewards_since * 1000), 0)), ids=True):
+            bid, _, row = f[b"id"].decode().rpartition("-")
+            rewards.append((bid, int(row), float(f[b"reward"]), int(entry_id.split(b"-")[0]) / 1000))
+        return list(recs.values()), rewards
+
+    def _stream(self, key: str, page: int = 200, start: str = "-", ids: bool = False) -> Any:
         while True:
             chunk = self._call(self.r.xrange, key, start, "+", count=page)
-            for _, fields in chunk:
-                yield fields
+            for entry_id, fields in chunk:
+                yield (entry_id, fields) if ids else fields
             if len(chunk) < page:
                 return
             start = "(" + chunk[-1][0].decode()

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed, discounted_update
+from serving.bandit.state.base import (Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed,
+                                       discounted_update)
 from serving.bandit.state.ledger import ContactLedger
 from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
 from serving.errors import DependencyUnavailable
@@ -37,6 +38,7 @@ CREATE INDEX IF NOT EXISTS batches_t ON batches(t);
 CREATE TABLE IF NOT EXISTS rewards(
   batch_id TEXT NOT NULL, row INTEGER NOT NULL, reward REAL NOT NULL, t REAL NOT NULL,
   PRIMARY KEY(batch_id, row)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rewards_t ON rewards(t);
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
 """
 
@@ -184,6 +186,14 @@ class SqliteStore:
             f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (since if since is not None else -np.inf,))]
         rewards = self._read("SELECT batch_id, row, reward FROM rewards", ())
         return [decode_record(b) for b in batches], {(b, int(r)): float(v) for b, r, v in rewards}
+
+    def read_since(self, batches_since: float, rewards_since: float) -> tuple[list[BatchRecord], list[RewardRow]]:
+        """Batches decided at or after ``batches_since`` and rewards recorded at or after
+        ``rewards_since``: both by index, so the cost follows what is new, not the log."""
+        batches = [dict(zip(_COLUMNS, r)) for r in self._read(
+            f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (batches_since,))]
+        rewards = self._read("SELECT batch_id, row, reward, t FROM rewards WHERE t >= ?", (rewards_since,))
+        return [decode_record(b) for b in batches], [(b, int(r), float(v), float(t)) for b, r, v, t in rewards]
 
     # ------------------------------------------------------------------ retention
     def trim(self, retention: Retention) -> Trimmed:

@@ -1,0 +1,140 @@
+"""Per-version running sums of a rollout's evidence, kept up to date from what is new.
+
+Status and promote need each version's resolved decisions (count, reward sum, sum of
+squares: ``components.evidence.Stats``). Reading the whole decision log for them costs
+the log's size on every call; ``EvidenceIndex`` instead reads, on each call, only the
+decisions and rewards written since its previous call (the stores' ``read_since``, by
+time index, re-reading ``lag_s`` to catch late commits, deduplicated by id), and keeps:
+
+* per version and minute of decision, the decisions and the rewarded ones among them, for
+  minutes whose reward window is still open; a minute whose window closed folds into the
+  version's closed count (its unrewarded decisions are now reward 0);
+* per version, the sum and sum of squares of every reward;
+* the rows' versions of the batches whose window is open (a reward arriving later needs
+  its decision's version), dropped once the window closed.
+
+So a call costs what was written since the last one plus the open minutes, whatever the
+log holds. The first call of a process after a rollout starts reads the rollout once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.bandit.state.records import BatchRecord, Reason
+from serving.components.evidence import Stats, batch_versions
+
+
+@dataclass
+class RolloutLedger:
+    """One model's running sums since ``since`` (the rollout's start)."""
+
+    model: str
+    since: float
+    window_s: float
+    decisions: Counter[tuple[str, int]] = field(default_factory=Counter)  # (version, minute), window open
+    rewarded: Counter[tuple[str, int]] = field(default_factory=Counter)
+    closed: Counter[str] = field(default_factory=Counter)  # decisions whose window closed
+    total: Counter[str] = field(default_factory=Counter)
+    squares: Counter[str] = field(default_factory=Counter)
+    batches: dict[str, tuple[float, np.ndarray | None, set[int]]] = field(default_factory=dict)
+    latest_batch: float = 0.0
+    latest_reward: float = 0.0
+    closed_minute: int = -1
+
+    def add_batch(self, rec: BatchRecord) -> None:
+        if rec.batch_id in self.batches or rec.t < self.since:
+            return
+        versions = batch_versions(rec.model_versions or {}, self.model, rec.n)
+        self.latest_batch = max(self.latest_batch, rec.t)
+        if versions is not None:
+            versions = versions.copy()
+            versions[(rec.reason != Reason.POLICY) | (rec.arm_index < 0)] = None
+            minute = int(rec.t // 60)
+            names, counts = np.unique(versions[versions != None].astype(str), return_counts=True)  # noqa: E711
+            for name, count in zip(names.tolist(), counts.tolist()):
+                if minute > self.closed_minute:
+                    self.decisions[(name, minute)] += count
+                else:
+                    self.closed[name] += count
+        self.batches[rec.batch_id] = (rec.t, versions, set())
+
+    def add_reward(self, batch_id: str, row: int, reward: float, recorded: float) -> None:
+        self.latest_reward = max(self.latest_reward, recorded)
+        entry = self.batches.get(batch_id)
+        if entry is None or entry[1] is None or row in entry[2] or not 0 <= row < len(entry[1]):
+            return
+        t, versions, seen = entry
+        version = versions[row]  # type: ignore[index]
+        if version is None:
+            return
+        seen.add(row)
+        self.total[version] += reward
+        self.squares[version] += reward * reward
+        if int(t // 60) > self.closed_minute:
+            self.rewarded[(version, int(t // 60))] += 1
+
+    def close(self, now: float, lag_s: float) -> None:
+        """Fold the minutes whose reward window has closed; forget their batches."""
+        last = int((now - self.window_s) // 60) - 1  # minute m closes once (m + 1) * 60 + window <= now
+        if last > self.closed_minute:
+            self.closed_minute = last
+            for key in [k for k in self.decisions if k[1] <= last]:
+                self.closed[key[0]] += self.decisions.pop(key)
+                self.rewarded.pop(key, None)
+        horizon = now - self.window_s - lag_s
+        for bid in [b for b, (t, _, _) in self.batches.items() if t < horizon]:
+            del self.batches[bid]
+
+    def stats(self) -> dict[str, Stats]:
+        versions = set(self.closed) | {v for v, _ in self.decisions}
+        out = {}
+        for v in sorted(versions):
+            n = self.closed[v] + sum(c for (name, _), c in self.rewarded.items() if name == v)
+            out[v] = Stats(n, float(self.total[v]), float(self.squares[v]))
+        return out
+
+
+class EvidenceIndex:
+    """One ``RolloutLedger`` per model, refreshed from a bandit state store."""
+
+    def __init__(self, store_factory: Callable[[], Any], window_s: float, lag_s: float = 60.0) -> None:
+        self._factory = store_factory
+        self._store: Any = None
+        self.window_s, self.lag_s = window_s, lag_s
+        self._ledgers: dict[str, RolloutLedger] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, model: str, since: float, now: float | None = None) -> dict[str, Stats]:
+        """Each version's resolved decisions since ``since`` (blocking I/O: call it in a thread)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._store is None:
+                self._store = self._factory()
+            ledger = self._ledgers.get(model)
+            if ledger is None or ledger.since != since:
+                ledger = self._ledgers[model] = RolloutLedger(model, since, self.window_s)
+                batches_from, rewards_from = since, since
+            else:
+                batches_from = max(ledger.latest_batch - self.lag_s, since)
+                rewards_from = max(ledger.latest_reward - self.lag_s, since)
+            batches, rewards = self._store.read_since(batches_from, rewards_from)
+            for rec in batches:
+                ledger.add_batch(rec)
+            for bid, row, reward, recorded in rewards:
+                ledger.add_reward(bid, row, reward, recorded)
+            ledger.close(now, self.lag_s)
+            return ledger.stats()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
