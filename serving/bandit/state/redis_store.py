@@ -155,16 +155,18 @@ class RedisStore:
             if rec.t >= batches_since:
                 recs.setdefault(rec.batch_id, rec)
         rewards: list[RewardRow] = []
-        for entry_id, f in self._stream(self.rewards_key, start=str(max(int(rewards_since * 1000), 0)), ids=True):
-            bid, _, row = f[b"id"].decode().rpartition("-")
-            rewards.append((bid, int(row), float(f[b"reward"]), int(entry_id.split(b"-")[0]) / 1000))
+        for f in self._stream(self.rewards_key, start=str(max(int(rewards_since * 1000), 0))):
+            recorded = float(f[b"t"])
+            if recorded >= rewards_since:
+                bid, _, row = f[b"id"].decode().rpartition("-")
+                rewards.append((bid, int(row), float(f[b"reward"]), recorded))
         return list(recs.values()), rewards
 
-    def _stream(self, key: str, page: int = 200, start: str = "-", ids: bool = False) -> Any:
+    def _stream(self, key: str, page: int = 200, start: str = "-") -> Any:
         while True:
             chunk = self._call(self.r.xrange, key, start, "+", count=page)
-            for entry_id, fields in chunk:
-                yield (entry_id, fields) if ids else fields
+            for _, fields in chunk:
+                yield fields
             if len(chunk) < page:
                 return
             start = "(" + chunk[-1][0].decode()
