@@ -49,6 +49,7 @@ class ScoreResult:
     decisions: Decisions | None = None
     explanations: dict[str, list[Part]] | None = None  # by role: one part per version; only with explain
     explain_k: int = 0
+    pinned: dict[str, str] | None = None  # role -> version a version pin asked for
     # by role, when a traffic policy split the rows: (version code per row, -1 not found;
     # the versions; the assignment token the decision log keeps)
     row_versions: dict[str, tuple[np.ndarray, tuple[str, ...], str]] | None = None
@@ -56,9 +57,11 @@ class ScoreResult:
     def log_versions(self) -> dict[str, str]:
         """``model_versions`` for the decision log: with a split, each model's assignment token
         too, from which ``components.evidence`` recovers every row's version."""
+        pinned = {f"pinned.{role}": v for role, v in (self.pinned or {}).items()}
         if not self.row_versions:
-            return self.model_versions
-        return {**self.model_versions, **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()}}
+            return {**self.model_versions, **pinned} if pinned else self.model_versions
+        return {**self.model_versions, **pinned,
+                **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()}}
 
     def columns(self) -> dict[str, Any]:
         """The answer's columns for ``codecs.columnar``: numpy arrays, and string columns as
@@ -78,6 +81,7 @@ class ScoreResult:
             "feature_age_s": self.feature_age_s,
             "features_defaulted": self.features_defaulted,
             "model_versions": self.model_versions,
+            **({"pinned": self.pinned} if self.pinned else {}),
             **({"explanations": self.explanation_blocks()} if self.explanations is not None else {}),
             **({f"{role}_version": Vocabulary(codes, versions) for role, (codes, versions, _) in
                 self.row_versions.items()} if self.row_versions else {}),
@@ -134,11 +138,16 @@ class DataPlane:
             self._index.close()
 
     # -- /v1/score ------------------------------------------------------------------------
-    async def score(self, customer_ids: np.ndarray, explain: int | None = None) -> ScoreResult:
-        """``explain``: add each model's top-``explain`` contributions (by the versions that scored)."""
-        return (await self._score(customer_ids, explain))[0]
+    async def score(self, customer_ids: np.ndarray, explain: int | None = None,
+                    pins: dict[str, str] | None = None) -> ScoreResult:
+        """``explain``: add each model's top-``explain`` contributions (by the versions that scored).
+        ``pins``: role -> version that scores every row, past any traffic policy (debugging
+        and QA; the route lets only an admin token pin). Pinned decisions are logged as
+        pinned and left out of the rollout evidence."""
+        return (await self._score(customer_ids, explain, pins))[0]
 
-    async def _score(self, customer_ids: np.ndarray, explain: int | None = None) -> tuple[ScoreResult, Any]:
+    async def _score(self, customer_ids: np.ndarray, explain: int | None = None,
+                     pins: dict[str, str] | None = None) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
@@ -150,8 +159,8 @@ class DataPlane:
         # each model assigns rows to versions by its traffic policy (one version without one)
         (churn_v, churn, churn_split), (eng_v, eng, eng_split) = await both(
             len(ids), self.settings.models.offload_rows,
-            self._model(churn_name).score_rows(values, batch.names, ids),
-            self._model(eng_name).score_rows(values, batch.names, ids),
+            _score_model(self._model(churn_name), values, batch.names, ids, (pins or {}).get("churn")),
+            _score_model(self._model(eng_name), values, batch.names, ids, (pins or {}).get("engagement")),
         )
         result = ScoreResult(
             customer_ids=customer_ids,
@@ -161,6 +170,7 @@ class DataPlane:
             feature_age_s=batch.age_seconds(time.time()),
             features_defaulted=_defaulted(batch),
             model_versions={"churn": churn_v, "engagement": eng_v},
+            pinned=pins or None,
         )
         request_log.note(customers=len(customer_ids), model_versions=result.model_versions)
         if churn_split is not None or eng_split is not None:
@@ -427,6 +437,27 @@ def _refusal(name: str, target: str | None, default: str | None, verdict: dict[s
     if verdict.get("more_per_arm") is not None:
         text += f"; about {verdict['more_per_arm']} more decisions per arm needed"
     return text + "; force overrides (audited)"
+
+
+async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...], ids: np.ndarray,
+                       pinned: str | None) -> tuple[str, np.ndarray, Any]:
+    """A model's scores under its traffic policy, or all by the ``pinned`` version."""
+    if pinned is None:
+        return await model.score_rows(values, names, ids)
+    version, scores = await model.score(values, names, pinned)
+    return version, scores, None
+
+
+def parse_pins(header: str) -> dict[str, str]:
+    """``X-Reengage-Version: churn=4[, engagement=2]`` as role -> version."""
+    pins: dict[str, str] = {}
+    for part in header.split(","):
+        role, sep, version = (x.strip() for x in part.partition("="))
+        if not sep or role not in ("churn", "engagement") or not version.isdigit() or role in pins:
+            raise InvalidRequest("write the pin as 'churn=<version>' or 'churn=<v>, engagement=<v>'",
+                                 field="x-reengage-version")
+        pins[role] = version
+    return pins
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:

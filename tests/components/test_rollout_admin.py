@@ -137,3 +137,40 @@ def test_a_salt_with_a_bar_starts_reads_and_promotes(client) -> None:  # noqa: F
     assert status.status_code == 200 and status.json()["policy"]["salt"] == "team|2024|é"
     forced = client.post("/v1/admin/rollout/churn/promote", json={"force": True})
     assert forced.status_code == 200 and forced.json()["policy"]["default"] == "2"
+
+
+def test_an_admin_token_pins_a_version_and_the_answer_says_so(client) -> None:  # noqa: F811
+    from serving.security import hash_token
+    from serving.security.tokens import TokenFile
+
+    client.post("/v1/admin/rollout/churn", json={"default": "1", "candidates": [{"version": "2", "weight": 50}]})
+    pinned = client.post("/v1/score", json={"customer_ids": IDS}, headers={"X-Reengage-Version": "churn=2"})
+    assert pinned.status_code == 200, pinned.text
+    body = ScoreResponse.model_validate(pinned.json())
+    assert body.pinned == {"churn": "2"} and body.model_versions.churn == "2" and body.churn_version is None
+    both = client.post("/v1/score", json={"customer_ids": IDS[:3]}, headers={"X-Reengage-Version": "churn=1, engagement=1"})
+    assert both.json()["pinned"] == {"churn": "1", "engagement": "1"} and both.json()["model_versions"]["engagement"] == "1"
+    unpinned = client.post("/v1/score", json={"customer_ids": IDS}).json()
+    assert "pinned" not in unpinned and set(unpinned["churn_version"]) == {"1", "2"}
+    settings = client.app.state.dataplane.settings
+    file = TokenFile(settings.auth.token_file)
+    with file.locked():
+        file.put("crm", hash_token("rng_crm-" + "y" * 40), ["inference", "feedback"])
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer rng_crm-" + "y" * 40}):
+        r = client.post("/v1/score", json={"customer_ids": IDS}, headers={**headers, "X-Reengage-Version": "churn=2"})
+        assert r.status_code == 403 and ErrorResponse.model_validate(r.json()).error.field == "x-reengage-version"
+    for bad in ("churn", "churn=x", "fraud=2", "churn=1,churn=2"):
+        r = client.post("/v1/score", json={"customer_ids": IDS}, headers={"X-Reengage-Version": bad})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "x-reengage-version", bad
+    missing = client.post("/v1/score", json={"customer_ids": IDS}, headers={"X-Reengage-Version": "churn=9"})
+    assert missing.status_code == 404
+
+
+def test_a_pinned_batch_is_marked_in_the_decision_log(client) -> None:  # noqa: F811
+    import asyncio
+
+    import numpy as np
+
+    dp = client.app.state.dataplane
+    result = asyncio.run(dp.score(np.array(IDS[:5]), pins={"churn": "1"}))
+    assert result.log_versions() == {"churn": "1", "engagement": "1", "pinned.churn": "1"}
