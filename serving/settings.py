@@ -127,6 +127,9 @@ class ModelSettings(_Section):
     # the evidence reads what is new since its last look, this far back again (decisions
     # and rewards written late by another replica's committer)
     rollout_evidence_lag_s: float = Field(60.0, ge=0)
+    # shadow calls in flight per model and replica; beyond it a batch's shadow is skipped
+    # and counted (reengage_shadow_skipped_rows_total): a slow shadow never piles up tasks
+    shadow_max_tasks: int = Field(64, ge=0)
 
 
 class BanditSettings(_Section):

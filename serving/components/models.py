@@ -199,6 +199,9 @@ class ModelService(TrafficControl):
         rows = policy.shadow_mask(customer_ids) & (codes == 0)
         if not rows.any():
             return
+        if len(self._tasks) >= self.settings.shadow_max_tasks:  # bounded: a slow shadow sheds, counted
+            metrics.shadow_skipped(self.name, policy.shadow or "", int(rows.sum()))
+            return
         task = asyncio.get_running_loop().create_task(
             self._score_shadow(policy, values[rows], names, customer_ids[rows], served[rows]))
         self._tasks.add(task)

@@ -176,6 +176,26 @@ def test_shadow_scores_off_the_answer_and_is_summarised(model_repo: Path) -> Non
     assert shadow["rows"] == 64 and shadow["mean_abs_diff"] > 0 and shadow["shadow_latency_ms"] is not None
 
 
+def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_repo: Path) -> None:
+    service = _service(model_repo, models={"shadow_max_tasks": 2})
+    x = np.random.default_rng(6).normal(size=(10, 3)).astype(np.float32)
+    ids = np.arange(10, dtype=np.int64)
+
+    async def run() -> tuple:
+        await service.set_traffic({"default": "1", "shadow": {"version": "2", "percent": 100}}, NAMES)
+        metrics.RECORDER.drain()
+        for _ in range(5):  # no await in between: the shadow tasks have not run yet
+            service._spawn_shadow(service.policy, x, NAMES, ids, np.zeros(10, np.int8), np.zeros(10, np.float32))
+        in_flight = len(service._tasks)
+        await asyncio.sleep(0.05)
+        return in_flight, metrics.RECORDER.drain()[0], await service.traffic()
+
+    in_flight, counts, status = asyncio.run(run())
+    assert in_flight == 2
+    assert counts[("reengage_shadow_skipped_rows_total", ("churn", "2"))] == 30
+    assert counts[("reengage_shadow_rows_total", ("churn", "2"))] == 20 and status["shadow"]["rows"] == 20
+
+
 def test_a_change_reaches_the_other_replica_at_the_activation_moment(model_repo: Path) -> None:
     states = ModelStates()
     models = {"poll_interval_s": 0.05, "rollout_activation_s": 0.3}
