@@ -24,15 +24,19 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from serving.components.desired import DesiredState, LocalDesiredState, ModelStates, fresh_state
 from serving.errors import Conflict, InvalidRequest
 from serving.hashing import salted_hash
 from serving.settings import TrafficPolicyConfig
+
+__all__ = ["BUCKETS", "DesiredState", "LocalDesiredState", "ModelStates", "PromotionRefused", "ShadowStats",
+           "TrafficPolicy", "VersionRefused", "fresh_state", "new_salt", "rebalance", "row_token",
+           "versions_from_token"]
 
 BUCKETS = 10_000  # assignment resolution: 0.01 percent of customers
 Ranges = list[list[int]]  # [[start, end), ...] bucket ranges
@@ -271,93 +275,3 @@ class ShadowStats:
             "shadow_latency_ms": total.shadow_ms / total.shadow_calls if total.shadow_calls else None,
             "default_latency_ms": total.default_ms / total.default_calls if total.default_calls else None,
         }
-
-
-# -- desired state shared by the replicas ------------------------------------------------
-def fresh_state() -> dict[str, Any]:
-    return {"generation": 0, "loaded": True, "policy": None, "excluded": [], "activate_at": 0.0,
-            "changed_at": 0.0, "config": None, "previous": None}
-
-
-class ModelStates:
-    """Desired state per model and the replicas' reports. Plain Python: the Ray actor in
-    ``serving.deployments.control`` wraps it, ``LocalDesiredState`` holds one in-process."""
-
-    def __init__(self) -> None:
-        # generations count within one epoch: a restarted actor starts a new epoch, which the
-        # replicas follow although its generations start again from 0
-        self.epoch = secrets.token_hex(4)
-        self._state: dict[str, dict[str, Any]] = {}
-        self._reports: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def get(self, model: str) -> dict[str, Any]:
-        return {**(self._state.get(model) or fresh_state()), "epoch": self.epoch}
-
-    def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply ``changes`` and bump the generation; ``policy`` changes keep the previous one."""
-        state = self._state.setdefault(model, fresh_state())
-        if "policy" in changes:
-            state["previous"] = state["policy"]
-        state.update(changes)
-        state["generation"] += 1
-        state["changed_at"] = time.time()
-        return {**state, "epoch": self.epoch}
-
-    def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float) -> dict[str, Any]:
-        """The Serve config's policy: applied when it differs from the config seen last, so
-        `serve deploy` of a changed policy wins, and live changes survive a replica restart."""
-        state = self._state.get(model) or fresh_state()
-        if state.get("config") == fingerprint:
-            return {**state, "epoch": self.epoch}
-        return self.update(model, {"policy": policy, "config": fingerprint, "activate_at": activate_at})
-
-    def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:
-        """A replica's poll: its report in, the desired state out (one round trip)."""
-        self._reports.setdefault(model, {})[replica] = {**report, "seen_at": time.time()}
-        return self.get(model)
-
-    def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        """Reports of the replicas seen within ``max_age_s`` (gone replicas drop out)."""
-        now = time.time()
-        live = {r: v for r, v in self._reports.get(model, {}).items() if now - v["seen_at"] <= max_age_s}
-        self._reports[model] = live
-        return live
-
-
-class DesiredState(Protocol):
-    """Per model: loaded or not, traffic policy, excluded versions, a generation that bumps
-    on every change; and what each replica last reported (``ModelStates``)."""
-
-    async def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def get(self, model: str) -> dict[str, Any]: ...
-
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]: ...
-
-    async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]: ...
-
-
-class LocalDesiredState:
-    """One process, one state: what a single uvicorn worker or a unit test needs."""
-
-    def __init__(self, states: ModelStates | None = None) -> None:
-        self.states = states or ModelStates()
-
-    async def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self.states.update(model, changes)
-
-    async def get(self, model: str) -> dict[str, Any]:
-        return self.states.get(model)
-
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]:
-        return self.states.seed(model, policy, fingerprint, activate_at)
-
-    async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:
-        return self.states.sync(model, replica, report)
-
-    async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        return self.states.reports(model, max_age_s)
