@@ -90,16 +90,18 @@ class RolloutLedger:
                 self.closed[key[0]] += self.decisions.pop(key)
                 self.rewarded.pop(key, None)
         horizon = now - self.window_s - lag_s
-        for bid in [b for b, (t, _, _) in self.batches.items() if t < horizon]:
+        while self.batches:  # in read order, i.e. by decision time: the oldest first
+            bid, (t, _, _) = next(iter(self.batches.items()))
+            if t >= horizon:
+                break
             del self.batches[bid]
 
     def stats(self) -> dict[str, Stats]:
+        resolved = Counter(self.closed)
+        for (version, _), count in self.rewarded.items():
+            resolved[version] += count
         versions = set(self.closed) | {v for v, _ in self.decisions}
-        out = {}
-        for v in sorted(versions):
-            n = self.closed[v] + sum(c for (name, _), c in self.rewarded.items() if name == v)
-            out[v] = Stats(n, float(self.total[v]), float(self.squares[v]))
-        return out
+        return {v: Stats(resolved[v], float(self.total[v]), float(self.squares[v])) for v in sorted(versions)}
 
 
 class EvidenceIndex:
