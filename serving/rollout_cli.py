@@ -77,7 +77,7 @@ def _print_change(answer: dict[str, Any], as_json: bool) -> None:
                   f"after {answer.get('propagation_s', 0):.2f} s (bound {answer.get('activation_delay_s', 0):.2f} s)"
                   + (f"; [yellow]late: {answer['late_replicas']}[/yellow]" if answer.get("late_replicas") else ""))
     if answer.get("forced"):
-        console.print("[yellow]forced: promoted against the evidence (audited)[/yellow]")
+        console.print("[yellow]forced: promoted without evidence of non-inferiority (audited)[/yellow]")
 
 
 @rollout_app.command("start")
@@ -86,7 +86,7 @@ def start(
     candidate: list[str] = typer.Option([], "--candidate", "-c", help="VERSION:PERCENT (repeatable), e.g. 4:10"),
     default: Optional[str] = typer.Option(None, help="default version (default: the current one)"),
     shadow: Optional[str] = typer.Option(None, help="VERSION[:PERCENT] scored off the answer (default 100%)"),
-    salt: Optional[str] = typer.Option(None, help="assignment salt (default: from the model and candidates)"),
+    salt: Optional[str] = typer.Option(None, help="assignment salt, any string (default: the running rollout's, else a new random one)"),
     url: Optional[str] = UrlOpt,
     as_json: bool = JsonOpt,
 ) -> None:
