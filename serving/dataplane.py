@@ -372,7 +372,8 @@ class DataPlane:
                                             status.get("started_at"), confidence)
             verdict = (evidence.get("comparisons") or {}).get(target or "", {})
             entry["details"].update(forced=force, evidence=verdict or evidence)
-            if target in candidates and not force and verdict.get("verdict") not in PROMOTABLE:
+            gated = target is not None and target != policy.get("default")  # else promote() says why not
+            if gated and not force and verdict.get("verdict") not in PROMOTABLE:
                 raise PromotionRefused(_refusal(name, target, policy.get("default"), verdict, evidence),
                                        field="version", evidence=verdict or evidence)
             answer = await model.promote(target)

@@ -106,10 +106,10 @@ class TrafficControl:
 
     def _next_policy(self, parsed: TrafficPolicyConfig, current: dict[str, Any]) -> TrafficPolicy:
         """The policy a change asks for, its buckets rebalanced from the running rollout's
-        (same salt: the running one unless the change names another; a rollout with no
-        candidate running gets a new random salt)."""
+        (same salt: the running one unless the change names another; with no candidate
+        or shadow running, a new random one)."""
         default = parsed.default or self._current_default()
-        running = current.get("salt") if current.get("candidates") else None
+        running = current.get("salt") if current.get("candidates") or current.get("shadow") else None
         salt = parsed.salt or running or new_salt()
         previous = current.get("buckets") if salt == current.get("salt") else None
         config = parsed.model_copy(update={"default": default, "salt": salt, "buckets": None})

@@ -174,3 +174,12 @@ def test_a_pinned_batch_is_marked_in_the_decision_log(client) -> None:  # noqa: 
     dp = client.app.state.dataplane
     result = asyncio.run(dp.score(np.array(IDS[:5]), pins={"churn": "1"}))
     assert result.log_versions() == {"churn": "1", "engagement": "1", "pinned.churn": "1"}
+
+
+def test_promoting_a_version_outside_the_rollout_needs_evidence_too(client) -> None:  # noqa: F811
+    client.post("/v1/admin/rollout/churn", json={"default": "1"})
+    r = client.post("/v1/admin/rollout/churn/promote", json={"version": "2"})
+    assert r.status_code == 409 and r.json()["error"]["type"] == "promotion_refused"
+    same = client.post("/v1/admin/rollout/churn/promote", json={"version": "1", "force": True})
+    assert same.status_code == 409 and "already the default" in same.json()["error"]["message"]
+    assert client.post("/v1/score", json={"customer_ids": IDS}).json()["model_versions"]["churn"] == "1"
