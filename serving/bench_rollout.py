@@ -69,7 +69,7 @@ def run(decisions: int, *, rounds: int = 5, redis_url: str | None = None, seed: 
         from serving.bandit.state import open_store
 
         store = open_store(settings) if redis_url else SqliteStore(Path(tmp) / f"{settings.name}.sqlite")
-        t0 = time.time() - 86_400  # a day of decisions: a look re-reads the last lag_s (60 s) of them
+        t0 = time.time() - 86_400  # a day of decisions
         build = _timed(lambda: _log(store, rng, decisions, t0, 86_000))
 
         def look(index: EvidenceIndex) -> None:

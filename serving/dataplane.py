@@ -419,7 +419,7 @@ class DataPlane:
             from serving.components.evidence_index import EvidenceIndex
 
             b = self.settings.bandit
-            self._index = EvidenceIndex(lambda: open_store(b), b.reward_window_s, self.settings.models.rollout_evidence_lag_s)
+            self._index = EvidenceIndex(lambda: open_store(b), b.reward_window_s)
         return self._index
 
 

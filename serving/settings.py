@@ -124,9 +124,6 @@ class ModelSettings(_Section):
     # rollout_min_decisions on either arm is "insufficient"
     rollout_margin: float = Field(0.01, gt=0)
     rollout_min_decisions: int = Field(200, ge=2)
-    # the evidence reads what is new since its last look, this far back again (decisions
-    # and rewards written late by another replica's committer)
-    rollout_evidence_lag_s: float = Field(60.0, ge=0)
     # shadow calls in flight per model and replica; beyond it a batch's shadow is skipped
     # and counted (reengage_shadow_skipped_rows_total): a slow shadow never piles up tasks
     shadow_max_tasks: int = Field(64, ge=0)

@@ -3,8 +3,8 @@
 Status and promote need each version's resolved decisions (count, reward sum, sum of
 squares: ``components.evidence.Stats``). Reading the whole decision log for them costs
 the log's size on every call; ``EvidenceIndex`` instead reads, on each call, only the
-decisions and rewards written since its previous call (the stores' ``read_since``, by
-time index, re-reading ``lag_s`` to catch late commits, deduplicated by id), and keeps:
+decisions and rewards written since its previous call (the stores' ``read_since`` from
+a cursor: the log's write order; a reward read twice counts once), and keeps:
 
 * per version and minute of decision, the decisions and the rewarded ones among them, for
   minutes whose reward window is still open; a minute whose window closed folds into the
@@ -45,15 +45,13 @@ class RolloutLedger:
     total: Counter[str] = field(default_factory=Counter)
     squares: Counter[str] = field(default_factory=Counter)
     batches: dict[str, tuple[float, np.ndarray | None, set[int]]] = field(default_factory=dict)
-    latest_batch: float = 0.0
-    latest_reward: float = 0.0
+    cursor: dict[str, Any] | None = None  # the store's position after the last look
     closed_minute: int = -1
 
     def add_batch(self, rec: BatchRecord) -> None:
         if rec.batch_id in self.batches or rec.t < self.since:
             return
         versions = batch_versions(rec.model_versions or {}, self.model, rec.n)
-        self.latest_batch = max(self.latest_batch, rec.t)
         if versions is not None:
             versions = versions.copy()
             versions[(rec.reason != Reason.POLICY) | (rec.arm_index < 0)] = None
@@ -66,8 +64,7 @@ class RolloutLedger:
                     self.closed[name] += count
         self.batches[rec.batch_id] = (rec.t, versions, set())
 
-    def add_reward(self, batch_id: str, row: int, reward: float, recorded: float) -> None:
-        self.latest_reward = max(self.latest_reward, recorded)
+    def add_reward(self, batch_id: str, row: int, reward: float) -> None:
         entry = self.batches.get(batch_id)
         if entry is None or entry[1] is None or row in entry[2] or not 0 <= row < len(entry[1]):
             return
@@ -81,7 +78,7 @@ class RolloutLedger:
         if int(t // 60) > self.closed_minute:
             self.rewarded[(version, int(t // 60))] += 1
 
-    def close(self, now: float, lag_s: float) -> None:
+    def close(self, now: float) -> None:
         """Fold the minutes whose reward window has closed; forget their batches."""
         last = int((now - self.window_s) // 60) - 1  # minute m closes once (m + 1) * 60 + window <= now
         if last > self.closed_minute:
@@ -89,7 +86,7 @@ class RolloutLedger:
             for key in [k for k in self.decisions if k[1] <= last]:
                 self.closed[key[0]] += self.decisions.pop(key)
                 self.rewarded.pop(key, None)
-        horizon = now - self.window_s - lag_s
+        horizon = now - self.window_s - 60  # a reward recorded at its window's end may be read a little later
         while self.batches:  # in read order, i.e. by decision time: the oldest first
             bid, (t, _, _) = next(iter(self.batches.items()))
             if t >= horizon:
@@ -107,10 +104,10 @@ class RolloutLedger:
 class EvidenceIndex:
     """One ``RolloutLedger`` per model, refreshed from a bandit state store."""
 
-    def __init__(self, store_factory: Callable[[], Any], window_s: float, lag_s: float = 60.0) -> None:
+    def __init__(self, store_factory: Callable[[], Any], window_s: float) -> None:
         self._factory = store_factory
         self._store: Any = None
-        self.window_s, self.lag_s = window_s, lag_s
+        self.window_s = window_s
         self._ledgers: dict[str, RolloutLedger] = {}
         self._lock = threading.Lock()
 
@@ -123,16 +120,12 @@ class EvidenceIndex:
             ledger = self._ledgers.get(model)
             if ledger is None or ledger.since != since:
                 ledger = self._ledgers[model] = RolloutLedger(model, since, self.window_s)
-                batches_from, rewards_from = since, since
-            else:
-                batches_from = max(ledger.latest_batch - self.lag_s, since)
-                rewards_from = max(ledger.latest_reward - self.lag_s, since)
-            batches, rewards = self._store.read_since(batches_from, rewards_from)
+            batches, rewards, ledger.cursor = self._store.read_since(since, ledger.cursor)
             for rec in batches:
                 ledger.add_batch(rec)
-            for bid, row, reward, recorded in rewards:
-                ledger.add_reward(bid, row, reward, recorded)
-            ledger.close(now, self.lag_s)
+            for bid, row, reward, _ in rewards:
+                ledger.add_reward(bid, row, reward)
+            ledger.close(now)
             return ledger.stats()
 
     def close(self) -> None:

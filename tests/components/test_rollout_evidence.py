@@ -49,7 +49,7 @@ def test_running_sums_match_a_full_read_as_windows_close(tmp_path: Path) -> None
     window: the index, refreshed incrementally, matches the brute-force count."""
     rng = np.random.default_rng(0)
     store = SqliteStore(tmp_path / "actions.sqlite")
-    index = EvidenceIndex(lambda: SqliteStore(tmp_path / "actions.sqlite"), WINDOW, lag_s=60)
+    index = EvidenceIndex(lambda: SqliteStore(tmp_path / "actions.sqlite"), WINDOW)
     t0 = 1_700_000_000.0
     truth: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, versions, policy rows, reward time
     for step in range(12):  # a phase every 15 minutes

@@ -14,7 +14,7 @@ one pipeline) serves many requests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from serving.bandit.state.records import BatchRecord, Pending, Reason
 
 
 RewardRow = tuple[str, int, float, float]  # batch id, row, reward, when it was recorded
+Cursor = dict[str, Any]  # a store's position in its log (``read_since``), plain data
 
 
 @dataclass
@@ -119,9 +120,10 @@ class StateStore(Protocol):
 
     def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]: ...
 
-    def read_since(self, batches_since: float, rewards_since: float) -> tuple[list[BatchRecord], list[RewardRow]]:
-        """Batches decided from ``batches_since``, rewards (batch, row, reward, recorded at)
-        recorded from ``rewards_since``: what is new since a reader's last look."""
+    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+        """Batches and rewards (batch, row, reward, recorded at) written after ``cursor``
+        (None: decided or recorded from ``since``), and the cursor to pass next time:
+        what is new since a reader's last look. A reward may come again; none is missed."""
         ...
 
     def trim(self, retention: Retention) -> Trimmed:

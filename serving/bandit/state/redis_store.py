@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed
+from serving.bandit.state.base import Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed
 from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record
 from serving.errors import DependencyUnavailable
 
@@ -145,28 +145,35 @@ class RedisStore:
             rewards.setdefault((bid, int(row)), float(f[b"reward"]))
         return list(recs.values()), rewards
 
-    def read_since(self, batches_since: float, rewards_since: float) -> tuple[list[BatchRecord], list[RewardRow]]:
-        """Batches decided at or after ``batches_since`` and rewards recorded at or after
-        ``rewards_since``: each stream read from that moment's entry id (an entry's id is
-        the ms it was written, never before its decision), so the cost follows what is new."""
+    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+        """What was written after ``cursor`` (None: from ``since``): each stream read from
+        the entry after the last one seen (entry ids are the stream's write order, exact),
+        or on a first read from ``since``'s ms (an entry is written after its decision).
+        The cost follows what is new, not the log."""
+        def start(key: str) -> str:
+            return "(" + cursor[key] if cursor and cursor.get(key) else str(max(int(since * 1000), 0))
+
         recs: dict[str, BatchRecord] = {}
-        for f in self._stream(self.log_key, start=str(max(int(batches_since * 1000), 0))):
+        last = {"log": cursor.get("log") if cursor else None, "rewards": cursor.get("rewards") if cursor else None}
+        for entry_id, f in self._stream(self.log_key, start=start("log"), ids=True):
+            last["log"] = entry_id.decode()
             rec = decode_record({k.decode(): v for k, v in f.items()})
-            if rec.t >= batches_since:
+            if rec.t >= since:
                 recs.setdefault(rec.batch_id, rec)
         rewards: list[RewardRow] = []
-        for f in self._stream(self.rewards_key, start=str(max(int(rewards_since * 1000), 0))):
+        for entry_id, f in self._stream(self.rewards_key, start=start("rewards"), ids=True):
+            last["rewards"] = entry_id.decode()
             recorded = float(f[b"t"])
-            if recorded >= rewards_since:
+            if recorded >= since:
                 bid, _, row = f[b"id"].decode().rpartition("-")
                 rewards.append((bid, int(row), float(f[b"reward"]), recorded))
-        return list(recs.values()), rewards
+        return list(recs.values()), rewards, last
 
-    def _stream(self, key: str, page: int = 200, start: str = "-") -> Any:
+    def _stream(self, key: str, page: int = 200, start: str = "-", ids: bool = False) -> Any:
         while True:
             chunk = self._call(self.r.xrange, key, start, "+", count=page)
-            for _, fields in chunk:
-                yield fields
+            for entry_id, fields in chunk:
+                yield (entry_id, fields) if ids else fields
             if len(chunk) < page:
                 return
             start = "(" + chunk[-1][0].decode()
