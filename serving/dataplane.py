@@ -26,7 +26,7 @@ from serving.protocol.v2 import MetadataTensor
 from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
-from serving.components.evidence import PROMOTABLE
+from serving.components.evidence import PROMOTABLE, refusal_message
 from serving.components.rollout import PromotionRefused, row_token
 from serving.llm.reasons import churn_reasons
 
@@ -374,7 +374,7 @@ class DataPlane:
             entry["details"].update(forced=force, evidence=verdict or evidence)
             gated = target is not None and target != policy.get("default")  # else promote() says why not
             if gated and not force and verdict.get("verdict") not in PROMOTABLE:
-                raise PromotionRefused(_refusal(name, target, policy.get("default"), verdict, evidence),
+                raise PromotionRefused(refusal_message(name, target, policy.get("default"), verdict, evidence),
                                        field="version", evidence=verdict or evidence)
             answer = await model.promote(target)
         return {**answer, "evidence": verdict or evidence, "forced": force}
@@ -423,23 +423,6 @@ class DataPlane:
         return self._index
 
 
-def _refusal(name: str, target: str | None, default: str | None, verdict: dict[str, Any],
-             evidence: dict[str, Any]) -> str:
-    """The 409's message: the verdict, the estimates, and what it takes to pass."""
-    if not verdict:
-        why = evidence.get("reason") or "name the candidate to promote"
-        return f"no evidence for {name} v{target}: {why}; force overrides (audited)"
-    d, c, diff = verdict["default_value"], verdict["candidate_value"], verdict.get("difference")
-    text = (f"{name} v{target} is not shown non-inferior to the default v{default} (verdict "
-            f"{verdict['verdict']}, margin {verdict['margin']:g}): n={c['n']} vs n={d['n']} resolved decisions")
-    if diff:
-        text += (f", reward {c['value']:.4f} vs {d['value']:.4f}, difference {diff['value']:.4f} "
-                 f"[{diff['low']:.4f}, {diff['high']:.4f}] at {verdict['confidence']:.0%} (always valid)")
-    if verdict.get("more_per_arm") is not None:
-        text += f"; about {verdict['more_per_arm']} more decisions per arm needed"
-    return text + "; force overrides (audited)"
-
-
 async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...], ids: np.ndarray,
                        pinned: str | None) -> tuple[str, np.ndarray, Any]:
     """A model's scores under its traffic policy, or all by the ``pinned`` version."""
@@ -447,18 +430,6 @@ async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...],
         return await model.score_rows(values, names, ids)
     version, scores = await model.score(values, names, pinned)
     return version, scores, None
-
-
-def parse_pins(header: str) -> dict[str, str]:
-    """``X-Reengage-Version: churn=4[, engagement=2]`` as role -> version."""
-    pins: dict[str, str] = {}
-    for part in header.split(","):
-        role, sep, version = (x.strip() for x in part.partition("="))
-        if not sep or role not in ("churn", "engagement") or not version.isdigit() or role in pins:
-            raise InvalidRequest("write the pin as 'churn=<version>' or 'churn=<v>, engagement=<v>'",
-                                 field="x-reengage-version")
-        pins[role] = version
-    return pins
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:

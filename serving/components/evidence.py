@@ -143,3 +143,20 @@ def compare(stats: dict[str, Stats], default: str, candidate: str, *, confidence
     more = None if needed is None else max(needed - min(c.n, d.n), 0)
     return {**out, "verdict": verdict, "needed_per_arm": needed, "more_per_arm": 0 if verdict in PROMOTABLE else more,
             "difference": {"value": diff, "std_error": math.sqrt(variance), "low": low, "high": high}}
+
+
+def refusal_message(name: str, target: str | None, default: str | None, verdict: dict[str, Any],
+             evidence: dict[str, Any]) -> str:
+    """A refused promotion's message: the verdict, the estimates, what it takes to pass."""
+    if not verdict:
+        why = evidence.get("reason") or "name the candidate to promote"
+        return f"no evidence for {name} v{target}: {why}; force overrides (audited)"
+    d, c, diff = verdict["default_value"], verdict["candidate_value"], verdict.get("difference")
+    text = (f"{name} v{target} is not shown non-inferior to the default v{default} (verdict "
+            f"{verdict['verdict']}, margin {verdict['margin']:g}): n={c['n']} vs n={d['n']} resolved decisions")
+    if diff:
+        text += (f", reward {c['value']:.4f} vs {d['value']:.4f}, difference {diff['value']:.4f} "
+                 f"[{diff['low']:.4f}, {diff['high']:.4f}] at {verdict['confidence']:.0%} (always valid)")
+    if verdict.get("more_per_arm") is not None:
+        text += f"; about {verdict['more_per_arm']} more decisions per arm needed"
+    return text + "; force overrides (audited)"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from serving.dataplane import DataPlane, parse_ids, parse_pins
-from serving.errors import PermissionDenied
+from serving.dataplane import DataPlane, parse_ids
+from serving.errors import InvalidRequest, PermissionDenied
 from serving.protocol.openapi import error_responses, request_body
 from serving.protocol.v1 import (
     ErrorResponse,
@@ -78,3 +78,15 @@ def _admin_pins(request: Request, header: str) -> dict[str, str]:
         raise PermissionDenied("X-Reengage-Version pins a model version: it needs a token with the admin role",
                                field="x-reengage-version")
     return parse_pins(header)
+
+
+def parse_pins(header: str) -> dict[str, str]:
+    """``X-Reengage-Version: churn=4[, engagement=2]`` as role -> version."""
+    pins: dict[str, str] = {}
+    for part in header.split(","):
+        role, sep, version = (x.strip() for x in part.partition("="))
+        if not sep or role not in ("churn", "engagement") or not version.isdigit() or role in pins:
+            raise InvalidRequest("write the pin as 'churn=<version>' or 'churn=<v>, engagement=<v>'",
+                                 field="x-reengage-version")
+        pins[role] = version
+    return pins
