@@ -28,8 +28,8 @@ from serving.components.evidence_index import EvidenceIndex
 from serving.components.rollout import TrafficPolicy, row_token
 from serving.settings import BanditSettings, TrafficPolicyConfig
 
-POLICY = TrafficPolicy.build("churn", TrafficPolicyConfig(default="1", salt="bench", candidates=[
-    {"version": "2", "weight": 20}]), "1")
+POLICY = TrafficPolicy.build("churn", TrafficPolicyConfig.model_validate(
+    {"default": "1", "salt": "bench", "candidates": [{"version": "2", "weight": 20}]}), "1")
 BATCH = 1_000
 
 
@@ -64,8 +64,9 @@ def run(decisions: int, *, rounds: int = 5, redis_url: str | None = None, seed: 
     """Cold, warm and full-read timings (ms) for a log of ``decisions``."""
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = BanditSettings(name=f"bench{seed}", state_path=Path(tmp), backend="redis" if redis_url else "embedded",
-                                  **({"redis_url": redis_url} if redis_url else {}))
+        settings = BanditSettings.model_validate({
+            "name": f"bench{seed}", "state_path": tmp, "backend": "redis" if redis_url else "embedded",
+            **({"redis_url": redis_url} if redis_url else {})})
         from serving.bandit.state import open_store
 
         store = open_store(settings) if redis_url else SqliteStore(Path(tmp) / f"{settings.name}.sqlite")

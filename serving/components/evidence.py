@@ -139,9 +139,9 @@ def compare(stats: dict[str, Stats], default: str, candidate: str, *, confidence
     low, high = diff - width, diff + width
     verdict = ("better" if low > 0 else "non_inferior" if low > -margin
                else "inferior" if high < -margin else "inconclusive")
-    needed = needed_per_arm(var_c, var_d, margin + min(diff, 0.0), alpha, margin)
-    more = None if needed is None else max(needed - min(c.n, d.n), 0)
-    return {**out, "verdict": verdict, "needed_per_arm": needed, "more_per_arm": 0 if verdict in PROMOTABLE else more,
+    at_estimate = needed_per_arm(var_c, var_d, margin + min(diff, 0.0), alpha, margin)
+    more = None if at_estimate is None else max(at_estimate - min(c.n, d.n), 0)
+    return {**out, "verdict": verdict, "needed_per_arm": at_estimate, "more_per_arm": 0 if verdict in PROMOTABLE else more,
             "difference": {"value": diff, "std_error": math.sqrt(variance), "low": low, "high": high}}
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +42,8 @@ class RolloutLedger:
     decisions: Counter[tuple[str, int]] = field(default_factory=Counter)  # (version, minute), window open
     rewarded: Counter[tuple[str, int]] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)  # decisions whose window closed
-    total: Counter[str] = field(default_factory=Counter)
-    squares: Counter[str] = field(default_factory=Counter)
+    total: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    squares: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     batches: dict[str, tuple[float, np.ndarray | None, set[int]]] = field(default_factory=dict)
     cursor: dict[str, Any] | None = None  # the store's position after the last look
     closed_minute: int = -1
