@@ -81,12 +81,14 @@ class ModelStates:
             self._state[model] = state
             return {**state, "epoch": state.get("epoch") or self.epoch}
 
-    def history(self, model: str) -> list[dict[str, Any]]:
-        """Every change of ``model`` in order (empty without a store)."""
+    def history(self, model: str, last: int | None = None) -> list[dict[str, Any]]:
+        """The changes of ``model`` in order, the ``last`` ones only when given (empty
+        without a store)."""
         if self.store is None:
             return []
         entries = self.store.items(f"{self.ns}.history")
-        return [entries[k] for k in sorted(entries) if k.startswith(f"{model}:")]
+        out = [entries[k] for k in sorted(entries) if k.startswith(f"{model}:")]
+        return out[-last:] if last else out
 
     def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float) -> dict[str, Any]:
         """The Serve config's policy: applied when it differs from the config seen last, so
@@ -128,6 +130,8 @@ class DesiredState(Protocol):
 
     async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]: ...
 
+    async def history(self, model: str, last: int | None = None) -> list[dict[str, Any]]: ...
+
 
 class LocalDesiredState:
     """One process, one state: what a single uvicorn worker or a unit test needs. Calls
@@ -151,6 +155,9 @@ class LocalDesiredState:
 
     async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
         return self.states.reports(model, max_age_s)
+
+    async def history(self, model: str, last: int | None = None) -> list[dict[str, Any]]:
+        return await self._call(self.states.history, model, last)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         if self.states.store is None:  # memory only: nothing to wait for

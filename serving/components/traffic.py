@@ -228,4 +228,5 @@ class TrafficControl:
             "replicas": {r: {k: v.get(k) for k in ("generation", "ok", "cause", "versions", "policy")}
                          for r, v in reports.items()},
             "shadow": ShadowStats.summary(shadows) if shadows else None,
+            "history": await self._desired.history(self.name, 20),  # the last changes (durable state)
         }

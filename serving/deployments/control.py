@@ -65,3 +65,6 @@ class RayDesiredState:
 
     async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
         return await self._call("reports", model, max_age_s)
+
+    async def history(self, model: str, last: int | None = None) -> list[dict[str, Any]]:
+        return await self._call("history", model, last)

@@ -60,6 +60,9 @@ def test_a_new_control_instance_resumes_the_canary(model_repo: Path, spec: dict)
     asyncio.run(a.reconcile())  # the old replica sees nothing new: same epoch, same generation
     np.testing.assert_array_equal(_assigned(a), before)
     assert replaced.get("churn")["generation"] == change["generation"]
+    history = asyncio.run(b.traffic())["history"]  # the status lists the last changes
+    assert history[-1]["generation"] == change["generation"]
+    assert history[-1]["changes"]["policy"]["candidates"] == [{"version": "2", "weight": 40.0}]
     other_app = ModelStates(spec, "rollout:other")
     assert other_app.get("churn")["policy"] is None  # applications keep their state apart
 
