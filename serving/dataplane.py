@@ -51,12 +51,13 @@ class ScoreResult:
     explain_k: int = 0
     pinned: dict[str, str] | None = None  # role -> version a version pin asked for
     # by role, when a traffic policy split the rows: (version code per row, -1 not found;
-    # the versions; the assignment token the decision log keeps)
+    # the versions; the row token the decision log keeps: components.rollout.row_token)
     row_versions: dict[str, tuple[np.ndarray, tuple[str, ...], str]] | None = None
 
     def log_versions(self) -> dict[str, str]:
-        """``model_versions`` for the decision log: with a split, each model's assignment token
-        too, from which ``components.evidence`` recovers every row's version."""
+        """``model_versions`` for the decision log: with a split, each model's row token too,
+        from which ``components.evidence`` recovers every row's version; with a pin, which
+        roles were pinned (left out of the evidence)."""
         pinned = {f"pinned.{role}": v for role, v in (self.pinned or {}).items()}
         if not self.row_versions:
             return {**self.model_versions, **pinned} if pinned else self.model_versions
