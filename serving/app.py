@@ -22,6 +22,7 @@ from serving.deployments.ingress import Ingress
 from serving.repository import scan
 from serving.security import ensure_admin_token
 from serving.settings import Settings, load_settings
+from serving.shared_state import state_spec
 
 APP_NAME = "reengage"
 
@@ -42,7 +43,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     repo = repo if repo.is_dir() else anchor_models(replica.models, check=False).repo_path
     models = {
         name: serve.deployment(ModelDeployment).options(**ModelDeployment.options_for(settings, name))
-        .bind(name, replica.models)
+        .bind(name, replica.models, state_spec(replica))
         for name in scan(repo)
     }
     bandit = None

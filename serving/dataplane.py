@@ -26,6 +26,8 @@ from serving.protocol.v2 import MetadataTensor
 from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
+from serving.components.evidence import PROMOTABLE, refusal_message
+from serving.components.rollout import PromotionRefused, row_token
 from serving.llm.reasons import churn_reasons
 
 SERVER_NAME = "reengage"
@@ -47,16 +49,20 @@ class ScoreResult:
     decisions: Decisions | None = None
     explanations: dict[str, list[Part]] | None = None  # by role: one part per version; only with explain
     explain_k: int = 0
+    pinned: dict[str, str] | None = None  # role -> version a version pin asked for
     # by role, when a traffic policy split the rows: (version code per row, -1 not found;
-    # the versions; the assignment token the decision log keeps)
+    # the versions; the row token the decision log keeps: components.rollout.row_token)
     row_versions: dict[str, tuple[np.ndarray, tuple[str, ...], str]] | None = None
 
     def log_versions(self) -> dict[str, str]:
-        """``model_versions`` for the decision log: with a split, each model's assignment token
-        too, from which ``components.evidence`` recovers every row's version."""
+        """``model_versions`` for the decision log: with a split, each model's row token too,
+        from which ``components.evidence`` recovers every row's version; with a pin, which
+        roles were pinned (left out of the evidence)."""
+        pinned = {f"pinned.{role}": v for role, v in (self.pinned or {}).items()}
         if not self.row_versions:
-            return self.model_versions
-        return {**self.model_versions, **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()}}
+            return {**self.model_versions, **pinned} if pinned else self.model_versions
+        return {**self.model_versions, **pinned,
+                **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()}}
 
     def columns(self) -> dict[str, Any]:
         """The answer's columns for ``codecs.columnar``: numpy arrays, and string columns as
@@ -76,6 +82,7 @@ class ScoreResult:
             "feature_age_s": self.feature_age_s,
             "features_defaulted": self.features_defaulted,
             "model_versions": self.model_versions,
+            **({"pinned": self.pinned} if self.pinned else {}),
             **({"explanations": self.explanation_blocks()} if self.explanations is not None else {}),
             **({f"{role}_version": Vocabulary(codes, versions) for role, (codes, versions, _) in
                 self.row_versions.items()} if self.row_versions else {}),
@@ -121,19 +128,27 @@ class DataPlane:
         self.models = models
         self.bandit = bandit
         self.writer = writer
+        self._index: Any = None  # the rollout evidence's running sums (components.evidence_index)
 
     async def close(self) -> None:
         """Graceful stop: what the components still hold (the bandit's queued decision log)
         is written before the process goes."""
         if self.bandit is not None:
             await self.bandit.close()
+        if self._index is not None:
+            self._index.close()
 
     # -- /v1/score ------------------------------------------------------------------------
-    async def score(self, customer_ids: np.ndarray, explain: int | None = None) -> ScoreResult:
-        """``explain``: add each model's top-``explain`` contributions (by the versions that scored)."""
-        return (await self._score(customer_ids, explain))[0]
+    async def score(self, customer_ids: np.ndarray, explain: int | None = None,
+                    pins: dict[str, str] | None = None) -> ScoreResult:
+        """``explain``: add each model's top-``explain`` contributions (by the versions that scored).
+        ``pins``: role -> version that scores every row, past any traffic policy (debugging
+        and QA; the route lets only an admin token pin). Pinned decisions are logged as
+        pinned and left out of the rollout evidence."""
+        return (await self._score(customer_ids, explain, pins))[0]
 
-    async def _score(self, customer_ids: np.ndarray, explain: int | None = None) -> tuple[ScoreResult, Any]:
+    async def _score(self, customer_ids: np.ndarray, explain: int | None = None,
+                     pins: dict[str, str] | None = None) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
@@ -145,8 +160,8 @@ class DataPlane:
         # each model assigns rows to versions by its traffic policy (one version without one)
         (churn_v, churn, churn_split), (eng_v, eng, eng_split) = await both(
             len(ids), self.settings.models.offload_rows,
-            self._model(churn_name).score_rows(values, batch.names, ids),
-            self._model(eng_name).score_rows(values, batch.names, ids),
+            _score_model(self._model(churn_name), values, batch.names, ids, (pins or {}).get("churn")),
+            _score_model(self._model(eng_name), values, batch.names, ids, (pins or {}).get("engagement")),
         )
         result = ScoreResult(
             customer_ids=customer_ids,
@@ -156,6 +171,7 @@ class DataPlane:
             feature_age_s=batch.age_seconds(time.time()),
             features_defaulted=_defaulted(batch),
             model_versions={"churn": churn_v, "engagement": eng_v},
+            pinned=pins or None,
         )
         request_log.note(customers=len(customer_ids), model_versions=result.model_versions)
         if churn_split is not None or eng_split is not None:
@@ -343,10 +359,9 @@ class DataPlane:
 
     async def rollout_promote(self, name: str, version: str | None = None, force: bool = False,
                               confidence: float = 0.95, actor: str = ANONYMOUS) -> dict[str, Any]:
-        """Refused (409, with the estimates) when the candidate is worse than the default beyond
-        the interval; ``force`` overrides, and the audit log says so."""
-        from serving.components.rollout import PromotionRefused
-
+        """Promoted only when the evidence shows the candidate non-inferior to the default
+        (``components.evidence.compare``); else 409 with the estimates and the decisions
+        still needed. ``force`` overrides, and the audit log keeps the evidence with it."""
         model = self._model(name)
         async with audit.action(self.settings, "rollout.promote", actor=actor, model=name, version=version) as entry:
             status = await model.traffic()
@@ -358,14 +373,10 @@ class DataPlane:
                                             status.get("started_at"), confidence)
             verdict = (evidence.get("comparisons") or {}).get(target or "", {})
             entry["details"].update(forced=force, evidence=verdict or evidence)
-            if verdict.get("verdict") == "worse" and not force:
-                diff = verdict["difference"]
-                raise PromotionRefused(
-                    f"candidate {name} v{target} is worse than the default v{policy.get('default')}: reward "
-                    f"{verdict['candidate_value']['value']:.4f} (n={verdict['candidate_value']['n']}) vs "
-                    f"{verdict['default_value']['value']:.4f} (n={verdict['default_value']['n']}), difference "
-                    f"{diff['value']:.4f} [{diff['low']:.4f}, {diff['high']:.4f}] at {confidence:.0%}; "
-                    "--force overrides", field="version")
+            gated = target is not None and target != policy.get("default")  # else promote() says why not
+            if gated and not force and verdict.get("verdict") not in PROMOTABLE:
+                raise PromotionRefused(refusal_message(name, target, policy.get("default"), verdict, evidence),
+                                       field="version", evidence=verdict or evidence)
             answer = await model.promote(target)
         return {**answer, "evidence": verdict or evidence, "forced": force}
 
@@ -385,21 +396,41 @@ class DataPlane:
 
     async def _evidence(self, name: str, default: str | None, candidates: list[str], since: float | None,
                         confidence: float) -> dict[str, Any]:
-        """Each version's value from the decision log joined with rewards (``components.evidence``)."""
+        """Each version's resolved decisions and mean reward since the rollout started, and
+        each candidate against the default (``components.evidence``), from running sums
+        (``components.evidence_index``), not a read of the whole log."""
         if self.bandit is None or not self.settings.bandit.enabled:
             return {"available": False, "reason": "the bandit is disabled: no decision log"}
-        from serving.bandit.ope import load_log
-        from serving.components.evidence import compare, version_values
+        from serving.components.evidence import compare
 
         role = "churn" if name == self.settings.models.churn else "engagement" if name == self.settings.models.engagement else name
+        m = self.settings.models
         try:
-            records = await asyncio.to_thread(load_log, self.settings, since=since)
+            stats = await asyncio.to_thread(self._evidence_index().refresh, role, float(since or 0.0))
         except Exception as exc:  # evidence is advice: a store outage is said, not raised
             return {"available": False, "reason": f"decision log unreadable: {type(exc).__name__}: {exc}"}
-        values = version_values(records, role, confidence=confidence)
-        comparisons = {c: compare(values, default, c, confidence=confidence) for c in candidates if default}
-        return {"available": True, "since": since, "confidence": confidence, "values": values,
-                "comparisons": comparisons}
+        comparisons = {c: compare(stats, default, c, confidence=confidence, margin=m.rollout_margin,
+                                  min_decisions=m.rollout_min_decisions) for c in candidates if default}
+        return {"available": True, "since": since, "confidence": confidence, "margin": m.rollout_margin,
+                "values": {v: s.to_dict() for v, s in stats.items()}, "comparisons": comparisons}
+
+    def _evidence_index(self) -> Any:
+        if self._index is None:
+            from serving.bandit.state import open_store
+            from serving.components.evidence_index import EvidenceIndex
+
+            b = self.settings.bandit
+            self._index = EvidenceIndex(lambda: open_store(b), b.reward_window_s)
+        return self._index
+
+
+async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...], ids: np.ndarray,
+                       pinned: str | None) -> tuple[str, np.ndarray, Any]:
+    """A model's scores under its traffic policy, or all by the ``pinned`` version."""
+    if pinned is None:
+        return await model.score_rows(values, names, ids)
+    version, scores = await model.score(values, names, pinned)
+    return version, scores, None
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:
@@ -416,14 +447,15 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _row_versions(splits: dict[str, Any], rows: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
-    """Per-row version codes in request order (-1 where the customer was not found)."""
+    """Per-row version codes in request order (-1 where the customer was not found), and
+    the decision log's token of them (``components.rollout.row_token``)."""
     out = {}
     for role, split in splits.items():
         if split is not None:
-            codes, versions, token = split
+            codes, versions, _ = split
             full = np.full(n, -1, dtype=np.int64)
             full[rows] = codes
-            out[role] = (full, versions, token)
+            out[role] = (full, versions, row_token(full, versions))
     return out
 
 

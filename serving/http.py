@@ -84,7 +84,8 @@ def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo
     # whose spans take the route from FastAPI's router
     if dataplane.settings.server.fast_path and not telemetry:
         app.add_middleware(FastPath, fastapi=app, route=find_route(v1, "POST", "/v1/score"))
-    auth_asgi.install(app, auth_asgi.Authenticator(dataplane.settings), audit_log(dataplane.settings))
+    app.state.authenticator = auth_asgi.Authenticator(dataplane.settings)  # a version pin asks it who calls
+    auth_asgi.install(app, app.state.authenticator, audit_log(dataplane.settings))
     app.add_middleware(RequestMetrics, headers=headers)
     app.add_middleware(Drain)  # a stopping replica: 503 for new requests, in-flight ones finish
     request_log.configure(dataplane.settings.server.request_log)

@@ -55,6 +55,9 @@ DEFINITIONS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("reengage_shadow_rows_total", "counter", "rows scored by a shadow version (not returned)",
               ("model", "version")),
     MetricDef("reengage_shadow_errors_total", "counter", "failed shadow calls", ("model", "version")),
+    MetricDef("reengage_shadow_skipped_rows_total", "counter",
+              "rows a shadow did not score: models.shadow_max_tasks shadow calls were already running",
+              ("model", "version")),
     MetricDef("reengage_shadow_latency_ms", "histogram", "shadow runtime call latency", ("model", "version"),
               LATENCY_MS),
     MetricDef("reengage_shadow_abs_diff_total", "counter",
@@ -180,6 +183,10 @@ def shadow_scored(model: str, version: str, latency_ms: float, diff: np.ndarray)
 
 def shadow_error(model: str, version: str) -> None:
     RECORDER.inc("reengage_shadow_errors_total", 1, (model, version))
+
+
+def shadow_skipped(model: str, version: str, rows: int) -> None:
+    RECORDER.inc("reengage_shadow_skipped_rows_total", rows, (model, version))
 
 
 def decisions(arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, ...],

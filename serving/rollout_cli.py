@@ -77,7 +77,7 @@ def _print_change(answer: dict[str, Any], as_json: bool) -> None:
                   f"after {answer.get('propagation_s', 0):.2f} s (bound {answer.get('activation_delay_s', 0):.2f} s)"
                   + (f"; [yellow]late: {answer['late_replicas']}[/yellow]" if answer.get("late_replicas") else ""))
     if answer.get("forced"):
-        console.print("[yellow]forced: promoted against the evidence (audited)[/yellow]")
+        console.print("[yellow]forced: promoted without evidence of non-inferiority (audited)[/yellow]")
 
 
 @rollout_app.command("start")
@@ -86,7 +86,7 @@ def start(
     candidate: list[str] = typer.Option([], "--candidate", "-c", help="VERSION:PERCENT (repeatable), e.g. 4:10"),
     default: Optional[str] = typer.Option(None, help="default version (default: the current one)"),
     shadow: Optional[str] = typer.Option(None, help="VERSION[:PERCENT] scored off the answer (default 100%)"),
-    salt: Optional[str] = typer.Option(None, help="assignment salt (default: from the model and candidates)"),
+    salt: Optional[str] = typer.Option(None, help="assignment salt, any string (default: the running rollout's, else a new random one)"),
     url: Optional[str] = UrlOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -101,7 +101,7 @@ def start(
 @rollout_app.command("status")
 def status(
     model: str = typer.Argument(..., help="model name"),
-    confidence: float = typer.Option(0.95, help="of the evidence's intervals"),
+    confidence: float = typer.Option(0.95, help="of the evidence's confidence sequence"),
     url: Optional[str] = UrlOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -140,29 +140,32 @@ def _print_evidence(ev: dict[str, Any]) -> None:
     if not ev.get("available"):
         console.print(f"evidence: {ev.get('reason', 'none')}")
         return
-    table = Table(title=f"value per version (mean reward of policy decisions, {ev['confidence']:.0%} interval)")
-    for col in ("version", "n", "value", "interval"):
+    table = Table(title="value per version (mean reward of resolved policy decisions; no reward by the window's "
+                        "end counts 0)")
+    for col in ("version", "n", "value", "std error"):
         table.add_column(col)
     for version, e in (ev.get("values") or {}).items():
-        table.add_row(version, str(e["n"]), _f(e["value"]), f"[{_f(e['low'])}, {_f(e['high'])}]")
+        table.add_row(version, str(e["n"]), _f(e["value"]), _f(e["std_error"]))
     console.print(table)
     for cand, c in (ev.get("comparisons") or {}).items():
         d = c.get("difference")
         console.print(f"candidate v{cand} - default v{c['default']}: "
-                      + (f"{_f(d['value'])} [{_f(d['low'])}, {_f(d['high'])}]" if d else "n/a")
-                      + f" -> {c['verdict']}")
+                      + (f"{_f(d['value'])} [{_f(d['low'])}, {_f(d['high'])}] ({c['confidence']:.0%}, always valid)"
+                         if d else "n/a")
+                      + f" -> {c['verdict']} (margin {c['margin']:g}"
+                      + (f"; about {c['more_per_arm']} more decisions per arm needed)" if c.get("more_per_arm") else ")"))
 
 
 @rollout_app.command("promote")
 def promote(
     model: str = typer.Argument(..., help="model name"),
     version: Optional[str] = typer.Option(None, help="the candidate (default: the only one)"),
-    force: bool = typer.Option(False, "--force", help="promote although the evidence says it is worse (audited)"),
-    confidence: float = typer.Option(0.95, help="of the evidence's intervals"),
+    force: bool = typer.Option(False, "--force", help="promote without evidence of non-inferiority (audited)"),
+    confidence: float = typer.Option(0.95, help="of the evidence's confidence sequence"),
     url: Optional[str] = UrlOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Make the candidate the default, unless it is worse than the default beyond its interval."""
+    """Make the candidate the default once the evidence shows it non-inferior (lower bound above -margin)."""
     answer = _call("POST", f"/v1/admin/rollout/{model}/promote", url,
                    {"version": version, "force": force, "confidence": confidence})
     _print_change(answer, as_json)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,16 +70,23 @@ class TrafficPolicyConfig(_Section):
     default: str | None = Field(None, pattern=r"^[0-9]+$", description="None: the newest loaded version")
     candidates: list[TrafficCandidate] = []
     shadow: TrafficShadow | None = None
-    salt: str | None = Field(None, description="None: derived from the model and its candidates")
+    salt: str | None = Field(None, min_length=1, max_length=200,
+                             description="fixed when a rollout starts (any string); None: the running "
+                                         "rollout's salt, or a new random one")
+    buckets: dict[str, list[tuple[int, int]]] | None = Field(
+        None, description="set by the server: the [start, end) bucket ranges each candidate owns")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "TrafficPolicyConfig":
-        versions = [c.version for c in self.candidates]
-        if len(set(versions)) != len(versions) or (self.default is not None and self.default in versions):
+    @field_validator("candidates")
+    @classmethod
+    def _consistent(cls, candidates: list[TrafficCandidate], info: ValidationInfo) -> list[TrafficCandidate]:
+        """On the field, so the error names ``candidates``."""
+        versions = [c.version for c in candidates]
+        default = info.data.get("default")
+        if len(set(versions)) != len(versions) or (default is not None and default in versions):
             raise ValueError("candidate versions must be distinct and differ from the default")
-        if sum(c.weight for c in self.candidates) > 100:
+        if sum(c.weight for c in candidates) > 100:
             raise ValueError("candidate weights add up to more than 100 percent")
-        return self
+        return candidates
 
 
 class ModelSettings(_Section):
@@ -111,6 +118,15 @@ class ModelSettings(_Section):
     # a policy change takes effect on every replica at one moment, this long after it is
     # made (None: poll_interval_s + 0.5 s: every replica has polled and warmed its versions)
     rollout_activation_s: float | None = Field(None, ge=0)
+    # the promotion gate: a candidate is promoted when the lower bound of (candidate -
+    # default) mean reward, an always-valid confidence sequence, is above -margin (reward
+    # units: 0.01 is one point of conversion rate); fewer resolved decisions than
+    # rollout_min_decisions on either arm is "insufficient"
+    rollout_margin: float = Field(0.01, gt=0)
+    rollout_min_decisions: int = Field(200, ge=2)
+    # shadow calls in flight per model and replica; beyond it a batch's shadow is skipped
+    # and counted (reengage_shadow_skipped_rows_total): a slow shadow never piles up tasks
+    shadow_max_tasks: int = Field(64, ge=0)
 
 
 class BanditSettings(_Section):

@@ -214,10 +214,22 @@ def redis_location(url: str) -> str:
 def open_shared_state(settings: Settings) -> SharedState:
     """The shared state of this deployment: Redis when the bandit state is in Redis (the
     one state switch), else ``<data_dir>/state/shared.sqlite``."""
+    return open_state_spec(state_spec(settings))
+
+
+def state_spec(settings: Settings) -> dict[str, Any]:
+    """Where the shared state is, as plain data: what a process that has no ``Settings``
+    (a Ray actor) opens it from with ``open_state_spec``."""
     b = settings.bandit
     if b.backend == "redis":
-        return RedisSharedState(b.redis_url, where=redis_location(b.redis_url), timeout_s=max(b.timeout_s, 0.5))
-    return SqliteSharedState(settings.data_dir / "state" / "shared.sqlite")
+        return {"backend": "redis", "url": b.redis_url, "timeout_s": max(b.timeout_s, 0.5)}
+    return {"backend": "sqlite", "path": str(settings.data_dir / "state" / "shared.sqlite")}
+
+
+def open_state_spec(spec: Mapping[str, Any]) -> SharedState:
+    if spec["backend"] == "redis":
+        return RedisSharedState(spec["url"], where=redis_location(spec["url"]), timeout_s=spec["timeout_s"])
+    return SqliteSharedState(Path(spec["path"]))
 
 
 class Watched:

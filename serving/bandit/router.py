@@ -33,6 +33,7 @@ from serving.bandit.policies import Layout, Policy, row_increments, sample_actio
 from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation, Retention,
                                   RewardStatus, RewardUpdate, StateStore, Trimmed, Waiter, open_store)
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
+from serving.hashing import salted_hash, salted_hash_one
 from serving.settings import BanditSettings
 
 SCORE_COLUMNS = {"churn_probability": "churn", "engagement_probability": "engagement"}
@@ -83,38 +84,21 @@ class Decisions:
 
 
 def holdout_mask(customer_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
-    """Stable per-customer holdout: a salted splitmix64 hash mapped to [0, 1) below ``share``.
-    (uint64 array arithmetic wraps silently, as splitmix64 wants.)"""
+    """Stable per-customer holdout: the salted hash (``serving.hashing``) mapped to [0, 1)
+    below ``share``."""
     if share <= 0:
         return np.zeros(len(customer_ids), bool)
-    z = np.asarray(customer_ids, dtype=np.int64).view(np.uint64) + _salt_seed(salt)
-    z = (z ^ (z >> _U30)) * _MIX1
-    z = (z ^ (z >> _U27)) * _MIX2
-    z = z ^ (z >> _U31)
-    return (z >> _U11).astype(np.float64) / float(1 << 53) < share
+    return (salted_hash(customer_ids, salt) >> _U11).astype(np.float64) / float(1 << 53) < share
 
 
 def holdout_one(customer_id: int, share: float, salt: str) -> bool:
-    """``holdout_mask`` of one id in Python ints (masked to 64 bits): the same hash and the
-    same answer, without numpy's fixed cost per call on a one-element array."""
+    """``holdout_mask`` of one id in Python ints: the same hash and the same answer."""
     if share <= 0:
         return False
-    z = (customer_id + int(_salt_seed(salt))) & _M64
-    z = ((z ^ (z >> 30)) * _SPLITMIX[0]) & _M64
-    z = ((z ^ (z >> 27)) * _SPLITMIX[1]) & _M64
-    z ^= z >> 31
-    return (z >> 11) / float(1 << 53) < share
+    return (salted_hash_one(customer_id, salt) >> 11) / float(1 << 53) < share
 
 
-@functools.lru_cache(maxsize=16)
-def _salt_seed(salt: str) -> np.uint64:
-    return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
-
-
-_SPLITMIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64's multipliers: Python ints for one id
-_MIX1, _MIX2 = np.uint64(_SPLITMIX[0]), np.uint64(_SPLITMIX[1])  # and as uint64 for arrays
-_U11, _U27, _U30, _U31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
-_M64 = (1 << 64) - 1
+_U11 = np.uint64(11)
 
 
 def state_fingerprint(settings: BanditSettings) -> str:

@@ -38,7 +38,7 @@ log = logging.getLogger("reengage")
 shadow_log = logging.getLogger("reengage.shadow")
 
 BatcherFactory = Callable[[RunGroup], Batcher]
-# a split batch: per row an index into the versions, and the policy's assignment token
+# a split batch: per row an index into the versions, and the salt it was assigned under
 RowVersions = tuple[np.ndarray, tuple[str, ...], str]
 
 
@@ -131,7 +131,7 @@ class ModelService(TrafficControl):
             scores = np.empty(len(codes), np.float32)
             for m, (_, part) in zip(masks, parts):
                 scores[m] = part
-            version, split = ",".join(versions[i] for i in used.tolist()), (codes, versions, policy.token())
+            version, split = ",".join(versions[i] for i in used.tolist()), (codes, versions, policy.salt)
         if policy.shadow is not None:
             self._spawn_shadow(policy, values, names, customer_ids, codes, scores)
         return version, scores, split
@@ -198,6 +198,9 @@ class ModelService(TrafficControl):
         """Rows in the shadow's share that the default served, scored again in a task."""
         rows = policy.shadow_mask(customer_ids) & (codes == 0)
         if not rows.any():
+            return
+        if len(self._tasks) >= self.settings.shadow_max_tasks:  # bounded: a slow shadow sheds, counted
+            metrics.shadow_skipped(self.name, policy.shadow or "", int(rows.sum()))
             return
         task = asyncio.get_running_loop().create_task(
             self._score_shadow(policy, values[rows], names, customer_ids[rows], served[rows]))
@@ -328,7 +331,8 @@ class ModelService(TrafficControl):
         policy = None
         if config is not None:
             default = config.default or self.registry.get(self.name).version.version
-            policy = config.model_copy(update={"default": default}).model_dump()
+            built = TrafficPolicy.build(self.name, config.model_copy(update={"default": default}), default)
+            policy = {**config.model_dump(), **built.to_config()}  # salt and buckets stored with it
         fingerprint = json.dumps(config.model_dump() if config else None, sort_keys=True)
         await self._desired.seed(self.name, policy, fingerprint, time.time())
 

@@ -1,10 +1,17 @@
-"""Traffic policies between model versions: sticky weighted split, shadow, shared state.
+"""Traffic policies between model versions: sticky bucket split, shadow, shared state.
 
 A policy per model has a default version, weighted candidates (percent of customers)
 and an optional shadow (percent of rows scored again off the answer), Seldon Core 2's
-experiment shape. Assignment is sticky: a customer's bucket is a salted hash of its id,
-computed for the whole id array at once (splitmix64 in numpy, no loop per customer), so
-raising a canary from 10 to 20 percent keeps the first 10 percent where they were.
+experiment shape.
+
+Assignment is by stable buckets: each customer hashes once per request batch (the salted
+splitmix64 of ``serving.hashing``, numpy over the whole id array) into one of ``BUCKETS``
+buckets, and a table maps every bucket to its version. The salt is fixed when a rollout
+starts and stored with the policy. Each candidate owns bucket ranges; a change recomputes
+the table from the previous one (``rebalance``) so that only the customers who must move
+do: a candidate raised or added takes buckets from the default alone, one lowered or
+removed gives them back to the default, and an unchanged candidate keeps every bucket.
+The shadow samples rows with its own salt, independent of the buckets.
 
 ``ModelStates`` is the desired state of every model that the replicas follow (loaded,
 policy, excluded versions, a generation per change, the moment a policy takes effect)
@@ -14,19 +21,25 @@ holds one per application, ``LocalDesiredState`` one per process.
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import json
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from serving.components.desired import DesiredState, LocalDesiredState, ModelStates, fresh_state
 from serving.errors import Conflict, InvalidRequest
+from serving.hashing import salted_hash
 from serving.settings import TrafficPolicyConfig
 
-BUCKETS = 10_000  # assignment resolution: 0.01 percent
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+__all__ = ["BUCKETS", "DesiredState", "LocalDesiredState", "ModelStates", "PromotionRefused", "ShadowStats",
+           "TrafficPolicy", "VersionRefused", "fresh_state", "new_salt", "rebalance", "row_token",
+           "versions_from_token"]
+
+BUCKETS = 10_000  # assignment resolution: 0.01 percent of customers
+Ranges = list[list[int]]  # [[start, end), ...] bucket ranges
 
 
 class VersionRefused(InvalidRequest):
@@ -37,27 +50,79 @@ class VersionRefused(InvalidRequest):
 
 
 class PromotionRefused(Conflict):
-    """The candidate is worse than the default beyond its interval; ``--force`` overrides."""
+    """The evidence does not show the candidate non-inferior; ``force`` overrides. The
+    error body carries the evidence (estimates, bounds, decisions still needed)."""
 
     error_type = "promotion_refused"
 
+    def __init__(self, message: str, field: str | None = None, evidence: dict[str, Any] | None = None) -> None:
+        super().__init__(message, field)
+        self.evidence = evidence
 
-def salt_key(salt: str) -> np.uint64:
-    return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.field, self.evidence))
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body["error"]["evidence"] = self.evidence
+        return body
 
 
-def mix(ids: np.ndarray, key: np.uint64) -> np.ndarray:
-    """splitmix64 of ``ids ^ key``: uint64 hashes of a whole id array (wrapping arithmetic)."""
-    z = ids.astype(np.uint64) ^ key
-    z = z + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+def new_salt() -> str:
+    """The salt of a rollout started without one: every rollout samples its own customers."""
+    return secrets.token_hex(8)
+
+
+def bucket_counts(candidates: list[tuple[str, float]]) -> list[int]:
+    """Buckets per candidate for its percent weight (0.01 percent resolution)."""
+    counts = [int(round(w * BUCKETS / 100)) for _, w in candidates]
+    if sum(counts) > BUCKETS:
+        raise InvalidRequest("candidate weights add up to more than 100 percent", field="candidates")
+    return counts
+
+
+def _runs(owner: np.ndarray, code: int) -> Ranges:
+    """The [start, end) runs of buckets equal to ``code``."""
+    mask = np.r_[False, owner == code, False].astype(np.int8)
+    edges = np.flatnonzero(np.diff(mask))
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def owner_table(versions: list[str], buckets: dict[str, Ranges] | None) -> np.ndarray:
+    """Per bucket, the index of its owner in ``versions`` (-1: the default)."""
+    owner = np.full(BUCKETS, -1, np.int16)
+    for i, version in enumerate(versions):
+        for start, end in (buckets or {}).get(version, []):
+            owner[start:end] = i
+    return owner
+
+
+def rebalance(candidates: list[tuple[str, float]], previous: dict[str, Ranges] | None) -> dict[str, Ranges]:
+    """Bucket ranges per candidate for ``candidates`` from the ``previous`` ranges, moving
+    the fewest customers: a candidate that shrinks gives its highest buckets back to the
+    default; one that grows (or is new) takes the lowest buckets the default held before
+    this change (buckets just given back only when those run out); a removed one gives
+    all back; an unchanged one keeps its ranges."""
+    versions = [v for v, _ in candidates]
+    targets = bucket_counts(candidates)
+    owner = owner_table(versions, previous)
+    was_default = owner == -1
+    for i, target in enumerate(targets):
+        have = np.flatnonzero(owner == i)
+        if len(have) > target:
+            owner[have[target:]] = -1
+    for i, target in enumerate(targets):
+        need = target - int(np.count_nonzero(owner == i))
+        if need > 0:
+            free = owner == -1
+            order = np.r_[np.flatnonzero(free & was_default), np.flatnonzero(free & ~was_default)]
+            owner[order[:need]] = i
+    return {v: _runs(owner, i) for i, v in enumerate(versions)}
 
 
 @dataclass(frozen=True)
 class TrafficPolicy:
-    """What a replica applies: versions resolved, weights as bucket thresholds."""
+    """What a replica applies: versions resolved, the bucket table, the shadow's share."""
 
     model: str
     default: str
@@ -65,21 +130,26 @@ class TrafficPolicy:
     shadow: str | None = None
     shadow_percent: float = 0.0
     salt: str = ""
-    _key: np.uint64 = field(default=np.uint64(0), compare=False, repr=False)
-    _cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), compare=False, repr=False)
-    _codes: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int8), compare=False, repr=False)
+    buckets: dict[str, Ranges] = field(default_factory=dict, compare=False)
+    _table: np.ndarray = field(default_factory=lambda: np.zeros(BUCKETS, np.int8), compare=False, repr=False)
 
     @classmethod
-    def build(cls, model: str, config: TrafficPolicyConfig, default: str) -> "TrafficPolicy":
+    def build(cls, model: str, config: TrafficPolicyConfig, default: str,
+              previous: dict[str, Ranges] | None = None) -> "TrafficPolicy":
+        """The policy of ``config``; its bucket ranges are ``config.buckets`` when set (a
+        stored policy), else rebalanced from ``previous`` (a change) or laid out afresh."""
         cands = tuple((c.version, float(c.weight)) for c in config.candidates if c.weight > 0)
-        salt = config.salt or f"{model}/" + "+".join(v for v, _ in cands)
-        # bucket thresholds of the candidates, then the default's end: searchsorted gives the
-        # slot, ``_codes`` maps slots to version codes (default 0, candidates 1..k)
-        cuts = np.array([*np.cumsum([round(w * BUCKETS / 100) for _, w in cands]), BUCKETS], dtype=np.uint64)
+        salt = config.salt if config.salt is not None else model
+        if config.buckets is not None:
+            buckets = {v: [list(r) for r in config.buckets.get(v, [])] for v, _ in cands}
+            if [sum(e - s for s, e in buckets[v]) for v, _ in cands] != bucket_counts(list(cands)):
+                raise InvalidRequest("bucket ranges do not match the candidate weights", field="buckets")
+        else:
+            buckets = rebalance(list(cands), previous)
+        table = (owner_table([v for v, _ in cands], buckets) + 1).astype(np.int8)  # 0 default, i candidate i
         shadow = config.shadow
-        codes = np.array([*range(1, len(cands) + 1), 0], dtype=np.int8)
         return cls(model, default, cands, shadow.version if shadow else None, shadow.percent if shadow else 0.0,
-                   salt, salt_key(salt), cuts, codes)
+                   salt, buckets, table)
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -96,37 +166,47 @@ class TrafficPolicy:
     def to_config(self) -> dict[str, Any]:
         return {"default": self.default, "candidates": [{"version": v, "weight": w} for v, w in self.candidates],
                 "shadow": {"version": self.shadow, "percent": self.shadow_percent} if self.shadow else None,
-                "salt": self.salt}
+                "salt": self.salt, "buckets": self.buckets}
 
-    def token(self) -> str:
-        """The assignment in one string (decision log): ``salt|default|v:weight,...``."""
-        return f"{self.salt}|{self.default}|" + ",".join(f"{v}:{w:g}" for v, w in self.candidates)
+    def bucket_of(self, customer_ids: np.ndarray) -> np.ndarray:
+        return (salted_hash(customer_ids, self.salt) % np.uint64(BUCKETS)).astype(np.intp)
 
     def assign(self, customer_ids: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
         """Per row, the index into the returned versions (default first, then candidates)."""
         versions = (self.default, *(v for v, _ in self.candidates))
         if not self.candidates:
             return np.zeros(len(customer_ids), np.int8), versions
-        bucket = mix(customer_ids, self._key) % np.uint64(BUCKETS)
-        # candidate i holds buckets [cut[i-1], cut[i]); the rest stay on the default (code 0)
-        return self._codes[np.searchsorted(self._cuts, bucket, side="right")], versions
+        return self._table[self.bucket_of(customer_ids)], versions
 
     def shadow_mask(self, customer_ids: np.ndarray) -> np.ndarray:
-        """Rows the shadow also scores: the hash's high bits, independent of the bucket."""
+        """Rows the shadow also scores: a hash under its own salt, so its sample does not
+        depend on the buckets (nor move when candidates change)."""
         if self.shadow_percent >= 100:
             return np.ones(len(customer_ids), bool)
-        high = mix(customer_ids, self._key) >> np.uint64(40)
-        return high % np.uint64(BUCKETS) < np.uint64(round(self.shadow_percent * BUCKETS / 100))
+        unit = (salted_hash(customer_ids, f"{self.salt}\x00shadow") >> np.uint64(11)).astype(np.float64)
+        return unit / float(1 << 53) < self.shadow_percent / 100
 
 
-def versions_from_token(token: str, customer_ids: np.ndarray) -> np.ndarray:
-    """The version of each row of a decision-log batch recorded with ``TrafficPolicy.token``."""
-    salt, default, rest = token.split("|", 2)
-    pairs = [part.split(":") for part in rest.split(",") if part]
-    config = TrafficPolicyConfig(default=default, salt=salt,
-                                 candidates=[{"version": v, "weight": float(w)} for v, w in pairs])
-    codes, versions = TrafficPolicy.build("", config, default).assign(customer_ids)
-    return np.asarray(versions, dtype=object)[codes]
+def row_token(codes: np.ndarray, versions: tuple[str, ...]) -> str:
+    """Each row's version in one string for the decision log: the versions and the per-row
+    codes (int8, -1 not scored) in base64, so the log reads back without the policy."""
+    raw = base64.b64encode(np.asarray(codes, np.int8).tobytes()).decode()
+    return json.dumps({"versions": list(versions), "codes": raw}, separators=(",", ":"))
+
+
+def versions_from_token(token: str, n: int) -> np.ndarray:
+    """The version of each of ``n`` rows recorded with ``row_token`` (object array, None
+    where a row was not scored or the token is unreadable)."""
+    out = np.full(n, None, dtype=object)
+    try:
+        doc = json.loads(token)
+        codes = np.frombuffer(base64.b64decode(doc["codes"]), np.int8)
+        versions = np.asarray([*doc["versions"], None], dtype=object)
+    except (ValueError, KeyError, TypeError):
+        return out
+    if len(codes) == n:
+        out[:] = versions[np.where(codes >= 0, codes, len(versions) - 1)]
+    return out
 
 
 # -- shadow summaries ------------------------------------------------------------------
@@ -195,93 +275,3 @@ class ShadowStats:
             "shadow_latency_ms": total.shadow_ms / total.shadow_calls if total.shadow_calls else None,
             "default_latency_ms": total.default_ms / total.default_calls if total.default_calls else None,
         }
-
-
-# -- desired state shared by the replicas ------------------------------------------------
-def fresh_state() -> dict[str, Any]:
-    return {"generation": 0, "loaded": True, "policy": None, "excluded": [], "activate_at": 0.0,
-            "changed_at": 0.0, "config": None, "previous": None}
-
-
-class ModelStates:
-    """Desired state per model and the replicas' reports. Plain Python: the Ray actor in
-    ``serving.deployments.control`` wraps it, ``LocalDesiredState`` holds one in-process."""
-
-    def __init__(self) -> None:
-        # generations count within one epoch: a restarted actor starts a new epoch, which the
-        # replicas follow although its generations start again from 0
-        self.epoch = secrets.token_hex(4)
-        self._state: dict[str, dict[str, Any]] = {}
-        self._reports: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def get(self, model: str) -> dict[str, Any]:
-        return {**(self._state.get(model) or fresh_state()), "epoch": self.epoch}
-
-    def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply ``changes`` and bump the generation; ``policy`` changes keep the previous one."""
-        state = self._state.setdefault(model, fresh_state())
-        if "policy" in changes:
-            state["previous"] = state["policy"]
-        state.update(changes)
-        state["generation"] += 1
-        state["changed_at"] = time.time()
-        return {**state, "epoch": self.epoch}
-
-    def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float) -> dict[str, Any]:
-        """The Serve config's policy: applied when it differs from the config seen last, so
-        `serve deploy` of a changed policy wins, and live changes survive a replica restart."""
-        state = self._state.get(model) or fresh_state()
-        if state.get("config") == fingerprint:
-            return {**state, "epoch": self.epoch}
-        return self.update(model, {"policy": policy, "config": fingerprint, "activate_at": activate_at})
-
-    def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:
-        """A replica's poll: its report in, the desired state out (one round trip)."""
-        self._reports.setdefault(model, {})[replica] = {**report, "seen_at": time.time()}
-        return self.get(model)
-
-    def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        """Reports of the replicas seen within ``max_age_s`` (gone replicas drop out)."""
-        now = time.time()
-        live = {r: v for r, v in self._reports.get(model, {}).items() if now - v["seen_at"] <= max_age_s}
-        self._reports[model] = live
-        return live
-
-
-class DesiredState(Protocol):
-    """Per model: loaded or not, traffic policy, excluded versions, a generation that bumps
-    on every change; and what each replica last reported (``ModelStates``)."""
-
-    async def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def get(self, model: str) -> dict[str, Any]: ...
-
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]: ...
-
-    async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]: ...
-
-
-class LocalDesiredState:
-    """One process, one state: what a single uvicorn worker or a unit test needs."""
-
-    def __init__(self, states: ModelStates | None = None) -> None:
-        self.states = states or ModelStates()
-
-    async def update(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self.states.update(model, changes)
-
-    async def get(self, model: str) -> dict[str, Any]:
-        return self.states.get(model)
-
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]:
-        return self.states.seed(model, policy, fingerprint, activate_at)
-
-    async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:
-        return self.states.sync(model, replica, report)
-
-    async def reports(self, model: str, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        return self.states.reports(model, max_age_s)

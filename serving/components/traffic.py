@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.components.rollout import ShadowStats, TrafficPolicy, VersionRefused
+from serving.components.rollout import ShadowStats, TrafficPolicy, VersionRefused, new_salt
 from serving.errors import Conflict, InvalidRequest, ModelNotFound
 from serving.settings import TrafficPolicyConfig
 
@@ -88,12 +88,10 @@ class TrafficControl:
             except ValueError as exc:
                 raise InvalidRequest(str(exc).splitlines()[-1][:300] if str(exc) else "bad policy",
                                      field="policy") from None
-            default = parsed.default or self._current_default()
-            parsed = parsed.model_copy(update={"default": default})
-            policy = TrafficPolicy.build(self.name, parsed, default)
-            parsed = parsed.model_copy(update={"salt": policy.salt})  # the status shows the salt in use
+            current = (await self._desired.get(self.name)).get("policy") or {}
+            policy = self._next_policy(parsed, current)
             await self._prepare(policy.versions, names)
-            policy_dict = parsed.model_dump()
+            policy_dict = {**parsed.model_dump(), **policy.to_config()}
         activation = self._activation_s()
         changed = time.time()
         extra = dict(extra or {})
@@ -105,6 +103,17 @@ class TrafficControl:
         await self._apply(state)
         await self._send_report()
         return await self._await_replicas(state, changed, activation)
+
+    def _next_policy(self, parsed: TrafficPolicyConfig, current: dict[str, Any]) -> TrafficPolicy:
+        """The policy a change asks for, its buckets rebalanced from the running rollout's
+        (same salt: the running one unless the change names another; with no candidate
+        or shadow running, a new random one)."""
+        default = parsed.default or self._current_default()
+        running = current.get("salt") if current.get("candidates") or current.get("shadow") else None
+        salt = parsed.salt or running or new_salt()
+        previous = current.get("buckets") if salt == current.get("salt") else None
+        config = parsed.model_copy(update={"default": default, "salt": salt, "buckets": None})
+        return TrafficPolicy.build(self.name, config, default, previous)
 
     async def _prepare(self, versions: tuple[str, ...], names: tuple[str, ...] | None) -> None:
         if self.settings.control_mode != "none":
@@ -219,4 +228,5 @@ class TrafficControl:
             "replicas": {r: {k: v.get(k) for k in ("generation", "ok", "cause", "versions", "policy")}
                          for r, v in reports.items()},
             "shadow": ShadowStats.summary(shadows) if shadows else None,
+            "history": await self._desired.history(self.name, 20),  # the last changes (durable state)
         }

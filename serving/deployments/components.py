@@ -23,6 +23,7 @@ from serving.deployments.metrics_export import start_exporter
 from serving.repository import scan
 from serving.components.bandit import BanditService
 from serving.settings import LLMSettings, ModelSettings, ServerSettings, Settings
+from serving.shared_state import state_spec
 
 
 def scaling(server: ServerSettings, replicas: int | str, num_cpus: float | None = None) -> dict[str, Any]:
@@ -48,15 +49,16 @@ def replica_batcher(settings: ModelSettings) -> BatcherFactory:
     return ServeBatcher if settings.batcher == "serve" else AsyncBatcher
 
 
-def replica_model(name: str, settings: ModelSettings) -> ModelService:
-    """A model service as a replica runs it: its batcher, shared desired state, polling."""
-    return ModelService(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(), poll=True)
+def replica_model(name: str, settings: ModelSettings, state: dict[str, Any] | None = None) -> ModelService:
+    """A model service as a replica runs it: its batcher, shared desired state (durable in
+    the store ``state`` names), polling."""
+    return ModelService(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(state), poll=True)
 
 
 def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, ModelService], BanditService | None]:
     """Feature lookup, every model and the bandit, inside the calling (ingress) replica."""
     features = FeatureLookup(settings.features, model_feature_services(settings))
-    models = {name: replica_model(name, settings.models) for name in scan(settings.models.repo_path)}
+    models = {name: replica_model(name, settings.models, state_spec(settings)) for name in scan(settings.models.repo_path)}
     bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
     return features, models, bandit
 
@@ -73,10 +75,10 @@ class FeatureDeployment(FeatureLookup):
 
 
 class ModelDeployment(ModelService):
-    def __init__(self, name: str, settings: ModelSettings) -> None:
+    def __init__(self, name: str, settings: ModelSettings, state: dict[str, Any] | None = None) -> None:
         start_exporter()
         settings = anchor_models(settings)
-        super().__init__(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(), poll=True)
+        super().__init__(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(state), poll=True)
 
     @classmethod
     def options_for(cls, settings: Settings, name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 ERROR_STATUS: dict[int | str, str] = {
     400: "malformed body: not JSON, or bad binary framing",
     404: "not found (the message and field say what)",
+    403: "the token lacks the role this needs (a version pin needs admin)",
     409: "conflict: a second reward for the same decision",
     422: "invalid request: the field names the offending value",
     503: "a dependency is down or disabled (the message names it), or the model is not ready",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serving.settings import TrafficPolicyConfig
 
@@ -19,6 +19,13 @@ class _Strict(BaseModel):
 
 class RolloutRequest(TrafficPolicyConfig):
     """``{"default": "3", "candidates": [{"version": "4", "weight": 10}], "shadow": {"version": "5", "percent": 50}}``"""
+
+    @field_validator("buckets")
+    @classmethod
+    def _server_owned(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("buckets are assigned by the server; send weights")
+        return None
 
 
 class PromoteRequest(_Strict):

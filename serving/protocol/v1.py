@@ -89,6 +89,8 @@ class ScoreResponse(_Strict):
     features_defaulted: list[bool] = Field(description="a stale or missing view was scored with defaults")
     model_versions: ModelVersions
     explanations: Explanations | None = Field(None, description="only with `explain`")
+    pinned: dict[str, str] | None = Field(
+        None, description="only when an X-Reengage-Version header pinned a version (admin tokens): role -> version")
     churn_version: list[str | None] | None = Field(
         None, description="only when a rollout split the rows: the churn version of each row "
                           "(model_versions.churn then lists the versions used, comma-separated)")

@@ -5,7 +5,7 @@ Thin like the other routes: parse, call the dataplane (which audits every call),
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from serving.dataplane import DataPlane
@@ -16,6 +16,7 @@ from serving.routes.responses import json_response
 from serving.security import actor_of
 
 _ERRORS = error_responses(ErrorResponse, 400, 404, 409, 422, 503)
+_VERSION = Path(pattern=r"^[0-9]+$", description="a version folder of the model repository")
 
 
 def router(dataplane: DataPlane) -> APIRouter:
@@ -23,7 +24,7 @@ def router(dataplane: DataPlane) -> APIRouter:
 
     @r.get("/v1/admin/rollout/{model_name}", response_model=RolloutStatus, responses=_ERRORS,
            summary="Traffic policy, replicas, shadow summary and per-version evidence")
-    async def status(model_name: str, confidence: float = 0.95) -> Response:
+    async def status(model_name: str, confidence: float = Query(0.95, gt=0, lt=1)) -> Response:
         return json_response(await dataplane.rollout_status(model_name, confidence))
 
     @r.post("/v1/admin/rollout/{model_name}", response_model=RolloutChange, responses=_ERRORS,
@@ -53,14 +54,14 @@ def router(dataplane: DataPlane) -> APIRouter:
     @r.post("/v1/admin/models/{model_name}/versions/{model_version}/unload", response_model=RolloutChange,
             responses=_ERRORS, summary="Unload one version on every replica (refused while it takes traffic)",
             openapi_extra=request_body(EmptyRequest, required=False))
-    async def unload_version(request: Request, model_name: str, model_version: str) -> Response:
+    async def unload_version(request: Request, model_name: str, model_version: str = _VERSION) -> Response:
         return json_response(await dataplane.version_control(model_name, model_version, True,
                                                              actor=actor_of(request.scope)))
 
     @r.post("/v1/admin/models/{model_name}/versions/{model_version}/load", response_model=RolloutChange,
             responses=_ERRORS, summary="Load a version unloaded by the call above",
             openapi_extra=request_body(EmptyRequest, required=False))
-    async def load_version(request: Request, model_name: str, model_version: str) -> Response:
+    async def load_version(request: Request, model_name: str, model_version: str = _VERSION) -> Response:
         return json_response(await dataplane.version_control(model_name, model_version, False,
                                                              actor=actor_of(request.scope)))
 

@@ -23,7 +23,7 @@ def json_response(content: object, status_code: int = 200, headers: dict[str, st
 def validation_error(exc: ValidationError | RequestValidationError) -> ReengageError:
     """The first pydantic error as one of ours, naming the field (``customer_ids[3]``)."""
     err = exc.errors()[0]
-    loc = [p for p in err.get("loc", ()) if p not in ("body",)]
+    loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     field = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc)) or None
     if err.get("type") == "json_invalid":
         return MalformedBody(f"body is not valid JSON: {err.get('msg')}")

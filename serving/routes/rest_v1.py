@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from serving.dataplane import DataPlane, parse_ids
+from serving.errors import InvalidRequest, PermissionDenied
 from serving.protocol.openapi import error_responses, request_body
 from serving.protocol.v1 import (
     ErrorResponse,
@@ -23,6 +24,7 @@ from serving.protocol.v1 import (
     ScoreResponse,
 )
 from serving.routes.responses import columnar_response, json_response
+from serving.security.tokens import ADMIN, Principal
 
 
 def router(dataplane: DataPlane) -> APIRouter:
@@ -30,12 +32,14 @@ def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["v1"], default_response_class=JSONResponse)
 
     @r.post("/v1/score", response_model=ScoreResponse, summary="Score 1 to 10,000 customers",
-            responses=error_responses(ErrorResponse, 400, 404, 422, 503, 504),
+            responses=error_responses(ErrorResponse, 400, 403, 404, 422, 503, 504),
             openapi_extra=request_body(ScoreRequest))
     async def score(request: Request) -> Response:
         # Parsed from raw bytes by pydantic's JSON parser: no intermediate dict of 10k ints.
         req = ScoreRequest.model_validate_json(await request.body())
-        result = await dataplane.score(parse_ids(req.customer_ids), req.explain)
+        pin = request.headers.get("x-reengage-version")
+        pins = _admin_pins(request, pin) if pin is not None else None
+        result = await dataplane.score(parse_ids(req.customer_ids), req.explain, pins)
         return columnar_response(request, result.columns())
 
     @r.post("/v1/explain", response_model=ExplainResponse, summary="Why each model scored 1 to 10,000 customers",
@@ -61,3 +65,28 @@ def router(dataplane: DataPlane) -> APIRouter:
         return json_response(await dataplane.feedback(req.decision_id, float(req.reward)))
 
     return r
+
+
+def _admin_pins(request: Request, header: str) -> dict[str, str]:
+    """The pins of an ``X-Reengage-Version`` header, for a token with the admin role only
+    (Seldon's ``x-seldon-route`` is the peer): 403 otherwise."""
+    principal = request.scope.get("auth")
+    if not isinstance(principal, Principal):
+        authenticator = getattr(request.app.state, "authenticator", None)
+        principal = authenticator.identify(request.headers.get("authorization")) if authenticator else None
+    if principal is None or ADMIN not in principal.roles:
+        raise PermissionDenied("X-Reengage-Version pins a model version: it needs a token with the admin role",
+                               field="x-reengage-version")
+    return parse_pins(header)
+
+
+def parse_pins(header: str) -> dict[str, str]:
+    """``X-Reengage-Version: churn=4[, engagement=2]`` as role -> version."""
+    pins: dict[str, str] = {}
+    for part in header.split(","):
+        role, sep, version = (x.strip() for x in part.partition("="))
+        if not sep or role not in ("churn", "engagement") or not version.isdigit() or role in pins:
+            raise InvalidRequest("write the pin as 'churn=<version>' or 'churn=<v>, engagement=<v>'",
+                                 field="x-reengage-version")
+        pins[role] = version
+    return pins

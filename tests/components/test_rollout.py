@@ -12,7 +12,7 @@ import pytest
 
 from serving import metrics
 from serving.components.models import LocalDesiredState, ModelService
-from serving.components.rollout import ModelStates, TrafficPolicy, VersionRefused, versions_from_token
+from serving.components.rollout import ModelStates, TrafficPolicy, VersionRefused, row_token, versions_from_token
 from serving.errors import Conflict
 from serving.settings import TrafficPolicyConfig, load_settings
 
@@ -55,9 +55,13 @@ def test_raising_the_canary_keeps_every_canary_customer() -> None:
 
 def test_the_decision_log_token_recovers_each_rows_version() -> None:
     ids = np.arange(5_000, dtype=np.int64)
-    policy = _policy({"2": 30.0})
+    policy = _policy({"2": 30.0}, salt="a|b")
     codes, versions = policy.assign(ids)
-    np.testing.assert_array_equal(versions_from_token(policy.token(), ids), np.asarray(versions, object)[codes])
+    codes = codes.astype(np.int64)
+    codes[::7] = -1  # not scored (customer not found)
+    expected = np.where(codes >= 0, np.asarray(versions, object)[np.maximum(codes, 0)], None)
+    np.testing.assert_array_equal(versions_from_token(row_token(codes, versions), len(ids)), expected)
+    assert versions_from_token("not json", 3).tolist() == [None] * 3
 
 
 def test_split_scores_each_row_by_its_version_with_one_call_per_version(model_repo: Path) -> None:
@@ -76,7 +80,7 @@ def test_split_scores_each_row_by_its_version_with_one_call_per_version(model_re
 
     (label, scores, split), counts, samples, v1, v2 = asyncio.run(run())
     codes, versions, token = split
-    assert label == "1,2" and versions == ("1", "2") and token.startswith("churn/2|1|2:25")
+    assert label == "1,2" and versions == ("1", "2") and token == service.policy.salt and len(token) == 16
     np.testing.assert_array_equal(scores, np.where(codes == 1, v2, v1))  # scattered back to request order
     rows = {tags[1]: v for (name, tags), v in samples.items() if name == "reengage_model_batch_rows"}
     assert rows == {"1": [float(np.sum(codes == 0))], "2": [float(np.sum(codes == 1))]}
@@ -170,6 +174,26 @@ def test_shadow_scores_off_the_answer_and_is_summarised(model_repo: Path) -> Non
     np.testing.assert_array_equal(scores, asyncio.run(service.score(x, NAMES, "1"))[1])  # answers untouched
     shadow = status["shadow"]
     assert shadow["rows"] == 64 and shadow["mean_abs_diff"] > 0 and shadow["shadow_latency_ms"] is not None
+
+
+def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_repo: Path) -> None:
+    service = _service(model_repo, models={"shadow_max_tasks": 2})
+    x = np.random.default_rng(6).normal(size=(10, 3)).astype(np.float32)
+    ids = np.arange(10, dtype=np.int64)
+
+    async def run() -> tuple:
+        await service.set_traffic({"default": "1", "shadow": {"version": "2", "percent": 100}}, NAMES)
+        metrics.RECORDER.drain()
+        for _ in range(5):  # no await in between: the shadow tasks have not run yet
+            service._spawn_shadow(service.policy, x, NAMES, ids, np.zeros(10, np.int8), np.zeros(10, np.float32))
+        in_flight = len(service._tasks)
+        await asyncio.sleep(0.05)
+        return in_flight, metrics.RECORDER.drain()[0], await service.traffic()
+
+    in_flight, counts, status = asyncio.run(run())
+    assert in_flight == 2
+    assert counts[("reengage_shadow_skipped_rows_total", ("churn", "2"))] == 30
+    assert counts[("reengage_shadow_rows_total", ("churn", "2"))] == 20 and status["shadow"]["rows"] == 20
 
 
 def test_a_change_reaches_the_other_replica_at_the_activation_moment(model_repo: Path) -> None:

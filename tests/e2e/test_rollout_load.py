@@ -140,7 +140,7 @@ def test_rollout_under_load(app_url: str, settings: Settings, admin_headers: dic
             "default": base, "candidates": [{"version": new, "weight": 10}], "shadow": {"version": shadow}}))
         time.sleep(6)
         status = admin.get("/v1/admin/rollout/churn").json()
-        call("promote", lambda: cli_ok("promote", "churn"))  # 4.
+        call("promote", lambda: cli_ok("promote", "churn", "--force"))  # 4. (seconds of decisions: no evidence yet)
         time.sleep(4)
         call("rollback", lambda: cli_ok("rollback", "churn"))  # 5.
         time.sleep(4)

@@ -14,11 +14,15 @@ one pipeline) serves many requests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from serving.bandit.state.records import BatchRecord, Pending, Reason
+
+
+RewardRow = tuple[str, int, float, float]  # batch id, row, reward, when it was recorded
+Cursor = dict[str, Any]  # a store's position in its log (``read_since``), plain data
 
 
 @dataclass
@@ -115,6 +119,12 @@ class StateStore(Protocol):
         ...
 
     def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]: ...
+
+    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+        """Batches and rewards (batch, row, reward, recorded at) written after ``cursor``
+        (None: decided or recorded from ``since``), and the cursor to pass next time:
+        what is new since a reader's last look. A reward may come again; none is missed."""
+        ...
 
     def trim(self, retention: Retention) -> Trimmed:
         """Drop old decisions and rewards by time, then by size, never one whose reward

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed
+from serving.bandit.state.base import Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed
 from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record
 from serving.errors import DependencyUnavailable
 
@@ -145,12 +145,35 @@ class RedisStore:
             rewards.setdefault((bid, int(row)), float(f[b"reward"]))
         return list(recs.values()), rewards
 
-    def _stream(self, key: str, page: int = 200) -> Any:
-        start = "-"
+    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+        """What was written after ``cursor`` (None: from ``since``): each stream read from
+        the entry after the last one seen (entry ids are the stream's write order, exact),
+        or on a first read from ``since``'s ms (an entry is written after its decision).
+        The cost follows what is new, not the log."""
+        def start(key: str) -> str:
+            return "(" + cursor[key] if cursor and cursor.get(key) else str(max(int(since * 1000), 0))
+
+        recs: dict[str, BatchRecord] = {}
+        last = {"log": cursor.get("log") if cursor else None, "rewards": cursor.get("rewards") if cursor else None}
+        for entry_id, f in self._stream(self.log_key, start=start("log"), ids=True):
+            last["log"] = entry_id.decode()
+            rec = decode_record({k.decode(): v for k, v in f.items()})
+            if rec.t >= since:
+                recs.setdefault(rec.batch_id, rec)
+        rewards: list[RewardRow] = []
+        for entry_id, f in self._stream(self.rewards_key, start=start("rewards"), ids=True):
+            last["rewards"] = entry_id.decode()
+            recorded = float(f[b"t"])
+            if recorded >= since:
+                bid, _, row = f[b"id"].decode().rpartition("-")
+                rewards.append((bid, int(row), float(f[b"reward"]), recorded))
+        return list(recs.values()), rewards, last
+
+    def _stream(self, key: str, page: int = 200, start: str = "-", ids: bool = False) -> Any:
         while True:
             chunk = self._call(self.r.xrange, key, start, "+", count=page)
-            for _, fields in chunk:
-                yield fields
+            for entry_id, fields in chunk:
+                yield (entry_id, fields) if ids else fields
             if len(chunk) < page:
                 return
             start = "(" + chunk[-1][0].decode()

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed, discounted_update
+from serving.bandit.state.base import (Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed,
+                                       discounted_update)
 from serving.bandit.state.ledger import ContactLedger
 from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
 from serving.errors import DependencyUnavailable
@@ -37,8 +38,12 @@ CREATE INDEX IF NOT EXISTS batches_t ON batches(t);
 CREATE TABLE IF NOT EXISTS rewards(
   batch_id TEXT NOT NULL, row INTEGER NOT NULL, reward REAL NOT NULL, t REAL NOT NULL,
   PRIMARY KEY(batch_id, row)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rewards_t ON rewards(t);
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
 """
+
+REWARD_OVERLAP_S = 15.0  # read_since re-reads this much of the reward index (commits out of time order:
+# a reward is stamped before its transaction waits for the lock, up to the 5 s busy timeout)
 
 _COLUMNS = ("batch_id", "t", "n", "d", "policy", "policy_version", "model_versions", "arms", "context_names",
             "customer_ids", "context", "meta", "propensity", "feature_digest", "feature_ts")
@@ -184,6 +189,23 @@ class SqliteStore:
             f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (since if since is not None else -np.inf,))]
         rewards = self._read("SELECT batch_id, row, reward FROM rewards", ())
         return [decode_record(b) for b in batches], {(b, int(r)): float(v) for b, r, v in rewards}
+
+    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+        """What was written after ``cursor`` (None: decided or recorded from ``since``): batches
+        in write order (rowid: one writer at a time, so a later rowid is never seen first),
+        rewards by their time index, re-read ``REWARD_OVERLAP_S`` back (two processes may
+        commit rewards out of time order; the reader drops the repeats). The cost follows
+        what is new, not the log."""
+        after = int(cursor["rowid"]) if cursor else None
+        rows = self._read(f"SELECT rowid, {', '.join(_COLUMNS)} FROM batches WHERE "
+                          + ("rowid > ? ORDER BY rowid" if after is not None else "t >= ? ORDER BY rowid"),
+                          (after if after is not None else since,))
+        reward_from = max(float(cursor["reward_t"]) - REWARD_OVERLAP_S, since) if cursor else since
+        rewards = [(b, int(r), float(v), float(t)) for b, r, v, t in self._read(
+            "SELECT batch_id, row, reward, t FROM rewards WHERE t >= ?", (reward_from,))]
+        out = {"rowid": max([r[0] for r in rows], default=after or 0),
+               "reward_t": max([r[3] for r in rewards], default=float(cursor["reward_t"]) if cursor else since)}
+        return [decode_record(dict(zip(_COLUMNS, r[1:]))) for r in rows], rewards, out
 
     # ------------------------------------------------------------------ retention
     def trim(self, retention: Retention) -> Trimmed:
