@@ -141,7 +141,8 @@ def test_a_salt_with_a_bar_starts_reads_and_promotes(client) -> None:  # noqa: F
 
 def test_an_admin_token_pins_a_version_and_the_answer_says_so(client) -> None:  # noqa: F811
     from serving.security import hash_token
-    from serving.security.tokens import TokenFile
+    from serving.security.shared_tokens import TokenBook, watch_tokens
+    from serving.shared_state import open_shared_state
 
     client.post("/v1/admin/rollout/churn", json={"default": "1", "candidates": [{"version": "2", "weight": 50}]})
     pinned = client.post("/v1/score", json={"customer_ids": IDS}, headers={"X-Reengage-Version": "churn=2"})
@@ -153,9 +154,8 @@ def test_an_admin_token_pins_a_version_and_the_answer_says_so(client) -> None:  
     unpinned = client.post("/v1/score", json={"customer_ids": IDS}).json()
     assert "pinned" not in unpinned and set(unpinned["churn_version"]) == {"1", "2"}
     settings = client.app.state.dataplane.settings
-    file = TokenFile(settings.auth.token_file)
-    with file.locked():
-        file.put("crm", hash_token("rng_crm-" + "y" * 40), ["inference", "feedback"])
+    TokenBook(open_shared_state(settings)).put("crm", hash_token("rng_crm-" + "y" * 40), ["inference", "feedback"])
+    watch_tokens(settings).refresh()  # what the replica's watch thread does within auth.reload_interval_s
     for headers in ({"Authorization": ""}, {"Authorization": "Bearer rng_crm-" + "y" * 40}):
         r = client.post("/v1/score", json={"customer_ids": IDS}, headers={**headers, "X-Reengage-Version": "churn=2"})
         assert r.status_code == 403 and ErrorResponse.model_validate(r.json()).error.field == "x-reengage-version"
