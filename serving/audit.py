@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from feature_store.redact import redact, redact_mapping
 from serving.errors import status_and_body
 from serving.settings import Settings
 
@@ -59,7 +60,7 @@ class AuditLog:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
             "ts": round(now, 3), "actor": actor, "action": action,
             "model": model, "version": None if version is None else str(version),
-            "result": result, "message": message, "details": details or {}, "pid": os.getpid(),
+            "result": result, "message": redact(message), "details": redact_mapping(details or {}), "pid": os.getpid(),
         }
         line = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
         with self._lock:

@@ -29,6 +29,14 @@ register_rollout_commands(app)  # reengage rollout start|status|promote|rollback
 console = Console()
 
 
+@app.callback()
+def _redacted_logs() -> None:
+    """Every command's log lines (ours, Ray's, Feast's) go out with credentials masked."""
+    from feature_store.redact import install_log_redaction
+
+    install_log_redaction()
+
+
 def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
     """Nested settings overrides from the options actually given (None: not given)."""
     out: dict[str, Any] = {}

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from feature_store.redact import redact_url
+
 from serving.settings import Settings
 
 HAPROXY_ENV = {
@@ -69,7 +71,7 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     clash = [url for url in {settings.features.redis_url, settings.bandit.redis_url}
              if _local_port(url) == port and "redis" in (settings.features.backend, settings.bandit.backend)]
     if clash:
-        raise RayStartError(f"server.ray_port {port} is the port of the Redis the state uses ({clash[0]}): "
+        raise RayStartError(f"server.ray_port {port} is the port of the Redis the state uses ({redact_url(clash[0])}): "
                             "set REENGAGE_SERVER__RAY_PORT to another port")
     dashboard = "true" if settings.server.dashboard else "false"
     cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", f"--include-dashboard={dashboard}",

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from feature_store.redact import install_log_redaction
 from serving import request_log
 from serving.dataplane import DataPlane
 from serving.deployments.artifacts import anchor
@@ -41,6 +42,7 @@ class Ingress:
         settings = anchor(settings, check=fused)
         warn_embedded_state(settings)  # a replica on a multi-node cluster with node-local state: its log says so
         start_exporter()
+        install_log_redaction()  # no credential in any log line of this replica
         context = serve.get_replica_context()  # `reengage stop` drains every ingress replica
         start_drain_watcher(context.app_name, context.replica_id.unique_id)
         # the writer's own generation timeout, plus a margin for the hop and queueing
