@@ -9,6 +9,11 @@ same renames as ``logging.handlers.RotatingFileHandler`` (``f`` -> ``f.1`` -> ..
 again once the lock is held, so two processes never rotate the same file twice. A
 file's age counts from the last rotation (the newest backup's modification time), or
 from when this process first wrote to it. ``0`` turns either limit off.
+
+A file only one process writes (``shared=False``: a replica's request log) skips the
+per-write checks for another process's rotation and counts its size itself: one
+``write`` per line, as a line-buffered file would make. It is also a text stream
+(``write(str)``, ``flush()``), which is what ``serving.request_log`` writes to.
 """
 
 from __future__ import annotations
@@ -25,25 +30,32 @@ AGE_CHECK_S = 1.0  # how often the age limit is looked at (a stat of the newest 
 
 class RotatingFile:
     def __init__(self, path: Path, *, max_bytes: int = 0, max_age_s: float = 0.0, backups: int = 5,
-                 mode: int = 0o600, durable: bool = False) -> None:
+                 mode: int = 0o600, durable: bool = False, shared: bool = True) -> None:
         self.path, self.max_bytes, self.max_age_s = Path(path), max_bytes, max_age_s
         self.backups, self.mode, self.durable = max(backups, 1), mode, durable
         self._lock = threading.Lock()
+        self.shared = shared
         self._fd: int | None = None
+        self._size = 0  # bytes in the current file (unshared files; shared ones ask fstat)
         self._ino: int | None = None
         self._started = time.time()
         self._next_age_check = 0.0
         self.rotations = 0  # rotations this object did (tests, metrics)
 
-    def write(self, line: bytes, durable: bool | None = None) -> None:
+    def write(self, line: bytes | str, durable: bool | None = None) -> None:
         """Append one line (it ends with a newline), fsync'd if ``durable``, then rotate if due."""
+        data = line.encode() if isinstance(line, str) else line
         with self._lock:
             fd = self._open()
-            os.write(fd, line)
+            os.write(fd, data)
+            self._size += len(data)
             if self.durable if durable is None else durable:
                 os.fsync(fd)
             if self._due(fd):
                 self._rotate()
+
+    def flush(self) -> None:
+        """Nothing to do: every line is one ``write`` to the file (the text-stream API)."""
 
     def close(self) -> None:
         with self._lock:
@@ -53,6 +65,8 @@ class RotatingFile:
 
     def _open(self) -> int:
         """This process's descriptor, reopened when another process rotated the file away."""
+        if self._fd is not None and not self.shared:
+            return self._fd
         if self._fd is not None:
             try:
                 if os.stat(self.path).st_ino == self._ino:
@@ -62,11 +76,13 @@ class RotatingFile:
             os.close(self._fd)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
-        self._ino = os.fstat(self._fd).st_ino
+        st = os.fstat(self._fd)
+        self._ino, self._size = st.st_ino, st.st_size
         return self._fd
 
     def _due(self, fd: int) -> bool:
-        if self.max_bytes and os.fstat(fd).st_size >= self.max_bytes:
+        size = os.fstat(fd).st_size if self.shared else self._size
+        if self.max_bytes and size >= self.max_bytes:
             return True
         if not self.max_age_s:
             return False
@@ -103,6 +119,9 @@ class RotatingFile:
             os.utime(self._backup(1))  # the new file's age counts from now
         self._started = time.time()
         self.rotations += 1
+        if self._fd is not None and not self.shared:  # its own file moved: open the new one
+            os.close(self._fd)
+            self._fd = None
         self._open()
 
     def files(self) -> list[Path]:

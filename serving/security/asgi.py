@@ -145,16 +145,17 @@ class AuthMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
     def _audit_refusal(self, scope: Scope, exc: ReengageError) -> None:
-        name = ANONYMOUS
-        if exc.status_code == 403:
-            principal = self.auth.identify(_header(scope, b"authorization"))
-            name = principal.name if principal is not None else ANONYMOUS
-        try:
-            self.audit.record(f"{scope.get('method', 'GET')} {route_path(scope)[:256]}", actor=name,  # type: ignore[union-attr]
-                              result="denied", message=f"{exc.status_code} {exc.error_type}: {exc.message}",
-                              durable=False)
-        except OSError:  # refusing must not depend on the disk
-            pass
+        """Off the event loop and within the per-source rate (``AuditLog.refused``)."""
+        authorization = _header(scope, b"authorization")
+
+        def actor() -> str:
+            principal = self.auth.identify(authorization) if exc.status_code == 403 else None
+            return principal.name if principal is not None else ANONYMOUS
+
+        client = scope.get("client")
+        self.audit.refused(f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",  # type: ignore[union-attr]
+                           actor=actor, source=str(client[0]) if client else "unknown",
+                           message=f"{exc.status_code} {exc.error_type}: {exc.message}")
 
 
 def declares(app: Any, scope: Scope) -> bool:
