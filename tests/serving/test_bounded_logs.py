@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 import threading
 import time
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_the_request_log_rotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         for i in range(100):
             request_log.write({"request_id": f"{i:04d}", "status": 200})
     finally:
-        request_log.configure(False)
+        request_log.configure(True, stream=sys.__stderr__)  # as other tests expect it
     files = stream.files()
     assert [f.name for f in files] == ["reengage_requests_r9.jsonl", "reengage_requests_r9.jsonl.1",
                                        "reengage_requests_r9.jsonl.2"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def secret_app(tmp_path_factory: pytest.TempPathFactory):
         with TestClient(create_app(plane), raise_server_exceptions=False) as client:
             yield client, server, settings
     finally:
-        request_log.configure(False)
+        request_log.configure(True, stream=sys.__stderr__)  # as other tests expect it, not the closed file
         request_stream.close()
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(old_level)
