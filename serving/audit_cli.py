@@ -77,9 +77,10 @@ def audit(
 
     if result is not None and result not in RESULTS:
         raise typer.BadParameter(f"result must be one of {RESULTS}")
-    log_path = Path(path) if path else load_settings({}).auth.audit_log
+    settings = load_settings({})
+    log_path = Path(path) if path else settings.auth.audit_log
     assert log_path is not None
-    entries = filter_entries(AuditLog(log_path).read(), model=model, action=action, actor=actor, result=result,
+    entries = filter_entries(AuditLog(log_path, settings.auth.audit_rotation).read(), model=model, action=action, actor=actor, result=result,
                              since=_since(since), last=last or None)
     if as_json:
         for entry in entries:

@@ -29,6 +29,14 @@ register_rollout_commands(app)  # reengage rollout start|status|promote|rollback
 console = Console()
 
 
+@app.callback()
+def _redacted_logs() -> None:
+    """Every command's log lines (ours, Ray's, Feast's) go out with credentials masked."""
+    from feature_store.redact import install_log_redaction
+
+    install_log_redaction()
+
+
 def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
     """Nested settings overrides from the options actually given (None: not given)."""
     out: dict[str, Any] = {}
@@ -96,6 +104,11 @@ def serve(
                 "ingress_replicas": (replicas if replicas in (None, "auto") else int(replicas)), "haproxy": haproxy},
     ) | _state(backend, redis_url)
     settings = load_settings(args)
+    problems = server.preflight(settings)
+    if problems:  # a dependency down: say which, before starting anything
+        for line in problems:
+            console.print(line, style="red", markup=False, highlight=False)
+        raise typer.Exit(1)
     _announce_admin_token(settings)
     with console.status("starting Ray and the Serve application..."):
         if address is None:
@@ -152,6 +165,9 @@ def stop(address: Optional[str] = typer.Option(None, help="the Ray cluster to st
 
     with console.status("draining: in-flight requests finish, the decision log is flushed..."):
         took = server.stop(address)
+    if took.pop("running", 1) == 0 and not took.get("ray_processes"):
+        console.print("nothing to stop: no reengage application or Ray head is running", highlight=False)
+        return
     console.print("stopped  (" + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" if k.endswith("_s") else f"{k} {v:g}"
                                           for k, v in took.items()) + ")")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from feature_store.errors import OnlineStoreUnavailable
+from feature_store.redact import redact
 
 
 class ReengageError(Exception):
@@ -117,7 +118,9 @@ class Timeout(ReengageError):
 
 
 def error_body(error_type: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"type": error_type, "message": message, "field": field}}
+    """DESIGN.md's error body; the message is redacted (no credential of a URL built from
+    settings, nor a token, reaches a caller whatever raised it)."""
+    return {"error": {"type": error_type, "message": redact(message), "field": field}}
 
 
 def status_and_body(exc: BaseException) -> tuple[int, dict[str, Any]]:

@@ -65,6 +65,11 @@ DEFINITIONS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("reengage_bandit_decisions_total", "counter", "bandit decisions by action and reason",
               ("action", "reason")),
     MetricDef("reengage_bandit_rewards_total", "counter", "rewards recorded", ("action",)),
+    MetricDef("reengage_bandit_dead_letters_total", "counter",
+              "decision records set aside after failing every try (the dead-letter file)", ("router",)),
+    MetricDef("reengage_bandit_dead_letter_rows_total", "counter", "decision rows in those records", ("router",)),
+    MetricDef("reengage_audit_suppressed_total", "counter",
+              "refused calls not written to the audit log (per-source rate limit)", ()),
     MetricDef("reengage_emails_total", "counter", "emails written, by backend and fallback", ("backend", "fallback")),
 )}
 
@@ -203,6 +208,15 @@ def decisions(arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, .
         arm, reason = code % k - 1, code // k
         RECORDER.inc("reengage_bandit_decisions_total", int(counts[code]),
                      (arms[arm] if arm >= 0 else "None", reasons[reason]))
+
+
+def dead_letter(router: str, rows: int) -> None:
+    RECORDER.inc("reengage_bandit_dead_letters_total", 1, (router,))
+    RECORDER.inc("reengage_bandit_dead_letter_rows_total", rows, (router,))
+
+
+def audit_suppressed(count: int) -> None:
+    RECORDER.inc("reengage_audit_suppressed_total", count)
 
 
 def reward(action: str | None) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from feature_store.redact import redact_url
+
 from serving.settings import Settings
 
 HAPROXY_ENV = {
@@ -69,7 +71,7 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     clash = [url for url in {settings.features.redis_url, settings.bandit.redis_url}
              if _local_port(url) == port and "redis" in (settings.features.backend, settings.bandit.backend)]
     if clash:
-        raise RayStartError(f"server.ray_port {port} is the port of the Redis the state uses ({clash[0]}): "
+        raise RayStartError(f"server.ray_port {port} is the port of the Redis the state uses ({redact_url(clash[0])}): "
                             "set REENGAGE_SERVER__RAY_PORT to another port")
     dashboard = "true" if settings.server.dashboard else "false"
     cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", f"--include-dashboard={dashboard}",
@@ -83,6 +85,73 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-25:])
         raise RayStartError(f"`{' '.join(cmd[1:])}` failed (exit {done.returncode}); Ray said:\n{tail}")
+
+
+def preflight(settings: Settings, timeout_s: float = 2.0) -> list[str]:
+    """What the application needs and cannot reach, one line each (empty: all reachable).
+
+    Checked before anything is started or deployed, so a dependency that is down is one
+    line naming it and a non-zero exit, not a deployment that fails deep inside Ray: each
+    Redis the state uses (features, bandit) answers a PING within ``timeout_s``. Lines look
+    like ``Redis at 127.0.0.1:6379 (features and bandit state): connection refused``; the
+    URL's credentials never appear.
+    """
+    uses: dict[str, list[str]] = {}
+    if settings.features.backend == "redis":
+        uses.setdefault(settings.features.redis_url, []).append("features")
+    if settings.bandit.backend == "redis":
+        uses.setdefault(settings.bandit.redis_url, []).append("bandit state")
+    problems = []
+    for url, what in uses.items():
+        cause = redis_problem(url, timeout_s)
+        if cause is not None:
+            problems.append(f"Redis at {_host_port(url)} ({' and '.join(what)}): {cause}")
+    return problems
+
+
+def redis_problem(url: str, timeout_s: float) -> str | None:
+    """Why the Redis at ``url`` does not answer a PING (None: it does), in a few words."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return "authentication failed (check the password in the Redis URL)"
+    except redis.TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except redis.ConnectionError as exc:
+        text = str(exc)
+        if "refused" in text.lower():
+            return "connection refused"
+        if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+            return "unknown host"
+        return redact_url(text)
+    except redis.RedisError as exc:
+        return redact_url(f"{type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+    return None
+
+
+def _host_port(url: str) -> str:
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"
+
+
+def gcs_reachable(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether something listens at a Ray GCS ``host:port`` (``ray.init`` would wait for
+    one that is not there for minutes instead of failing)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def dashboard_port(preferred: int = 8265) -> int:
@@ -180,14 +249,17 @@ def stop(address: str | None = None, ray_port: int | None = None) -> dict[str, f
     start = time.monotonic()
     took: dict[str, float] = {}
     port = ray_port if ray_port is not None else Settings().server.ray_port
+    # our own head, never "auto": that is the latest cluster on the machine, maybe not ours
+    gcs = address or local_head_address(port)
     try:
-        # our own head, never "auto": that is the latest cluster on the machine, maybe not ours
+        if not gcs_reachable(gcs):
+            raise ConnectionError(f"no Ray cluster at {gcs}")
         from serving.deployments.cluster import auth_like_head
 
         auth_like_head()
-        ray.init(address=address or local_head_address(port), logging_level="WARNING", log_to_driver=False)
+        ray.init(address=gcs, logging_level="WARNING", log_to_driver=False)
     except ConnectionError:
-        pass  # no cluster running: nothing to drain
+        took["running"] = 0  # no cluster running: nothing to drain
     else:
         try:
             took.update(drain_and_shutdown())

@@ -26,6 +26,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class RotationSettings(_Section):
+    """When an append-only log file (audit, request log, dead letters) rotates: like
+    ``logging.handlers.RotatingFileHandler`` (``f`` -> ``f.1`` ... ``f.<backups>``, the
+    oldest dropped), by size or by age, whichever comes first."""
+
+    max_mb: float = Field(100.0, ge=0, description="rotate once the file holds this many MB (0: never by size)")
+    max_age_h: float = Field(24.0 * 7, ge=0, description="rotate once the file is this many hours old (0: never by age)")
+    backups: int = Field(5, ge=1, le=1000, description="rotated files kept beside the current one")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 2**20)
+
+    @property
+    def max_age_s(self) -> float:
+        return self.max_age_h * 3600.0
+
+
 class DataSettings(_Section):
     customers: int = Field(100_000, ge=100, description="synthetic customers to generate")
     seed: int = 7
@@ -171,6 +189,12 @@ class BanditSettings(_Section):
     log_retention_s: float = Field(30 * 24 * 3600, gt=0)
     log_max_mb: float | None = Field(1024.0, gt=0, description="decision log and rewards, at most (None: no cap)")
     trim_interval_s: float = Field(60.0, gt=0)
+    # a log-only record the store refuses for a reason other than being unavailable (a
+    # poison record) is tried alone this many times, then written to the dead-letter file
+    # and counted (reengage_bandit_dead_letters_total), so the queue moves on
+    dead_letter_tries: int = Field(5, ge=1, le=1000, description="tries of a failing record before its dead letter")
+    dead_letter_file: Path | None = Field(None, description="JSON lines of dead records; default <state_path>/dead_letters.jsonl")
+    dead_letter_rotation: RotationSettings = RotationSettings()
 
     @model_validator(mode="after")
     def _arms_consistent(self) -> "BanditSettings":
@@ -303,6 +327,7 @@ class ServerSettings(_Section):
     # the Ray session; elsewhere stderr):
     # request id, route, status, latency, customers, model versions; never bodies or tokens
     request_log: bool = True
+    request_log_rotation: RotationSettings = Field(RotationSettings(), description="when each replica's request log rotates")
     # Where replicas read the model repository, the Feast registry and the LLM checkpoint
     # (docs/cluster.md): "local" (these paths on every node: one machine, shared storage, the
     # image) or "working_dir" (shipped in the app's Ray runtime_env working_dir, unpacked on
@@ -356,6 +381,11 @@ class AuthSettings(_Section):
     bootstrap_admin: bool = True
     # every admin action, one fsync'd JSON line each (`reengage audit`); default <data_dir>/audit.jsonl
     audit_log: Path | None = None
+    audit_rotation: RotationSettings = Field(RotationSettings(), description="when the audit log rotates")
+    # refused calls (401/403) each source may append to the audit log per second (a burst
+    # of as many); beyond it lines are suppressed and the next line says how many were
+    refused_log_per_s: float = Field(5.0, gt=0, description="refused-call audit lines per source per second")
+    refused_log_sources: int = Field(10_000, ge=1, description="sources whose refused-call rate is tracked at once")
     reload_interval_s: float = Field(0.25, ge=0.05, le=1.0, description=(
         "how often a replica checks the shared state for created or revoked tokens (one read): "
         "a change reaches every replica within this plus one read"))
@@ -397,11 +427,20 @@ class Settings(BaseSettings):
         self.llm.lora_adapters = {k: Path(v).resolve() for k, v in self.llm.lora_adapters.items()}
         if self.bandit.state_path is None:
             self.bandit.state_path = self.data_dir / "bandit"
+        self.bandit.dead_letter_file = (self.bandit.dead_letter_file
+                                        or Path(self.bandit.state_path) / "dead_letters.jsonl").resolve()
         auth = self.auth
         auth.token_file = (auth.token_file or self.data_dir / "auth" / "tokens.json").resolve()
         auth.admin_token_file = (auth.admin_token_file or self.data_dir / "auth" / "admin.token").resolve()
         auth.audit_log = (auth.audit_log or self.data_dir / "audit.jsonl").resolve()
         return self
+
+    def redacted_dump(self) -> dict[str, Any]:
+        """Every setting as JSON-able values, fit to print or log: URL credentials masked
+        (``redis://***@h:6379/0``), tokens and API keys replaced by ``***``."""
+        from feature_store.redact import redact_mapping
+
+        return redact_mapping(self.model_dump(mode="json"))
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

@@ -25,6 +25,7 @@ from feature_store.errors import OnlineStoreUnavailable
 from feature_store.online_store.kv import Fetched, KeyValueStore, Replies
 from feature_store.online_store.layout import build_keys
 from feature_store.online_store.resp import mget_command, send_packed
+from feature_store.redact import redact_url
 
 RedisType = Literal["redis", "redis_cluster", "redis_sentinel"]
 
@@ -33,7 +34,8 @@ class RedisStore(KeyValueStore):
     """Redis: one MGET for every key of a read (one round trip), MSET pipelines to write.
 
     ``url`` is a redis-py URL (for sentinel: comma-separated ``host:port`` of the
-    sentinels); ``address`` is how errors name the server (default: ``url``).
+    sentinels); ``address`` is how errors name the server (default: ``url``), its
+    credentials masked.
     """
 
     def __init__(self, url: str, *, address: str | None = None, redis_type: RedisType = "redis",
@@ -41,7 +43,7 @@ class RedisStore(KeyValueStore):
                  write_chunk: int = 20_000, retry_s: float | None = None) -> None:
         self.url, self.redis_type, self.sentinel_master = url, redis_type, sentinel_master
         self.write_timeout_s, self.write_chunk = write_timeout_s, write_chunk
-        self.name = f"feature store (redis at {address or url})"
+        self.name = f"feature store (redis at {redact_url(address or url)})"
         self.timeout_s = timeout_s
         self.retry_s = 2 * timeout_s if retry_s is None else retry_s
         self.client = self._client(timeout_s)

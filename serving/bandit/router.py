@@ -26,12 +26,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from serving.bandit.policies import Layout, Policy, row_increments, sample_actions, sample_one
 from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation, Retention,
                                   RewardStatus, RewardUpdate, StateStore, Trimmed, Waiter, open_store)
+from serving.bandit.state.deadletter import DeadLetters
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
 from serving.hashing import salted_hash, salted_hash_one
 from serving.settings import BanditSettings
@@ -130,7 +132,8 @@ class BanditRouter:
         self.committer = GroupCommitter(
             self.store, flush_interval_s=settings.flush_interval_s, queue_rows=settings.log_queue_rows,
             flush_rows=settings.flush_rows, ttl_s=settings.reward_window_s, refresh=self._housekeeping,
-            refresh_interval_s=settings.sync_interval_s, name=settings.name)
+            refresh_interval_s=settings.sync_interval_s, name=settings.name, max_tries=settings.dead_letter_tries,
+            dead_letters=DeadLetters(_dead_letter_path(settings), settings.dead_letter_rotation, settings.name))
 
     # ------------------------------------------------------------------ state sync
     @property
@@ -408,3 +411,10 @@ class BanditRouter:
     async def aclose(self, timeout_s: float = 10.0) -> None:
         """``close`` from the event loop, which keeps serving while the queue drains."""
         await asyncio.to_thread(self.close, timeout_s)
+
+
+def _dead_letter_path(settings: BanditSettings) -> Path | None:
+    """``bandit.dead_letter_file`` (``Settings`` fills it), else beside the embedded state."""
+    if settings.dead_letter_file is not None:
+        return Path(settings.dead_letter_file)
+    return Path(settings.state_path) / "dead_letters.jsonl" if settings.state_path is not None else None

@@ -12,6 +12,7 @@ from typing import Any
 from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import LoggingConfig
 
+from feature_store.redact import install_log_redaction
 from serving.components.batching import AsyncBatcher
 from serving.components.features import FeatureLookup, model_feature_services
 from serving.components.models import BatcherFactory, ModelService
@@ -66,6 +67,7 @@ def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, Model
 class FeatureDeployment(FeatureLookup):
     def __init__(self, settings: Settings) -> None:
         start_exporter()
+        install_log_redaction()  # no credential in any log line of this replica
         settings = anchor(settings)  # shipped paths in this node's working dir, checked
         super().__init__(settings.features, model_feature_services(settings))
 
@@ -77,6 +79,7 @@ class FeatureDeployment(FeatureLookup):
 class ModelDeployment(ModelService):
     def __init__(self, name: str, settings: ModelSettings, state: dict[str, Any] | None = None) -> None:
         start_exporter()
+        install_log_redaction()  # no credential in any log line of this replica
         settings = anchor_models(settings)
         super().__init__(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(state), poll=True)
 
@@ -88,6 +91,7 @@ class ModelDeployment(ModelService):
 class BanditDeployment(BanditService):
     def __init__(self, settings: Settings) -> None:
         start_exporter()
+        install_log_redaction()  # no credential in any log line of this replica
         super().__init__(settings.bandit)
 
     async def __del__(self) -> None:
@@ -104,6 +108,7 @@ class WriterDeployment(WriterService):
 
     def __init__(self, settings: LLMSettings) -> None:
         start_exporter()
+        install_log_redaction()  # no credential in any log line of this replica
         super().__init__(anchor_llm(settings))
 
     @classmethod

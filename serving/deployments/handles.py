@@ -106,8 +106,14 @@ class RemoteBandit:
 class RemoteWriter:
     def __init__(self, handle: DeploymentHandle, deadline_s: float | None = None) -> None:
         # "the email writer is unavailable", not "ActorDiedError"; a frozen writer enforces no
-        # deadline of its own, so the caller stops waiting after ``deadline_s`` (504)
-        self._h = named(handle, "email writer", deadline_s)
+        # deadline of its own, so the caller stops waiting after ``deadline_s`` (504).
+        # Ray actor calls, not Serve's gRPC transport (the default with
+        # RAY_SERVE_THROUGHPUT_OPTIMIZED): over gRPC a unary call learns that the replica
+        # accepted it only with its answer, so a call in flight on a writer that dies looks
+        # never accepted and Serve sends it again to the fresh, cold replica, where it waits
+        # out the deadline (a 504 after ~22 s). An actor call is accepted first, so its
+        # replica's death reaches the caller at once as ActorDiedError: our prompt 503.
+        self._h = named(handle.options(_by_reference=True), "email writer", deadline_s)
         self._stream = self._h.options(stream=True)
 
     async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from feature_store.redact import install_log_redaction
 from serving import request_log
 from serving.dataplane import DataPlane
 from serving.deployments.artifacts import anchor
@@ -19,7 +20,8 @@ from serving.deployments.drain_signal import start_watcher as start_drain_watche
 from serving.deployments.metrics_export import start_exporter
 from serving.http import create_app
 from serving.routes.grpc import GrpcAdapter
-from serving.settings import Settings
+from serving.logfiles import RotatingFile
+from serving.settings import RotationSettings, Settings
 
 
 @serve.ingress()
@@ -41,6 +43,7 @@ class Ingress:
         settings = anchor(settings, check=fused)
         warn_embedded_state(settings)  # a replica on a multi-node cluster with node-local state: its log says so
         start_exporter()
+        install_log_redaction()  # no credential in any log line of this replica
         context = serve.get_replica_context()  # `reengage stop` drains every ingress replica
         start_drain_watcher(context.app_name, context.replica_id.unique_id)
         # the writer's own generation timeout, plus a margin for the hop and queueing
@@ -66,7 +69,8 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> Any:
         replica = serve.get_replica_context().replica_id.unique_id
         if self.dataplane.settings.server.request_log:
-            request_log.configure(True, stream=request_log_file(replica))
+            request_log.configure(True, stream=request_log_file(replica,
+                                                                 self.dataplane.settings.server.request_log_rotation))
         # which replica answered; Serve's own RequestIdMiddleware makes and echoes X-Request-ID
         return create_app(self.dataplane, headers={"x-reengage-replica": replica}, echo_request_id=False)
 
@@ -100,13 +104,16 @@ class Ingress:
         return await self.grpc.call("RepositoryModelUnload", request, grpc_context)
 
 
-def request_log_file(replica: str) -> TextIO:
+def request_log_file(replica: str, rotation: RotationSettings | None = None) -> RotatingFile:
     """The replica's request lines, in their own file beside Serve's replica logs
-    (``logs/serve/reengage_requests_<replica>.jsonl`` of the Ray session). Not stderr: Ray's
-    log monitor tails every ``worker-*.err`` and publishes it line by line through the GCS,
-    which cost ~15% of the 1-id answers a second here (docs/benchmarks.md)."""
+    (``logs/serve/reengage_requests_<replica>.jsonl`` of the Ray session), rotated by size
+    and age (``server.request_log_rotation``). Not stderr: Ray's log monitor tails every
+    ``worker-*.err`` and publishes it line by line through the GCS, which cost ~15% of the
+    1-id answers a second here (docs/benchmarks.md)."""
     from ray.serve._private.logging_utils import get_serve_logs_dir
 
+    rotation = rotation or RotationSettings()
     path = Path(get_serve_logs_dir()) / f"reengage_requests_{replica}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("a", buffering=1, encoding="utf-8")  # a line reaches the file when written
+    # one writer (this replica): a line reaches the file when written, no per-line stat
+    return RotatingFile(path, max_bytes=rotation.max_bytes, max_age_s=rotation.max_age_s, backups=rotation.backups,
+                        mode=0o640, shared=False)

@@ -7,6 +7,7 @@ accepted only at their neutral value and otherwise rejected by name, never ignor
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -60,6 +61,8 @@ class CompletionRequest(_Wire):
     def _prompt(cls, v: str | list[str]) -> str | list[str]:
         if isinstance(v, list) and not (1 <= len(v) <= 64):
             raise ValueError("a prompt list holds 1 to 64 prompts")
+        if any(not p for p in ([v] if isinstance(v, str) else v)):
+            raise ValueError("a prompt cannot be empty")
         return v
 
     @field_validator("stop")
@@ -136,3 +139,10 @@ SSE_DONE = "data: [DONE]\n\n"
 def sse_event(chunk: BaseModel) -> str:
     """One ``text/event-stream`` frame as the ``openai`` client reads it."""
     return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
+
+
+def sse_error(status: int, body: dict[str, Any]) -> str:
+    """The event that ends a stream that failed after it started: our error body (type,
+    message, field) with the HTTP status it would have had as ``code``; the ``openai``
+    client raises ``APIError`` on it."""
+    return "data: " + json.dumps({"error": {**body["error"], "code": status}}, separators=(",", ":")) + "\n\n"

@@ -10,7 +10,6 @@ work) or, for clients that send typed ``contents``, from those repeated fields.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -157,11 +156,12 @@ class GrpcAdapter:
             return self.auth.check(group, authorization)
         except ReengageError as exc:
             if group == "admin":  # refused admin calls are audited (not fsync'd: a flood must stay cheap)
-                principal = self.auth.identify(authorization) if exc.status_code == 403 else None
-                with contextlib.suppress(OSError):
-                    audit_log(self.dp.settings).record(
-                        f"grpc {method}", actor=principal.name if principal else ANONYMOUS, result="denied",
-                        message=f"{exc.status_code} {exc.error_type}: {exc.message}", durable=False)
+                def actor() -> str:
+                    principal = self.auth.identify(authorization) if exc.status_code == 403 else None
+                    return principal.name if principal else ANONYMOUS
+
+                audit_log(self.dp.settings).refused(f"grpc {method}", actor=actor, source=_peer(grpc_context),
+                                                    message=f"{exc.status_code} {exc.error_type}: {exc.message}")
             raise
 
     async def ServerLive(self, request: Any) -> Any:
@@ -205,3 +205,12 @@ class GrpcAdapter:
     async def RepositoryModelUnload(self, request: Any, actor: str = ANONYMOUS) -> Any:
         await self.dp.unload_model(request.model_name, actor=actor)
         return service_pb2.RepositoryModelUnloadResponse()
+
+
+def _peer(grpc_context: Any) -> str:
+    """The caller's address without its port (``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``)."""
+    try:
+        peer = str(grpc_context.peer())
+    except Exception:  # a context without a peer (tests, Serve's wrapper)
+        return "unknown"
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer

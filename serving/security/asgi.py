@@ -8,10 +8,17 @@ refusal is answered here, in the error body the one mapper gives
 route's template is put in the scope, so request metrics count it under its route.
 
 The token never reaches a log line: refusals name the group and the token's *name*.
+
+Other ASGI scopes: ``lifespan`` passes; a ``websocket`` is refused (closed before its
+handshake completes, which the server answers as HTTP 403) unless the app declares a
+WebSocket route for its path, and then it is checked like an HTTP request of the same
+route group. Any other scope type is refused (an exception, as the ASGI spec asks). An
+endpoint added tomorrow for another protocol is therefore closed until it is declared.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,6 +33,7 @@ BEARER_SCHEME = "bearerAuth"
 _REALM = 'Bearer realm="reengage"'
 _UNSEEN = object()
 _CACHE_MAX = 4096
+POLICY_VIOLATION = 1008  # the WebSocket close code for a refused connection (RFC 6455)
 
 
 def route_path(scope: Scope) -> str:
@@ -47,8 +55,10 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 class AuthMiddleware:
     """Checks each request against its route group (``groups.classify``)."""
 
-    def __init__(self, app: Any, authenticator: Authenticator, audit: AuditLog | None = None) -> None:
+    def __init__(self, app: Any, authenticator: Authenticator, audit: AuditLog | None = None,
+                 declared: Callable[[Scope], bool] | None = None) -> None:
         self.app = app
+        self.declared = declared or (lambda scope: False)  # a route of the app takes this non-HTTP scope
         self.auth = authenticator
         self.protected = authenticator.protected
         self.audit = audit
@@ -57,7 +67,7 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self._other(scope, receive, send)
             return
         path = route_path(scope) if scope.get("root_path") else scope["path"]
         hit = self._checks.get(path, _UNSEEN)  # a path seen before: one dict lookup
@@ -85,6 +95,34 @@ class AuthMiddleware:
             return
         await self.app(scope, receive, send)
 
+    async def _other(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Lifespan passes; a WebSocket needs a declared route and its group's token; the rest is refused."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if kind != "websocket":
+            raise RuntimeError(f"ASGI scope type {kind!r} is not served")
+        if not self.declared(scope):
+            await self._close(receive, send, "no WebSocket route here")
+            return
+        path = route_path(scope)
+        hit = classify(path)
+        if hit is not None and hit[0] in self.protected:
+            try:
+                scope["auth"] = self.auth.check(hit[0], _header(scope, b"authorization"))
+            except ReengageError as exc:
+                await self._close(receive, send, f"{exc.status_code} {exc.error_type}")
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _close(receive: Any, send: Any, reason: str) -> None:
+        """Refuse a WebSocket before its handshake completes (the server answers HTTP 403)."""
+        message = await receive()
+        if message.get("type") == "websocket.connect":
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": reason})
+
     def _check_for(self, path: str) -> tuple[str, Any] | None:
         hit = classify(path)
         if hit is not None and hit[0] not in self.protected and hit[0] != "admin":
@@ -107,16 +145,30 @@ class AuthMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
     def _audit_refusal(self, scope: Scope, exc: ReengageError) -> None:
-        name = ANONYMOUS
-        if exc.status_code == 403:
-            principal = self.auth.identify(_header(scope, b"authorization"))
-            name = principal.name if principal is not None else ANONYMOUS
+        """Off the event loop and within the per-source rate (``AuditLog.refused``)."""
+        authorization = _header(scope, b"authorization")
+
+        def actor() -> str:
+            principal = self.auth.identify(authorization) if exc.status_code == 403 else None
+            return principal.name if principal is not None else ANONYMOUS
+
+        client = scope.get("client")
+        self.audit.refused(f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",  # type: ignore[union-attr]
+                           actor=actor, source=str(client[0]) if client else "unknown",
+                           message=f"{exc.status_code} {exc.error_type}: {exc.message}")
+
+
+def declares(app: Any, scope: Scope) -> bool:
+    """Whether one of ``app``'s routes fully matches this (non-HTTP) scope: Starlette's own
+    matching (``route.matches``; an HTTP route never matches a WebSocket scope)."""
+    for route in getattr(app, "routes", ()):
         try:
-            self.audit.record(f"{scope.get('method', 'GET')} {route_path(scope)[:256]}", actor=name,  # type: ignore[union-attr]
-                              result="denied", message=f"{exc.status_code} {exc.error_type}: {exc.message}",
-                              durable=False)
-        except OSError:  # refusing must not depend on the disk
-            pass
+            match, _ = route.matches(scope)
+        except Exception:  # a route kind that cannot match this scope
+            continue
+        if getattr(match, "value", 0) == 2:  # starlette.routing.Match.FULL
+            return True
+    return False
 
 
 def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[str, Any]:
@@ -149,7 +201,8 @@ def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[
 
 def install(app: Any, authenticator: Authenticator, audit: AuditLog | None = None) -> None:
     """Register the middleware on a FastAPI ``app`` and declare the scheme in its OpenAPI."""
-    app.add_middleware(AuthMiddleware, authenticator=authenticator, audit=audit)
+    app.add_middleware(AuthMiddleware, authenticator=authenticator, audit=audit,
+                       declared=lambda scope: declares(app, scope))
     build_schema = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -41,6 +41,14 @@ Failures and shutdown
   retrying until its timeout, and logs an error naming what it could not write; an
   ``atexit`` hook closes a committer nobody closed.
 
+Poison records
+  A failure that is not the store being unavailable (``DependencyUnavailable``, a socket
+  error, a timeout) may be the fault of one record. Every log-only record of such a group
+  counts a try, and records that failed before are then committed one at a time, so the
+  others go through. A record that fails alone ``max_tries`` times goes to the dead
+  letters (``deadletter.DeadLetters``: a file, a metric, a warning) and the queue moves
+  on; an outage counts no tries, so it never turns good records into dead letters.
+
 What a crash loses
   A kill -9 loses the records acknowledged but not yet committed: those of at most the
   last ``flush_interval_s`` plus one commit's duration. A commit is a few statements
@@ -66,6 +74,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from serving.bandit.state.base import Group, Reservation, StateStore
+from serving.bandit.state.deadletter import DeadLetters
 from serving.bandit.state.records import BatchRecord
 from serving.errors import DependencyUnavailable, Overloaded, ReengageError
 
@@ -88,6 +97,7 @@ class _Entry:
     waiter: Waiter | None
     seq: int
     queued_at: float
+    tries: int = 0  # failed commits not caused by the store being unavailable
 
     def resolve(self, err: BaseException | None = None) -> None:
         if isinstance(self.waiter, Future):
@@ -114,8 +124,10 @@ class GroupCommitter:
     def __init__(self, store: StateStore, *, flush_interval_s: float = 0.05, queue_rows: int = 100_000,
                  flush_rows: int = 10_000, ttl_s: float = 7 * 24 * 3600.0,
                  refresh: Callable[[], object] | None = None, refresh_interval_s: float = 1.0,
-                 name: str = "bandit") -> None:
+                 name: str = "bandit", max_tries: int = 5, dead_letters: DeadLetters | None = None) -> None:
         self.store = store
+        self.max_tries = max(1, max_tries)
+        self.dead_letters = dead_letters if dead_letters is not None else DeadLetters(None, name=name)
         # a store that reserves contacts in microseconds does it on the caller's thread (sqlite's
         # LMDB ledger); one that needs a round trip (Redis) reserves in the group commit
         self._reserve_now: Callable[[Reservation], None] | None = getattr(store, "reserve_now", None)
@@ -132,7 +144,6 @@ class GroupCommitter:
         self._rows = 0  # queued + in-flight rows: what the bound counts
         self._reserving = False  # a queued reservation wants a commit now
         self._seq = self._done = 0  # last seq handed out; every seq <= _done is resolved
-        self._failed_upto = 0  # last seq of the latest failed group (its kept records are queued)
         self._urgent = 0  # flush / wait_for callers waiting
         self._not_before, self._failures, self._refresh_failures = 0.0, 0, 0
         self._closing, self._deadline = False, float("inf")
@@ -250,8 +261,11 @@ class GroupCommitter:
                     self._abandon()
                     return None
                 if self._due(now):
-                    entries = list(self._queue)
-                    self._queue.clear()
+                    if self._queue[0].tries:  # it failed before (maybe poison): alone, so the rest pass
+                        entries = [self._queue.popleft()]
+                    else:
+                        entries = list(self._queue)
+                        self._queue.clear()
                     self._reserving = False
                     return entries
                 if now >= self._next_refresh:
@@ -287,7 +301,7 @@ class GroupCommitter:
     def _committed(self, entries: list[_Entry]) -> None:
         with self._lock:
             self._resolve(entries)
-            self._done = max(self._done, entries[-1].seq, self._failed_upto)
+            self._settle_done()
             if self._failures:
                 log.info("bandit state writes recovered after %d failed attempts", self._failures)
             self._failures, self._not_before = 0, 0.0
@@ -296,22 +310,37 @@ class GroupCommitter:
         for e in entries:
             e.resolve()
 
+    def _settle_done(self) -> None:
+        """Every seq before the queue's head is resolved (one commit runs at a time, and the
+        queue is in seq order); flush() and wait_for() wait on this."""
+        self._done = self._queue[0].seq - 1 if self._queue else self._seq
+
     def _failed(self, entries: list[_Entry], exc: Exception) -> None:
         err = exc if isinstance(exc, ReengageError) else DependencyUnavailable(f"bandit state write failed: {exc!r}")
         kept = [e for e in entries if e.reservation is None]
         refused = [e for e in entries if e.reservation is not None]
+        dead: list[_Entry] = []
+        if not _unavailable(exc):  # maybe a poison record: count a try against each
+            for e in kept:
+                e.tries += 1
+            if len(entries) == 1 and kept and kept[0].tries >= self.max_tries:
+                dead, kept = kept, []
         with self._lock:
             self._queue.extendleft(reversed(kept))  # back at the head, in order
-            self._resolve(refused)
-            self._failed_upto = entries[-1].seq
-            if not kept:
-                self._done = max(self._done, entries[-1].seq)
-            self._failures += 1
-            self._not_before = time.monotonic() + min(MAX_BACKOFF_S, self.flush_interval_s * 2 ** self._failures)
+            self._resolve(refused + dead)
+            self._settle_done()
+            if dead:  # the queue moves on: the store itself works
+                self._failures, self._not_before = 0, 0.0
+            else:
+                self._failures += 1
+                self._not_before = time.monotonic() + min(MAX_BACKOFF_S, self.flush_interval_s * 2 ** self._failures)
             self._progress.notify_all()
-        log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
-                "bandit state write failed (%d rows kept queued, %d reservations refused): %s",
-                sum(e.record.n for e in kept), len(refused), err)
+        for e in dead:
+            self.dead_letters.put(e.record, exc, e.tries)
+        if not dead:
+            log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
+                    "bandit state write failed (%d rows kept queued, %d reservations refused): %s",
+                    sum(e.record.n for e in kept), len(refused), err)
         for e in refused:
             e.resolve(err)
 
@@ -346,3 +375,8 @@ class GroupCommitter:
                     "bandit state refresh failed (deciding on the last statistics): %s", exc)
         else:
             self._refresh_failures = 0
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """The store is down or slow (retry everything as is), not refusing one record."""
+    return isinstance(exc, (DependencyUnavailable, Overloaded, OSError, TimeoutError))
