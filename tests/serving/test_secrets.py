@@ -83,7 +83,7 @@ def secret_app(tmp_path_factory: pytest.TempPathFactory):
     overrides = make_workspace(root, customers=400, state="redis", redis_url=url, features={"timeout_s": 0.2},
                                bandit={"timeout_s": 0.2},
                                auth={"tokens": [{"name": "ops", "sha256": hash_token(TOKEN), "roles": ["admin"]}],
-                                     "reload_interval_s": 0, "bootstrap_admin": False})
+                                     "reload_interval_s": 0.05, "bootstrap_admin": False})
     settings = load_settings(overrides)
     run_build(settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
     install_log_redaction()

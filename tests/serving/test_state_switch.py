@@ -51,7 +51,7 @@ def test_serve_with_the_state_redis_down_says_so_in_one_line(tmp_path: Path, mon
     monkeypatch.setattr(server, "start_head", lambda settings: pytest.fail("Ray started with its state down"))
     result = CliRunner().invoke(app, ["serve", "--state", "redis", "--redis-url", "redis://:pw-secret@127.0.0.1:1/0"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "redis at 127.0.0.1:1/0" in result.output and "pw-secret" not in result.output
+    assert "Redis at 127.0.0.1:1 (features and bandit state)" in result.output and "pw-secret" not in result.output
 
 
 def test_multi_node_with_embedded_state_is_warned_loudly() -> None:
