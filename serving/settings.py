@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -335,6 +335,19 @@ class AuthSettings(_Section):
     reload_interval_s: float = Field(1.0, ge=0, description="how often a replica checks the token file for changes")
 
 
+class PrivacySettings(_Section):
+    """Personal data: keyed pseudonyms in every log, consent, erasure, retention
+    (docs/operations.md, "Personal data")."""
+
+    # 32 hex digits; unset: generated once into key_file (0600), like the admin token
+    pseudonym_key: SecretStr | None = None
+    key_file: Path | None = None  # default <data_dir>/privacy/pseudonym.key
+    # how long decision and request data are kept (decision log, rewards, request log
+    # files); a decision whose reward window is open is kept regardless
+    retention_s: float = Field(30 * 24 * 3600, gt=0)
+    consent_refresh_s: float = Field(0.25, gt=0, le=1.0, description="how often a replica checks consent for changes")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REENGAGE_", env_nested_delimiter="__", extra="forbid", protected_namespaces=()
@@ -348,6 +361,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
+    privacy: PrivacySettings = PrivacySettings()
     # One switch for all state (online features and bandit together): "redis" for
     # production and any multi-node cluster, "embedded" (local files) for one machine.
     # None: each section's own backend (features.backend, bandit.backend) applies.
@@ -363,6 +377,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _one_retention(self) -> "Settings":
+        """``privacy.retention_s`` is the one retention setting; ``bandit.log_retention_s``,
+        when given, still overrides it for the decision log alone."""
+        if "log_retention_s" not in self.bandit.model_fields_set:
+            if self.privacy.retention_s < self.bandit.reward_window_s:
+                raise ValueError("privacy.retention_s must be at least bandit.reward_window_s: "
+                                 "a decision is kept while its reward can still arrive")
+            self.bandit.log_retention_s = self.privacy.retention_s
+        return self
+
+    @model_validator(mode="after")
     def _absolute_paths(self) -> "Settings":
         self.data_dir = self.data_dir.resolve()
         self.features.repo_path = self.features.repo_path.resolve()
@@ -375,6 +400,7 @@ class Settings(BaseSettings):
         auth.token_file = (auth.token_file or self.data_dir / "auth" / "tokens.json").resolve()
         auth.admin_token_file = (auth.admin_token_file or self.data_dir / "auth" / "admin.token").resolve()
         auth.audit_log = (auth.audit_log or self.data_dir / "audit.jsonl").resolve()
+        self.privacy.key_file = (self.privacy.key_file or self.data_dir / "privacy" / "pseudonym.key").resolve()
         return self
 
 

@@ -37,12 +37,21 @@ def row_versions(records: LogRecords, model: str) -> np.ndarray:
     for k, start in enumerate(first.tolist()):  # one pass per batch, arrays inside
         rows = inverse == k
         mv = records.model_versions[start] or {}
-        token = mv.get(key)
-        if token:
+        token, coded = mv.get(key), mv.get(key + ".rows")
+        if coded:  # each row's version as logged (the log holds pseudonyms, not ids)
+            out[rows] = versions_from_codes(coded)[np.flatnonzero(rows) - start]
+        elif token:
             out[rows] = versions_from_token(token, records.customer_id[rows])
         else:
             out[rows] = mv.get(model)
     return out
+
+
+def versions_from_codes(coded: str) -> np.ndarray:
+    """``dataplane.row_codes`` read back: the version of each row (None: not scored)."""
+    names, _, chars = coded.partition("|")
+    table = np.array([None, *names.split(",")], dtype=object)
+    return table[np.frombuffer(chars.encode("ascii"), np.uint8).astype(np.int64) - 48]
 
 
 def _estimate(r: np.ndarray, z: float) -> dict[str, Any]:

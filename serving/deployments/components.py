@@ -22,6 +22,7 @@ from serving.deployments.control import RayDesiredState
 from serving.deployments.metrics_export import start_exporter
 from serving.repository import scan
 from serving.components.bandit import BanditService
+from serving.privacy.pseudonym import pseudonym_key
 from serving.settings import LLMSettings, ModelSettings, ServerSettings, Settings
 
 
@@ -56,7 +57,7 @@ def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, Model
     """Feature lookup, every model and the bandit, inside the calling (ingress) replica."""
     features = FeatureLookup(settings.features, model_feature_services(settings))
     models = {name: replica_model(name, settings.models) for name in scan(settings.models.repo_path)}
-    bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
+    bandit = BanditService(settings.bandit, pseudonym_key(settings.privacy)) if settings.bandit.enabled else None
     return features, models, bandit
 
 
@@ -85,7 +86,7 @@ class ModelDeployment(ModelService):
 class BanditDeployment(BanditService):
     def __init__(self, settings: Settings) -> None:
         start_exporter()
-        super().__init__(settings.bandit)
+        super().__init__(settings.bandit, pseudonym_key(settings.privacy))
 
     async def __del__(self) -> None:
         """Serve's graceful stop: flush the queued decision log."""

@@ -25,7 +25,8 @@ import numpy as np
 
 from serving.bandit.state.base import Group, Reservation, Retention, RewardUpdate, Trimmed, discounted_update
 from serving.bandit.state.ledger import ContactLedger
-from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
+from serving.bandit.state.records import (BatchRecord, Pending, RewardStatus, decode_record, encode_record, erased_rows,
+                                          tombstone)
 from serving.errors import DependencyUnavailable
 
 _SCHEMA = """
@@ -184,6 +185,26 @@ class SqliteStore:
             f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (since if since is not None else -np.inf,))]
         rewards = self._read("SELECT batch_id, row, reward FROM rewards", ())
         return [decode_record(b) for b in batches], {(b, int(r)): float(v) for b, r, v in rewards}
+
+    # ------------------------------------------------------------------ erasure
+    def erase(self, customer_id: int, pseudonym: int) -> dict[str, int]:
+        """Tombstone every logged row of the customer (``records.tombstone``), delete its
+        rewards and its contact-ledger entry; counts of what went."""
+        targets = np.array([pseudonym, customer_id], dtype=np.int64)
+        rows_done = rewards = 0
+        with self._write() as db:
+            hits = [(bid, rows) for bid, blob in db.execute("SELECT batch_id, customer_ids FROM batches")
+                    if len(rows := erased_rows(blob, targets))]
+            for bid, rows in hits:
+                found = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE batch_id=?", (bid,)).fetchone()
+                f = encode_record(tombstone(decode_record(dict(zip(_COLUMNS, found))), rows))
+                db.execute("UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, feature_digest=?, "
+                           "feature_ts=? WHERE batch_id=?", (f["customer_ids"], f["context"], f["meta"],
+                                                             f["propensity"], f["feature_digest"], f["feature_ts"], bid))
+                rewards += db.execute("DELETE FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
+                                      (bid, json.dumps(rows.tolist()))).rowcount
+                rows_done += len(rows)
+        return {"decision_rows": rows_done, "rewards": rewards, "contacts": self.ledger.forget(customer_id)}
 
     # ------------------------------------------------------------------ retention
     def trim(self, retention: Retention) -> Trimmed:
