@@ -79,11 +79,49 @@ class ConsentBook:
         return np.isin(pseudonyms(np.asarray(customer_ids, np.int64), self._key), held)
 
 
+_FILTER_BITS = 22  # a 4 MiB bool table: few false candidates below a million opt-outs
+_LOW = (1 << _FILTER_BITS) - 1
+
+
+class OptedOut:
+    """Sorted opted-out ids and a filter table indexed by an id's low bits: a request's ids
+    are one gather in the table, and only the few that hit it are searched in the sorted
+    array (a binary search per id over a large array is a cache miss per step)."""
+
+    def __init__(self, sorted_ids: np.ndarray) -> None:
+        self.ids = np.asarray(sorted_ids, dtype=np.int64)
+        self.table = np.zeros(1 << _FILTER_BITS if len(self.ids) else 0, bool)
+        self.table[self.ids & _LOW] = True
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def mask(self, customer_ids: np.ndarray) -> np.ndarray | None:
+        """Opted-out mask, None when no id is opted out."""
+        if len(self.ids) == 0:
+            return None
+        ids = np.asarray(customer_ids, dtype=np.int64)
+        rows = np.flatnonzero(self.table[ids & _LOW])
+        if len(rows) == 0:
+            return None
+        pos = np.minimum(np.searchsorted(self.ids, ids[rows]), len(self.ids) - 1)
+        hit = self.ids[pos] == ids[rows]
+        if not hit.any():
+            return None
+        out = np.zeros(len(ids), bool)
+        out[rows] = hit
+        return out
+
+    def holds(self, customer_id: int) -> bool:
+        i = int(np.searchsorted(self.ids, customer_id))
+        return i < len(self.ids) and int(self.ids[i]) == customer_id
+
+
 class ConsentView:
     """The opted-out ids as a sorted array, kept current by a watcher thread."""
 
     def __init__(self, store: SharedState, refresh_s: float) -> None:
-        self.opted_out = np.empty(0, dtype=np.int64)
+        self.opted_out = OptedOut(np.empty(0, dtype=np.int64))
         self.watched = Watched(store, CONSENT)
         self.watched.on_change(self._rebuild)
         try:
@@ -103,26 +141,20 @@ class ConsentView:
     def _rebuild(self, snapshot: dict[str, Doc]) -> None:
         ids = np.fromiter((int(k) for k, v in snapshot.items() if v.get("opted_out")), dtype=np.int64)
         ids.sort()
-        self.opted_out = ids  # replaced whole: a reader sees the old or the new array
+        self.opted_out = OptedOut(ids)  # replaced whole: a reader sees the old or the new one
 
     def mask(self, customer_ids: np.ndarray) -> np.ndarray | None:
-        """Opted-out mask per id, or None when nobody has opted out (no work at all). Before
-        the first load every decision is refused: consent fails closed."""
+        """Opted-out mask per id, or None when no row is (nobody opted out: no work at all).
+        Before the first load every decision is refused: consent fails closed."""
         held = self.opted_out
         if self.watched.generation < 0:
             raise DependencyUnavailable(f"consent is not loaded yet from the {self.watched.store.name}")
-        if len(held) == 0:
-            return None
-        pos = np.searchsorted(held, customer_ids)
-        np.minimum(pos, len(held) - 1, out=pos)
-        return held[pos] == customer_ids
+        return held.mask(customer_ids) if len(held) else None
 
     def is_opted_out(self, customer_id: int) -> bool:
-        held = self.opted_out
         if self.watched.generation < 0:
             raise DependencyUnavailable(f"consent is not loaded yet from the {self.watched.store.name}")
-        i = int(np.searchsorted(held, customer_id))
-        return i < len(held) and int(held[i]) == customer_id
+        return self.opted_out.holds(customer_id)
 
     def close(self) -> None:
         self.watched.stop()

@@ -197,3 +197,19 @@ def test_erasure_answers_what_it_removed_is_audited_by_pseudonym_and_suppresses(
     assert '"9"' not in json.dumps(entry) and ":9," not in json.dumps(entry)
     assert client.post("/v1/consent", json={"customer_id": 9, "opted_out": False}).status_code == 200
     assert not client.get("/v1/consent/9").json()["suppressed"]  # a new opt-in lifts the suppression
+
+
+def test_the_opted_out_filter_agrees_with_isin_including_low_bit_collisions() -> None:
+    from serving.privacy.consent import OptedOut
+
+    rng = np.random.default_rng(1)
+    held = np.unique(np.concatenate([rng.integers(0, 2**40, 5000), rng.integers(0, 2**40, 50) << 22]))
+    view = OptedOut(held)
+    ids = np.concatenate([held[::7], held[::11] + (1 << 22), rng.integers(0, 2**40, 5000), [0, 2**63 - 1]])
+    got = view.mask(ids)
+    assert got is not None and (got == np.isin(ids, held)).all()
+    collide = held[:50] + (1 << 23)  # same low bits: through the table, refused by the search
+    expect, got = np.isin(collide, held), view.mask(collide)
+    assert (got is None and not expect.any()) or (got == expect).all()
+    assert view.holds(int(held[5])) and not view.holds(int(held[5]) + 1)
+    assert OptedOut(np.empty(0, np.int64)).mask(ids) is None
