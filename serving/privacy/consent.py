@@ -101,6 +101,9 @@ class OptedOut:
         if len(self.ids) == 0:
             return None
         ids = np.asarray(customer_ids, dtype=np.int64)
+        if len(ids) == 1:  # one customer in scalars: numpy's fixed cost per call would dominate
+            one = int(ids[0])
+            return np.ones(1, bool) if self.table[one & _LOW] and self.holds(one) else None
         rows = np.flatnonzero(self.table[ids & _LOW])
         if len(rows) == 0:
             return None

@@ -212,4 +212,5 @@ def test_the_opted_out_filter_agrees_with_isin_including_low_bit_collisions() ->
     expect, got = np.isin(collide, held), view.mask(collide)
     assert (got is None and not expect.any()) or (got == expect).all()
     assert view.holds(int(held[5])) and not view.holds(int(held[5]) + 1)
+    assert view.mask(held[5:6]).tolist() == [True] and view.mask(held[5:6] + (1 << 22)) is None  # one id
     assert OptedOut(np.empty(0, np.int64)).mask(ids) is None
