@@ -214,3 +214,12 @@ def test_the_opted_out_filter_agrees_with_isin_including_low_bit_collisions() ->
     assert view.holds(int(held[5])) and not view.holds(int(held[5]) + 1)
     assert view.mask(held[5:6]).tolist() == [True] and view.mask(held[5:6] + (1 << 22)) is None  # one id
     assert OptedOut(np.empty(0, np.int64)).mask(ids) is None
+
+
+def test_one_retention_setting_drives_the_decision_log() -> None:
+    s = load_settings({"privacy": {"retention_s": 8 * 86400}})
+    assert s.bandit.log_retention_s == 8 * 86400
+    assert load_settings({"privacy": {"retention_s": 8 * 86400}, "bandit": {"log_retention_s": 9 * 86400}}
+                         ).bandit.log_retention_s == 9 * 86400  # an explicit log setting still wins
+    with pytest.raises(ValueError, match="reward_window_s"):
+        load_settings({"privacy": {"retention_s": 3600}})
