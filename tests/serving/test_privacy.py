@@ -223,3 +223,23 @@ def test_one_retention_setting_drives_the_decision_log() -> None:
                          ).bandit.log_retention_s == 9 * 86400  # an explicit log setting still wins
     with pytest.raises(ValueError, match="reward_window_s"):
         load_settings({"privacy": {"retention_s": 3600}})
+
+
+def test_rollout_evidence_reads_each_rows_version_from_the_log_not_from_the_id() -> None:
+    """The log holds pseudonyms, from which the salted split cannot be recomputed: each split
+    batch logs its rows' versions (``row_codes``) and evidence reads them back."""
+    from serving.bandit.ope import LogRecords
+    from serving.components.evidence import row_versions
+    from serving.dataplane import row_codes
+
+    codes = [np.array([0, 1, 1, -1, 0]), np.array([1, 0, 0])]
+    versions = ("3", "4")
+    shared = [{"churn": "3,4", "rollout.churn": "salt|3|4:50", "rollout.churn.rows": row_codes(c, versions)}
+              for c in codes]
+    mv = np.array([shared[0]] * 5 + [shared[1]] * 3, dtype=object)
+    n = len(mv)
+    ids = pseudonyms(np.arange(n), bytes(16))  # not the ids the split hashed
+    records = LogRecords(np.arange(n).astype(str).astype(object), np.zeros(n), ids, np.zeros((n, 2), np.float32),
+                         np.zeros(n, np.int64), np.full(n, 0.5), np.ones(n), np.zeros(n, np.uint8),
+                         np.full(n, "1", dtype=object), mv, ("a", "b"), ("x", "y"))
+    assert row_versions(records, "churn").tolist() == ["3", "4", "4", None, "3", "4", "3", "3"]
