@@ -32,8 +32,8 @@ import numpy as np
 from serving.bandit.policies import Layout, Policy, row_increments, sample_actions, sample_one
 from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation, Retention,
                                   RewardStatus, RewardUpdate, StateStore, Trimmed, Waiter, open_store)
-from serving.privacy.pseudonym import pseudonyms
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
+from serving.privacy.pseudonym import pseudonyms
 from serving.settings import BanditSettings
 
 SCORE_COLUMNS = {"churn_probability": "churn", "engagement_probability": "engagement"}

@@ -22,7 +22,7 @@ from typing import Any
 from serving import audit
 from serving.components.api import Bandit, Features
 from serving.privacy import ConsentBook
-from serving.privacy.consent import SUPPRESSION
+from serving.privacy.consent import CONSENT, SUPPRESSION
 from serving.privacy.pseudonym import key_source
 from serving.settings import Settings
 
@@ -51,13 +51,13 @@ class PrivacyService:
         now = time.time()
         async with audit.action(self.settings, "customer.erase", actor=actor) as entry:
             entry["details"]["pseudonym"] = book.pseudonym(customer_id)
-            had_consent = (await asyncio.to_thread(book.store.get, "consent", str(customer_id))) is not None
+            had_consent = (await asyncio.to_thread(book.store.get, CONSENT, str(customer_id))) is not None
             await asyncio.to_thread(book.set, customer_id, True, "all", now)  # 1: no contact from here on
             await asyncio.to_thread(book.store.put, SUPPRESSION, book.pseudonym(customer_id), {"erased_at": round(now, 6)})
             suppressed = sorted(await asyncio.to_thread(book.store.items, SUPPRESSION))
             online = await self.features.forget(customer_id, suppressed, key_source(self.settings.privacy))  # 2
             decisions = await self._erase_decisions(customer_id)  # 3
-            await asyncio.to_thread(book.store.delete, "consent", str(customer_id))  # 4
+            await asyncio.to_thread(book.store.delete, CONSENT, str(customer_id))  # 4
             removed = {"online_store": {"records": sum(online.values()), "by_view": online},
                        "decision_log": decisions, "consent_record": had_consent}
             entry["details"]["removed"] = removed

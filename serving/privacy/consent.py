@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.privacy.pseudonym import pseudonym_hex, pseudonym_key
 from serving.errors import DependencyUnavailable
+from serving.privacy.pseudonym import pseudonym_hex, pseudonym_key
 from serving.shared_state import Doc, SharedState, Watched, open_shared_state
 
 CONSENT, SUPPRESSION = "consent", "suppression"
@@ -67,16 +67,6 @@ class ConsentBook:
         self.store.put(SUPPRESSION, self.pseudonym(customer_id),
                        {"erased_at": round(time.time() if now is None else now, 6)})
         return self.store.delete(CONSENT, str(int(customer_id)))
-
-    def suppressed(self, customer_ids: np.ndarray) -> np.ndarray:
-        """Mask of ids under a suppression entry (offline: materialization, builds)."""
-        from serving.privacy.pseudonym import pseudonyms
-
-        entries = self.store.items(SUPPRESSION)
-        if not entries:
-            return np.zeros(len(customer_ids), bool)
-        held = np.array(sorted(int(k, 16) for k in entries), dtype=np.uint64).view(np.int64)
-        return np.isin(pseudonyms(np.asarray(customer_ids, np.int64), self._key), held)
 
 
 _FILTER_BITS = 22  # a 4 MiB bool table: few false candidates below a million opt-outs

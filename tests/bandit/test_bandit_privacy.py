@@ -71,10 +71,11 @@ def test_the_log_holds_keyed_pseudonyms_never_ids(any_router: Any) -> None:
     ids = np.arange(1000, 1100)
     decide(router, ids)
     decide(router, [1000])
+    decide(router, [5000, 5001], eligible=[False, True])  # no features: nothing to keep of 5000
     router.flush()
     logged = np.concatenate([b.customer_ids for b in logged_batches(router.settings).values()])
-    assert not np.isin(logged, ids).any()
-    assert set(logged.tolist()) == set(pseudonyms(ids, KEY).tolist())  # equality survives: OPE, evidence
+    assert not np.isin(logged, [*ids, 5000, 5001]).any()
+    assert set(logged.tolist()) == set(pseudonyms(np.array([*ids, 5001]), KEY).tolist()) | {0}  # equality survives
 
 
 def test_erasure_makes_the_customers_rows_unlinkable_and_drops_rewards_and_contacts(any_router: Any) -> None:

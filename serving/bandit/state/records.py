@@ -130,7 +130,15 @@ def encode_record(rec: BatchRecord) -> dict[str, Any]:
 
 
 def _logged_ids(rec: BatchRecord) -> np.ndarray:
-    return rec.customer_ids if rec.pseudonym_key is None else pseudonyms(rec.customer_ids, rec.pseudonym_key)
+    """Keyed pseudonyms; 0 for rows without features (no decision, no reward: nothing to
+    keep, and an erased customer asked about again leaves no trace)."""
+    if rec.pseudonym_key is None:
+        return rec.customer_ids
+    ids = pseudonyms(rec.customer_ids, rec.pseudonym_key)
+    unknown = rec.reason == Reason.NOT_FOUND
+    if unknown.any():
+        ids[unknown] = 0
+    return ids
 
 
 def _text(v: str | bytes) -> str:

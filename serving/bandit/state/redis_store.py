@@ -145,15 +145,9 @@ class RedisStore:
             rewards.setdefault((bid, int(row)), float(f[b"reward"]))
         return list(recs.values()), rewards
 
-    def _stream(self, key: str, page: int = 200) -> Any:
-        start = "-"
-        while True:
-            chunk = self._call(self.r.xrange, key, start, "+", count=page)
-            for _, fields in chunk:
-                yield fields
-            if len(chunk) < page:
-                return
-            start = "(" + chunk[-1][0].decode()
+    def _stream(self, key: str) -> Any:
+        for _, fields in self._entries(key):
+            yield fields
 
     # ------------------------------------------------------------------ erasure
     def erase(self, customer_id: int, pseudonym: int) -> dict[str, int]:

@@ -192,11 +192,15 @@ class SqliteStore:
         rewards and its contact-ledger entry; counts of what went."""
         targets = np.array([pseudonym, customer_id], dtype=np.int64)
         rows_done = rewards = 0
+        with self._read_lock:  # the scan reads (WAL: it never holds up the writers), one blob at a time
+            hits = [bid for bid, blob in self._reader.execute("SELECT batch_id, customer_ids FROM batches")
+                    if len(erased_rows(blob, targets))]
         with self._write() as db:
-            hits = [(bid, rows) for bid, blob in db.execute("SELECT batch_id, customer_ids FROM batches")
-                    if len(rows := erased_rows(blob, targets))]
-            for bid, rows in hits:
+            for bid in hits:
                 found = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE batch_id=?", (bid,)).fetchone()
+                if found is None:  # trimmed since the scan
+                    continue
+                rows = erased_rows(found[_COLUMNS.index("customer_ids")], targets)
                 f = encode_record(tombstone(decode_record(dict(zip(_COLUMNS, found))), rows))
                 db.execute("UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, feature_digest=?, "
                            "feature_ts=? WHERE batch_id=?", (f["customer_ids"], f["context"], f["meta"],
