@@ -180,6 +180,7 @@ class LLMSettings(_Section):
     temperature: float = Field(0.7, ge=0, le=2)
     timeout_s: float = Field(20.0, gt=0)
     unsubscribe_footer: str = "You received this email because you are a customer. Unsubscribe: {unsubscribe_url}"
+    # your CRM's unsubscribe page, which records the opt-out with POST /v1/consent (docs/api.md)
     unsubscribe_url: str = "https://example.com/unsubscribe?customer={customer_id}"
     served_model_name: str = "email_writer"  # the `model` name /v1/completions and /v1/models answer to
     remote_api_key: str = "EMPTY"

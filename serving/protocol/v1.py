@@ -158,8 +158,8 @@ class FeedbackResponse(_Strict):
     reward: float
     action: str | None = Field(description="the action the decision took")
     reason: Reason = Field(description="why that action was taken (the decision's reason)")
-    policy_updated: bool = Field(description="the policy learned from it: false for holdout and contact-cap "
-                                              "rows, and for a context recorded under another layout")
+    policy_updated: bool = Field(description="the policy learned from it: false for holdout, contact-cap and "
+                                              "opted-out rows, and for a context recorded under another layout")
 
 
 # ---- errors ------------------------------------------------------------------------
