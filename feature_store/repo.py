@@ -152,3 +152,40 @@ def _quiet_tqdm() -> Any:
             os.environ.pop("TQDM_DISABLE", None)
         else:
             os.environ["TQDM_DISABLE"] = old
+
+
+def forget(store: FeatureStore, customer_ids: Any) -> dict[str, int]:
+    """Delete every online record of these customers, in every view (an erasure); records
+    deleted per view. Their offline rows stay with the source; the suppression export
+    (``online_store.suppression``) keeps materialization from writing them back."""
+    import numpy as np
+
+    from feature_store.online_store import kv_store_for
+    from feature_store.online_store.layout import build_keys, key_prefix, view_prefix
+
+    ids = np.asarray(customer_ids, dtype=np.int64).reshape(-1)
+    kv, prefix = kv_store_for(store.config), key_prefix(store.config)
+    try:
+        return {v.name: kv.delete(build_keys(view_prefix(prefix, v.name), ids)) for v in store.list_feature_views()}
+    except (ConnectionError, RedisConnectionError) as exc:
+        raise OnlineStoreUnavailable(_store_label(store), f"unreachable while erasing: {exc}") from exc
+
+
+def suppression_path(store: FeatureStore) -> Path | None:
+    """Where this repo's online store reads the suppression export (None: switched off)."""
+    name = getattr(store.config.online_store, "suppression_file", None)
+    if not name:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else Path(store.config.repo_path or os.getcwd()) / path
+
+
+def export_suppression(store: FeatureStore, key_source: str, pseudonyms_hex: list[str]) -> Path | None:
+    """Write the suppressed customers' pseudonyms where materialization reads them
+    (``key_source``: the key file's path or ``env:NAME``; never the key)."""
+    from feature_store.online_store.suppression import save
+
+    path = suppression_path(store)
+    if path is not None:
+        save(path, key_source, pseudonyms_hex)
+    return path

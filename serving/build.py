@@ -106,9 +106,24 @@ class _State:
             self.progress.update(self.progress.add_task("materialize: up to date", total=1), advance=1)
             return {"materialized": False}
         marker.unlink(missing_ok=True)
+        self._export_suppression()
         views = materialize(self.store, progress=self.progress)
         marker.write_text(stamp)
         return {"materialized": True, "view_seconds": {k: round(v, 3) for k, v in views.items()}}
+
+    def _export_suppression(self) -> None:
+        """Erased customers' suppression entries, from the shared state to where the online
+        store's writes read them: materializing never brings an erased customer back."""
+        from feature_store.repo import export_suppression
+        from serving.privacy.consent import SUPPRESSION
+        from serving.privacy.pseudonym import key_source
+        from serving.shared_state import open_shared_state
+
+        state = open_shared_state(self.settings)
+        try:
+            export_suppression(self.store, key_source(self.settings.privacy), sorted(state.items(SUPPRESSION)))
+        finally:
+            state.close()
 
     def _online_stamp(self) -> str:
         """Data manifest + online store config: a change in either re-materializes."""

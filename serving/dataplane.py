@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from serving import audit, metrics, request_log
-from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, ReengageError
+from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, OptedOut, ReengageError
 from serving.settings import Settings
 from serving.security import ANONYMOUS
 from serving.bandit.router import Decisions
@@ -28,7 +28,9 @@ from serving.components.explain import Part, block
 from serving.components.offload import both
 from serving.components.evidence import PROMOTABLE, refusal_message
 from serving.components.rollout import PromotionRefused, row_token
+from serving.components.privacy import PrivacyService
 from serving.llm.reasons import churn_reasons
+from serving.privacy import ConsentView, consent_view
 
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
@@ -122,6 +124,7 @@ class DataPlane:
         models: dict[str, Model],
         bandit: Bandit | None = None,
         writer: Writer | None = None,
+        consent: ConsentView | None = None,
     ) -> None:
         self.settings = settings
         self.features = features
@@ -129,6 +132,9 @@ class DataPlane:
         self.bandit = bandit
         self.writer = writer
         self._index: Any = None  # the rollout evidence's running sums (components.evidence_index)
+        # who opted out: an in-memory array every replica keeps current (serving.privacy)
+        self.consent = consent if consent is not None else consent_view(settings)
+        self.privacy = PrivacyService(settings, features, bandit)
 
     async def close(self) -> None:
         """Graceful stop: what the components still hold (the bandit's queued decision log)
@@ -187,7 +193,7 @@ class DataPlane:
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
         result.decisions = await self.bandit.decide(
             result.customer_ids, batch, result.churn_probability, result.engagement_probability,
-            result.found, result.log_versions(),
+            result.found, result.log_versions(), self.consent.mask(result.customer_ids),
         )
 
     # -- /v1/explain ----------------------------------------------------------------------
@@ -237,11 +243,20 @@ class DataPlane:
             raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
         if action is not None and action not in self.settings.bandit.arms:
             raise InvalidRequest(f"unknown action; choose from {self.settings.bandit.arms}", field="action")
+        control = self.settings.bandit.control_arm
+        opted_out = self.consent.is_opted_out(customer_id)
+        if opted_out and action is not None and action != control:
+            raise OptedOut(f"the customer opted out of contact: only {control!r} may be forced", field="action")
         result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain)
         if not bool(result.found[0]):
             raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
         answer = result.first_row()
         answer["customer_id"] = customer_id
+        if opted_out:  # the bandit already decided no contact; without the bandit, say so; no contact details read
+            if result.decisions is None:
+                answer.update(action=control, reason="opted_out")
+            email = await self.writer.write({"customer_id": customer_id}, control, {}, max_tokens, temperature)
+            return {**answer, "subject": None, "body": None, "llm": _llm_info(email)}
         if action is not None:  # forced: the bandit's decision id no longer describes what was sent
             answer.update(action=action, decision_id=None, propensity=None, reason="forced")
         chosen = answer["action"] or "no_contact"
@@ -256,9 +271,7 @@ class DataPlane:
         answer.update(
             subject=email["subject"] if email["written"] else None,
             body=email["body"] if email["written"] else None,
-            llm={"backend": email["backend"], "model": email["model"], "fallback": email["fallback"],
-                 "fallback_reason": email["fallback_reason"], "written": email["written"],
-                 "completion_tokens": email["completion_tokens"], "adapter": email.get("adapter")},
+            llm=_llm_info(email),
         )
         return answer
 
@@ -283,6 +296,16 @@ class DataPlane:
             raise DependencyUnavailable("the bandit router is disabled on this server (bandit.enabled=false)")
         return await self.bandit.feedback(decision_id, float(reward))
 
+    # -- consent and erasure (serving.components.privacy) ------------------------------------
+    async def set_consent(self, customer_id: int, opted_out: bool, channel: str = "all") -> dict[str, Any]:
+        return await self.privacy.set_consent(customer_id, opted_out, channel)
+
+    async def get_consent(self, customer_id: int) -> dict[str, Any]:
+        return await self.privacy.get_consent(customer_id)
+
+    async def erase_customer(self, customer_id: int, actor: str = ANONYMOUS) -> dict[str, Any]:
+        return await self.privacy.erase(customer_id, actor)
+
     # -- KServe v2 --------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": V2_EXTENSIONS}
@@ -291,7 +314,7 @@ class DataPlane:
         """Every model loaded, the online store answering with every view, and the bandit's
         state store taking writes (cached checks, none of them a round trip)."""
         checks = [m.ready() for m in self.models.values()]
-        for component in (self.features, self.bandit):
+        for component in (self.features, self.bandit, self.consent):
             component_ready = getattr(component, "ready", None)
             if component_ready is not None:
                 checks.append(component_ready())
@@ -431,6 +454,12 @@ async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...],
         return await model.score_rows(values, names, ids)
     version, scores = await model.score(values, names, pinned)
     return version, scores, None
+
+
+def _llm_info(email: dict[str, Any]) -> dict[str, Any]:
+    return {"backend": email["backend"], "model": email["model"], "fallback": email["fallback"],
+            "fallback_reason": email["fallback_reason"], "written": email["written"],
+            "completion_tokens": email["completion_tokens"], "adapter": email.get("adapter")}
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:

@@ -85,6 +85,12 @@ class ExplainerUnavailable(Conflict):
     error_type = "explainer_unavailable"
 
 
+class OptedOut(Conflict):
+    """A forced contact action for a customer who opted out (or was erased): refused."""
+
+    error_type = "opted_out"
+
+
 class ModelNotReady(ReengageError):
     status_code = 503
     error_type = "model_not_ready"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -220,6 +220,7 @@ class LLMSettings(_Section):
     temperature: float = Field(0.7, ge=0, le=2)
     timeout_s: float = Field(20.0, gt=0)
     unsubscribe_footer: str = "You received this email because you are a customer. Unsubscribe: {unsubscribe_url}"
+    # your CRM's unsubscribe page, which records the opt-out with POST /v1/consent (docs/api.md)
     unsubscribe_url: str = "https://example.com/unsubscribe?customer={customer_id}"
     served_model_name: str = "email_writer"  # the `model` name /v1/completions and /v1/models answer to
     remote_api_key: str = "EMPTY"
@@ -391,6 +392,19 @@ class AuthSettings(_Section):
         "a change reaches every replica within this plus one read"))
 
 
+class PrivacySettings(_Section):
+    """Personal data: keyed pseudonyms in every log, consent, erasure, retention
+    (docs/operations.md, "Personal data")."""
+
+    # 32 hex digits; unset: generated once into key_file (0600), like the admin token
+    pseudonym_key: SecretStr | None = None
+    key_file: Path | None = None  # default <data_dir>/privacy/pseudonym.key
+    # how long decision and request data are kept (decision log, rewards, request log
+    # files); a decision whose reward window is open is kept regardless
+    retention_s: float = Field(30 * 24 * 3600, gt=0)
+    consent_refresh_s: float = Field(0.25, gt=0, le=1.0, description="how often a replica checks consent for changes")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REENGAGE_", env_nested_delimiter="__", extra="forbid", protected_namespaces=()
@@ -404,6 +418,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
+    privacy: PrivacySettings = PrivacySettings()
     # One switch for all state (online features and bandit together): "redis" for
     # production and any multi-node cluster, "embedded" (local files) for one machine.
     # None: each section's own backend (features.backend, bandit.backend) applies.
@@ -416,6 +431,17 @@ class Settings(BaseSettings):
             self.features.backend = self.bandit.backend = self.state
         if self.redis_url is not None:
             self.features.redis_url = self.bandit.redis_url = self.redis_url
+        return self
+
+    @model_validator(mode="after")
+    def _one_retention(self) -> "Settings":
+        """``privacy.retention_s`` is the one retention setting; ``bandit.log_retention_s``,
+        when given, still overrides it for the decision log alone."""
+        if "log_retention_s" not in self.bandit.model_fields_set:
+            if self.privacy.retention_s < self.bandit.reward_window_s:
+                raise ValueError("privacy.retention_s must be at least bandit.reward_window_s: "
+                                 "a decision is kept while its reward can still arrive")
+            self.bandit.log_retention_s = self.privacy.retention_s
         return self
 
     @model_validator(mode="after")
@@ -433,6 +459,7 @@ class Settings(BaseSettings):
         auth.token_file = (auth.token_file or self.data_dir / "auth" / "tokens.json").resolve()
         auth.admin_token_file = (auth.admin_token_file or self.data_dir / "auth" / "admin.token").resolve()
         auth.audit_log = (auth.audit_log or self.data_dir / "audit.jsonl").resolve()
+        self.privacy.key_file = (self.privacy.key_file or self.data_dir / "privacy" / "pseudonym.key").resolve()
         return self
 
     def redacted_dump(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from feature_store.online_store.layout import (
 )
 from feature_store.online_store.lmdb_store import LmdbStore
 from feature_store.online_store.redis_store import RedisStore, url_from_connection_string
+from feature_store.online_store.suppression import Suppression, load
 
 Row = tuple[Optional[datetime], Optional[dict[str, ValueProto]]]
 
@@ -58,6 +59,8 @@ class PackedOnlineStoreConfig(FeastConfigBaseModel):
     map_size_mb: int = 8192
     """embedded: LMDB address space reserved (sparse; not disk used)"""
     write_chunk: int = 20_000
+    suppression_file: Optional[StrictStr] = "data/suppressed.json"
+    """erased customers' keyed pseudonyms (exported by the server); writes drop them"""
 
 
 _stores: dict[tuple[Any, ...], KeyValueStore] = {}
@@ -100,6 +103,14 @@ def _redis(cfg: PackedOnlineStoreConfig, timeout: float) -> tuple[tuple[Any, ...
                           timeout_s=timeout, write_timeout_s=cfg.write_timeout_s, write_chunk=cfg.write_chunk)
 
     return ("redis", cfg.redis_type, address, cfg.sentinel_master, timeout), make
+
+
+def _suppression(config: RepoConfig) -> Suppression | None:
+    name = config.online_store.suppression_file
+    if not name:
+        return None
+    path = Path(name)
+    return load(path if path.is_absolute() else Path(config.repo_path or os.getcwd()) / path)
 
 
 def entity_ids(entity_keys: Sequence[EntityKeyProto]) -> np.ndarray:
@@ -166,7 +177,14 @@ class PackedOnlineStore(OnlineStore):
     @staticmethod
     def _write(config: RepoConfig, layout: ViewLayout, ids: np.ndarray, ts: np.ndarray,
                records: list[bytes]) -> None:
-        """Write records, keeping only each entity's latest row of the batch."""
+        """Write records, keeping only each entity's latest row of the batch and no
+        suppressed (erased) customer."""
+        suppressed = _suppression(config)
+        if suppressed is not None:
+            keep = ~suppressed.mask(ids)
+            if not keep.all():
+                ids, ts = ids[keep], ts[keep]
+                records = np.asarray(records + [b""], object)[:-1][keep].tolist()
         if len(np.unique(ids)) != len(ids):
             order = np.lexsort((ts, ids))  # last of each id = newest
             last = np.r_[ids[order][1:] != ids[order][:-1], True]

@@ -53,6 +53,10 @@ class KeyValueStore(ABC):
         """Store ``values`` under ``keys`` (same length), replacing what was there."""
 
     @abstractmethod
+    def delete(self, keys: list[bytes]) -> int:
+        """Delete these keys (an erasure); returns how many existed."""
+
+    @abstractmethod
     def delete_prefix(self, prefix: bytes) -> int:
         """Delete every key starting with ``prefix``; returns how many went."""
 

@@ -75,6 +75,10 @@ class LmdbStore(KeyValueStore):
         with self.env.begin(write=True) as txn:
             txn.cursor().putmulti(zip(keys, values))
 
+    def delete(self, keys: list[bytes]) -> int:
+        with self.env.begin(write=True) as txn:
+            return sum(bool(txn.delete(k)) for k in keys)
+
     def delete_prefix(self, prefix: bytes) -> int:
         deleted = 0
         with self.env.begin(write=True) as txn:

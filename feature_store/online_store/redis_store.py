@@ -154,6 +154,9 @@ class RedisStore(KeyValueStore):
 
         self._guard(run)
 
+    def delete(self, keys: list[bytes]) -> int:
+        return int(self._guard(lambda: self.writer.unlink(*keys))) if keys else 0
+
     def delete_prefix(self, prefix: bytes) -> int:
         def run() -> int:
             marker = self.writer.exists(prefix)  # the view's marker goes too, but is no record

@@ -36,6 +36,7 @@ from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending,
 from serving.bandit.state.deadletter import DeadLetters
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
 from serving.hashing import salted_hash, salted_hash_one
+from serving.privacy.pseudonym import pseudonyms
 from serving.settings import BanditSettings
 
 SCORE_COLUMNS = {"churn_probability": "churn", "engagement_probability": "engagement"}
@@ -44,6 +45,7 @@ _REASON_NAMES = np.array(REASONS, dtype=object)
 _STATUS_NAMES = np.array(["conflict", "not_found", "ok"], dtype=object)  # RewardStatus + 1
 # plain ints for the per-request numpy work: numpy handles IntEnum members ~3x slower
 _POLICY, _HOLDOUT, _NOT_FOUND = int(Reason.POLICY), int(Reason.HOLDOUT), int(Reason.NOT_FOUND)
+_OPTED_OUT = int(Reason.OPTED_OUT)
 log = logging.getLogger("reengage.bandit")
 FEEDBACK_WAIT_S = 5.0  # a reward waits this long at most for its decision's own group commit
 
@@ -112,8 +114,10 @@ def state_fingerprint(settings: BanditSettings) -> str:
 class BanditRouter:
     """Decides actions for batches of customers and learns from rewards (shared state)."""
 
-    def __init__(self, settings: BanditSettings, *, store: StateStore | None = None) -> None:
+    def __init__(self, settings: BanditSettings, *, store: StateStore | None = None,
+                 pseudonym_key: bytes | None = None) -> None:
         self.settings = settings
+        self.pseudonym_key = pseudonym_key  # the decision log holds keyed pseudonyms (serving.privacy)
         self.arms = tuple(settings.arms)
         self.context_names = tuple(settings.context_features)
         self.layout = Layout(len(self.arms), len(self.context_names))
@@ -224,22 +228,26 @@ class BanditRouter:
     # ------------------------------------------------------------------ decide
     async def decide(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
                      model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
-                     feature_ts: np.ndarray | None = None, now: float | None = None) -> Decisions:
+                     feature_ts: np.ndarray | None = None, now: float | None = None,
+                     opted_out: np.ndarray | None = None) -> Decisions:
         """Actions for N customers, for the event loop: no store call here. Only a batch with
-        rows that contact a customer awaits its reservation (the committer's next group)."""
+        rows that contact a customer awaits its reservation (the committer's next group).
+        ``opted_out`` rows get the control arm, reason ``opted_out``, propensity 1."""
         record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now,
-                                      asyncio.get_running_loop())
+                                      asyncio.get_running_loop(), opted_out)
         if isinstance(waiter, asyncio.Future):
             await waiter
         return self._answer(record)
 
     def decide_sync(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
                     model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
-                    feature_ts: np.ndarray | None = None, now: float | None = None) -> Decisions:
+                    feature_ts: np.ndarray | None = None, now: float | None = None,
+                    opted_out: np.ndarray | None = None) -> Decisions:
         """``decide`` for offline callers: re-reads the statistics first (``sync``), so a loop
         of decide / feedback learns round by round, and blocks on the reservation."""
         self.sync()
-        record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now)
+        record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now,
+                                      None, opted_out)
         if isinstance(waiter, Future):
             waiter.result()
         return self._answer(record)
@@ -247,16 +255,35 @@ class BanditRouter:
     def _submit(self, customer_ids: np.ndarray, context: np.ndarray, eligible: np.ndarray,
                 model_versions: dict[str, str], feature_digest: np.ndarray | None,
                 feature_ts: np.ndarray | None, now: float | None,
-                loop: asyncio.AbstractEventLoop | None = None) -> tuple[BatchRecord, Waiter | None]:
-        """Holdout, then the policy on this replica's snapshot; the record (before contact caps)
-        goes to the committer with the reservation its contacting rows need, if any."""
+                loop: asyncio.AbstractEventLoop | None = None,
+                opted_out: np.ndarray | None = None) -> tuple[BatchRecord, Waiter | None]:
+        """Consent, holdout, then the policy on this replica's snapshot; the record (before
+        contact caps) goes to the committer with the reservation its contacting rows need."""
         now = time.time() if now is None else float(now)
         ids, x, ok = self._validate(customer_ids, context, eligible)
+        out = self._opted_out(opted_out, len(ids))
         one = self._decide_one if len(ids) == 1 else self._decide_rows
-        reason, arm, prop, version = one(ids, x, ok)
+        reason, arm, prop, version = one(ids, x, ok & ~out if out is not None else ok)
+        if out is not None:  # withdrawn consent outranks everything, found or not
+            reason[out], arm[out], prop[out] = _OPTED_OUT, self.control, 1.0
         rec = BatchRecord(secrets.token_hex(8), now, self.settings.policy, version, dict(model_versions), self.arms,
-                          self.context_names, ids, x, arm, prop, reason, feature_digest, feature_ts)
+                          self.context_names, ids, x, arm, prop, reason, feature_digest, feature_ts,
+                          pseudonym_key=self.pseudonym_key)
         return rec, self.committer.submit(rec, self._reservation(rec), loop=loop)
+
+    def _opted_out(self, opted_out: np.ndarray | None, n: int) -> np.ndarray | None:
+        """The opted-out mask, None when no row is (the common case costs one ``any``)."""
+        if opted_out is None:
+            return None
+        out = np.asarray(opted_out, dtype=bool).reshape(-1)
+        if out.shape != (n,):
+            raise InvalidRequest(f"opted_out must be ({n},), got {out.shape}", field="opted_out")
+        if not out.any():
+            return None
+        if self.control < 0:
+            raise ValueError(f"bandit.control_arm {self.settings.control_arm!r} is not among the arms: "
+                             "opted-out customers need a no-contact arm")
+        return out
 
     def _decide_rows(self, ids: np.ndarray, x: np.ndarray,
                      ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -397,6 +424,15 @@ class BanditRouter:
             self._checked = -np.inf  # this replica's own reward counts at once: offline sync re-reads,
             self.committer.refresh_soon()  # and the committer thread refreshes the serving snapshot
         return status, pend, update & (status == RewardStatus.RECORDED)
+
+    # ------------------------------------------------------------------ erasure
+    def erase(self, customer_id: int) -> dict[str, int]:
+        """Every decision-log row of the customer made unlinkable (``records.tombstone``), its
+        rewards and contact times deleted. Decisions still queued are written first."""
+        self.flush(FEEDBACK_WAIT_S)
+        pseudonym = int(pseudonyms(np.array([customer_id], np.int64), self.pseudonym_key)[0]) \
+            if self.pseudonym_key is not None else int(customer_id)
+        return self.store.erase(int(customer_id), pseudonym)
 
     # ------------------------------------------------------------------ lifecycle
     def flush(self, timeout_s: float | None = None) -> bool:

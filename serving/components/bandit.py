@@ -6,6 +6,7 @@ replica holding one of these learns from every other's rewards.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -21,15 +22,17 @@ from serving.settings import BanditSettings
 class BanditService:
     """The bandit router behind async methods; counts its decisions and rewards."""
 
-    def __init__(self, settings: BanditSettings) -> None:
-        self.router = BanditRouter(settings)
+    def __init__(self, settings: BanditSettings, pseudonym_key: bytes | None = None) -> None:
+        """``pseudonym_key``: the decision log holds keyed pseudonyms, not customer ids."""
+        self.router = BanditRouter(settings, pseudonym_key=pseudonym_key)
 
     async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
-                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str]) -> Any:
+                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str],
+                     opted_out: np.ndarray | None = None) -> Any:
         context = self.router.build_context(batch.values, batch.names, churn, engagement)
         decisions = await self.router.decide(
             customer_ids, context, eligible=found, model_versions=model_versions,
-            feature_digest=row_digest(batch.values), feature_ts=batch.event_ts,
+            feature_digest=row_digest(batch.values), feature_ts=batch.event_ts, opted_out=opted_out,
         )
         metrics.decisions(decisions.arm_index, decisions.reason_code, decisions.arms, REASONS)
         return decisions
@@ -38,6 +41,10 @@ class BanditService:
         result = await self.router.feedback(decision_id, reward)
         metrics.reward(result.get("action"))
         return result
+
+    async def erase(self, customer_id: int) -> dict[str, int]:
+        """Tombstone the customer's logged decisions, delete its rewards and contact times."""
+        return await asyncio.to_thread(self.router.erase, customer_id)
 
     async def ready(self) -> bool:
         """False while the state store fails writes or reads (the committer's last attempts)."""

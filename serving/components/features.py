@@ -77,6 +77,18 @@ class FeatureLookup:
         return await (asyncio.to_thread(read) if self._pool is None else self._network(read, deadline_s=2.0))
 
 
+    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]:
+        """Erase one customer's online records (every view) and export the suppression
+        entries (``suppressed``: keyed pseudonyms) so materialization skips them."""
+        from feature_store.repo import export_suppression, forget
+
+        def run() -> dict[str, int]:
+            export_suppression(self.store, key_source, suppressed)  # first: a concurrent write skips them
+            return forget(self.store, [customer_id])
+
+        return await (asyncio.to_thread(run) if self._pool is None else self._network(run, deadline_s=10.0))
+
+
 def store_health(store: Any, views: tuple[str, ...], settings: FeatureSettings) -> Any:
     """Readiness of the online store for ``views``, checked once now, then cached."""
     from feature_store.health import StoreHealth

@@ -227,7 +227,7 @@ class ModelService(TrafficControl):
             self._shadow.add(served, scores, latency_ms)
         if shadow_log.isEnabledFor(logging.INFO):
             shadow_log.info(json.dumps({"model": self.name, "default": policy.default, "shadow": version,
-                                        "customer_ids": customer_ids.tolist(), "served": served.tolist(),
+                                        "served": served.tolist(),  # no customer ids in any log
                                         "shadow_scores": scores.tolist()}))
 
     async def explain(self, values: np.ndarray, names: tuple[str, ...], version: str | None = None) -> Explanation:

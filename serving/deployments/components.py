@@ -23,6 +23,7 @@ from serving.deployments.control import RayDesiredState
 from serving.deployments.metrics_export import start_exporter
 from serving.repository import scan
 from serving.components.bandit import BanditService
+from serving.privacy.pseudonym import pseudonym_key
 from serving.settings import LLMSettings, ModelSettings, ServerSettings, Settings
 from serving.shared_state import state_spec
 
@@ -60,7 +61,7 @@ def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, Model
     """Feature lookup, every model and the bandit, inside the calling (ingress) replica."""
     features = FeatureLookup(settings.features, model_feature_services(settings))
     models = {name: replica_model(name, settings.models, state_spec(settings)) for name in scan(settings.models.repo_path)}
-    bandit = BanditService(settings.bandit) if settings.bandit.enabled else None
+    bandit = BanditService(settings.bandit, pseudonym_key(settings.privacy)) if settings.bandit.enabled else None
     return features, models, bandit
 
 
@@ -92,7 +93,7 @@ class BanditDeployment(BanditService):
     def __init__(self, settings: Settings) -> None:
         start_exporter()
         install_log_redaction()  # no credential in any log line of this replica
-        super().__init__(settings.bandit)
+        super().__init__(settings.bandit, pseudonym_key(settings.privacy))
 
     async def __del__(self) -> None:
         """Serve's graceful stop: flush the queued decision log."""

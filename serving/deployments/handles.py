@@ -31,6 +31,9 @@ class RemoteFeatureLookup:
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]:
         return await self._h.contact.remote(entity_id, service)
 
+    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]:
+        return await self._h.forget.remote(customer_id, suppressed, key_source)
+
     async def ready(self) -> bool:
         return await self._h.ready.remote()
 
@@ -93,11 +96,15 @@ class RemoteBandit:
         self._h = named(handle, "bandit router")
 
     async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
-                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str]) -> Any:
-        return await self._h.decide.remote(customer_ids, batch, churn, engagement, found, model_versions)
+                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str],
+                     opted_out: np.ndarray | None = None) -> Any:
+        return await self._h.decide.remote(customer_ids, batch, churn, engagement, found, model_versions, opted_out)
 
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
         return await self._h.feedback.remote(decision_id, reward)
+
+    async def erase(self, customer_id: int) -> dict[str, int]:
+        return await self._h.erase.remote(customer_id)
 
     async def close(self) -> None:
         """Nothing to do: the bandit's own deployment flushes on its graceful stop."""

@@ -19,7 +19,7 @@ MAX_TOP_K = 1_000  # above the number of features means "all of them"
 CustomerId = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 TopK = Annotated[StrictInt, Field(ge=1, le=MAX_TOP_K)]
 # why a row got its action (serving.bandit.state.REASONS); "forced" on /v1/reengage only
-Reason = Literal["policy", "holdout", "contact_cap", "not_found"]
+Reason = Literal["policy", "holdout", "contact_cap", "not_found", "opted_out"]
 
 
 class _Strict(BaseModel):
@@ -84,7 +84,7 @@ class ScoreResponse(_Strict):
     action: list[str | None]
     decision_id: list[str | None]
     propensity: list[float | None]
-    reason: list[Reason | None] = Field(description="why this action: policy, holdout, contact_cap, not_found")
+    reason: list[Reason | None] = Field(description="why this action: policy, holdout, contact_cap, not_found, opted_out")
     feature_age_s: list[float | None] = Field(description="age of each customer's oldest feature view")
     features_defaulted: list[bool] = Field(description="a stale or missing view was scored with defaults")
     model_versions: ModelVersions
@@ -160,8 +160,8 @@ class FeedbackResponse(_Strict):
     reward: float
     action: str | None = Field(description="the action the decision took")
     reason: Reason = Field(description="why that action was taken (the decision's reason)")
-    policy_updated: bool = Field(description="the policy learned from it: false for holdout and contact-cap "
-                                              "rows, and for a context recorded under another layout")
+    policy_updated: bool = Field(description="the policy learned from it: false for holdout, contact-cap and "
+                                              "opted-out rows, and for a context recorded under another layout")
 
 
 # ---- errors ------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class FeedbackResponse(_Strict):
 
 class ErrorDetail(_Strict):
     type: str = Field(description="serving.errors: invalid_request, malformed_body, not_found, model_not_found, "
-                                  "decision_not_found, conflict, explainer_unavailable, model_not_ready, dependency_unavailable, timeout, "
+                                  "decision_not_found, conflict, opted_out, explainer_unavailable, model_not_ready, dependency_unavailable, timeout, "
                                   "internal_error")
     message: str
     field: str | None = Field(description="the request field at fault, e.g. customer_ids[3]; null if none")

@@ -5,7 +5,7 @@ metadata   /v2, /v2/models/{m}[/versions/{v}], /v1/models,  gRPC ServerMetadata,
            /openapi.json, /docs, /redoc
 inference  /v1/score, /v1/explain, /v1/reengage,            gRPC ModelInfer
            /v1/completions, /v2/models/.../infer
-feedback   /v1/feedback
+feedback   /v1/feedback, /v1/consent, /v1/consent/{customer_id}
 admin      /v2/repository/*, everything under /v1/admin/    gRPC RepositoryIndex, RepositoryModelLoad/Unload
 
 Classified by path, not by the router's tables, so the check fails closed: any other
@@ -36,7 +36,7 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     ("/v2/repository/models/{model_name}/load", "admin"), ("/v2/repository/models/{model_name}/unload", "admin"),
     ("/v1/score", "inference"), ("/v1/explain", "inference"), ("/v1/reengage", "inference"),
     ("/v1/completions", "inference"),
-    ("/v1/feedback", "feedback"),
+    ("/v1/feedback", "feedback"), ("/v1/consent", "feedback"), ("/v1/consent/{customer_id}", "feedback"),
     ("/v1/models", "metadata"),
     ("/openapi.json", "metadata"), ("/docs", "metadata"), ("/docs/oauth2-redirect", "metadata"), ("/redoc", "metadata"),
 )

@@ -65,3 +65,24 @@ def test_split_serves_kserve_v2_and_errors_through_the_handles(split_url: str) -
     assert infer.json()["outputs"][0]["shape"][0] == 2
     bad = httpx.post(f"{split_url}/v1/score", json={"customer_ids": ["x"]}, timeout=60)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "customer_ids[0]"
+
+
+def test_split_honours_consent_and_erases_through_its_handles(app_url: str, split_url: str,
+                                                              admin_headers: dict[str, str]) -> None:
+    import time
+
+    customer = 6543  # no other e2e test uses it: it is erased here
+    r = httpx.post(f"{split_url}/v1/consent", json={"customer_id": customer, "opted_out": True}, timeout=60,
+                   headers=admin_headers)
+    assert r.status_code == 200, r.text
+    time.sleep(1.0)
+    for url in (split_url, app_url):  # one consent store: both applications honour it
+        body = httpx.post(f"{url}/v1/score", json={"customer_ids": [customer, customer + 1]}, timeout=60).json()
+        assert body["reason"][0] == "opted_out" and body["action"][0] == "no_contact", body
+        assert body["propensity"][0] == 1.0 and body["reason"][1] != "opted_out"
+    erased = httpx.delete(f"{split_url}/v1/admin/customers/{customer}", timeout=60, headers=admin_headers)
+    assert erased.status_code == 200, erased.text
+    removed = erased.json()["removed"]
+    assert removed["online_store"]["records"] == 3 and removed["decision_log"]["rows"] >= 2
+    for url in (split_url, app_url):
+        assert httpx.post(f"{url}/v1/score", json={"customer_ids": [customer]}, timeout=60).json()["found"] == [False]

@@ -79,11 +79,13 @@ class TableReader:
     def __init__(self, n: int = 100, seed: int = 0) -> None:
         self.table = np.random.default_rng(seed).normal(size=(n, len(FEATURES))).astype(np.float32)
         self.ts = 1_700_000_000.0
+        self.erased = np.zeros(n, bool)  # rows an erasure removed
 
     def read(self, entity_ids: np.ndarray):
         from feature_store.batch import FeatureBatch
 
         found = (entity_ids >= 0) & (entity_ids < len(self.table))
+        found[found] &= ~self.erased[entity_ids[found]]
         values = np.full((len(entity_ids), len(FEATURES)), np.nan, dtype=np.float32)
         values[found] = self.table[entity_ids[found]]
         ts = np.where(found, self.ts, np.nan)[:, None]
@@ -96,6 +98,14 @@ class LocalFeatures:
 
     async def lookup(self, entity_ids: np.ndarray):
         return self.reader.read(entity_ids)
+
+    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]:
+        """An erasure: the row reads as not found from now on."""
+        held = 0 <= customer_id < len(self.reader.table) and not self.reader.erased[customer_id]
+        if 0 <= customer_id < len(self.reader.table):
+            self.reader.erased[customer_id] = True
+        self.suppressed = suppressed
+        return {"v": int(held)}
 
 
 def admin_headers(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]

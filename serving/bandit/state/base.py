@@ -107,6 +107,10 @@ class StateStore(Protocol):
 
     def state_version(self, key: str) -> int: ...
 
+    def erase(self, customer_id: int, pseudonym: int) -> dict[str, int]:
+        """Make the customer's logged rows unlinkable, delete its rewards and contact times."""
+        ...
+
     def commit(self, group: Group) -> None:
         """Reserve, settle and log a group; raise (writing nothing of it, where the store
         allows) when the store is unavailable."""

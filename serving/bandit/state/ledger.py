@@ -134,6 +134,11 @@ class ContactLedger:
         keep = grants > 0
         return first[keep], grants[keep]
 
+    def forget(self, customer_id: int) -> int:
+        """Drop one customer's contact times (an erasure); 1 if there were any."""
+        with self.env.begin(write=True) as txn:
+            return int(bool(txn.delete(_keys(np.array([customer_id], np.int64))[0])))
+
     def sweep(self, dead_before: float, limit: int = _SWEEP_CHUNK) -> tuple[int, bool]:
         """Delete up to ``limit`` customers whose every contact is older than ``dead_before``,
         resuming where the last call stopped; (deleted, reached the end).

@@ -12,13 +12,15 @@ import functools
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
-REASONS = ("policy", "holdout", "contact_cap", "not_found")
+from serving.privacy.pseudonym import pseudonyms
+
+REASONS = ("policy", "holdout", "contact_cap", "not_found", "opted_out")
 
 
 class Reason(IntEnum):
@@ -28,6 +30,7 @@ class Reason(IntEnum):
     HOLDOUT = 1
     CONTACT_CAP = 2
     NOT_FOUND = 3
+    OPTED_OUT = 4  # the customer withdrew consent (or was erased): no contact, propensity 1
 
 
 class RewardStatus(IntEnum):
@@ -56,6 +59,9 @@ class BatchRecord:
     reason: np.ndarray  # (n,) uint8 index into REASONS
     feature_digest: np.ndarray | None = None
     feature_ts: np.ndarray | None = None
+    # the log holds keyed pseudonyms of ``customer_ids`` (serving.privacy), computed when the
+    # record is encoded, on the committer's thread; None: the ids as given (offline callers)
+    pseudonym_key: bytes | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -117,10 +123,22 @@ def encode_record(rec: BatchRecord) -> dict[str, Any]:
         "batch_id": rec.batch_id, "t": rec.t, "n": rec.n, "d": rec.dim, "policy": rec.policy,
         "policy_version": rec.policy_version, "model_versions": json.dumps(rec.model_versions),
         "arms": _json(tuple(rec.arms)), "context_names": _json(tuple(rec.context_names)),
-        "customer_ids": rec.customer_ids.astype("<i8").tobytes(), "context": rec.context.astype("<f4").tobytes(),
+        "customer_ids": _logged_ids(rec).astype("<i8").tobytes(), "context": rec.context.astype("<f4").tobytes(),
         "meta": encode_meta(rec.arm_index, rec.reason), "propensity": rec.propensity.astype("<f8").tobytes(),
         "feature_digest": _npy(rec.feature_digest), "feature_ts": _npy(rec.feature_ts),
     }
+
+
+def _logged_ids(rec: BatchRecord) -> np.ndarray:
+    """Keyed pseudonyms; 0 for rows without features (no decision, no reward: nothing to
+    keep, and an erased customer asked about again leaves no trace)."""
+    if rec.pseudonym_key is None:
+        return rec.customer_ids
+    ids = pseudonyms(rec.customer_ids, rec.pseudonym_key)
+    unknown = rec.reason == Reason.NOT_FOUND
+    if unknown.any():
+        ids[unknown] = 0
+    return ids
 
 
 def _text(v: str | bytes) -> str:
@@ -138,6 +156,36 @@ def decode_record(f: Mapping[str, Any]) -> BatchRecord:
         arm.astype(np.int16), np.frombuffer(f["propensity"], "<f8").copy(), reason,
         _from_npy(f.get("feature_digest")), _from_npy(f.get("feature_ts")),
     )
+
+
+def erased_rows(raw_ids: bytes, targets: np.ndarray) -> np.ndarray:
+    """Rows of an encoded ``customer_ids`` blob that hold any of ``targets`` (the erased
+    customer's pseudonym, and its raw id for logs written without pseudonyms)."""
+    return np.flatnonzero(np.isin(np.frombuffer(raw_ids, "<i8"), targets))
+
+
+def tombstone(rec: BatchRecord, rows: np.ndarray) -> BatchRecord:
+    """Make ``rows`` of a logged batch unlinkable to anyone, in place: a fresh random
+    pseudonym (no key maps an id to it), context, feature digest and feature time zeroed,
+    no action (arm -1, so a late reward is refused as for an unknown decision), reason
+    ``opted_out`` (so OPE and evidence leave them out). Row offsets stay, so every other
+    row's decision id still finds its row."""
+    rng = np.random.default_rng()
+    rec.customer_ids = rec.customer_ids.copy()
+    rec.customer_ids[rows] = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, len(rows), dtype=np.int64)
+    rec.context[rows] = 0.0
+    rec.arm_index[rows] = -1
+    rec.propensity[rows] = np.nan
+    rec.reason = rec.reason.copy()
+    rec.reason[rows] = Reason.OPTED_OUT
+    for name in ("feature_digest", "feature_ts"):
+        arr = getattr(rec, name)
+        if arr is not None and arr.ndim >= 1 and len(arr) == rec.n:
+            arr = arr.copy()
+            arr[rows] = 0
+            setattr(rec, name, arr)
+    rec.pseudonym_key = None  # the ids are pseudonyms already
+    return rec
 
 
 @dataclass

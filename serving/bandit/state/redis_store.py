@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from serving.bandit.state.base import Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed
-from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record
+from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record, erased_rows, tombstone
 from serving.errors import DependencyUnavailable
 
 _HEADER = struct.Struct("<dii")  # decision time, rows, context width
@@ -177,6 +177,37 @@ class RedisStore:
             if len(chunk) < page:
                 return
             start = "(" + chunk[-1][0].decode()
+
+    # ------------------------------------------------------------------ erasure
+    def erase(self, customer_id: int, pseudonym: int) -> dict[str, int]:
+        """Tombstone every logged row of the customer (``records.tombstone``): a stream entry
+        cannot change, so each entry holding one is replaced by its tombstoned copy (the
+        same decision time ``t``, a new entry id); the pending rows are overwritten in
+        place, its rewards and its contact counter deleted."""
+        targets = np.array([pseudonym, customer_id], dtype=np.int64)
+        hits = [(eid, f, rows) for eid, f in self._stream(self.log_key, ids=True)
+                if len(rows := erased_rows(f[b"customer_ids"], targets))]
+        done: dict[str, int] = {"decision_rows": 0, "rewards": 0, "contacts": 0}
+        erased_ids: set[str] = set()
+        pipe = self.r.pipeline(transaction=True)
+        for eid, f, rows in hits:
+            rec = tombstone(decode_record({k.decode(): v for k, v in f.items()}), rows)
+            fields = {k: v for k, v in encode_record(rec).items() if v is not None}
+            pipe.xdel(self.log_key, eid)
+            pipe.xadd(self.log_key, fields)
+            m, x, _ = self._pkeys(rec.batch_id)
+            for row in rows.tolist():  # SETRANGE keeps the key's expiry
+                pipe.setrange(m, _HEADER.size + 4 * row, fields["meta"][4 * row : 4 * row + 4])
+                pipe.setrange(x, 4 * rec.dim * row, bytes(4 * rec.dim))
+                erased_ids.add(f"{rec.batch_id}-{row}")
+            done["decision_rows"] += len(rows)
+        for eid, f in self._stream(self.rewards_key, ids=True):
+            if f[b"id"].decode() in erased_ids:
+                pipe.xdel(self.rewards_key, eid)
+                done["rewards"] += 1
+        pipe.unlink(f"{self.prefix}:cap:{int(customer_id)}")
+        done["contacts"] = int(self._call(pipe.execute)[-1])
+        return done
 
     # ------------------------------------------------------------------ retention
     def trim(self, retention: Retention) -> Trimmed:

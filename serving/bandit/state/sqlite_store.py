@@ -26,7 +26,8 @@ import numpy as np
 from serving.bandit.state.base import (Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed,
                                        discounted_update)
 from serving.bandit.state.ledger import ContactLedger
-from serving.bandit.state.records import BatchRecord, Pending, RewardStatus, decode_record, encode_record
+from serving.bandit.state.records import (BatchRecord, Pending, RewardStatus, decode_record, encode_record, erased_rows,
+                                          tombstone)
 from serving.errors import DependencyUnavailable
 
 _SCHEMA = """
@@ -206,6 +207,30 @@ class SqliteStore:
         out = {"rowid": max([r[0] for r in rows], default=after or 0),
                "reward_t": max([r[3] for r in rewards], default=float(cursor["reward_t"]) if cursor else since)}
         return [decode_record(dict(zip(_COLUMNS, r[1:]))) for r in rows], rewards, out
+
+    # ------------------------------------------------------------------ erasure
+    def erase(self, customer_id: int, pseudonym: int) -> dict[str, int]:
+        """Tombstone every logged row of the customer (``records.tombstone``), delete its
+        rewards and its contact-ledger entry; counts of what went."""
+        targets = np.array([pseudonym, customer_id], dtype=np.int64)
+        rows_done = rewards = 0
+        with self._read_lock:  # the scan reads (WAL: it never holds up the writers), one blob at a time
+            hits = [bid for bid, blob in self._reader.execute("SELECT batch_id, customer_ids FROM batches")
+                    if len(erased_rows(blob, targets))]
+        with self._write() as db:
+            for bid in hits:
+                found = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE batch_id=?", (bid,)).fetchone()
+                if found is None:  # trimmed since the scan
+                    continue
+                rows = erased_rows(found[_COLUMNS.index("customer_ids")], targets)
+                f = encode_record(tombstone(decode_record(dict(zip(_COLUMNS, found))), rows))
+                db.execute("UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, feature_digest=?, "
+                           "feature_ts=? WHERE batch_id=?", (f["customer_ids"], f["context"], f["meta"],
+                                                             f["propensity"], f["feature_digest"], f["feature_ts"], bid))
+                rewards += db.execute("DELETE FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
+                                      (bid, json.dumps(rows.tolist()))).rowcount
+                rows_done += len(rows)
+        return {"decision_rows": rows_done, "rewards": rewards, "contacts": self.ledger.forget(customer_id)}
 
     # ------------------------------------------------------------------ retention
     def trim(self, retention: Retention) -> Trimmed:
