@@ -1,8 +1,9 @@
-"""Session-wide fixtures: a private redis-server on a free port.
+"""Session-wide fixtures: a private redis-server on a free port, and the wrk binary.
 
 Tests never touch a shared Redis: each session starts its own server (``redis-server``
-from Debian's package, installed by ``.ci/run``) on a free loopback port, with no
-persistence, and stops it at the end.
+from Debian's package, installed by ``scripts/test``) on a free loopback port, with no
+persistence, and stops it at the end. A missing tool fails the test that needs it, naming
+the package: ``scripts/test`` provides both, so nothing skips for lack of them.
 """
 
 from __future__ import annotations
@@ -36,9 +37,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        binary = require_tool("redis-server")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--protected-mode", "no"],
@@ -60,6 +59,21 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+def require_tool(name: str) -> str:
+    """The path of a binary the tests need; fails (never skips) the test when it is missing."""
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.fail(f"{name} is not installed: run the tests with scripts/test, which installs it "
+                    f"(or apt-get install {name})", pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def wrk() -> str:
+    """The wrk load generator the bench drives."""
+    return require_tool("wrk")
 
 
 @pytest.fixture(scope="session")
