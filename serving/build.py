@@ -129,7 +129,7 @@ class _State:
 
     def llm(self) -> dict[str, Any]:
         """The email writer's checkpoint (HF format), skipped when its fingerprint matches."""
-        from serving.llm.train import build_checkpoint
+        from model_repo.training.llm import build_checkpoint
 
         llm = self.settings.llm
         task = self.progress.add_task("email writer checkpoint (fine-tune on CPU)", total=1)
@@ -141,7 +141,7 @@ class _State:
 
     def _adapters(self) -> dict[str, Any]:
         """One LoRA adapter per brand voice over the checkpoint (vLLM serves them per request)."""
-        from serving.llm.adapters import build_adapter
+        from model_repo.training.adapters import build_adapter
 
         llm = self.settings.llm
         built = {}

@@ -14,8 +14,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.trained_churn import Trained
 
 
 def free_port() -> int:
@@ -95,3 +99,12 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A small churn model (tests/trained_churn.py), for the runtime and tree-bench tests."""
+    from tests.trained_churn import train_small_churn
+
+    return train_small_churn(tmp_path_factory.mktemp("runtime"))
+

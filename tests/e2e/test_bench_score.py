@@ -3,7 +3,7 @@ plain FastAPI app on uvicorn and raw ONNX Runtime, real wrk, two rounds.
 
 Ours and hello-world need the bench's own private Ray head, which this process (already
 connected to the e2e session's cluster) cannot start; the pairing of ours with the
-references of its round is tested on points in tests/serving/test_bench_report.py.
+references of its round is tested on points in tests/loadtests/bench/test_report.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from serving.bench import run_score_bench
+from loadtests.bench.score import run_score_bench
 from serving.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from serving.bench import BenchError, run_score_bench
-from serving.bench_wrk import WRK_MARK, cpu_share, lua_script, parse_wrk, request_bodies, run_wrk
+from loadtests.bench.score import BenchError, run_score_bench
+from loadtests.bench.wrk import WRK_MARK, cpu_share, lua_script, parse_wrk, request_bodies, run_wrk
 from serving.settings import load_settings
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000/v1/score
