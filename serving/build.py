@@ -144,7 +144,7 @@ class _State:
         from model_repo.training.adapters import build_adapter
 
         llm = self.settings.llm
-        built = {}
+        built: dict[str, Any] = {}
         for voice in llm.voices:
             task = self.progress.add_task(f"LoRA adapter {voice!r}", total=1)
             out = build_adapter(llm.model_path, llm.adapters_dir / voice, voice, steps=llm.adapter_steps,

@@ -10,11 +10,10 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, cast
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from loadtests.bench.cli import bench_app
 from serving.audit_cli import register as register_audit_commands
@@ -225,7 +224,8 @@ def ope(
     from serving.bandit.ope import run_ope
 
     run_ope(load_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console,
-            train_share=train_share, confidence=confidence, missing_reward=missing_reward)
+            train_share=train_share, confidence=confidence,
+            missing_reward=cast(Literal["drop", "zero"], missing_reward))
 
 
 if __name__ == "__main__":  # pragma: no cover
