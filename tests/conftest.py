@@ -22,6 +22,37 @@ if TYPE_CHECKING:
     from tests.trained_churn import Trained
 
 
+TESTS = Path(__file__).parent
+# Tiers. e2e: the tests under tests/e2e/ (a real Ray Serve application). slow: a module that
+# takes long on its own (trains a model, starts Ray or subprocess fleets), listed here by
+# path so the tier is one place. unit: everything else, the fast loop (`scripts/test -m unit`).
+SLOW_MODULES = frozenset({
+    "model_repo/test_build.py",  # the whole `reengage build`, the email writer's checkpoint included
+    "model_repo/test_explain.py", "model_repo/test_explain_api.py",  # train both models on 8,000 customers
+    "model_repo/test_training.py",  # trains and exports each model
+    "feature_store/test_store_cli.py",  # the feast CLI's apply and materialize in subprocesses
+    "llm/test_llm_train.py", "llm/test_llm_adapters.py", "llm/test_llm_transformers.py",  # train a tiny LLM
+    "llm/test_llm_remote.py", "llm/test_llm_vllm.py", "llm/test_llm_vllm_engine.py",
+    "serving/test_schema_conformance.py",  # schemathesis over every operation
+    "serving/test_stop_local_head.py",  # a real local Ray head
+    "bandit/test_bandit_crash.py", "bandit/test_bandit_replicas.py",  # process fleets
+    "loadtests/test_loadtest_cli.py",  # locust runs
+    "test_layers.py",  # lint-imports over copies of the tree, once per broken contract
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks each test e2e (by folder), slow (by module) and otherwise unit."""
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix()
+        if where.startswith("e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        if where in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if not any(item.get_closest_marker(tier) for tier in ("e2e", "slow", "gpu")):
+            item.add_marker(pytest.mark.unit)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
