@@ -144,7 +144,7 @@ class _State:
 
     def llm(self) -> dict[str, Any]:
         """The email writer's checkpoint (HF format), skipped when its fingerprint matches."""
-        from serving.llm.train import build_checkpoint
+        from model_repo.training.llm import build_checkpoint
 
         llm = self.settings.llm
         task = self.progress.add_task("email writer checkpoint (fine-tune on CPU)", total=1)
@@ -156,10 +156,10 @@ class _State:
 
     def _adapters(self) -> dict[str, Any]:
         """One LoRA adapter per brand voice over the checkpoint (vLLM serves them per request)."""
-        from serving.llm.adapters import build_adapter
+        from model_repo.training.adapters import build_adapter
 
         llm = self.settings.llm
-        built = {}
+        built: dict[str, Any] = {}
         for voice in llm.voices:
             task = self.progress.add_task(f"LoRA adapter {voice!r}", total=1)
             out = build_adapter(llm.model_path, llm.adapters_dir / voice, voice, steps=llm.adapter_steps,

@@ -10,12 +10,12 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, cast
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from loadtests.bench.cli import bench_app
 from serving.audit_cli import register as register_audit_commands
 from serving.privacy_cli import register as register_privacy_commands
 from serving.rollout_cli import register as register_rollout_commands
@@ -23,8 +23,7 @@ from serving.settings import load_settings
 
 app = typer.Typer(help="reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve.",
                   no_args_is_help=True, add_completion=False)
-bench_app = typer.Typer(help="Benchmarks, each printed beside the limit it competes with.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+app.add_typer(bench_app, name="bench")  # reengage bench score|features|bandit|trees|explain|llm
 register_audit_commands(app)  # reengage audit, reengage token
 register_rollout_commands(app)  # reengage rollout start|status|promote|rollback|unload|load
 register_privacy_commands(app)  # reengage privacy erase|consent
@@ -196,118 +195,6 @@ def demo(
     run_demo(url, ids, console, token=_client_token())
 
 
-@bench_app.command("score")
-def bench_score(
-    ids: str = typer.Option("1,10,100,1000,10000", help="customer ids per request, comma-separated"),
-    concurrency: str = typer.Option("1,4,16", help="concurrent HTTP connections, comma-separated"),
-    targets: str = typer.Option("ours,hello,plain,ort", help="what to measure, comma-separated: ours (/v1/score), "
-                                "hello (hello-world Serve beside ours), plain (FastAPI on uvicorn, no Ray), "
-                                "ort (raw ONNX Runtime, 2 and 1 threads)"),
-    seconds: float = typer.Option(5.0, help="measured seconds per point (wrk rounds to whole seconds)"),
-    warmup: float = typer.Option(1.0, help="seconds of the same load before each HTTP point, not recorded (0: none)"),
-    rounds: int = typer.Option(3, help="measure each HTTP point this many times, the targets in turn; report "
-                               "medians, and each ratio as the median of the rounds' ratios"),
-    wrk_threads: int = typer.Option(1, help="wrk threads (its CPU use is reported: raise this if it nears 100%)"),
-    plain_ort_threads: int = typer.Option(0, help="ONNX Runtime threads in the plain FastAPI app (0: ORT's default)"),
-    topology: Optional[str] = typer.Option(None, help="fused or split"),
-    replicas: Optional[int] = typer.Option(None, help="ingress replicas (hello-world gets as many)"),
-    haproxy: Optional[bool] = typer.Option(None, "--haproxy/--no-haproxy"),
-    out: Optional[str] = typer.Option(None, help="results JSON (default docs/bench_score.json; the PNG goes beside it)"),
-    plot: bool = typer.Option(True, "--plot/--no-plot", help="also draw the PNG (needs matplotlib: the load extra)"),
-) -> None:
-    """/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, in one run."""
-    from pathlib import Path
-
-    from serving.bench import BenchError, run_score_bench
-    from serving.settings import project_root
-
-    settings = load_settings(_overrides(server={"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas},
-                                        llm={"enabled": False}))
-    try:
-        run_score_bench(settings, ids=_ints(ids), concurrency=_ints(concurrency),
-                        targets=[t.strip() for t in targets.split(",") if t.strip()], seconds=seconds,
-                        warmup=warmup, rounds=rounds, wrk_threads=wrk_threads, plain_ort_threads=plain_ort_threads,
-                        out_json=Path(out) if out else project_root() / "docs" / "bench_score.json",
-                        plot=plot, console=console)
-    except BenchError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
-
-
-@bench_app.command("features")
-def bench_features(
-    redis_url: Optional[str] = typer.Option(None, help="Redis to benchmark (default: start a private redis-server)"),
-    customers: int = typer.Option(100_000, help="entities to materialize"),
-) -> None:
-    """Online feature reads per second, packed reader vs raw MGET vs Feast."""
-    from feature_store.bench import run_feature_bench
-    from serving.bench import private_redis
-
-    with private_redis(redis_url) as url:  # a wide table: 10 columns of figures side by side
-        run_feature_bench(url, customers=customers, console=Console(width=max(console.width, 200)))
-
-
-@bench_app.command("bandit")
-def bench_bandit(redis_url: Optional[str] = typer.Option(None, help="also measure the Redis backend")) -> None:
-    """Bandit decisions/s for 1,000 contexts a call, and the decision log's size per million."""
-    from serving.bandit.bench import run_bandit_bench, run_log_size_bench
-    from serving.bench import private_redis
-
-    with private_redis(redis_url) as url:
-        run_bandit_bench(redis_url=url, console=console)
-        run_log_size_bench(redis_url=url, console=console)
-
-
-@bench_app.command("trees")
-def bench_trees(
-    model: str = typer.Option("churn", help="tree model in the repository"),
-    version: Optional[str] = typer.Option(None, help="version (default: the newest)"),
-    rounds: int = typer.Option(5, help="interleaved rounds per batch size"),
-) -> None:
-    """Tree runtimes on the holdout rows: ONNX Runtime vs lleaves (and tl2cgen if installed), 1 thread."""
-    from serving.runtime.bench import run_trees_bench
-
-    run_trees_bench(load_settings({}), model=model, version=version, rounds=rounds, console=console)
-
-
-@bench_app.command("explain")
-def bench_explain(
-    customers: int = typer.Option(1_000, help="customers per call"),
-    top_k: int = typer.Option(5, help="contributions per customer and model"),
-    rounds: int = typer.Option(5, help="interleaved rounds"),
-) -> None:
-    """Explanations per second (/v1/explain, /v1/score with explain) beside scoring, in-process."""
-    from serving.bench_explain import run_explain_bench
-
-    run_explain_bench(load_settings({}), customers=customers, top_k=top_k, rounds=rounds, console=console)
-
-
-@bench_app.command("llm")
-def bench_llm(
-    url: Optional[str] = typer.Option(None, help="also measure /v1/reengage on this running server"),
-    requests: int = typer.Option(32, help="emails per measurement"),
-    concurrency: str = typer.Option("1,8,32", help="comma-separated concurrent requests to measure at"),
-    backends: str = typer.Option("vllm,transformers", help="engines to compare (vllm needs the vllm extra)"),
-) -> None:
-    """Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; then /v1/reengage over HTTP."""
-    from serving.llm.bench import run_llm_bench
-
-    levels = [int(c) for c in concurrency.split(",") if c.strip()]
-    run_llm_bench(load_settings({}).llm, console=console, requests=requests, concurrency=levels,
-                  backends=[b.strip() for b in backends.split(",") if b.strip()])
-    if url is not None:
-        from serving.bench import run_reengage_bench
-
-        run_reengage_bench(url, requests=requests, concurrency=max(levels), console=console)
-
-
 @app.command()
 def loadtest(
     host: str = typer.Option("http://127.0.0.1:8000", help="the running application"),
@@ -360,7 +247,8 @@ def ope(
     from serving.bandit.ope import run_ope
 
     run_ope(load_settings(_overrides(bandit={"backend": backend, "redis_url": redis_url})), candidate, console=console,
-            train_share=train_share, confidence=confidence, missing_reward=missing_reward)
+            train_share=train_share, confidence=confidence,
+            missing_reward=cast(Literal["drop", "zero"], missing_reward))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,7 +39,7 @@ V2_EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 @dataclass
 class ScoreResult:
-    """Columnar answer for N customers, request order (DESIGN.md /v1/score)."""
+    """Columnar answer for N customers, request order (docs/api.md, POST /v1/score)."""
 
     customer_ids: np.ndarray
     found: np.ndarray

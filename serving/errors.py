@@ -130,7 +130,7 @@ def error_body(error_type: str, message: str, field: str | None = None) -> dict[
 
 
 def status_and_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    """The one mapper: any exception to (HTTP status, DESIGN.md error body).
+    """The one mapper: any exception to (HTTP status, the error body of docs/api.md).
 
     Ray wraps exceptions raised in another replica (``RayTaskError``); unwrap them so a
     caller's mistake found two hops away is still a 4xx, not a 500.

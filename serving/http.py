@@ -1,12 +1,13 @@
-"""The FastAPI application factory: routers, one pure-ASGI middleware, one error handler.
+"""The FastAPI application factory: routers, five pure-ASGI middlewares, the error handlers.
 
 Built from a DataPlane, so the same app runs inside the Ray Serve ingress
 (``__serve_build_asgi_app__``) or on plain uvicorn / TestClient for tests and for
 measuring what Serve itself costs.
 
 No ``BaseHTTPMiddleware``: it runs each request through an extra task and memory
-stream (measured here as a large share of a 1-id request's CPU). ``RequestMetrics`` is
-plain ASGI: it wraps ``send`` to read the status and add headers, nothing more.
+stream (measured here as a large share of a 1-id request's CPU). All five are plain ASGI,
+outermost first: ``RequestLog``, ``Drain``, ``RequestMetrics`` (here: it wraps ``send`` to
+read the status and add headers, nothing more), ``AuthMiddleware`` and ``FastPath``.
 """
 
 from __future__ import annotations

@@ -268,7 +268,7 @@ class LLMSettings(_Section):
 
     def adapters(self) -> dict[str, Path]:
         """The LoRA adapters to serve: built voices found on disk, then ``lora_adapters``."""
-        built = {v: self.adapters_dir / v for v in self.voices if (self.adapters_dir / v / "adapter_config.json").is_file()}
+        built: dict[str, Path] = {v: self.adapters_dir / v for v in self.voices if (self.adapters_dir / v / "adapter_config.json").is_file()}
         return {**built, **self.lora_adapters}
 
 

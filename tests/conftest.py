@@ -1,8 +1,9 @@
-"""Session-wide fixtures: a private redis-server on a free port.
+"""Session-wide fixtures: a private redis-server on a free port, and the wrk binary.
 
 Tests never touch a shared Redis: each session starts its own server (``redis-server``
-from Debian's package, installed by ``.ci/run``) on a free loopback port, with no
-persistence, and stops it at the end.
+from Debian's package, installed by ``scripts/test``) on a free loopback port, with no
+persistence, and stops it at the end. A missing tool fails the test that needs it, naming
+the package: ``scripts/test`` provides both, so nothing skips for lack of them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,43 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.trained_churn import Trained
+
+
+TESTS = Path(__file__).parent
+# Tiers. e2e: the tests under tests/e2e/ (a real Ray Serve application). slow: a module that
+# takes long on its own (trains a model, starts Ray or subprocess fleets), listed here by
+# path so the tier is one place. unit: everything else, the fast loop (`scripts/test -m unit`).
+SLOW_MODULES = frozenset({
+    "model_repo/test_build.py",  # the whole `reengage build`, the email writer's checkpoint included
+    "model_repo/test_explain.py", "model_repo/test_explain_api.py",  # train both models on 8,000 customers
+    "model_repo/test_training.py",  # trains and exports each model
+    "feature_store/test_store_cli.py",  # the feast CLI's apply and materialize in subprocesses
+    "llm/test_llm_train.py", "llm/test_llm_adapters.py", "llm/test_llm_transformers.py",  # train a tiny LLM
+    "llm/test_llm_remote.py", "llm/test_llm_vllm.py", "llm/test_llm_vllm_engine.py",
+    "serving/test_schema_conformance.py",  # schemathesis over every operation
+    "serving/test_stop_local_head.py",  # a real local Ray head
+    "bandit/test_bandit_crash.py", "bandit/test_bandit_replicas.py",  # process fleets
+    "loadtests/test_loadtest_cli.py",  # locust runs
+    "test_layers.py",  # lint-imports over copies of the tree, once per broken contract
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks each test e2e (by folder), slow (by module) and otherwise unit."""
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix()
+        if where.startswith("e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        if where in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if not any(item.get_closest_marker(tier) for tier in ("e2e", "slow", "gpu")):
+            item.add_marker(pytest.mark.unit)
 
 
 def free_port() -> int:
@@ -36,9 +72,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        binary = require_tool("redis-server")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--protected-mode", "no"],
@@ -60,6 +94,21 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+def require_tool(name: str) -> str:
+    """The path of a binary the tests need; fails (never skips) the test when it is missing."""
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.fail(f"{name} is not installed: run the tests with scripts/test, which installs it "
+                    f"(or apt-get install {name})", pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def wrk() -> str:
+    """The wrk load generator the bench drives."""
+    return require_tool("wrk")
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +142,12 @@ def _stop_token_watches() -> Iterator[None]:
 
     if "serving.security.shared_tokens" in sys.modules:
         sys.modules["serving.security.shared_tokens"].stop_watches()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A small churn model (tests/trained_churn.py), for the runtime and tree-bench tests."""
+    from tests.trained_churn import train_small_churn
+
+    return train_small_churn(tmp_path_factory.mktemp("runtime"))
+

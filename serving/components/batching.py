@@ -5,10 +5,11 @@ grouped and calls back ``run_group(inputs, versions)`` with one list per group, 
 runs one ONNX Runtime call per version over the merged rows and splits them back.
 Two implementations share that contract:
 
-- ``AsyncBatcher`` (here): plain asyncio, used outside Ray Serve (plain uvicorn, unit
-  tests, benchmarks) so merging and splitting are testable without a cluster;
-- ``ServeBatcher`` (``serving.deployments.batching``): Ray Serve's ``serve.batch``
-  inside a replica.
+- ``AsyncBatcher`` (here): plain asyncio, the batcher everywhere by default, Serve
+  replicas included (``models.batcher: asyncio``), and so merging and splitting are
+  testable without a cluster;
+- ``ServeBatcher`` (``serving.deployments.batching``): Ray Serve's ``serve.batch``, the
+  alternative a Serve replica uses when ``models.batcher`` is ``serve``.
 
 Batch size is counted in rows (customers), not requests, capped by ``max_batch_size``
 from config.pbtxt; a call larger than the cap runs alone.

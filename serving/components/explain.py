@@ -4,7 +4,7 @@ Kept apart from the scoring path: nothing here runs unless a request asks for
 ``explain``, and explainers load on first use per version (a replica that is never
 asked to explain never reads a booster or opens a second ONNX session).
 
-The block (DESIGN.md "Explanations") is columnar like ``/v1/score``::
+The block (docs/api.md, "POST /v1/explain") is columnar like ``/v1/score``::
 
     {"version": "3", "output": "log_odds", "method": "tree_shap",
      "base_value": [float | null, ...],

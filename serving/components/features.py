@@ -53,6 +53,7 @@ class FeatureLookup:
         def late() -> Exception:
             return OnlineStoreUnavailable(name, f"no answer within {budget:g} s")
 
+        assert self._pool is not None, "network reads run on the Redis backend's pool"
         try:
             return await call_with_deadline(self._pool, budget, late, fn, *args)
         except OnlineStoreUnavailable as exc:
@@ -115,5 +116,5 @@ def model_feature_services(settings: Settings) -> list[str]:
     """Feature services named by the scoring models' config.pbtxt, churn first."""
     specs = scan(settings.models.repo_path)
     names = [settings.models.churn, settings.models.engagement]
-    services = [specs[n].feature_service for n in names if n in specs and specs[n].feature_service]
+    services = [s for s in (specs[n].feature_service for n in names if n in specs) if s]
     return list(dict.fromkeys(services)) or ["churn_model", "engagement_model"]

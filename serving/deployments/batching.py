@@ -1,4 +1,7 @@
-"""``serve.batch`` as the model service's batcher inside a Serve replica.
+"""``serve.batch`` as a model service's batcher inside a Serve replica, when chosen.
+
+The default batcher is ``AsyncBatcher`` (``serving.components.batching``); this one
+runs when ``models.batcher`` is ``serve``.
 
 ``serve.batch`` is wrapped around the bound ``run_group`` of each model service, not
 used as a method decorator: a decorated method keeps one queue per *function*, which

@@ -10,10 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from serving.settings import LLMSettings
+from typing import Literal
 
 FinishReason = Literal["stop", "length"]
 

@@ -95,7 +95,7 @@ class EmailWriter:
     async def write_many(self, requests: list[EmailRequest], *, max_tokens: int | None = None,
                          temperature: float | None = None, stop: list[str] | None = None,
                          timeout_s: float | None = None, lora: str | None = None) -> list[EmailResult]:
-        """Emails for several customers in one engine call (for ``@serve.batch``).
+        """Emails for several customers in one engine call.
 
         Drafts failing a guardrail are replaced by the template with ``fallback=True``;
         the unsubscribe footer is appended to every body. ``lora`` names one of the

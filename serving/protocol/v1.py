@@ -1,4 +1,4 @@
-"""Wire types of our JSON API (DESIGN.md, "HTTP interface (v1)").
+"""Wire types of our JSON API (docs/api.md).
 
 Bounded and strict, so validation names the offending field. Responses are columnar:
 one array per field, in request order, as the scoring path produces them. The routes
@@ -176,6 +176,6 @@ class ErrorDetail(_Strict):
 
 
 class ErrorResponse(_Strict):
-    """DESIGN.md's error body (``serving.errors.error_body``), on every route but /v2."""
+    """The error body of docs/api.md ("Errors"; ``serving.errors.error_body``), on every route but /v2."""
 
     error: ErrorDetail

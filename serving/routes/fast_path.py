@@ -13,6 +13,7 @@ auth) see it as any other route: the scope carries the route, as Starlette's rou
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def find_route(router: APIRouter, method: str, path: str) -> APIRoute:
     """The router's own route object (what Starlette's router puts in the scope)."""
-    return next(r for r in router.routes if isinstance(r, APIRoute) and r.path == path and method in r.methods)
+    return next(r for r in router.routes if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ()))
 
 
 class FastPath:
@@ -37,7 +38,7 @@ class FastPath:
 
     def __init__(self, app: Any, fastapi: FastAPI, route: APIRoute) -> None:
         self.app, self.fastapi, self.route = app, fastapi, route
-        [self.method] = route.methods
+        [self.method] = sorted(route.methods or ())
         self.path = route.path
         self.endpoint: Endpoint = route.endpoint
 
@@ -60,5 +61,6 @@ class FastPath:
         for cls in type(exc).__mro__:
             handler = handlers.get(cls)
             if handler is not None:
-                return await handler(request, exc)  # type: ignore[no-any-return]
+                answer = handler(request, exc)
+                return await answer if inspect.isawaitable(answer) else answer
         raise exc

@@ -156,8 +156,10 @@ class GrpcAdapter:
             return self.auth.check(group, authorization)
         except ReengageError as exc:
             if group == "admin":  # refused admin calls are audited (not fsync'd: a flood must stay cheap)
-                def actor() -> str:
-                    principal = self.auth.identify(authorization) if exc.status_code == 403 else None
+                forbidden = exc.status_code == 403  # ``exc`` is unbound once the except block ends
+
+                def actor() -> str:  # called later, on the audit writer's thread
+                    principal = self.auth.identify(authorization) if forbidden else None
                     return principal.name if principal else ANONYMOUS
 
                 audit_log(self.dp.settings).refused(f"grpc {method}", actor=actor, source=_peer(grpc_context),

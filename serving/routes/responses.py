@@ -37,7 +37,7 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ReengageE
 
 def error_response(request: Request, status: int, body: dict[str, Any],
                    headers: dict[str, str] | None = None) -> Response:
-    """DESIGN.md's error body; on /v2 routes the Open Inference Protocol's ``{"error": str}``
+    """The error body of docs/api.md ("Errors"); on /v2 routes the Open Inference Protocol's ``{"error": str}``
     (what tritonclient parses), with our type and field kept beside it."""
     if request.url.path.startswith("/v2"):
         err = body["error"]

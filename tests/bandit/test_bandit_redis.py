@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from serving.bandit.bench import run_bandit_bench
+from loadtests.bench.bandit import run_bandit_bench
 from serving.bandit.router import BanditRouter
 from serving.errors import DependencyUnavailable
 from serving.settings import BanditSettings

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.bench_applog import PATTERN, AppLatency, serve_logs_dir
+from loadtests.bench.applog import PATTERN, AppLatency, serve_logs_dir
 from serving.settings import load_settings
 
 CLIENTS = 6
@@ -33,7 +33,7 @@ def main(overrides: dict) -> dict:
     from ray import serve
 
     from serving.app import APP_NAME
-    from serving.bench import _ray_serve
+    from loadtests.bench.score import _ray_serve
     from serving.deployments import drain_signal
 
     settings = load_settings(overrides)

@@ -3,26 +3,24 @@ plain FastAPI app on uvicorn and raw ONNX Runtime, real wrk, two rounds.
 
 Ours and hello-world need the bench's own private Ray head, which this process (already
 connected to the e2e session's cluster) cannot start; the pairing of ours with the
-references of its round is tested on points in tests/serving/test_bench_report.py.
+references of its round is tested on points in tests/loadtests/bench/test_report.py.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from serving.bench import run_score_bench
+from loadtests.bench.score import run_score_bench
 from serving.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
-def test_rounds_measure_each_point_again_and_report_medians(settings: Settings, tmp_path: Path) -> None:
+def test_rounds_measure_each_point_again_and_report_medians(settings: Settings, tmp_path: Path, wrk: str) -> None:
     out = tmp_path / "bench.json"
     result = run_score_bench(settings, ids=[1, 10], concurrency=[2], targets=["plain", "ort"], seconds=1.0,
                              warmup=0.0, rounds=2, out_json=out, plot=False, console=Console(width=220))

@@ -61,7 +61,7 @@ def test_opt_out_holds_on_every_replica_within_a_second_and_opt_in_resumes(app_u
 def _online(settings: Settings, customer_id: int) -> dict[str, bool]:
     """Whether each view holds the customer, read from the online store itself."""
     from feature_store.online_store import kv_store_for
-    from feature_store.online_store.layout import build_keys, key_prefix, view_prefix
+    from feature_store.online_store.layout import key_prefix, view_prefix
     from feature_store.repo import load_store
 
     store = load_store(settings.features)

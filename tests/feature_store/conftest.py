@@ -1,6 +1,6 @@
 """A small Feast repo with the real repo's shapes, on each online-store backend.
 
-Built from :mod:`feature_store.bench` (demo definitions: Int64 ``customer_id``, two
+Built from :mod:`loadtests.bench.features` (demo definitions: Int64 ``customer_id``, two
 Float32 views with 90 d / 30 d TTLs, a String view, a push source), so these tests do
 not wait on feature_store/definitions.py. Data: ids 1..CUSTOMERS, a tenth of each TTL
 view past its TTL.
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from feature_store.bench import make_repo, packed_config, write_demo_data
+from loadtests.bench.features import make_repo, packed_config, write_demo_data
 from feature_store.online_store import materialize_packed
 
 CUSTOMERS = 3000

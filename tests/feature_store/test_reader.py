@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from feature_store.batch import FeatureBatch
-from feature_store.bench import ACTIVITY, PROFILE
+from loadtests.bench.features import ACTIVITY, PROFILE
 from feature_store.reader import FeastReader, PackedReader
 
 from .conftest import CUSTOMERS

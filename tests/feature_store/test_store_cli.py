@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 from feast import FeatureStore
 
-from feature_store.bench import packed_config
+from loadtests.bench.features import packed_config
 from feature_store.reader import FeastReader, PackedReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def test_feast_cli_apply_and_materialize_incremental(tmp_path: Path, demo_data) 
            "entity_key_serialization_version": 3}
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg))
     (repo / "definitions.py").write_text(
-        "from pathlib import Path\nfrom feature_store.bench import demo_objects\n"
+        "from pathlib import Path\nfrom loadtests.bench.features import demo_objects\n"
         f"(customer, push, profile, activity, contact, churn, writer) = demo_objects(Path({str(demo_data[0])!r}))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     feast = [sys.executable, "-m", "feast.cli.cli"]

@@ -15,7 +15,7 @@ TINY = {"vocab_size": 512, "n_positions": 256, "n_embd": 64, "n_layer": 2, "n_he
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from serving.llm.train import build_checkpoint
+    from model_repo.training.llm import build_checkpoint
 
     out = tmp_path_factory.mktemp("llm") / "email_writer"
     metrics = build_checkpoint(out, steps=40, seed=0, size=TINY, heldout=4)
@@ -36,7 +36,7 @@ ADAPTER_STEPS = 200  # enough for the playful voice's opening ("Psst,") on the t
 @pytest.fixture(scope="session")
 def tiny_adapters(tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Both brand voices as LoRA adapters of the tiny checkpoint, trained by the real trainer."""
-    from serving.llm.adapters import build_adapter
+    from model_repo.training.adapters import build_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     for voice in ("classic", "playful"):

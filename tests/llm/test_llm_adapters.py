@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from serving.errors import InvalidRequest, ModelNotFound
-from serving.llm import corpus
-from serving.llm.adapters import FINGERPRINT_FILE, VOICES, build_adapter, find_adapters, voice_examples
+from model_repo.training import corpus
+from model_repo.training.adapters import FINGERPRINT_FILE, VOICES, build_adapter, find_adapters, voice_examples
 from serving.llm.engine import SamplingParams
 from serving.llm.prompts import STOP, parse_completion
 from serving.llm.service import EmailWriter

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from serving.errors import InvalidRequest
-from serving.llm import corpus
+from model_repo.training import corpus
 from serving.llm.prompts import (ACTIONS, BODY_MARK, SUBJECT_MARK, build_prompt, fill_slots, format_completion,
                                  parse_completion, segment)
 

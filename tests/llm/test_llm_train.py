@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serving.llm.train import FINGERPRINT_FILE, build_checkpoint
+from model_repo.training.llm import FINGERPRINT_FILE, build_checkpoint
 
 
 def test_checkpoint_has_the_hugging_face_files(tiny_checkpoint: tuple[Path, dict]) -> None:

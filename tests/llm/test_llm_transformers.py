@@ -128,7 +128,7 @@ def test_completions_and_stream_on_the_real_engine(llm_settings: LLMSettings) ->
 def test_bench_reports_throughput_latency_and_first_token(llm_settings: LLMSettings) -> None:
     import importlib.util
 
-    from serving.llm.bench import run_llm_bench
+    from loadtests.bench.llm import run_llm_bench
 
     out = run_llm_bench(llm_settings, requests=4, concurrency=(1, 2), backends=("vllm", "transformers"))
     rows = {(r["backend"], r["concurrency"]): r for r in out["rows"]}

@@ -20,8 +20,8 @@ pytest.importorskip("vllm")
 psutil = pytest.importorskip("psutil")
 
 from serving.errors import InvalidRequest, Timeout  # noqa: E402
-from serving.llm import corpus  # noqa: E402
-from serving.llm.adapters import VOICES  # noqa: E402
+from model_repo.training import corpus  # noqa: E402
+from model_repo.training.adapters import VOICES  # noqa: E402
 from serving.llm.engine import SamplingParams, TextDelta  # noqa: E402
 from serving.llm.prompts import STOP, parse_completion  # noqa: E402
 from serving.llm.service import EmailWriter  # noqa: E402

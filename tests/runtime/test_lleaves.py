@@ -13,7 +13,7 @@ from serving.runtime import lleaves
 from serving.runtime.lleaves import LleavesRuntime
 from serving.runtime.onnx import OnnxRuntime
 
-from .conftest import Trained
+from tests.trained_churn import Trained
 
 TOLERANCE = 1e-6
 

@@ -18,7 +18,7 @@ from serving.runtime import runtime_for
 from serving.runtime.lleaves import LleavesRuntime
 from serving.runtime.onnx import OnnxRuntime
 
-from .conftest import Trained, feast_repo
+from tests.trained_churn import Trained, feast_repo
 
 
 def _set_runtime(model_dir: Path, runtime: str | None) -> None:

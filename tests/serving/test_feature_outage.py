@@ -7,7 +7,6 @@ layer runs on FastAPI's TestClient (no Ray) so the outage can be staged precisel
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from feature_store.bench import demo_objects
+from loadtests.bench.features import demo_objects
 from feature_store.online_store.codec import (
     EXPIRED, MISSING, OK, SCHEMA, decode, decode_generic, encode_generic, encode_packed, values_from_protos,
 )

@@ -11,7 +11,7 @@ import pytest
 from feast import FeatureView, Field
 from feast.types import Float32
 
-from feature_store.bench import ACTIVITY, demo_objects
+from loadtests.bench.features import ACTIVITY, demo_objects
 from feature_store.online_store.layout import key_prefix, layout_for, view_prefix
 from feature_store.online_store.feast_store import kv_store_for
 from feature_store.reader import FeastReader, PackedReader

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from feature_store.bench import ENGINE_CLASS, make_repo, packed_config
+from loadtests.bench.features import ENGINE_CLASS, make_repo, packed_config
 from feature_store.online_store import PackedOnlineStore, materialize_packed
 from feature_store.reader import PackedReader
 

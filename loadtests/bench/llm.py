@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import DependencyUnavailable
-from serving.llm import corpus
+from model_repo.training import corpus
 from serving.llm.backends import make_engine
 from serving.llm.engine import LLMEngine, SamplingParams
 from serving.llm.prompts import STOP

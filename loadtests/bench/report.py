@@ -1,6 +1,6 @@
 """What `reengage bench score` prints and draws from its points: the ratios to the
 references at each point, a table per ids-per-request, and the PNG plot. Pure: the points
-come from ``serving.bench`` (tests/serving/test_bench.py)."""
+come from ``loadtests.bench.score`` (tests/loadtests/bench/test_score.py)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ body of distinct random existing customer ids:
          the same Serve instance and ingress (/hello/v1/score, same replicas and num_cpus):
          the framework limit;
   plain  a plain FastAPI app on uvicorn (1 worker, no Ray) doing the same feature read,
-         both models and orjson: what a user would write instead (serving/bench_refs.py);
+         both models and orjson: what a user would write instead (loadtests/bench/refs.py);
   ort2, ort1  raw ONNX Runtime, both models on the same rows, 2 threads and 1 thread:
          the compute limit.
-HTTP load comes from wrk (serving/bench_wrk.py); the CPU wrk itself used is reported
+HTTP load comes from wrk (loadtests/bench/wrk.py); the CPU wrk itself used is reported
 beside every point, so a load generator near its limit shows.
 Order: ORT; then the plain app and Ray (ours and hello) are all up, and at each point the
 HTTP targets are measured in turn, ``rounds`` times, each round starting with the next
@@ -43,11 +43,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from serving.bench_applog import AppLatency, serve_logs_dir
-from serving.bench_report import LABELS, aggregate, plot_or_say, print_tables, ratios
-from serving.bench_refs import (free_ports, http_ok, ort_point, packed_reader, plain_config, plain_server, score_models,
+from loadtests.bench.applog import AppLatency, serve_logs_dir
+from loadtests.bench.report import LABELS, aggregate, plot_or_say, print_tables, ratios
+from loadtests.bench.refs import (free_ports, http_ok, ort_point, packed_reader, plain_config, plain_server, score_models,
                                 stop_group, wait_up)
-from serving.bench_wrk import bodies_per_point, lua_script, request_bodies, run_wrk
+from loadtests.bench.wrk import bodies_per_point, lua_script, request_bodies, run_wrk
 from serving.settings import Settings
 
 TARGETS = ("ours", "hello", "plain", "ort")
@@ -97,7 +97,7 @@ def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # no INFO lines over the progress bar
         url = server.deploy(settings, settings.model_dump(mode="json"), address=f"127.0.0.1:{gcs}")
         if hello:
-            from serving.bench_refs import hello_app
+            from loadtests.bench.refs import hello_app
 
             serve.run(hello_app(replicas=replicas, num_cpus=settings.server.num_cpus,
                                 max_ongoing_requests=settings.server.max_ongoing_requests),

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from serving.repository import read_model
-from serving.runtime.bench import interleaved, measure, runtimes
+from loadtests.bench.trees import interleaved, measure, runtimes
 
-from .conftest import Trained
+from tests.trained_churn import Trained
 
 
 def test_runtimes_agree_on_the_holdout(trained: Trained, tmp_path: Path) -> None:

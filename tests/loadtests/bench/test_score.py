@@ -1,9 +1,8 @@
-"""`reengage bench score`: the pure parts (bodies, wrk script and output) and one real wrk run against a tiny local HTTP server (skipped without wrk)."""
+"""`reengage bench score`: the pure parts (bodies, wrk script and output) and one real wrk run against a tiny local HTTP server."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from serving.bench import BenchError, run_score_bench
-from serving.bench_wrk import WRK_MARK, cpu_share, lua_script, parse_wrk, request_bodies, run_wrk
+from loadtests.bench.score import BenchError, run_score_bench
+from loadtests.bench.wrk import WRK_MARK, cpu_share, lua_script, parse_wrk, request_bodies, run_wrk
 from serving.settings import load_settings
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000/v1/score
@@ -93,8 +92,7 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
-def test_wrk_posts_the_bodies_and_reports(tmp_path: Path) -> None:
+def test_wrk_posts_the_bodies_and_reports(tmp_path: Path, wrk: str) -> None:
     bodies = request_bodies(customers=1000, ids=7, count=9, seed=1)
     (tmp_path / "bodies.txt").write_text("\n".join(bodies) + "\n")
     (tmp_path / "wrk.lua").write_text(lua_script(tmp_path / "bodies.txt", "/v1/score"))

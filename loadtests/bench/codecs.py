@@ -1,6 +1,6 @@
 """Encode the columnar answer as JSON and as Arrow, beside the list-based JSON it replaced.
 
-``python -m serving.codecs.bench``: a markdown table (docs/benchmarks.md) of encode time,
+``python -m loadtests.bench.codecs``: a markdown table (docs/benchmarks.md) of encode time,
 size and client decode time for 1,000 and 10,000 customers.
 """
 

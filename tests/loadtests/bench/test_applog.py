@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.bench_applog import AppLatency
+from loadtests.bench.applog import AppLatency
 
 
 def line(route: str, latency_ms: float, status: int = 200) -> str:

@@ -1,4 +1,4 @@
-"""Rollout evidence latency against the decision log's size: ``python -m serving.bench_rollout``.
+"""Rollout evidence latency against the decision log's size: ``reengage bench rollout``.
 
 Fills a real bandit store (sqlite, or Redis with ``--redis-url``) with N logged decisions
 of a canary (default v1, candidate v2 at 20 percent, row tokens as the dataplane writes
@@ -11,8 +11,6 @@ context, ``full read`` times reading the whole log once (what every call cost be
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -88,17 +86,3 @@ def run(decisions: int, *, rounds: int = 5, redis_url: str | None = None, seed: 
     return {"decisions": decisions, "backend": settings.backend, "build_s": round(build / 1e3, 2),
             "cold_ms": round(statistics.median(cold), 1), "warm_ms": round(statistics.median(warm), 2),
             "full_read_ms": round(full, 1), "rounds": rounds}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, nargs="+", default=[10_000, 1_000_000])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--redis-url", default=None)
-    args = parser.parse_args()
-    for n in args.decisions:
-        print(json.dumps(run(n, rounds=args.rounds, redis_url=args.redis_url)), flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""The consent check's cost per /v1/score request: ``python -m serving.privacy.bench``.
+"""The consent check's cost per /v1/score request: ``reengage bench consent``.
 
 What a request pays is ``ConsentView.mask`` over its ids (the router then only reads the
 mask). Measured for 1, 1,000 and 10,000 ids against nobody, 10,000 and 1,000,000 opted-out
@@ -40,9 +40,3 @@ def run(seed: int = 0) -> list[dict[str, float]]:
                 us = _best(lambda: view.mask(ids), 2_000 if n < 10_000 else 200)
                 rows.append({"opted_out": opted, "ids": n, "share_opted_out": share, "us": us})
     return rows
-
-
-if __name__ == "__main__":
-    for row in run():
-        print(f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  {row['share_opted_out']:>4.0%} among them: "
-              f"{row['us']:8.2f} us")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from serving.bench_report import aggregate, plot_results, print_tables, ratios
+from loadtests.bench.report import aggregate, plot_results, print_tables, ratios
 
 
 def _point(target: str, ids: int, c: int | None, req_s: float) -> dict[str, Any]:

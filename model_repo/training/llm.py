@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.llm import corpus as corpus_mod
+from model_repo.training import corpus as corpus_mod
 from serving.llm import prompts as prompts_mod
 from serving.llm.engine import SamplingParams
 from serving.llm.guardrails import GuardrailConfig, check_email

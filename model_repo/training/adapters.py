@@ -4,11 +4,11 @@ vLLM serves several LoRA adapters over one base model and picks one per request
 (``LoRARequest``), so a second brand voice costs a few MB of adapter, not a second
 model. Each voice here is a style of the generated corpus (same customers, facts and
 offers; different wording), and ``build_adapter`` fine-tunes one LoRA adapter per voice
-on the base checkpoint with the project's own trainer (``train._load_base`` and
-``train._train_loop``). Only the adapter is saved, in PEFT's format
+on the base checkpoint with the project's own trainer (``llm._load_base`` and
+``llm._train_loop``). Only the adapter is saved, in PEFT's format
 (``adapter_config.json`` + ``adapter_model.safetensors``), which both vLLM and peft load.
 
-Kept apart from ``train.py`` and ``corpus.py`` on purpose: those are part of the base
+Kept apart from ``llm.py`` and ``corpus.py`` on purpose: those are part of the base
 checkpoint's fingerprint, and a new voice must not retrain the base.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.llm import corpus
+from model_repo.training import corpus
 from serving.llm.prompts import ACTIONS, format_completion, segment
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -91,7 +91,7 @@ def build_adapter(base: Path, out_dir: Path, voice: str, *, steps: int = 100, se
 
     import torch
 
-    from serving.llm import train
+    from model_repo.training import llm as train
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1)))

@@ -253,7 +253,7 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
     return results
 
 
-if __name__ == "__main__":  # python -m feature_store.bench [redis_url] [customers]
+if __name__ == "__main__":  # python -m loadtests.bench.features [redis_url] [customers]
     import sys
 
     run_feature_bench(sys.argv[1] if len(sys.argv) > 1 else None,

@@ -9,7 +9,7 @@ request body (the same bytes /v1/score gets) and does no other work.
 ``plain_app``: what a user would write instead of adopting reengage. FastAPI on uvicorn
 (one worker, no Ray) doing the same work per request: the packed feature read, both
 ONNX models, orjson of the columnar answer. No bandit, no decision log, no metrics.
-Run as ``uvicorn --factory serving.bench_refs:plain_app`` with its configuration (model
+Run as ``uvicorn --factory loadtests.bench.refs:plain_app`` with its configuration (model
 files and feature refs, prepared by the bench) in the ``REENGAGE_BENCH_PLAIN`` variable;
 ``plain_server`` does that on a free port and stops it (by its pid) afterwards.
 
@@ -236,7 +236,7 @@ def plain_server(config: str, workdir: Path) -> Iterator[str]:
     port = free_ports(1)[0]
     log = workdir / "uvicorn.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "serving.bench_refs:plain_app",
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "loadtests.bench.refs:plain_app",
                                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                                  "--no-access-log", "--log-level", "warning"],
                                 env={**os.environ, PLAIN_ENV: config}, cwd=project_root(), stdout=sink,
