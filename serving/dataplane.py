@@ -27,7 +27,9 @@ from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
 from serving.llm.reasons import churn_reasons
+from serving.monitoring import Monitor, Observation, Scored, window_report
 
+_HOLDOUT = REASONS.index("holdout")
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
 V2_EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -115,25 +117,30 @@ class DataPlane:
         models: dict[str, Model],
         bandit: Bandit | None = None,
         writer: Writer | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.settings = settings
         self.features = features
         self.models = models
         self.bandit = bandit
         self.writer = writer
+        self.monitor = monitor
 
     async def close(self) -> None:
         """Graceful stop: what the components still hold (the bandit's queued decision log)
         is written before the process goes."""
         if self.bandit is not None:
             await self.bandit.close()
+        if self.monitor is not None:
+            await asyncio.to_thread(self.monitor.close)
 
     # -- /v1/score ------------------------------------------------------------------------
     async def score(self, customer_ids: np.ndarray, explain: int | None = None) -> ScoreResult:
         """``explain``: add each model's top-``explain`` contributions (by the versions that scored)."""
         return (await self._score(customer_ids, explain))[0]
 
-    async def _score(self, customer_ids: np.ndarray, explain: int | None = None) -> tuple[ScoreResult, Any]:
+    async def _score(self, customer_ids: np.ndarray, explain: int | None = None,
+                     forced: str | None = None) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
@@ -166,7 +173,36 @@ class DataPlane:
             result.explain_k = explain
         if self.bandit is not None and self.settings.bandit.enabled:
             await self._decide(result, batch)
+        if self.monitor is not None:
+            self._observe(result, values, batch.names, rows if partial else slice(None), forced)
         return result, batch
+
+    def _observe(self, result: ScoreResult, values: np.ndarray, names: tuple[str, ...],
+                 rows: np.ndarray | slice, forced: str | None) -> None:
+        """Hand the found rows to the monitor: a queue append; binning runs on its thread.
+        ``forced``: the action /v1/reengage takes instead of the bandit's."""
+        split = result.row_versions or {}
+        models = {}
+        for role, name, col in (("churn", self.settings.models.churn, result.churn_probability),
+                                ("engagement", self.settings.models.engagement, result.engagement_probability)):
+            codes, versions = (split[role][0][rows], split[role][1]) if role in split else (None, ())
+            models[name] = Scored(result.model_versions[role], col[rows], codes, versions)
+        d, n = result.decisions, len(values)
+        arms, arm_index, propensity, holdout = (), None, None, None
+        if forced is not None:
+            arms = tuple(self.settings.bandit.arms)
+            arm_index, holdout = np.full(n, arms.index(forced), np.int64), np.zeros(n, bool)
+        elif d is not None:
+            arms, arm_index, propensity = d.arms, d.arm_index[rows], d.propensity[rows]
+            holdout = d.reason_code[rows] == _HOLDOUT
+        self.monitor.observe(Observation(time.time(), values, names, models, result.churn_probability[rows],
+                                         arm_index, arms, propensity, holdout, self.settings.bandit.control_arm))
+
+    async def monitor_report(self, since: float | None, window_s: int | None) -> dict[str, Any]:
+        """``/v1/monitor``: every replica's counts in the window against the references."""
+        if self.monitor is None:
+            raise DependencyUnavailable("model monitoring is off on this server (monitor.enabled=false)")
+        return await window_report(self.monitor, self.settings.monitor, since, window_s)
 
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
         result.decisions = await self.bandit.decide(
@@ -221,7 +257,7 @@ class DataPlane:
             raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
         if action is not None and action not in self.settings.bandit.arms:
             raise InvalidRequest(f"unknown action; choose from {self.settings.bandit.arms}", field="action")
-        result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain)
+        result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain, forced=action)
         if not bool(result.found[0]):
             raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
         answer = result.first_row()

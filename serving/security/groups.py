@@ -7,6 +7,7 @@ inference  /v1/score, /v1/explain, /v1/reengage,            gRPC ModelInfer
            /v1/completions, /v2/models/.../infer
 feedback   /v1/feedback
 admin      /v2/repository/*, everything under /v1/admin/    gRPC RepositoryIndex, RepositoryModelLoad/Unload
+           /v1/monitor
 
 Classified by path, not by the router's tables, so the check fails closed: any other
 path under ``/v1/`` or ``/v2/`` is ``admin`` (a new route is closed until it is given a
@@ -38,6 +39,7 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/completions", "inference"),
     ("/v1/feedback", "feedback"),
     ("/v1/models", "metadata"),
+    ("/v1/monitor", "admin"),
     ("/openapi.json", "metadata"), ("/docs", "metadata"), ("/docs/oauth2-redirect", "metadata"), ("/redoc", "metadata"),
 )
 # prefixes whose every path is one group (routes another module adds beneath them)

@@ -1,0 +1,115 @@
+"""A version's drift reference, compiled for binning a batch with a few array operations.
+
+``reference.json`` (written by the build: ``model_repo/training/reference.py``) gives each
+input feature and the score ``lo``, ``hi``, inner ``cuts`` and the training counts in
+``[missing, below lo, bin 1 .. bin B, above hi]``. ``Binner`` lays every feature's slots
+end to end in one flat vector, so binning N rows of F features is one broadcast
+comparison against an (F, K) edge matrix, one ``np.bincount`` and no Python loop per row
+or per feature.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FILE = "reference.json"
+PSI_EPSILON = 1e-4  # an empty bin's share, as Evidently and most PSI implementations floor it
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, eps: float = PSI_EPSILON) -> float | None:
+    """Population stability index of ``actual`` counts against ``expected`` counts (same bins);
+    None when either side has no rows."""
+    e_n, a_n = float(np.sum(expected)), float(np.sum(actual))
+    if e_n <= 0 or a_n <= 0:
+        return None
+    p = np.maximum(np.asarray(expected, np.float64) / e_n, eps)
+    q = np.maximum(np.asarray(actual, np.float64) / a_n, eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+@dataclass(frozen=True)
+class Binner:
+    """The compiled reference of one model version."""
+
+    model: str
+    fingerprint: str
+    rows: int
+    features: tuple[str, ...]
+    edges: np.ndarray  # (F, K) float64: lo then the cuts, NaN-padded (never >=)
+    hi: np.ndarray  # (F,)
+    offsets: np.ndarray  # (F,) int64: each feature's first slot in the flat vector
+    sizes: np.ndarray  # (F,) slots per feature (B + 3)
+    reference: np.ndarray  # (total,) training counts, flat
+    score_edges: np.ndarray  # (K_s,)
+    score_hi: float
+    score_reference: np.ndarray
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "Binner":
+        cols = doc["features"]
+        k = max(len(c["cuts"]) + 1 for c in cols) if cols else 1
+        edges = np.full((len(cols), k), np.nan)
+        for j, c in enumerate(cols):
+            edges[j, : len(c["cuts"]) + 1] = [c["lo"], *c["cuts"]]
+        sizes = np.array([len(c["counts"]) for c in cols], dtype=np.int64)
+        score = doc["score"]
+        return cls(
+            model=doc["model"], fingerprint=doc["fingerprint"], rows=int(doc["rows"]),
+            features=tuple(c["feature"] for c in cols), edges=edges,
+            hi=np.array([c["hi"] for c in cols], dtype=np.float64),
+            offsets=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), sizes=sizes,
+            reference=np.concatenate([np.asarray(c["counts"], np.int64) for c in cols]) if cols else np.zeros(0, np.int64),
+            score_edges=np.asarray([score["lo"], *score["cuts"]], np.float64), score_hi=float(score["hi"]),
+            score_reference=np.asarray(score["counts"], np.int64),
+        )
+
+    @property
+    def total(self) -> int:
+        return int(self.sizes.sum())
+
+    def feature_counts(self, x: np.ndarray) -> np.ndarray:
+        """Flat slot counts of ``x`` (N, F), columns in ``features`` order."""
+        idx = (x[:, :, None] >= self.edges[None, :, :]).sum(axis=2) + (x > self.hi)
+        idx = np.where(np.isnan(x), -1, idx) + 1 + self.offsets
+        return np.bincount(idx.ravel(), minlength=self.total)
+
+    def score_counts(self, scores: np.ndarray) -> np.ndarray:
+        s = np.asarray(scores, np.float64)
+        idx = (s[:, None] >= self.score_edges[None, :]).sum(axis=1) + (s > self.score_hi)
+        return np.bincount(np.where(np.isnan(s), -1, idx) + 1, minlength=len(self.score_reference))
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """The flat vector back into one count vector per feature."""
+        return np.split(np.asarray(flat), self.offsets[1:])
+
+
+class References:
+    """Each version's ``Binner``, read from the repository once (None: no reference)."""
+
+    def __init__(self, repo_path: Path) -> None:
+        self.repo_path = Path(repo_path)
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], Binner | None] = {}
+
+    def get(self, model: str, version: str) -> Binner | None:
+        key = (model, version)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        binner = self._load(model, version)
+        with self._lock:
+            self._cache[key] = binner
+        return binner
+
+    def _load(self, model: str, version: str) -> Binner | None:
+        path = self.repo_path / model / version / FILE
+        try:
+            return Binner.from_doc(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
