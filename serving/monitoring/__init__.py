@@ -26,7 +26,12 @@ def open_monitor(settings: Settings, *, start: bool = True) -> Monitor | None:
         return None
     monitor = Monitor(open_shared_state(settings), References(settings.models.repo_path),
                       flush_interval_s=m.flush_interval_s, retention_s=m.retention_s, queue_max=m.queue_max)
-    return monitor.start() if start else monitor
+    if start:
+        from serving.monitoring import gauges
+
+        monitor.start()
+        gauges.start(monitor, m)
+    return monitor
 
 
 async def window_report(monitor: Monitor, m: MonitorSettings, since: float | None,

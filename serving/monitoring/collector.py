@@ -137,6 +137,10 @@ class Monitor:
             return
         self._queue.append(obs)
 
+    @property
+    def stopped(self) -> threading.Event:
+        return self._stop
+
     # -- the thread -------------------------------------------------------------------------
     def start(self) -> "Monitor":
         self._heartbeat(closed=False)

@@ -158,3 +158,23 @@ def test_segments_name_the_generated_values() -> None:
     from feature_store import datagen
 
     assert PLAN_TIERS == datagen.PLAN_NAMES and REGIONS == datagen.REGION_NAMES
+
+
+def test_gauges_carry_the_answer(repo: Path, store: Any) -> None:
+    from serving import metrics
+    from serving.monitoring import gauges
+    from serving.settings import MonitorSettings
+
+    refs = References(repo)
+    m = Monitor(store, refs, replica="r")
+    rng = np.random.default_rng(7)
+    m.observe(_obs(_data(1200, rng, shift=1.0), time.time()))
+    m.flush()
+    metrics.RECORDER.drain_gauges()
+    answer = gauges.refresh(m, MonitorSettings(window_s=60, min_rows=1000))
+    got = metrics.RECORDER.drain_gauges()
+    spend = next(f for f in answer["models"]["m"]["features"] if f["feature"] == "spend_30d")
+    assert got[("reengage_monitor_feature_psi", ("m", "1", "spend_30d"))] == spend["psi"] > 0.2
+    assert got[("reengage_monitor_score_psi", ("m", "1"))] == answer["models"]["m"]["score"]["psi"]
+    assert got[("reengage_monitor_rows", ())] == 1200 and got[("reengage_monitor_drift", ())] == 1.0
+    assert metrics.RECORDER.drain_gauges() == {}
