@@ -319,7 +319,20 @@ class DataPlane:
         return bool(self.models) and all(s is True for s in states)
 
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
-        return await self._model(name).metadata(version)
+        meta = await self._model(name).metadata(version)
+        served = meta["parameters"]["version"]
+        if (self.settings.models.repo_path / name / served / "card.md").is_file():  # written by the build
+            meta["parameters"]["model_card"] = f"/v2/models/{name}/versions/{served}/card"
+        return meta
+
+    async def model_card(self, name: str, version: str) -> str:
+        """The version's ``card.md`` (Markdown, written by the build)."""
+        await self._model(name).metadata(version)  # an unknown model or version is a 404
+        path = self.settings.models.repo_path / name / version / "card.md"
+        try:
+            return await asyncio.to_thread(path.read_text)
+        except OSError:
+            raise NotFound(f"model '{name}' version {version} has no model card", field="model_version") from None
 
     async def model_ready(self, name: str, version: str | None) -> bool:
         """False for a version not (yet) ready; an unknown model is a 404 (ModelNotFound)."""

@@ -1,6 +1,6 @@
 """``GET /v1/monitor``: drift, actions and segment contact rates of the whole application
-(the admin route group: token-protected by default). Thin: parse the window, call the
-dataplane, encode."""
+(the admin route group: token-protected by default), and each version's model card
+(metadata group). Thin: parse, call the dataplane, encode."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse, Response
 
 from serving.dataplane import DataPlane
 from serving.errors import InvalidRequest
+from serving.protocol.monitor import ModelCard, MonitorReport
 from serving.protocol.openapi import error_responses
 from serving.protocol.v1 import ErrorResponse
+from serving.protocol.v2 import OIPErrorResponse
 from serving.routes.responses import json_response
 
 _ERRORS = error_responses(ErrorResponse, 422, 503)
@@ -40,7 +42,7 @@ def parse_window(text: str) -> int:
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["admin"], default_response_class=JSONResponse)
 
-    @r.get("/v1/monitor", responses=_ERRORS,
+    @r.get("/v1/monitor", response_model=MonitorReport, responses=_ERRORS,
            summary="Feature and score drift per model version, actions, contact rates by segment")
     async def monitor(since: str | None = None, window_s: str | None = None) -> Response:
         """Window: ``since`` (ISO time) to now, or the last ``window_s`` seconds (default
@@ -50,5 +52,12 @@ def router(dataplane: DataPlane) -> APIRouter:
         start = parse_since(since) if since is not None else None
         n = parse_window(window_s) if window_s is not None else None
         return json_response(await dataplane.monitor_report(start, n))
+
+    @r.get("/v2/models/{model_name}/versions/{model_version}/card", tags=["metadata"], response_model=ModelCard,
+           responses=error_responses(OIPErrorResponse, 404, 503),
+           summary="The version's model card (Markdown in text, written by the build)")
+    async def card(model_name: str, model_version: str) -> Response:
+        text = await dataplane.model_card(model_name, model_version)
+        return json_response({"name": model_name, "version": model_version, "format": "markdown", "text": text})
 
     return r

@@ -1,7 +1,7 @@
 """Route groups: every HTTP route and every KServe v2 gRPC method belongs to exactly one.
 
 health     /v2/health/*, model readiness                    gRPC ServerLive, ServerReady, ModelReady
-metadata   /v2, /v2/models/{m}[/versions/{v}], /v1/models,  gRPC ServerMetadata, ModelMetadata
+metadata   /v2, /v2/models/{m}[/versions/{v}[/card]], /v1/models, gRPC ServerMetadata, ModelMetadata
            /openapi.json, /docs, /redoc
 inference  /v1/score, /v1/explain, /v1/reengage,            gRPC ModelInfer
            /v1/completions, /v2/models/.../infer
@@ -32,7 +32,7 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     ("/v2/health/live", "health"), ("/v2/health/ready", "health"),
     (_M + "/ready", "health"), (_V + "/ready", "health"),
     (_M + "/infer", "inference"), (_V + "/infer", "inference"),
-    (_M, "metadata"), (_V, "metadata"), ("/v2", "metadata"),
+    (_M, "metadata"), (_V, "metadata"), (_V + "/card", "metadata"), ("/v2", "metadata"),
     ("/v2/repository/index", "admin"),
     ("/v2/repository/models/{model_name}/load", "admin"), ("/v2/repository/models/{model_name}/unload", "admin"),
     ("/v1/score", "inference"), ("/v1/explain", "inference"), ("/v1/reengage", "inference"),

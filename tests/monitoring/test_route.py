@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from serving.protocol.monitor import MonitorReport
 from serving.settings import load_settings
 from tests.serving.authkit import auth_overrides, bearer
 
@@ -46,6 +47,7 @@ def test_the_answer_has_the_documented_shape(client: Any) -> None:
     r = client.post("/v1/score", json={"customer_ids": list(range(1, 1501))})
     assert r.status_code == 200
     body = client.get("/v1/monitor?window_s=60", headers=bearer("ops")).json()
+    MonitorReport.model_validate(body)  # the schema OpenAPI declares
     assert set(body) >= {"window", "status", "thresholds", "models", "actions", "segments"}
     assert body["window"]["rows"] == 1500 and body["status"] == "ok"
     assert body["thresholds"] == {"psi": 0.2, "min_rows": 1000}
@@ -62,3 +64,16 @@ def test_the_answer_has_the_documented_shape(client: Any) -> None:
     again = client.get(f"/v1/monitor?since={since}", headers=bearer("ops")).json()
     assert again["window"]["start"] == since and again["window"]["rows"] == 1500
     assert np.isfinite(churn["score"]["psi"])
+
+
+def test_version_metadata_links_the_model_card(client: Any, ws_settings: Any) -> None:
+    meta = client.get("/v2/models/churn/versions/1").json()
+    link = meta["parameters"]["model_card"]
+    assert link == "/v2/models/churn/versions/1/card"
+    r = client.get(link)
+    assert r.status_code == 200
+    assert r.json() == {"name": "churn", "version": "1", "format": "markdown",
+                        "text": (ws_settings.models.repo_path / "churn" / "1" / "card.md").read_text()}
+    assert client.get("/v2/models/churn").json()["parameters"]["model_card"] == link
+    assert client.get("/v2/models/churn/versions/9/card").status_code == 404
+    assert client.get("/v2/models/nope/versions/1/card").status_code == 404
