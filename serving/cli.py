@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from serving.audit_cli import register as register_audit_commands
+from serving.monitor_cli import register as register_monitor_commands
 from serving.rollout_cli import register as register_rollout_commands
 from serving.settings import load_settings
 
@@ -26,6 +27,7 @@ bench_app = typer.Typer(help="Benchmarks, each printed beside the limit it compe
 app.add_typer(bench_app, name="bench")
 register_audit_commands(app)  # reengage audit, reengage token
 register_rollout_commands(app)  # reengage rollout start|status|promote|rollback|unload|load
+register_monitor_commands(app)  # reengage monitor, reengage card
 console = Console()
 
 
