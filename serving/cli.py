@@ -256,6 +256,17 @@ def bench_trees(
     run_trees_bench(load_settings({}), model=model, version=version, rounds=rounds, console=console)
 
 
+@bench_app.command("monitor")
+def bench_monitor(
+    calls: int = typer.Option(400, help="calls per case, size and round"),
+    rounds: int = typer.Option(5, help="rounds"),
+) -> None:
+    """/v1/score with monitoring off and on at 1 and 1,000 ids, interleaved, in-process."""
+    from serving.bench_monitor import run_monitor_bench
+
+    run_monitor_bench(load_settings({}), calls=calls, rounds=rounds, console=console)
+
+
 @bench_app.command("explain")
 def bench_explain(
     customers: int = typer.Option(1_000, help="customers per call"),

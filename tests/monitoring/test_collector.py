@@ -56,6 +56,10 @@ def test_binner_counts_what_the_build_counts(repo: Path) -> None:
     for j, col in enumerate(doc["features"]):
         assert got[j].tolist() == build_ref.counts(x[:, j], col).tolist()
     assert got[0][0] == 7 and got[2][-1] == 13
+    for rows in (x[:1], x[:3], x[5:13], x[5:14]):  # the small-batch path counts the same
+        assert b.feature_counts(rows).tolist() == sum(b.feature_counts(r[None]) for r in rows).tolist()
+        assert b.feature_counts(rows).tolist() == [c for j in range(len(NAMES)) for c in
+                                                   build_ref.counts(rows[:, j], doc["features"][j])]
     s = rng.random(5000)
     assert b.score_counts(s).tolist() == build_ref.counts(s, doc["score"]).tolist()
     assert psi(b.reference, b.reference) == 0.0
