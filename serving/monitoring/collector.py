@@ -172,14 +172,15 @@ class Monitor:
     def flush(self, closed: bool = False) -> int:
         """Bin the queue, write every second touched since the last flush; returns rows binned."""
         with self._lock:
+            drained_at = time.time()  # what is queued later is stamped later: its seconds stay in memory
             rows = self._drain()
             for second in sorted(self._dirty):
                 bucket = self._buckets[second]
                 self.store.put(BUCKET_NS + str(second // 60), f"{self.replica}:{second}", bucket.doc(self.replica))
             self._dirty.clear()
-            now = time.time()
-            for second in [s for s in self._buckets if s < int(now) - 1]:  # closed and written
+            for second in [s for s in self._buckets if s < int(drained_at) - 1]:  # closed and written
                 del self._buckets[second]
+            now = time.time()
             self.last_flush = now
             self._heartbeat(closed=closed)
             self._sweep(now)
