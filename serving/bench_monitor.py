@@ -8,7 +8,9 @@ request's work after parsing and before encoding, without HTTP:
 - ``on``: the same features and models with a monitor whose thread bins and flushes to a
   shared state in a temporary directory once a second, as in a replica;
 - ``binning``: the monitor thread's own work for one request's rows (``Monitor.add``:
-  per feature and score bins of both models, segments), which runs off the request.
+  per feature and score bins of both models, segments), which runs off the request:
+  for a request alone, and per request when ``QUEUED`` requests wait together (the thread
+  joins the batches of a second before binning them).
 
 Each call size (1 and 1,000 ids by default) runs ``off`` and ``on`` interleaved, call by
 call in alternating order, so both see the same moments of a noisy shared machine; the
@@ -29,6 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from serving.settings import Settings
+
+QUEUED = 100  # requests the monitor thread finds queued together (a second of traffic holds more)
 
 
 def run_monitor_bench(settings: Settings, sizes: tuple[int, ...] = (1, 1000), calls: int = 400, rounds: int = 5,
@@ -73,12 +77,19 @@ async def _run(settings: Settings, sizes: tuple[int, ...], calls: int, rounds: i
         result["sizes"][n] = {
             **{name: statistics.median(v) for name, v in per_round.items()},
             **{f"{name}_rounds": v for name, v in per_round.items()},
-            "binning_us": _binning_us(monitor, await _capture(on, ids[0])),
+            **_binning(monitor, await _capture(on, ids[0])),
         }
     monitor.close()
     result["binned_rows"] = "every scored row (no sampling)"
     _print(result, console)
     return result
+
+
+def _binning(monitor: Any, obs: Any) -> dict[str, float]:
+    from serving.monitoring.collector import JOIN_ROWS
+
+    queued = max(1, min(QUEUED, JOIN_ROWS // max(len(obs.values), 1)))  # what the thread joins
+    return {"binning_us": _binning_us(monitor, obs), "binning_queued_us": _binning_us(monitor, obs, queued)}
 
 
 async def _capture(dp: Any, ids: np.ndarray) -> Any:
@@ -93,27 +104,28 @@ async def _capture(dp: Any, ids: np.ndarray) -> Any:
     return held[0]
 
 
-def _binning_us(monitor: Any, obs: Any, repeat: int = 200) -> float:
-    """The monitor thread's work for one request: median microseconds of ``add``."""
-    from serving.monitoring.collector import Bucket
+def _binning_us(monitor: Any, obs: Any, queued: int = 1, repeat: int = 50) -> float:
+    """The monitor thread's work per request: median microseconds of binning ``queued``
+    copies of one request's observation (joined first, as the thread does), over ``queued``."""
+    from serving.monitoring.collector import Bucket, join
 
     times = []
     for _ in range(repeat):
         bucket = Bucket(0, monitor._n_segments)  # noqa: SLF001 (the thread's own bucket)
         start = time.perf_counter()
-        monitor.add(bucket, obs)
+        monitor.add(bucket, join([obs] * queued) if queued > 1 else obs)  # at most JOIN_ROWS rows, as the thread joins
         times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
+    return 1e6 * statistics.median(times) / queued
 
 
 def _print(result: dict[str, Any], console: Console) -> None:
     table = Table(title=f"/v1/score in-process, monitoring off vs on: median of {result['rounds']} rounds "
                         f"x {result['calls']} interleaved calls")
     for col in ("ids / call", "off us / call", "on us / call", "on - off", "rounds off (us)", "rounds on (us)",
-                "binning us (monitor thread)"):
+                "binning us: alone", f"binning us: {QUEUED} queued"):
         table.add_column(col, justify="right")
     for n, r in result["sizes"].items():
         table.add_row(f"{n:,}", f"{r['off']:,.0f}", f"{r['on']:,.0f}", f"{r['on'] - r['off']:+,.0f}",
                       " ".join(f"{v:,.0f}" for v in r["off_rounds"]), " ".join(f"{v:,.0f}" for v in r["on_rounds"]),
-                      f"{r['binning_us']:,.0f}")
+                      f"{r['binning_us']:,.0f}", f"{r['binning_queued_us']:,.1f}")
     console.print(table)

@@ -182,3 +182,27 @@ def test_gauges_carry_the_answer(repo: Path, store: Any) -> None:
     assert got[("reengage_monitor_score_psi", ("m", "1"))] == answer["models"]["m"]["score"]["psi"]
     assert got[("reengage_monitor_rows", ())] == 1200 and got[("reengage_monitor_drift", ())] == 1.0
     assert metrics.RECORDER.drain_gauges() == {}
+
+
+@pytest.mark.parametrize("join_rows", [4096, 3])
+def test_queued_batches_of_a_second_are_binned_as_one(repo: Path, store: Any, join_rows: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Joining the queue before binning (in groups up to JOIN_ROWS rows) changes no count."""
+    from serving.monitoring import collector
+
+    monkeypatch.setattr(collector, "JOIN_ROWS", join_rows)
+    refs = References(repo)
+    rng = np.random.default_rng(8)
+    parts = [_data(n, rng) for n in (1, 1, 5, 300, 1)]
+    scores = [rng.random(len(p)).astype(np.float32) for p in parts]
+    joined, alone = Monitor(store, refs, replica="joined"), Monitor(store, refs, replica="alone")
+    for x, s in zip(parts, scores):
+        joined.observe(_obs(x, T0 + 0.5, s))
+    for x, s in zip(parts, scores):
+        alone.observe(_obs(x, T0 + 0.5, s))
+        alone.flush()
+    joined.flush()
+    docs = store.items(f"monitor:{T0 // 60}")
+    a, b = docs[f"joined:{T0}"], docs[f"alone:{T0}"]
+    assert a["rows"] == b["rows"] == 308
+    assert a["models"] == b["models"] and a["segments"] == b["segments"]
