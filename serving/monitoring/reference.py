@@ -87,8 +87,9 @@ class Binner:
             idx = np.where(np.isnan(x), -1, idx) + 1 + self.offsets
             return np.bincount(idx.ravel(), minlength=self.total)
         xt = np.ascontiguousarray(x.T)
-        idx = (xt > self._hi_col).astype(np.int16)
-        for edge in self._edge_cols:
+        edges, hi = self._f32 if xt.dtype == np.float32 else (self._edge_cols, self._hi_col)
+        idx = (xt > hi).astype(np.int16)
+        for edge in edges:
             idx += xt >= edge
         idx = np.where(np.isnan(xt), 0, idx + 1) + self._offset_col
         return np.bincount(idx.ravel(), minlength=self.total)
@@ -96,6 +97,19 @@ class Binner:
     @cached_property
     def _edge_cols(self) -> list[np.ndarray]:
         return [np.ascontiguousarray(self.edges[:, k:k + 1]) for k in range(self.edges.shape[1])]
+
+    @cached_property
+    def _f32(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Edges and ``hi`` as float32 that compare a float32 value exactly as the float64 ones
+        do (``x >= e`` iff ``x >= e`` rounded up; ``x > hi`` iff ``x > hi`` rounded down), so
+        the comparisons need no conversion of the batch to float64."""
+        up = self.edges.astype(np.float32)
+        low = up.astype(np.float64) < self.edges
+        up[low] = np.nextafter(up[low], np.float32(np.inf))
+        hi = self.hi.astype(np.float32)
+        high = hi.astype(np.float64) > self.hi
+        hi[high] = np.nextafter(hi[high], np.float32(-np.inf))
+        return [np.ascontiguousarray(up[:, k:k + 1]) for k in range(up.shape[1])], hi[:, None]
 
     @cached_property
     def _hi_col(self) -> np.ndarray:

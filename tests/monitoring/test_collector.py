@@ -206,3 +206,18 @@ def test_queued_batches_of_a_second_are_binned_as_one(repo: Path, store: Any, jo
     a, b = docs[f"joined:{T0}"], docs[f"alone:{T0}"]
     assert a["rows"] == b["rows"] == 308
     assert a["models"] == b["models"] and a["segments"] == b["segments"]
+
+
+def test_float32_rows_on_an_edge_fall_where_float64_puts_them() -> None:
+    """Edges that are not float32 values: the float32 path bins each row as the float64 rule."""
+    edge = 0.1  # not a float32
+    doc = {"model": "m", "fingerprint": "f", "rows": 1, "features": [
+        {"feature": "a", "kind": "quantile", "lo": 0.0, "hi": 1.0 / 3, "cuts": [edge, 0.2], "counts": [0] * 6}],
+        "score": {"feature": "score", "lo": 0.0, "hi": 1.0, "cuts": [], "counts": [0] * 4}}
+    b = Binner.from_doc(doc)
+    near = np.array([np.float32(edge), np.nextafter(np.float32(edge), np.float32(0)),
+                     np.nextafter(np.float32(edge), np.float32(1)), np.float32(1.0 / 3),
+                     np.nextafter(np.float32(1.0 / 3), np.float32(1)), np.float32(0.2)] * 5, np.float32)
+    want = build_ref.counts(near.astype(np.float64), doc["features"][0])
+    assert b.feature_counts(near[:, None]).tolist() == want.tolist()  # 30 rows: the float32 path
+    assert b.feature_counts(near[:6, None]).tolist() == (want // 5).tolist()  # 6 rows: the broadcast
