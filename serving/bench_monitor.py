@@ -122,7 +122,7 @@ def _print(result: dict[str, Any], console: Console) -> None:
     table = Table(title=f"/v1/score in-process, monitoring off vs on: median of {result['rounds']} rounds "
                         f"x {result['calls']} interleaved calls")
     for col in ("ids / call", "off us / call", "on us / call", "on - off", "rounds off (us)", "rounds on (us)",
-                "binning us: alone", f"binning us: {QUEUED} queued"):
+                "binning us: alone", f"binning us: joined ({QUEUED} requests, at most JOIN_ROWS rows)"):
         table.add_column(col, justify="right")
     for n, r in result["sizes"].items():
         table.add_row(f"{n:,}", f"{r['off']:,.0f}", f"{r['on']:,.0f}", f"{r['on'] - r['off']:+,.0f}",
