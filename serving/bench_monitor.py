@@ -53,7 +53,8 @@ async def _run(settings: Settings, sizes: tuple[int, ...], calls: int, rounds: i
     from serving.shared_state import SqliteSharedState
 
     features = FeatureLookup(settings.features, model_feature_services(settings))
-    models = {n: ModelService(n, settings.models) for n in (settings.models.churn, settings.models.engagement)}
+    models: dict[str, Any] = {n: ModelService(n, settings.models)
+                              for n in (settings.models.churn, settings.models.engagement)}
     monitor = Monitor(SqliteSharedState(tmp / "shared.sqlite"), References(settings.models.repo_path)).start()
     off, on = DataPlane(settings, features, models), DataPlane(settings, features, models, monitor=monitor)
     rng = np.random.default_rng(0)

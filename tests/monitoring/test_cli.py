@@ -62,3 +62,14 @@ def test_card_prints_the_newest_version(built_workspace: dict[str, Any], monkeyp
     assert r.output.startswith("# Model card: churn, version 1")
     r = CliRunner().invoke(app, ["card", "engagement", "7"])
     assert r.exit_code == 1 and "no model card" in r.output
+
+
+def test_bench_monitor_runs_both_cases_at_both_sizes(ws_settings: Any) -> None:
+    from serving.bench_monitor import run_monitor_bench
+
+    out = run_monitor_bench(ws_settings, sizes=(1, 50), calls=5, rounds=2,
+                            console=Console(file=io.StringIO(), width=200))
+    for n in (1, 50):
+        r = out["sizes"][n]
+        assert len(r["off_rounds"]) == len(r["on_rounds"]) == 2 and r["off"] > 0 and r["on"] > 0
+        assert 0 < r["binning_queued_us"] and 0 < r["binning_us"]
