@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ def _data(n: int, rng: np.random.Generator, shift: float = 0.0) -> np.ndarray:
     x = np.stack([rng.integers(0, 3, n), rng.integers(0, 5, n), rng.integers(18, 80, n),
                   rng.lognormal(3 + shift, 1, n)], axis=1).astype(np.float32)
     return x
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Both shared state backends (the one state switch): the buckets and the answer are the same."""
+    from serving.shared_state import RedisSharedState, SqliteSharedState
+
+    if request.param == "sqlite":
+        s: Any = SqliteSharedState(tmp_path / "shared.sqlite")
+    else:
+        s = RedisSharedState(request.getfixturevalue("redis_url"), where="test")
+    yield s
+    s.close()
 
 
 @pytest.fixture
