@@ -27,9 +27,8 @@ from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
 from serving.llm.reasons import churn_reasons
-from serving.monitoring import Monitor, Observation, Scored, window_report
+from serving.monitoring import Monitor, observation, window_report
 
-_HOLDOUT = REASONS.index("holdout")
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
 V2_EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -173,30 +172,10 @@ class DataPlane:
             result.explain_k = explain
         if self.bandit is not None and self.settings.bandit.enabled:
             await self._decide(result, batch)
-        if self.monitor is not None:
-            self._observe(result, values, batch.names, rows if partial else slice(None), forced)
+        if self.monitor is not None:  # a queue append; the monitor's thread bins the rows
+            self.monitor.observe(observation(result, values, batch.names, rows if partial else slice(None),
+                                             forced, self.settings))
         return result, batch
-
-    def _observe(self, result: ScoreResult, values: np.ndarray, names: tuple[str, ...],
-                 rows: np.ndarray | slice, forced: str | None) -> None:
-        """Hand the found rows to the monitor: a queue append; binning runs on its thread.
-        ``forced``: the action /v1/reengage takes instead of the bandit's."""
-        split = result.row_versions or {}
-        models = {}
-        for role, name, col in (("churn", self.settings.models.churn, result.churn_probability),
-                                ("engagement", self.settings.models.engagement, result.engagement_probability)):
-            codes, versions = (split[role][0][rows], split[role][1]) if role in split else (None, ())
-            models[name] = Scored(result.model_versions[role], col[rows], codes, versions)
-        d, n = result.decisions, len(values)
-        arms, arm_index, propensity, holdout = (), None, None, None
-        if forced is not None:
-            arms = tuple(self.settings.bandit.arms)
-            arm_index, holdout = np.full(n, arms.index(forced), np.int64), np.zeros(n, bool)
-        elif d is not None:
-            arms, arm_index, propensity = d.arms, d.arm_index[rows], d.propensity[rows]
-            holdout = d.reason_code[rows] == _HOLDOUT
-        self.monitor.observe(Observation(time.time(), values, names, models, result.churn_probability[rows],
-                                         arm_index, arms, propensity, holdout, self.settings.bandit.control_arm))
 
     async def monitor_report(self, since: float | None, window_s: int | None) -> dict[str, Any]:
         """``/v1/monitor``: every replica's counts in the window against the references."""

@@ -235,3 +235,10 @@ def test_float32_rows_on_an_edge_fall_where_float64_puts_them() -> None:
     want = build_ref.counts(near.astype(np.float64), doc["features"][0])
     assert b.feature_counts(near[:, None]).tolist() == want.tolist()  # 30 rows: the float32 path
     assert b.feature_counts(near[:6, None]).tolist() == (want // 5).tolist()  # 6 rows: the broadcast
+
+
+def test_the_holdout_code_is_the_bandits() -> None:
+    from serving.bandit.state.records import REASONS
+    from serving.monitoring import _HOLDOUT
+
+    assert REASONS[_HOLDOUT] == "holdout"
