@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.monitoring.reference import Binner, References
+from serving.monitoring.reference import SMALL_BATCH, Binner, References
 from serving.monitoring.segments import flat_codes, segment_names
 from serving.shared_state import SharedState
 
@@ -124,6 +124,7 @@ class Monitor:
         self._buckets: dict[int, Bucket] = {}
         self._dirty: set[int] = set()
         self._columns: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
+        self._subsets: dict[tuple[int, int], np.ndarray | None] = {}  # binners live as long as References
         self._n_segments = len(segment_names())
         self._lock = threading.Lock()  # one flusher at a time (the thread, close, tests)
         self._stop = threading.Event()
@@ -237,8 +238,9 @@ class Monitor:
             return
         bucket.rows += n
         bucket.churn_sum += float(np.nansum(obs.churn))
+        binned: list[tuple[Binner, np.ndarray]] = []  # this batch's slots, by binner
         for model, scored in obs.models.items():
-            self._add_model(bucket, obs, model, scored)
+            self._add_model(bucket, obs, model, scored, binned)
         contact = self._decisions(bucket, obs)
         codes = flat_codes(obs.values, obs.names)  # (n, S segmentations)
         valid = codes >= 0
@@ -251,7 +253,8 @@ class Monitor:
             bucket.segments[:, col] += np.bincount(idx, np.broadcast_to(w[:, None], codes.shape)[valid],
                                                    minlength=self._n_segments)
 
-    def _add_model(self, bucket: Bucket, obs: Observation, model: str, scored: Scored) -> None:
+    def _add_model(self, bucket: Bucket, obs: Observation, model: str, scored: Scored,
+                   binned: list[tuple[Binner, np.ndarray]]) -> None:
         if scored.codes is None:
             parts = [(scored.version, None)]
         else:
@@ -266,11 +269,36 @@ class Monitor:
             counts.rows += len(scores)
             if binner is None:
                 continue
-            x = obs.values[:, self._column_index(obs.names, binner)]
-            f = binner.feature_counts(x if mask is None else x[mask])
+            if mask is None and len(scores) > SMALL_BATCH:
+                f = self._shared_counts(obs, binner, binned)
+            else:
+                x = obs.values[:, self._column_index(obs.names, binner)]
+                f = binner.feature_counts(x if mask is None else x[mask])
             s = binner.score_counts(scores)
             counts.features = f if counts.features is None else counts.features + f
             counts.score = s if counts.score is None else counts.score + s
+
+    def _shared_counts(self, obs: Observation, binner: Binner, binned: list[tuple[Binner, np.ndarray]]) -> np.ndarray:
+        """Feature counts of all rows, taking the slots of features another binner of this batch
+        already binned the same way (the engagement model reads a subset of churn's columns,
+        binned from the same training rows)."""
+        for other, slots in binned:
+            rows = self._subset(binner, other)
+            if rows is not None:
+                return binner.counts_of(slots[rows])
+        slots = binner.slots(obs.values[:, self._column_index(obs.names, binner)])
+        binned.append((binner, slots))
+        return binner.counts_of(slots)
+
+    def _subset(self, binner: Binner, other: Binner) -> np.ndarray | None:
+        """Where ``binner``'s features sit among ``other``'s, when ``other`` bins every one of
+        them identically; None otherwise (computed once per pair)."""
+        key = (id(binner), id(other))
+        if key not in self._subsets:
+            where = {k: i for i, k in enumerate(other.keys)}
+            found = [where.get(k) for k in binner.keys]
+            self._subsets[key] = None if None in found else np.array(found, dtype=np.intp)
+        return self._subsets[key]
 
     def _column_index(self, names: tuple[str, ...], binner: Binner) -> np.ndarray:
         key = (names, binner.features)

@@ -86,13 +86,27 @@ class Binner:
             idx = (x[:, :, None] >= self.edges[None, :, :]).sum(axis=2) + (x > self.hi)
             idx = np.where(np.isnan(x), -1, idx) + 1 + self.offsets
             return np.bincount(idx.ravel(), minlength=self.total)
+        return self.counts_of(self.slots(x))
+
+    def slots(self, x: np.ndarray) -> np.ndarray:
+        """(F, N) each value's slot within its feature (0 missing, 1 below, ..., B + 2 above)."""
         xt = np.ascontiguousarray(x.T)
         edges, hi = self._f32 if xt.dtype == np.float32 else (self._edge_cols, self._hi_col)
         idx = (xt > hi).astype(np.int16)
         for edge in edges:
             idx += xt >= edge
-        idx = np.where(np.isnan(xt), 0, idx + 1) + self._offset_col
-        return np.bincount(idx.ravel(), minlength=self.total)
+        return np.where(np.isnan(xt), 0, idx + 1)
+
+    def counts_of(self, slots: np.ndarray) -> np.ndarray:
+        """Flat slot counts from ``slots`` (F, N)."""
+        return np.bincount((slots + self._offset_col).ravel(), minlength=self.total)
+
+    @cached_property
+    def keys(self) -> tuple[tuple[Any, ...], ...]:
+        """Each feature's name and bins: two versions or models whose features share a key
+        bin those values identically (``Monitor`` bins them once)."""
+        return tuple((name, tuple(row[~np.isnan(row)].tolist()), float(hi))
+                     for name, row, hi in zip(self.features, self.edges, self.hi))
 
     @cached_property
     def _edge_cols(self) -> list[np.ndarray]:

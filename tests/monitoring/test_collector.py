@@ -242,3 +242,29 @@ def test_the_holdout_code_is_the_bandits() -> None:
     from serving.monitoring import _HOLDOUT
 
     assert REASONS[_HOLDOUT] == "holdout"
+
+
+def test_features_two_models_bin_alike_are_binned_once_with_the_same_counts(tmp_path: Path, store: Any) -> None:
+    rng = np.random.default_rng(9)
+    x = _data(5000, rng)
+    s = rng.random(len(x))
+    sub = [3, 1]  # model "b" reads two of "a"'s columns, in another order
+    docs = {"a": build_ref.build("a", "fa", NAMES, x, s),
+            "b": build_ref.build("b", "fb", tuple(NAMES[j] for j in sub), x[:, sub], s),
+            "c": build_ref.build("c", "fc", NAMES[:2], x[:2500, :2] * 2, s[:2500])}  # other bins
+    for name, doc in docs.items():
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "reference.json").write_text(json.dumps(doc))
+    refs = References(tmp_path)
+    m = Monitor(store, refs, replica="r")
+    served = _data(700, rng, shift=0.3)
+    scores = rng.random(len(served)).astype(np.float32)
+    m.observe(_obs(served, T0 + 0.5, scores, **{k: Scored("1", scores) for k in ("a", "b", "c")}))
+    m.flush()
+    doc = store.items(f"monitor:{T0 // 60}")[f"r:{T0}"]
+    for name in ("a", "b", "c"):
+        b = refs.get(name, "1")
+        cols = [NAMES.index(f) for f in b.features]
+        assert doc["models"][name]["1"]["features"] == b.feature_counts(served[:, cols]).tolist()
+    assert m._subset(refs.get("b", "1"), refs.get("a", "1")) is not None  # noqa: SLF001
+    assert m._subset(refs.get("c", "1"), refs.get("a", "1")) is None  # noqa: SLF001
