@@ -18,15 +18,17 @@ from rich.console import Console
 from loadtests.bench.cli import bench_app
 from serving.audit_cli import register as register_audit_commands
 from serving.privacy_cli import register as register_privacy_commands
+from serving.monitor_cli import register as register_monitor_commands
 from serving.rollout_cli import register as register_rollout_commands
 from serving.settings import load_settings
 
 app = typer.Typer(help="reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve.",
                   no_args_is_help=True, add_completion=False)
-app.add_typer(bench_app, name="bench")  # reengage bench score|features|bandit|trees|explain|llm
+app.add_typer(bench_app, name="bench")  # reengage bench score|features|bandit|trees|explain|monitor|rollout|consent|llm
 register_audit_commands(app)  # reengage audit, reengage token
 register_rollout_commands(app)  # reengage rollout start|status|promote|rollback|unload|load
 register_privacy_commands(app)  # reengage privacy erase|consent
+register_monitor_commands(app)  # reengage monitor, reengage card
 console = Console()
 
 

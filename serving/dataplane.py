@@ -31,6 +31,7 @@ from serving.components.rollout import PromotionRefused, row_token
 from serving.components.privacy import PrivacyService
 from serving.llm.reasons import churn_reasons
 from serving.privacy import ConsentView, consent_view
+from serving.monitoring import Monitor, observation, window_report
 
 SERVER_NAME = "reengage"
 SERVER_VERSION = "0.1.0"
@@ -125,6 +126,7 @@ class DataPlane:
         bandit: Bandit | None = None,
         writer: Writer | None = None,
         consent: ConsentView | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.settings = settings
         self.features = features
@@ -135,6 +137,7 @@ class DataPlane:
         # who opted out: an in-memory array every replica keeps current (serving.privacy)
         self.consent = consent if consent is not None else consent_view(settings)
         self.privacy = PrivacyService(settings, features, bandit)
+        self.monitor = monitor
 
     async def close(self) -> None:
         """Graceful stop: what the components still hold (the bandit's queued decision log)
@@ -143,6 +146,8 @@ class DataPlane:
             await self.bandit.close()
         if self._index is not None:
             self._index.close()
+        if self.monitor is not None:
+            await asyncio.to_thread(self.monitor.close)
 
     # -- /v1/score ------------------------------------------------------------------------
     async def score(self, customer_ids: np.ndarray, explain: int | None = None,
@@ -154,7 +159,7 @@ class DataPlane:
         return (await self._score(customer_ids, explain, pins))[0]
 
     async def _score(self, customer_ids: np.ndarray, explain: int | None = None,
-                     pins: dict[str, str] | None = None) -> tuple[ScoreResult, Any]:
+                     pins: dict[str, str] | None = None, forced: str | None = None) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
@@ -188,7 +193,16 @@ class DataPlane:
             result.explain_k = explain
         if self.bandit is not None and self.settings.bandit.enabled:
             await self._decide(result, batch)
+        if self.monitor is not None:  # a queue append; the monitor's thread bins the rows
+            self.monitor.observe(observation(result, values, batch.names, rows if partial else slice(None),
+                                             forced, self.settings))
         return result, batch
+
+    async def monitor_report(self, since: float | None, window_s: int | None) -> dict[str, Any]:
+        """``/v1/monitor``: every replica's counts in the window against the references."""
+        if self.monitor is None:
+            raise DependencyUnavailable("model monitoring is off on this server (monitor.enabled=false)")
+        return await window_report(self.monitor, self.settings.monitor, since, window_s)
 
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
         result.decisions = await self.bandit.decide(
@@ -247,7 +261,7 @@ class DataPlane:
         opted_out = self.consent.is_opted_out(customer_id)
         if opted_out and action is not None and action != control:
             raise OptedOut(f"the customer opted out of contact: only {control!r} may be forced", field="action")
-        result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain)
+        result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain, forced=action)
         if not bool(result.found[0]):
             raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
         answer = result.first_row()
@@ -322,7 +336,20 @@ class DataPlane:
         return bool(self.models) and all(s is True for s in states)
 
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
-        return await self._model(name).metadata(version)
+        meta = await self._model(name).metadata(version)
+        served = meta["parameters"]["version"]
+        if (self.settings.models.repo_path / name / served / "card.md").is_file():  # written by the build
+            meta["parameters"]["model_card"] = f"/v2/models/{name}/versions/{served}/card"
+        return meta
+
+    async def model_card(self, name: str, version: str) -> str:
+        """The version's ``card.md`` (Markdown, written by the build)."""
+        await self._model(name).metadata(version)  # an unknown model or version is a 404
+        path = self.settings.models.repo_path / name / version / "card.md"
+        try:
+            return await asyncio.to_thread(path.read_text)
+        except OSError:
+            raise NotFound(f"model '{name}' version {version} has no model card", field="model_version") from None
 
     async def model_ready(self, name: str, version: str | None) -> bool:
         """False for a version not (yet) ready; an unknown model is a 404 (ModelNotFound)."""

@@ -28,7 +28,7 @@ from serving.audit import audit_log
 from serving.dataplane import SERVER_VERSION, DataPlane
 from serving.drain import Drain
 from serving.errors import MAPPED_ERRORS, error_body, retry_after, status_and_body
-from serving.routes import admin, openai, privacy, rest_v1, rest_v2
+from serving.routes import admin, monitor, openai, privacy, rest_v1, rest_v2
 from serving.routes.fast_path import FastPath, find_route
 from serving.routes.responses import error_response, validation_error
 from serving.security import asgi as auth_asgi
@@ -79,7 +79,7 @@ def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo
     app.state.dataplane = dataplane
     v1 = rest_v1.router(dataplane)
     for router in (v1, rest_v2.router(dataplane), openai.router(dataplane), admin.router(dataplane),
-                   privacy.router(dataplane)):
+                   privacy.router(dataplane), monitor.router(dataplane)):
         app.include_router(router)
     _hot_routes_first(app)
     # innermost: /v1/score without FastAPI's per-request work; not under FastAPI's telemetry,

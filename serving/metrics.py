@@ -26,7 +26,7 @@ FEATURE_STATES = ("ok", "expired", "schema_mismatch", "missing")
 @dataclass(frozen=True)
 class MetricDef:
     name: str
-    kind: Literal["counter", "histogram"]
+    kind: Literal["counter", "histogram", "gauge"]
     description: str
     tag_keys: tuple[str, ...] = ()
     boundaries: tuple[float, ...] = ()
@@ -71,6 +71,18 @@ DEFINITIONS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("reengage_audit_suppressed_total", "counter",
               "refused calls not written to the audit log (per-source rate limit)", ()),
     MetricDef("reengage_emails_total", "counter", "emails written, by backend and fallback", ("backend", "fallback")),
+    # model monitoring over monitor.window_s, every replica's rows (each replica exports the same
+    # application-wide value: aggregate with max, not sum)
+    MetricDef("reengage_monitor_feature_psi", "gauge", "PSI of an input feature against the version's reference",
+              ("model", "version", "feature")),
+    MetricDef("reengage_monitor_score_psi", "gauge", "PSI of the score against the version's reference",
+              ("model", "version")),
+    MetricDef("reengage_monitor_rows", "gauge", "rows scored in the monitoring window", ()),
+    MetricDef("reengage_monitor_drift", "gauge", "1 when /v1/monitor says drift, 0 ok, -1 insufficient data", ()),
+    MetricDef("reengage_monitor_segment_contact_rate", "gauge", "share of a segment's decided rows contacted",
+              ("segment", "value")),
+    MetricDef("reengage_monitor_segment_contact_rate_ratio", "gauge",
+              "a segment's contact rate over the overall rate (four-fifths rule)", ("segment", "value")),
 )}
 
 Key = tuple[str, tuple[str, ...]]
@@ -83,6 +95,7 @@ class Recorder:
         self._lock = threading.Lock()  # the exporter drains from another thread
         self._counts: dict[Key, float] = {}
         self._samples: dict[Key, list[float]] = {}
+        self._gauges: dict[Key, float] = {}
 
     def inc(self, name: str, value: float, tags: tuple[str, ...] = ()) -> None:
         key = (name, tags)
@@ -97,6 +110,16 @@ class Recorder:
                 self._samples[key] = [value]
             else:
                 samples.append(value)
+
+    def set(self, name: str, value: float, tags: tuple[str, ...] = ()) -> None:
+        with self._lock:
+            self._gauges[(name, tags)] = value
+
+    def drain_gauges(self) -> dict[Key, float]:
+        """Gauge values set since the last drain (the latest of each)."""
+        with self._lock:
+            gauges, self._gauges = self._gauges, {}
+        return gauges
 
     def drain(self) -> tuple[dict[Key, float], dict[Key, list[float]]]:
         """What was recorded since the last drain; the recorder starts empty again."""
@@ -225,3 +248,22 @@ def reward(action: str | None) -> None:
 
 def email(backend: str, fallback: bool) -> None:
     RECORDER.inc("reengage_emails_total", 1, (backend, str(fallback).lower()))
+
+
+def monitor_report(answer: dict[str, Any]) -> None:
+    """The gauges of one ``/v1/monitor`` answer (a missing PSI is not set)."""
+    RECORDER.set("reengage_monitor_rows", float(answer["window"]["rows"]))
+    RECORDER.set("reengage_monitor_drift", {"drift": 1.0, "ok": 0.0}.get(answer["status"], -1.0))
+    for model, entry in answer["models"].items():
+        for v in entry["versions"]:
+            if v["score"]["psi"] is not None:
+                RECORDER.set("reengage_monitor_score_psi", v["score"]["psi"], (model, v["version"]))
+            for f in v["features"]:
+                if f["psi"] is not None:
+                    RECORDER.set("reengage_monitor_feature_psi", f["psi"], (model, v["version"], f["feature"]))
+    for seg in answer["segments"]:
+        tags = (seg["feature"], seg["value"])
+        if seg["contact_rate"] is not None:
+            RECORDER.set("reengage_monitor_segment_contact_rate", seg["contact_rate"], tags)
+        if seg["contact_rate_ratio"] is not None:
+            RECORDER.set("reengage_monitor_segment_contact_rate_ratio", seg["contact_rate_ratio"], tags)

@@ -272,6 +272,20 @@ class LLMSettings(_Section):
         return {**built, **self.lora_adapters}
 
 
+class MonitorSettings(_Section):
+    """Drift, actions and segment contact rates in production (``/v1/monitor``, docs/operations.md)."""
+
+    enabled: bool = True
+    # each replica writes its per-second counts to the shared state this often
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    retention_s: int = Field(3600, ge=60, description="seconds of per-second counts kept")
+    window_s: int = Field(300, ge=1, description="the window /v1/monitor and the gauges cover by default")
+    psi_threshold: float = Field(0.2, gt=0, description="a PSI above it is drift")
+    min_rows: int = Field(1000, ge=1, description="below it a window is insufficient_data, never ok")
+    queue_max: int = Field(10_000, ge=1, description="scored batches waiting to be binned; beyond, dropped and counted")
+    gauge_interval_s: float = Field(15.0, ge=0, description="how often a replica refreshes the PSI gauges (0: never)")
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -416,6 +430,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     bandit: BanditSettings = BanditSettings()
     llm: LLMSettings = LLMSettings()
+    monitor: MonitorSettings = MonitorSettings()
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     privacy: PrivacySettings = PrivacySettings()

@@ -112,6 +112,17 @@ def bench_explain(
     run_explain_bench(load_settings({}), customers=customers, top_k=top_k, rounds=rounds, console=console)
 
 
+@bench_app.command("monitor")
+def bench_monitor(
+    calls: int = typer.Option(400, help="calls per case, size and round"),
+    rounds: int = typer.Option(5, help="rounds"),
+) -> None:
+    """/v1/score with monitoring off and on at 1 and 1,000 ids, interleaved, in-process."""
+    from loadtests.bench.monitor import run_monitor_bench
+
+    run_monitor_bench(load_settings({}), calls=calls, rounds=rounds, console=console)
+
+
 @bench_app.command("rollout")
 def bench_rollout(
     decisions: str = typer.Option("10000,1000000", help="logged decisions, comma-separated"),

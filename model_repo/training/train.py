@@ -7,6 +7,7 @@ retrieval, not a training run.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from model_repo.training import churn, common, engagement, explain, export
+from model_repo.training import card, churn, common, engagement, explain, export, reference
 
 ONNX_TOLERANCE = 1e-4  # the build refuses a model whose ONNX output drifts more than this
 COMPILED_TOLERANCE = 1e-6  # ... and compiled trees whose output differs from ONNX Runtime's more than this
@@ -65,8 +66,10 @@ def train_model(spec: ModuleType, store: FeatureStore, labels: pd.DataFrame, rep
     if found is not None:
         if not (model_dir / "config.pbtxt").is_file():
             export.write_config(model_dir, cfg)
+        metrics = export.read_metrics(model_dir, found)
+        write_documents(model_dir / str(found), metrics, data, None)  # only those a version lacks
         step("reused", advance=3)
-        return TrainResult(name, found, True, export.read_metrics(model_dir, found), time.perf_counter() - t0)
+        return TrainResult(name, found, True, metrics, time.perf_counter() - t0)
     fitted = spec.fit(data, params, threads=threads)
     step("export")
     x_test, y_test, p_true = data.test
@@ -83,7 +86,11 @@ def train_model(spec: ModuleType, store: FeatureStore, labels: pd.DataFrame, rep
         "n_holdout": int(data.holdout.sum()), "onnx_max_abs_diff": drift, "trained_at": export.now_iso(),
         **compiled_drift, **explained,
     })
+    scores = fitted.predict(data.x)
+    ref = reference.build(name, fingerprint, data.features, data.x, scores)
+    files[reference.FILE] = reference.to_bytes(ref)  # appears with the version, atomically
     version = export.write_version(model_dir, onnx_model, metrics, cfg, files={**files, **compiled})
+    write_documents(model_dir / str(version), {**metrics, "version": version}, data, scores)
     step(f"version {version}")
     return TrainResult(name, version, False, {**metrics, "version": version}, time.perf_counter() - t0, fitted)
 
@@ -122,6 +129,33 @@ def _compile(runtime: str | None, files: dict[str, bytes], onnx_model: Any, x: n
     if diff > COMPILED_TOLERANCE:
         raise ValueError(f"{name}: lleaves output differs from ONNX Runtime by {diff:.2e} on the holdout")
     return compiled, {"compiled_runtime": runtime, "compiled_max_abs_diff": diff}
+
+
+def write_documents(version_dir: Path, metrics: dict[str, Any], data: common.TrainingData,
+                    scores: np.ndarray | None) -> None:
+    """The version's drift reference and model card, each only when missing (a version built
+    before they existed gets them from its own ``model.onnx``); ``scores``: the version's
+    outputs on every training row, when the caller has them."""
+    ref_path, card_path = version_dir / reference.FILE, version_dir / card.FILE
+    if ref_path.is_file() and card_path.is_file():
+        return
+    if scores is None:
+        import onnx
+
+        scores = export.onnx_predict(onnx.load(str(version_dir / "model.onnx")), data.x)[:, 0].astype(np.float64)
+    if not ref_path.is_file():
+        _atomic_write(ref_path, reference.to_bytes(
+            reference.build(metrics["model"], metrics["fingerprint"], data.features, data.x, scores)))
+    ref = json.loads(ref_path.read_text())
+    x, y, p_true = data.test
+    text = card.render(metrics, int(metrics["version"]), ref, x, y, scores[data.holdout], p_true)
+    _atomic_write(card_path, text.encode())
+
+
+def _atomic_write(path: Path, blob: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
 
 
 def onnx_drift(model: Any, fitted: Any, x: np.ndarray) -> float:

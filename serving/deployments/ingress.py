@@ -19,6 +19,7 @@ from serving.deployments.handles import RemoteBandit, RemoteFeatureLookup, Remot
 from serving.deployments.drain_signal import start_watcher as start_drain_watcher
 from serving.deployments.metrics_export import start_exporter
 from serving.http import create_app
+from serving.monitoring import open_monitor
 from serving.routes.grpc import GrpcAdapter
 from serving.logfiles import RotatingFile
 from serving.settings import RotationSettings, Settings
@@ -50,11 +51,12 @@ class Ingress:
         remote_writer = RemoteWriter(writer, settings.llm.timeout_s + 2.0) if writer is not None else None
         if fused:
             local_features, local_models, local_bandit = fused_components(settings)
-            self.dataplane = DataPlane(settings, local_features, local_models, local_bandit, remote_writer)
+            self.dataplane = DataPlane(settings, local_features, local_models, local_bandit, remote_writer,
+                                       open_monitor(settings))
         else:
             self.dataplane = DataPlane(
                 settings, RemoteFeatureLookup(features), {n: RemoteModel(h) for n, h in models.items()},
-                RemoteBandit(bandit) if bandit is not None else None, remote_writer)
+                RemoteBandit(bandit) if bandit is not None else None, remote_writer, open_monitor(settings))
         self.grpc = GrpcAdapter(self.dataplane)
 
     @classmethod

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import numpy as np
-from ray.serve.metrics import Counter, Histogram
+from ray.serve.metrics import Counter, Gauge, Histogram
 
 from serving.metrics import DEFINITIONS, RECORDER, MetricDef, Recorder
 
@@ -50,6 +50,8 @@ class Exporter:
         if metric is None:
             if definition.kind == "counter":
                 metric = Counter(definition.name, description=definition.description, tag_keys=_tags(definition))
+            elif definition.kind == "gauge":
+                metric = Gauge(definition.name, description=definition.description, tag_keys=_tags(definition))
             else:
                 metric = Histogram(definition.name, description=definition.description,
                                    boundaries=list(definition.boundaries), tag_keys=_tags(definition))
@@ -66,6 +68,9 @@ class Exporter:
             metric, tag_map = self._metric(definition), dict(zip(definition.tag_keys, tags))
             for value in self.sample(values):  # Ray's histogram takes one observation per call
                 metric.observe(value, tags=tag_map)
+        for (name, tags), value in self.recorder.drain_gauges().items():
+            definition = DEFINITIONS[name]
+            self._metric(definition).set(value, tags=dict(zip(definition.tag_keys, tags)))
 
     def sample(self, values: list[float]) -> list[float]:
         """All of them, or a uniform sample of ``max_observations`` (without replacement)."""

@@ -1,12 +1,13 @@
 """Route groups: every HTTP route and every KServe v2 gRPC method belongs to exactly one.
 
 health     /v2/health/*, model readiness                    gRPC ServerLive, ServerReady, ModelReady
-metadata   /v2, /v2/models/{m}[/versions/{v}], /v1/models,  gRPC ServerMetadata, ModelMetadata
+metadata   /v2, /v2/models/{m}[/versions/{v}[/card]], /v1/models, gRPC ServerMetadata, ModelMetadata
            /openapi.json, /docs, /redoc
 inference  /v1/score, /v1/explain, /v1/reengage,            gRPC ModelInfer
            /v1/completions, /v2/models/.../infer
 feedback   /v1/feedback, /v1/consent, /v1/consent/{customer_id}
 admin      /v2/repository/*, everything under /v1/admin/    gRPC RepositoryIndex, RepositoryModelLoad/Unload
+           /v1/monitor
 
 Classified by path, not by the router's tables, so the check fails closed: any other
 path under ``/v1/`` or ``/v2/`` is ``admin`` (a new route is closed until it is given a
@@ -31,13 +32,14 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     ("/v2/health/live", "health"), ("/v2/health/ready", "health"),
     (_M + "/ready", "health"), (_V + "/ready", "health"),
     (_M + "/infer", "inference"), (_V + "/infer", "inference"),
-    (_M, "metadata"), (_V, "metadata"), ("/v2", "metadata"),
+    (_M, "metadata"), (_V, "metadata"), (_V + "/card", "metadata"), ("/v2", "metadata"),
     ("/v2/repository/index", "admin"),
     ("/v2/repository/models/{model_name}/load", "admin"), ("/v2/repository/models/{model_name}/unload", "admin"),
     ("/v1/score", "inference"), ("/v1/explain", "inference"), ("/v1/reengage", "inference"),
     ("/v1/completions", "inference"),
     ("/v1/feedback", "feedback"), ("/v1/consent", "feedback"), ("/v1/consent/{customer_id}", "feedback"),
     ("/v1/models", "metadata"),
+    ("/v1/monitor", "admin"),
     ("/openapi.json", "metadata"), ("/docs", "metadata"), ("/docs/oauth2-redirect", "metadata"), ("/redoc", "metadata"),
 )
 # prefixes whose every path is one group (routes another module adds beneath them)

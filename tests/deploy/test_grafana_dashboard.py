@@ -19,10 +19,13 @@ BY = re.compile(r"\bby \(([^)]*)\)")
 
 def exported(d: MetricDef) -> dict[str, tuple[str, ...]]:
     """Prometheus series names of one metric -> the labels they carry (Ray adds ``ray_``;
-    histograms are ``_bucket`` (with ``le``), ``_count`` and ``_sum``; counters end in ``_total``)."""
+    histograms are ``_bucket`` (with ``le``), ``_count`` and ``_sum``; counters end in ``_total``;
+    gauges keep their name)."""
     base = "ray_" + d.name
     if d.kind == "histogram":
         return {base + "_bucket": (*d.tag_keys, "le"), base + "_count": d.tag_keys, base + "_sum": d.tag_keys}
+    if d.kind == "gauge":
+        return {base: d.tag_keys}
     return {base if base.endswith("_total") else base + "_total": d.tag_keys}
 
 

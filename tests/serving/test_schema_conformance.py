@@ -46,7 +46,10 @@ def live_app(tmp_path_factory: pytest.TempPathFactory):
                               "server": {"request_log": False}})
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     bandit = BanditService(settings.bandit)
-    app = create_app(DataPlane(settings, LocalFeatures(TableReader()), models, bandit=bandit))
+    from serving.monitoring import open_monitor
+
+    app = create_app(DataPlane(settings, LocalFeatures(TableReader()), models, bandit=bandit,
+                               monitor=open_monitor(settings)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from feature_store.bench import make_repo, packed_config
+from loadtests.bench.features import make_repo, packed_config
 from feature_store.online_store import materialize_packed
 from feature_store.pseudonym import pseudonym_hex
 from feature_store.reader import PackedReader
