@@ -37,7 +37,9 @@ class FeatureBatch:
     def __post_init__(self) -> None:
         n = self.values.shape[0]
         if self.values.ndim != 2 or self.values.shape[1] != len(self.names):
-            raise ValueError(f"values shape {self.values.shape} does not match {len(self.names)} names")
+            raise ValueError(
+                f"values shape {self.values.shape} does not match {len(self.names)} names"
+            )
         if self.found.shape != (n,) or self.event_ts.shape != (n, len(self.views)):
             raise ValueError("found / event_ts shapes do not match values")
 
@@ -62,4 +64,3 @@ class FeatureBatch:
         age = now - oldest
         age[~np.isfinite(oldest)] = np.nan
         return age
-

@@ -40,20 +40,48 @@ import numpy as np
 import pandas as pd
 
 PROFILE_FEATURES: tuple[str, ...] = (
-    "tenure_days", "plan_tier", "is_annual_plan", "region_code", "monthly_fee",
-    "payment_failures_30d", "payment_failures_90d", "support_tickets_30d", "support_tickets_90d",
-    "open_ticket", "discount_redemptions_365d", "age_years",
+    "tenure_days",
+    "plan_tier",
+    "is_annual_plan",
+    "region_code",
+    "monthly_fee",
+    "payment_failures_30d",
+    "payment_failures_90d",
+    "support_tickets_30d",
+    "support_tickets_90d",
+    "open_ticket",
+    "discount_redemptions_365d",
+    "age_years",
 )
 ACTIVITY_FEATURES: tuple[str, ...] = (
-    "recency_days", "orders_30d", "orders_90d", "orders_365d", "spend_30d", "spend_90d",
-    "spend_365d", "avg_order_value", "email_opens_7d", "email_opens_30d", "email_opens_90d",
-    "email_clicks_7d", "email_clicks_30d", "email_clicks_90d", "emails_sent_90d", "open_rate_90d",
-    "click_rate_90d", "sessions_7d", "sessions_30d", "days_since_last_open",
+    "recency_days",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "spend_30d",
+    "spend_90d",
+    "spend_365d",
+    "avg_order_value",
+    "email_opens_7d",
+    "email_opens_30d",
+    "email_opens_90d",
+    "email_clicks_7d",
+    "email_clicks_30d",
+    "email_clicks_90d",
+    "emails_sent_90d",
+    "open_rate_90d",
+    "click_rate_90d",
+    "sessions_7d",
+    "sessions_30d",
+    "days_since_last_open",
 )
 CONTACT_FEATURES: tuple[str, ...] = ("first_name", "email", "plan_name", "region_name")
 CHURN_FEATURES: tuple[str, ...] = PROFILE_FEATURES + ACTIVITY_FEATURES
 ENGAGEMENT_FEATURES: tuple[str, ...] = ACTIVITY_FEATURES + (
-    "tenure_days", "plan_tier", "is_annual_plan", "region_code",
+    "tenure_days",
+    "plan_tier",
+    "is_annual_plan",
+    "region_code",
 )
 
 PLAN_NAMES = ("basic", "plus", "premium")
@@ -82,14 +110,22 @@ FILES = ("customer_profile", "customer_activity", "customer_contact", "labels")
 class CustomerData:
     """One generation: three feature tables and the label table (entity dataframe)."""
 
-    profile: pd.DataFrame   # customer_id, event_timestamp, PROFILE_FEATURES (float32); N x snapshots rows
-    activity: pd.DataFrame  # customer_id, event_timestamp, ACTIVITY_FEATURES (float32); N x snapshots rows
-    contact: pd.DataFrame   # customer_id, event_timestamp, CONTACT_FEATURES (str); N rows
-    labels: pd.DataFrame    # customer_id, event_timestamp, churned, engaged, p_churn, p_engaged
+    profile: (
+        pd.DataFrame
+    )  # customer_id, event_timestamp, PROFILE_FEATURES (float32); N x snapshots rows
+    activity: (
+        pd.DataFrame
+    )  # customer_id, event_timestamp, ACTIVITY_FEATURES (float32); N x snapshots rows
+    contact: pd.DataFrame  # customer_id, event_timestamp, CONTACT_FEATURES (str); N rows
+    labels: pd.DataFrame  # customer_id, event_timestamp, churned, engaged, p_churn, p_engaged
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"customer_profile": self.profile, "customer_activity": self.activity,
-                "customer_contact": self.contact, "labels": self.labels}
+        return {
+            "customer_profile": self.profile,
+            "customer_activity": self.activity,
+            "customer_contact": self.contact,
+            "labels": self.labels,
+        }
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -154,8 +190,9 @@ def build_day(now: datetime | None = None) -> datetime:
     return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def generate(customers: int = 100_000, seed: int = 7, snapshots: int = 2,
-             anchor: datetime | None = None) -> CustomerData:
+def generate(
+    customers: int = 100_000, seed: int = 7, snapshots: int = 2, anchor: datetime | None = None
+) -> CustomerData:
     """Generate ``customers`` x ``snapshots`` feature rows and one label row per customer."""
     if customers < 1 or snapshots < 2:
         raise ValueError("need at least 1 customer and 2 snapshots")
@@ -175,8 +212,13 @@ def generate(customers: int = 100_000, seed: int = 7, snapshots: int = 2,
         profiles.append(_frame(ids, stamp, features, PROFILE_FEATURES))
         activities.append(_frame(ids, stamp, features, ACTIVITY_FEATURES))
     label_s = snapshots - 2
-    labels = _labels(rng, ids, profiles[label_s], activities[label_s],
-                     anchor - (snapshots - 1 - label_s) * SNAPSHOT_EVERY + LABEL_DELAY)
+    labels = _labels(
+        rng,
+        ids,
+        profiles[label_s],
+        activities[label_s],
+        anchor - (snapshots - 1 - label_s) * SNAPSHOT_EVERY + LABEL_DELAY,
+    )
     contact = _contact(rng, ids, static, stamps[0])
     return CustomerData(
         profile=pd.concat(profiles, ignore_index=True),
@@ -209,8 +251,13 @@ def _latent_paths(rng: np.random.Generator, n: int, snapshots: int) -> np.ndarra
     return out
 
 
-def _window_recency(rng: np.random.Generator, counts: list[np.ndarray], edges: list[float],
-                    tail_mean: float, cap: np.ndarray) -> np.ndarray:
+def _window_recency(
+    rng: np.random.Generator,
+    counts: list[np.ndarray],
+    edges: list[float],
+    tail_mean: float,
+    cap: np.ndarray,
+) -> np.ndarray:
     """Days since the last event, consistent with nested window counts (newest window first)."""
     n = counts[0].shape[0]
     u = rng.random(n)
@@ -223,8 +270,9 @@ def _window_recency(rng: np.random.Generator, counts: list[np.ndarray], edges: l
     return np.floor(out)
 
 
-def _snapshot_features(rng: np.random.Generator, st: dict[str, np.ndarray], lat: np.ndarray,
-                       s: int) -> dict[str, np.ndarray]:
+def _snapshot_features(
+    rng: np.random.Generator, st: dict[str, np.ndarray], lat: np.ndarray, s: int
+) -> dict[str, np.ndarray]:
     n = lat.shape[0]
     act, aff, fri = lat[:, 0], lat[:, 1], lat[:, 2]
     tier, annual = st["plan_tier"], st["is_annual_plan"]
@@ -256,70 +304,115 @@ def _snapshot_features(rng: np.random.Generator, st: dict[str, np.ndarray], lat:
     t30 = rng.binomial(t90, 0.34)
     open_ticket = (rng.random(n) < np.where(t30 > 0, 0.6, 0.03)).astype(np.float64)
     return {
-        "tenure_days": tenure, "plan_tier": tier, "is_annual_plan": annual,
-        "region_code": st["region_code"], "monthly_fee": st["monthly_fee"],
-        "payment_failures_30d": pf30, "payment_failures_90d": pf90,
-        "support_tickets_30d": t30, "support_tickets_90d": t90, "open_ticket": open_ticket,
-        "discount_redemptions_365d": rng.poisson(0.5 + 0.08 * o365), "age_years": st["age_years"],
-        "recency_days": recency, "orders_30d": o30, "orders_90d": o90, "orders_365d": o365,
-        "spend_30d": np.round(spend30, 2), "spend_90d": np.round(spend90, 2),
+        "tenure_days": tenure,
+        "plan_tier": tier,
+        "is_annual_plan": annual,
+        "region_code": st["region_code"],
+        "monthly_fee": st["monthly_fee"],
+        "payment_failures_30d": pf30,
+        "payment_failures_90d": pf90,
+        "support_tickets_30d": t30,
+        "support_tickets_90d": t90,
+        "open_ticket": open_ticket,
+        "discount_redemptions_365d": rng.poisson(0.5 + 0.08 * o365),
+        "age_years": st["age_years"],
+        "recency_days": recency,
+        "orders_30d": o30,
+        "orders_90d": o90,
+        "orders_365d": o365,
+        "spend_30d": np.round(spend30, 2),
+        "spend_90d": np.round(spend90, 2),
         "spend_365d": np.round(spend365, 2),
         "avg_order_value": np.round(np.where(o365 > 0, spend365 / np.maximum(o365, 1), 0.0), 2),
-        "email_opens_7d": opens7, "email_opens_30d": opens30, "email_opens_90d": opens90,
-        "email_clicks_7d": clicks7, "email_clicks_30d": clicks30, "email_clicks_90d": clicks90,
-        "emails_sent_90d": sent, "open_rate_90d": opens90 / np.maximum(sent, 1),
+        "email_opens_7d": opens7,
+        "email_opens_30d": opens30,
+        "email_opens_90d": opens90,
+        "email_clicks_7d": clicks7,
+        "email_clicks_30d": clicks30,
+        "email_clicks_90d": clicks90,
+        "emails_sent_90d": sent,
+        "open_rate_90d": opens90 / np.maximum(sent, 1),
         "click_rate_90d": clicks90 / np.maximum(opens90, 1),
-        "sessions_7d": sess7, "sessions_30d": sess30, "days_since_last_open": last_open,
+        "sessions_7d": sess7,
+        "sessions_30d": sess30,
+        "days_since_last_open": last_open,
     }
 
 
-def _frame(ids: np.ndarray, stamp: pd.DatetimeIndex, features: dict[str, np.ndarray],
-           names: tuple[str, ...]) -> pd.DataFrame:
+def _frame(
+    ids: np.ndarray,
+    stamp: pd.DatetimeIndex,
+    features: dict[str, np.ndarray],
+    names: tuple[str, ...],
+) -> pd.DataFrame:
     cols: dict[str, Any] = {"customer_id": ids, "event_timestamp": stamp}
     cols.update({k: np.asarray(features[k], dtype=np.float32) for k in names})
     return pd.DataFrame(cols)
 
 
-def _labels(rng: np.random.Generator, ids: np.ndarray, profile: pd.DataFrame,
-            activity: pd.DataFrame, at: datetime) -> pd.DataFrame:
-    feats = {**{k: profile[k].to_numpy() for k in PROFILE_FEATURES},
-             **{k: activity[k].to_numpy() for k in ACTIVITY_FEATURES}}
+def _labels(
+    rng: np.random.Generator,
+    ids: np.ndarray,
+    profile: pd.DataFrame,
+    activity: pd.DataFrame,
+    at: datetime,
+) -> pd.DataFrame:
+    feats = {
+        **{k: profile[k].to_numpy() for k in PROFILE_FEATURES},
+        **{k: activity[k].to_numpy() for k in ACTIVITY_FEATURES},
+    }
     p_churn, p_engaged = churn_probability(feats), engagement_probability(feats)
     u = rng.random((2, ids.shape[0]))
-    return pd.DataFrame({
-        "customer_id": ids,
-        "event_timestamp": pd.Series(pd.Timestamp(at), index=range(ids.shape[0])),
-        "churned": (u[0] < p_churn).astype(np.int8),
-        "engaged": (u[1] < p_engaged).astype(np.int8),
-        "p_churn": p_churn,
-        "p_engaged": p_engaged,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "event_timestamp": pd.Series(pd.Timestamp(at), index=range(ids.shape[0])),
+            "churned": (u[0] < p_churn).astype(np.int8),
+            "engaged": (u[1] < p_engaged).astype(np.int8),
+            "p_churn": p_churn,
+            "p_engaged": p_engaged,
+        }
+    )
 
 
-def _contact(rng: np.random.Generator, ids: np.ndarray, st: dict[str, np.ndarray],
-             stamp: pd.DatetimeIndex) -> pd.DataFrame:
+def _contact(
+    rng: np.random.Generator, ids: np.ndarray, st: dict[str, np.ndarray], stamp: pd.DatetimeIndex
+) -> pd.DataFrame:
     names = np.asarray(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), ids.shape[0])]
-    domains = np.asarray(EMAIL_DOMAINS, dtype=object)[rng.integers(0, len(EMAIL_DOMAINS), ids.shape[0])]
+    domains = np.asarray(EMAIL_DOMAINS, dtype=object)[
+        rng.integers(0, len(EMAIL_DOMAINS), ids.shape[0])
+    ]
     first = pd.Series(names)
     email = first.str.lower() + "." + pd.Series(ids).astype(str) + "@" + pd.Series(domains)
-    return pd.DataFrame({
-        "customer_id": ids,
-        "event_timestamp": stamp,
-        "first_name": first,
-        "email": email,
-        "plan_name": np.asarray(PLAN_NAMES, dtype=object)[st["plan_tier"].astype(np.int64)],
-        "region_name": np.asarray(REGION_NAMES, dtype=object)[st["region_code"].astype(np.int64)],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "event_timestamp": stamp,
+            "first_name": first,
+            "email": email,
+            "plan_name": np.asarray(PLAN_NAMES, dtype=object)[st["plan_tier"].astype(np.int64)],
+            "region_name": np.asarray(REGION_NAMES, dtype=object)[
+                st["region_code"].astype(np.int64)
+            ],
+        }
+    )
 
 
 def manifest_for(customers: int, seed: int, snapshots: int, anchor: datetime) -> dict[str, Any]:
     """What identifies one generation on disk (the code hash too: a changed process regenerates)."""
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    return {"customers": customers, "seed": seed, "snapshots": snapshots,
-            "anchor": anchor.isoformat(), "code": code}
+    return {
+        "customers": customers,
+        "seed": seed,
+        "snapshots": snapshots,
+        "anchor": anchor.isoformat(),
+        "code": code,
+    }
 
 
-def write(data: CustomerData, out_dir: Path, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
+def write(
+    data: CustomerData, out_dir: Path, manifest: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Write each table as ``<name>.parquet``; the manifest last, so a partial write is redone."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)
@@ -335,8 +428,14 @@ def write(data: CustomerData, out_dir: Path, manifest: dict[str, Any] | None = N
     return paths
 
 
-def ensure(out_dir: Path, customers: int = 100_000, seed: int = 7, snapshots: int = 2,
-           anchor: datetime | None = None, force: bool = False) -> tuple[dict[str, Path], bool]:
+def ensure(
+    out_dir: Path,
+    customers: int = 100_000,
+    seed: int = 7,
+    snapshots: int = 2,
+    anchor: datetime | None = None,
+    force: bool = False,
+) -> tuple[dict[str, Path], bool]:
     """Generate into ``out_dir`` unless the same generation is already there.
 
     Returns the table paths and whether they were (re)generated.

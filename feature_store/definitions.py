@@ -12,15 +12,40 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.types import Float32, String
 
 PROFILE_FEATURES = (
-    "tenure_days", "plan_tier", "is_annual_plan", "region_code", "monthly_fee",
-    "payment_failures_30d", "payment_failures_90d", "support_tickets_30d", "support_tickets_90d",
-    "open_ticket", "discount_redemptions_365d", "age_years",
+    "tenure_days",
+    "plan_tier",
+    "is_annual_plan",
+    "region_code",
+    "monthly_fee",
+    "payment_failures_30d",
+    "payment_failures_90d",
+    "support_tickets_30d",
+    "support_tickets_90d",
+    "open_ticket",
+    "discount_redemptions_365d",
+    "age_years",
 )
 ACTIVITY_FEATURES = (
-    "recency_days", "orders_30d", "orders_90d", "orders_365d", "spend_30d", "spend_90d",
-    "spend_365d", "avg_order_value", "email_opens_7d", "email_opens_30d", "email_opens_90d",
-    "email_clicks_7d", "email_clicks_30d", "email_clicks_90d", "emails_sent_90d", "open_rate_90d",
-    "click_rate_90d", "sessions_7d", "sessions_30d", "days_since_last_open",
+    "recency_days",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "spend_30d",
+    "spend_90d",
+    "spend_365d",
+    "avg_order_value",
+    "email_opens_7d",
+    "email_opens_30d",
+    "email_opens_90d",
+    "email_clicks_7d",
+    "email_clicks_30d",
+    "email_clicks_90d",
+    "emails_sent_90d",
+    "open_rate_90d",
+    "click_rate_90d",
+    "sessions_7d",
+    "sessions_30d",
+    "days_since_last_open",
 )
 CONTACT_FEATURES = ("first_name", "email", "plan_name", "region_name")
 ENGAGEMENT_PROFILE_FEATURES = ["tenure_days", "plan_tier", "is_annual_plan", "region_code"]

@@ -45,7 +45,9 @@ class PrivateApi:
             for attr in attrs.split("."):
                 obj = getattr(obj, attr)
         except (ImportError, AttributeError) as exc:
-            raise FeastApiChanged(f"{self.name} is gone in feast {_feast_version()}: {exc}") from exc
+            raise FeastApiChanged(
+                f"{self.name} is gone in feast {_feast_version()}: {exc}"
+            ) from exc
         return obj
 
     def problem(self) -> str | None:
@@ -71,21 +73,44 @@ def _feast_version() -> str:
 
 COLUMNS_TO_PROTOS = PrivateApi("feast.utils:_columns_to_proto_values", ("table", "columns"))
 FIELD_MAPPING = PrivateApi("feast.utils:_run_pyarrow_field_mapping", ("table", "field_mapping"))
-PROVIDER_OFFLINE_STORE = PrivateApi("feast.infra.passthrough_provider:PassthroughProvider.offline_store")
-APPLY_TOTAL = PrivateApi("feast.repo_operations:apply_total", ("repo_config", "repo_path", "skip_source_validation"))
-VALUE_TO_PYTHON = PrivateApi("feast.type_map:feast_value_type_to_python_type", ("field_value_proto",))
+PROVIDER_OFFLINE_STORE = PrivateApi(
+    "feast.infra.passthrough_provider:PassthroughProvider.offline_store"
+)
+APPLY_TOTAL = PrivateApi(
+    "feast.repo_operations:apply_total", ("repo_config", "repo_path", "skip_source_validation")
+)
+VALUE_TO_PYTHON = PrivateApi(
+    "feast.type_map:feast_value_type_to_python_type", ("field_value_proto",)
+)
 LOCAL_ENGINE = PrivateApi("feast.infra.compute_engines.local.compute:LocalComputeEngine")
-MATERIALIZE_ONE = PrivateApi("feast.infra.compute_engines.local.compute:LocalComputeEngine._materialize_one",
-                             ("registry", "task"))
-TASK = PrivateApi("feast.infra.common.materialization_job:MaterializationTask",
-                  ("feature_view", "start_time", "end_time", "only_latest"))
-JOB = PrivateApi("feast.infra.compute_engines.local.job:LocalMaterializationJob", ("job_id", "status", "error"))
-JOB_SUCCEEDED = PrivateApi("feast.infra.common.materialization_job:MaterializationJobStatus.SUCCEEDED")
+MATERIALIZE_ONE = PrivateApi(
+    "feast.infra.compute_engines.local.compute:LocalComputeEngine._materialize_one",
+    ("registry", "task"),
+)
+TASK = PrivateApi(
+    "feast.infra.common.materialization_job:MaterializationTask",
+    ("feature_view", "start_time", "end_time", "only_latest"),
+)
+JOB = PrivateApi(
+    "feast.infra.compute_engines.local.job:LocalMaterializationJob", ("job_id", "status", "error")
+)
+JOB_SUCCEEDED = PrivateApi(
+    "feast.infra.common.materialization_job:MaterializationJobStatus.SUCCEEDED"
+)
 JOB_ERROR = PrivateApi("feast.infra.common.materialization_job:MaterializationJobStatus.ERROR")
 
 PRIVATE_APIS: tuple[PrivateApi, ...] = (
-    COLUMNS_TO_PROTOS, FIELD_MAPPING, PROVIDER_OFFLINE_STORE, APPLY_TOTAL, VALUE_TO_PYTHON,
-    LOCAL_ENGINE, MATERIALIZE_ONE, TASK, JOB, JOB_SUCCEEDED, JOB_ERROR,
+    COLUMNS_TO_PROTOS,
+    FIELD_MAPPING,
+    PROVIDER_OFFLINE_STORE,
+    APPLY_TOTAL,
+    VALUE_TO_PYTHON,
+    LOCAL_ENGINE,
+    MATERIALIZE_ONE,
+    TASK,
+    JOB,
+    JOB_SUCCEEDED,
+    JOB_ERROR,
 )
 
 

@@ -31,8 +31,15 @@ class Health:
 class StoreHealth:
     """Cached readiness of one key-value store for the views a reader needs."""
 
-    def __init__(self, kv: KeyValueStore, views: Sequence[str], prefixes: Sequence[bytes], *,
-                 interval_s: float = 1.0, deadline_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        kv: KeyValueStore,
+        views: Sequence[str],
+        prefixes: Sequence[bytes],
+        *,
+        interval_s: float = 1.0,
+        deadline_s: float = 1.0,
+    ) -> None:
         self.kv, self.views, self.prefixes = kv, tuple(views), tuple(prefixes)
         self.interval_s, self.deadline_s = interval_s, deadline_s
         self._lock = threading.Lock()
@@ -40,7 +47,9 @@ class StoreHealth:
         self._running_since: float | None = None
 
     @classmethod
-    def for_store(cls, store: Any, views: Sequence[str], kv: KeyValueStore, **kwargs: Any) -> "StoreHealth":
+    def for_store(
+        cls, store: Any, views: Sequence[str], kv: KeyValueStore, **kwargs: Any
+    ) -> "StoreHealth":
         """For a Feast store's packed online store and the named views."""
         prefix = key_prefix(store.config)
         return cls(kv, views, [view_prefix(prefix, v) for v in views], **kwargs)
@@ -52,11 +61,18 @@ class StoreHealth:
         except OnlineStoreUnavailable as exc:
             state = Health(False, str(exc), time.monotonic())
         except Exception as exc:  # noqa: BLE001 - any failure of the check is "not ready", with why
-            state = Health(False, f"{self.kv.name} check failed: {type(exc).__name__}: {exc}", time.monotonic())
+            state = Health(
+                False, f"{self.kv.name} check failed: {type(exc).__name__}: {exc}", time.monotonic()
+            )
         else:
             empty = [v for v, ok in zip(self.views, populated) if not ok]
-            state = Health(not empty, f"{self.kv.name} holds no rows of {', '.join(empty)} (not materialized?)"
-                           if empty else "", time.monotonic())
+            state = Health(
+                not empty,
+                f"{self.kv.name} holds no rows of {', '.join(empty)} (not materialized?)"
+                if empty
+                else "",
+                time.monotonic(),
+            )
         with self._lock:
             self._state = state
             self._running_since = None
@@ -69,9 +85,15 @@ class StoreHealth:
             state, since = self._state, self._running_since
             if since is None and (state is None or now - state.checked_at >= self.interval_s):
                 self._running_since = since = now
-                threading.Thread(target=self.check, name="feature-store-health", daemon=True).start()
+                threading.Thread(
+                    target=self.check, name="feature-store-health", daemon=True
+                ).start()
         if since is not None and now - since > self.deadline_s:
-            return Health(False, f"{self.kv.name} did not answer a health check within {self.deadline_s:g} s", now)
+            return Health(
+                False,
+                f"{self.kv.name} did not answer a health check within {self.deadline_s:g} s",
+                now,
+            )
         if state is None:
             return Health(False, f"{self.kv.name}: first health check still running", now)
         return state

@@ -25,7 +25,14 @@ from feature_store.feast_compat import python_values
 from feature_store.online_store.codec import EXPIRED, OK, SCHEMA, decode
 from feature_store.online_store.feast_store import kv_store_for
 from feature_store.online_store.kv import KeyValueStore, Replies
-from feature_store.online_store.layout import HEADER, ViewLayout, key_prefix, layout_for, now_us, view_prefix
+from feature_store.online_store.layout import (
+    HEADER,
+    ViewLayout,
+    key_prefix,
+    layout_for,
+    now_us,
+    view_prefix,
+)
 
 OnMissing = Literal["defaults", "not_found"]
 Features = str | Sequence[str]
@@ -84,9 +91,16 @@ class _Block:
         for v, plan in enumerate(plans):
             names += [f"t{v}", f"s{v}", f"v{v}"]
             formats += [HEADER["tag"], HEADER["ts"], plan.layout.dtype["v"]]
-            offsets += [at + HEADER.fields["tag"][1], at + HEADER.fields["ts"][1], at + HEADER.itemsize]
+            offsets += [
+                at + HEADER.fields["tag"][1],
+                at + HEADER.fields["ts"][1],
+                at + HEADER.itemsize,
+            ]
             at += plan.layout.size
-        return cls(np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": at}), tuple(plans))
+        return cls(
+            np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": at}),
+            tuple(plans),
+        )
 
 
 def _finish(values: np.ndarray, view_found: np.ndarray, on_missing: OnMissing) -> np.ndarray:
@@ -99,8 +113,14 @@ class PackedReader:
 
     reload_interval_s = 1.0
 
-    def __init__(self, store: Any, features: Features, kv: KeyValueStore, on_missing_view: OnMissing,
-                 registry_ttl_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        store: Any,
+        features: Features,
+        kv: KeyValueStore,
+        on_missing_view: OnMissing,
+        registry_ttl_s: float = 10.0,
+    ) -> None:
         self._store = store
         self._features = features
         self._kv = kv
@@ -111,14 +131,23 @@ class PackedReader:
         self._plan()
 
     @classmethod
-    def from_store(cls, store: Any, features: Features, *, on_missing_view: OnMissing = "not_found",
-                   timeout_s: float | None = None, registry_ttl_s: float = 10.0) -> "PackedReader":
+    def from_store(
+        cls,
+        store: Any,
+        features: Features,
+        *,
+        on_missing_view: OnMissing = "not_found",
+        timeout_s: float | None = None,
+        registry_ttl_s: float = 10.0,
+    ) -> "PackedReader":
         """A reader on ``store``'s packed online store (``features``: service name or refs).
 
         The registry is re-read every ``registry_ttl_s`` and whenever a record with another
         schema shows up, so a ``feast apply`` elsewhere is picked up without a restart.
         """
-        return cls(store, features, kv_store_for(store.config, timeout_s), on_missing_view, registry_ttl_s)
+        return cls(
+            store, features, kv_store_for(store.config, timeout_s), on_missing_view, registry_ttl_s
+        )
 
     def _plan(self) -> None:
         prefix = key_prefix(self._store.config)
@@ -126,15 +155,24 @@ class PackedReader:
         for view, feats in resolve_features(self._store, self._features):
             layout = layout_for(view)
             if not layout.packed:
-                raise ValueError(f"view {view.name} is not all-float ({set(layout.types)}); "
-                                 "read it with FeastReader")
+                raise ValueError(
+                    f"view {view.name} is not all-float ({set(layout.types)}); "
+                    "read it with FeastReader"
+                )
             cols = [layout.features.index(f) for f in feats]
             defaults = np.array([layout.defaults[c] for c in cols], np.float32)
             whole = cols == list(range(len(layout.features)))
             out = slice(start, start + len(feats))
             start += len(feats)
-            plans.append(_Plan(layout, view_prefix(prefix, view.name), None if whole else np.array(cols, np.intp),
-                               out, defaults))
+            plans.append(
+                _Plan(
+                    layout,
+                    view_prefix(prefix, view.name),
+                    None if whole else np.array(cols, np.intp),
+                    out,
+                    defaults,
+                )
+            )
             names.extend(feats)
         self._plans = plans
         self._prefixes = [p.prefix for p in plans]
@@ -182,7 +220,9 @@ class PackedReader:
         if len(joined) != n * block.dtype.itemsize:
             return None
         rec = np.frombuffer(joined, block.dtype)
-        for v, plan in enumerate(block.plans):  # tags fix sizes: all right, every record sits where assumed
+        for v, plan in enumerate(
+            block.plans
+        ):  # tags fix sizes: all right, every record sits where assumed
             if not (rec[f"t{v}"] == plan.layout.tag).all():
                 return None
         values = np.empty((n, len(self.names)), np.float32)
@@ -196,14 +236,32 @@ class PackedReader:
                 ok[:, v] = us >= now - plan.layout.ttl_us
         ts /= 1e6
         if ok.all():
-            return FeatureBatch(values, np.ones(n, bool), ts, self.names, self.views, view_found=ok, expired=~ok,
-                                schema_mismatch=~ok)
+            return FeatureBatch(
+                values,
+                np.ones(n, bool),
+                ts,
+                self.names,
+                self.views,
+                view_found=ok,
+                expired=~ok,
+                schema_mismatch=~ok,
+            )
         expired = ~ok
         for v, plan in enumerate(block.plans):
-            values[expired[:, v], plan.out] = plan.defaults if self.on_missing_view == "defaults" else np.nan
+            values[expired[:, v], plan.out] = (
+                plan.defaults if self.on_missing_view == "defaults" else np.nan
+            )
         ts[expired] = np.nan
-        return FeatureBatch(values, _finish(values, ok, self.on_missing_view), ts, self.names, self.views,
-                            view_found=ok, expired=expired, schema_mismatch=np.zeros_like(ok))
+        return FeatureBatch(
+            values,
+            _finish(values, ok, self.on_missing_view),
+            ts,
+            self.names,
+            self.views,
+            view_found=ok,
+            expired=expired,
+            schema_mismatch=np.zeros_like(ok),
+        )
 
     def _read_views(self, fetched: list[Replies], n: int, now: int) -> FeatureBatch:
         nv = len(self._plans)
@@ -218,16 +276,34 @@ class PackedReader:
             ts[:, v] = dec.ts_us
             if not dec.all_ok:
                 all_ok = False
-                values[dec.status != OK, plan.out] = plan.defaults if self.on_missing_view == "defaults" else np.nan
+                values[dec.status != OK, plan.out] = (
+                    plan.defaults if self.on_missing_view == "defaults" else np.nan
+                )
         ts /= 1e6
         if all_ok:
             view_found = np.ones((n, nv), bool)
-            return FeatureBatch(values, np.ones(n, bool), ts, self.names, self.views, view_found=view_found,
-                                expired=~view_found, schema_mismatch=~view_found)
+            return FeatureBatch(
+                values,
+                np.ones(n, bool),
+                ts,
+                self.names,
+                self.views,
+                view_found=view_found,
+                expired=~view_found,
+                schema_mismatch=~view_found,
+            )
         view_found = status == OK
         ts[~view_found] = np.nan
-        return FeatureBatch(values, _finish(values, view_found, self.on_missing_view), ts, self.names, self.views,
-                            view_found=view_found, expired=status == EXPIRED, schema_mismatch=status == SCHEMA)
+        return FeatureBatch(
+            values,
+            _finish(values, view_found, self.on_missing_view),
+            ts,
+            self.names,
+            self.views,
+            view_found=view_found,
+            expired=status == EXPIRED,
+            schema_mismatch=status == SCHEMA,
+        )
 
 
 class FeastReader:
@@ -239,14 +315,29 @@ class FeastReader:
         self.on_missing_view = on_missing_view
         resolved = resolve_features(store, features)
         self._join_key = resolved[0][0].entity_columns[0].name
-        self._groups = [(view.name, feats, np.array([layout_for(view).defaults[layout_for(view).features.index(f)]
-                                                        for f in feats], np.float32)) for view, feats in resolved]
+        self._groups = [
+            (
+                view.name,
+                feats,
+                np.array(
+                    [layout_for(view).defaults[layout_for(view).features.index(f)] for f in feats],
+                    np.float32,
+                ),
+            )
+            for view, feats in resolved
+        ]
         self.names: tuple[str, ...] = tuple(f for _, feats, _ in self._groups for f in feats)
         self.views: tuple[str, ...] = tuple(v for v, _, _ in self._groups)
 
     @classmethod
-    def from_store(cls, store: Any, features: Features, *, on_missing_view: OnMissing = "not_found",
-                   timeout_s: float | None = None) -> "FeastReader":
+    def from_store(
+        cls,
+        store: Any,
+        features: Features,
+        *,
+        on_missing_view: OnMissing = "not_found",
+        timeout_s: float | None = None,
+    ) -> "FeastReader":
         """``timeout_s`` is accepted for symmetry; Feast's client settings apply."""
         return cls(store, features, on_missing_view)
 
@@ -267,14 +358,21 @@ class FeastReader:
                 if self.on_missing_view == "defaults":
                     values[~view_found[:, v], col] = defaults[j]
                 col += 1
-        return FeatureBatch(values, _finish(values, view_found, self.on_missing_view), ts, self.names, self.views,
-                            view_found=view_found)
+        return FeatureBatch(
+            values,
+            _finish(values, view_found, self.on_missing_view),
+            ts,
+            self.names,
+            self.views,
+            view_found=view_found,
+        )
 
     def _online_proto(self, ids: np.ndarray) -> Any:
         """Feast's response proto; a Redis or socket failure is the online store being down (503), not a bug."""
         try:
-            resp = self._store.get_online_features(features=self._features,
-                                                   entity_rows={self._join_key: ids.tolist()})
+            resp = self._store.get_online_features(
+                features=self._features, entity_rows={self._join_key: ids.tolist()}
+            )
         except Exception as exc:
             if type(exc).__module__.startswith("redis") or isinstance(exc, OSError):
                 raise OnlineStoreUnavailable("feature store", str(exc)) from exc
@@ -287,5 +385,7 @@ def _presence(result: Any) -> tuple[np.ndarray, np.ndarray]:
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
     found = np.array([s == FieldStatus.PRESENT for s in result.statuses], bool)
-    us = np.array([t.seconds * 1_000_000 + t.nanos // 1000 for t in result.event_timestamps], np.int64)
+    us = np.array(
+        [t.seconds * 1_000_000 + t.nanos // 1000 for t in result.event_timestamps], np.int64
+    )
     return found, np.where(found, us / 1e6, np.nan)

@@ -17,8 +17,11 @@ MASK = "***"
 # scheme://userinfo@  (userinfo: anything up to the last '@' before the host, no '/' or space)
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"]+)@")
 # key=value credentials in DSNs and connection strings: password=..., ?password=..., token=...
-_KEY_VALUE = re.compile(r"(?P<key>\b(?:password|passwd|pwd|token|secret|access_token|api_key|apikey)\s*=\s*)"
-                        r"(?P<value>[^,;&\s'\"]+)", re.IGNORECASE)
+_KEY_VALUE = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|token|secret|access_token|api_key|apikey)\s*=\s*)"
+    r"(?P<value>[^,;&\s'\"]+)",
+    re.IGNORECASE,
+)
 # HTTP Authorization values that end up in text (a client's header echoed in an error)
 _BEARER = re.compile(r"(?P<key>\bBearer\s+)(?P<value>[A-Za-z0-9._~+/=\-]+)", re.IGNORECASE)
 
@@ -45,7 +48,10 @@ def redact_mapping(value: Any) -> Any:
     """A settings dump (nested dicts and lists) with every string redacted and every value
     of a secret-named key (``password``, ``token``...) masked whole."""
     if isinstance(value, dict):
-        return {k: (MASK if _secret_key(k) and v not in (None, "") else redact_mapping(v)) for k, v in value.items()}
+        return {
+            k: (MASK if _secret_key(k) and v not in (None, "") else redact_mapping(v))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [redact_mapping(v) for v in value]
     return redact(value) if isinstance(value, str) else value
@@ -53,7 +59,10 @@ def redact_mapping(value: Any) -> Any:
 
 def _secret_key(key: Any) -> bool:
     k = str(key).lower()
-    return any(word in k for word in ("password", "passwd", "secret", "api_key")) or k in ("token", "tokens")
+    return any(word in k for word in ("password", "passwd", "secret", "api_key")) or k in (
+        "token",
+        "tokens",
+    )
 
 
 def install_log_redaction() -> None:

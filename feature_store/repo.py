@@ -55,7 +55,10 @@ class StoreSettings(Protocol):
 def feast_redis_connection(url: str) -> str:
     """``redis://[:pw@]host:port/db`` -> Feast's ``host:port,db=N[,password=..][,ssl=true]``."""
     u = urlparse(url)
-    parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}", f"db={(u.path or '/0').strip('/') or '0'}"]
+    parts = [
+        f"{u.hostname or '127.0.0.1'}:{u.port or 6379}",
+        f"db={(u.path or '/0').strip('/') or '0'}",
+    ]
     if u.password:
         parts.append(f"password={u.password}")
     if u.scheme == "rediss":
@@ -92,7 +95,9 @@ def apply(store: FeatureStore) -> str:
         with contextlib.redirect_stdout(out):
             apply_repo(store.config, repo)
     except (ConnectionError, RedisConnectionError) as exc:
-        raise OnlineStoreUnavailable(_store_label(store), f"unreachable during feast apply: {exc}") from exc
+        raise OnlineStoreUnavailable(
+            _store_label(store), f"unreachable during feast apply: {exc}"
+        ) from exc
     finally:
         os.chdir(cwd)
         sys.path.remove(str(repo))
@@ -101,8 +106,12 @@ def apply(store: FeatureStore) -> str:
     return out.getvalue()
 
 
-def materialize(store: FeatureStore, end: datetime | None = None, progress: Any | None = None,
-                views: tuple[str, ...] = VIEWS) -> dict[str, float]:
+def materialize(
+    store: FeatureStore,
+    end: datetime | None = None,
+    progress: Any | None = None,
+    views: tuple[str, ...] = VIEWS,
+) -> dict[str, float]:
     """Load the newest row per customer and view (up to ``end``, default now) online.
 
     The window starts at the epoch, not at ``end - ttl``: TTLs are enforced at read time,
@@ -120,11 +129,17 @@ def materialize(store: FeatureStore, end: datetime | None = None, progress: Any 
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_tqdm():
                 if _packed(store):  # same registry bookkeeping, no per-value protobufs
-                    materialize_packed(store, start, end + timedelta(seconds=1), feature_views=[name])
+                    materialize_packed(
+                        store, start, end + timedelta(seconds=1), feature_views=[name]
+                    )
                 else:
-                    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])
+                    store.materialize(
+                        start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name]
+                    )
         except (ConnectionError, RedisConnectionError) as exc:
-            raise OnlineStoreUnavailable(_store_label(store), f"unreachable while materializing {name}: {exc}") from exc
+            raise OnlineStoreUnavailable(
+                _store_label(store), f"unreachable while materializing {name}: {exc}"
+            ) from exc
         timings[name] = time.perf_counter() - t0
         if progress is not None:
             progress.update(task, advance=1, description=f"materialize {name}")
@@ -166,9 +181,14 @@ def forget(store: FeatureStore, customer_ids: Any) -> dict[str, int]:
     ids = np.asarray(customer_ids, dtype=np.int64).reshape(-1)
     kv, prefix = kv_store_for(store.config), key_prefix(store.config)
     try:
-        return {v.name: kv.delete(build_keys(view_prefix(prefix, v.name), ids)) for v in store.list_feature_views()}
+        return {
+            v.name: kv.delete(build_keys(view_prefix(prefix, v.name), ids))
+            for v in store.list_feature_views()
+        }
     except (ConnectionError, RedisConnectionError) as exc:
-        raise OnlineStoreUnavailable(_store_label(store), f"unreachable while erasing: {exc}") from exc
+        raise OnlineStoreUnavailable(
+            _store_label(store), f"unreachable while erasing: {exc}"
+        ) from exc
 
 
 def suppression_path(store: FeatureStore) -> Path | None:
@@ -180,7 +200,9 @@ def suppression_path(store: FeatureStore) -> Path | None:
     return path if path.is_absolute() else Path(store.config.repo_path or os.getcwd()) / path
 
 
-def export_suppression(store: FeatureStore, key_source: str, pseudonyms_hex: list[str]) -> Path | None:
+def export_suppression(
+    store: FeatureStore, key_source: str, pseudonyms_hex: list[str]
+) -> Path | None:
     """Write the suppressed customers' pseudonyms where materialization reads them
     (``key_source``: the key file's path or ``env:NAME``; never the key)."""
     from feature_store.online_store.suppression import save

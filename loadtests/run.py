@@ -20,13 +20,42 @@ from loadtests.scenarios import LOCUSTFILE, user_classes
 _GRACE_S = 60  # start-up, stop-timeout and CSV writing beyond run_time_s
 
 
-def locust_command(host: str, *, users: int, spawn_rate: float, run_time_s: int, scenario: str,
-                   csv_prefix: str, options: dict[str, Any] | None = None, html: str | None = None) -> list[str]:
+def locust_command(
+    host: str,
+    *,
+    users: int,
+    spawn_rate: float,
+    run_time_s: int,
+    scenario: str,
+    csv_prefix: str,
+    options: dict[str, Any] | None = None,
+    html: str | None = None,
+) -> list[str]:
     """The ``locust`` command line; ``options`` are the locustfile's own (``batch_size=...``);
     ``html``: where locust writes its HTML report."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
-           "-u", str(users), "-r", str(spawn_rate), "-t", f"{run_time_s}s", "--csv", csv_prefix,
-           "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        f"{run_time_s}s",
+        "--csv",
+        csv_prefix,
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+    ]
     if html:
         cmd += ["--html", html]
     for key, value in (options or {}).items():
@@ -34,9 +63,19 @@ def locust_command(host: str, *, users: int, spawn_rate: float, run_time_s: int,
     return cmd + list(user_classes(scenario))
 
 
-def run_loadtest(host: str, *, users: int, spawn_rate: float, run_time_s: int, scenario: str,
-                 csv_prefix: str | None, console: Any = None, options: dict[str, Any] | None = None,
-                 token: str | None = None, html: str | None = None) -> dict[str, Any]:
+def run_loadtest(
+    host: str,
+    *,
+    users: int,
+    spawn_rate: float,
+    run_time_s: int,
+    scenario: str,
+    csv_prefix: str | None,
+    console: Any = None,
+    options: dict[str, Any] | None = None,
+    token: str | None = None,
+    html: str | None = None,
+) -> dict[str, Any]:
     """Run ``scenario`` against ``host`` and return its figures.
 
     Returns ``{"scenario", "users", "run_time_s", "requests", "failures", "rps",
@@ -50,21 +89,38 @@ def run_loadtest(host: str, *, users: int, spawn_rate: float, run_time_s: int, s
     with tempfile.TemporaryDirectory(prefix="reengage-locust-") as tmp:
         prefix = csv_prefix or str(Path(tmp) / "run")
         Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-        cmd = locust_command(host, users=users, spawn_rate=spawn_rate, run_time_s=run_time_s, scenario=scenario,
-                             csv_prefix=prefix, options=options, html=html)
-        code, log = _run(cmd, run_time_s, console, f"locust {scenario}: {users} users, {run_time_s}s", token)
+        cmd = locust_command(
+            host,
+            users=users,
+            spawn_rate=spawn_rate,
+            run_time_s=run_time_s,
+            scenario=scenario,
+            csv_prefix=prefix,
+            options=options,
+            html=html,
+        )
+        code, log = _run(
+            cmd, run_time_s, console, f"locust {scenario}: {users} users, {run_time_s}s", token
+        )
         stats_file = Path(f"{prefix}_stats.csv")
         if not stats_file.exists():
             raise RuntimeError(f"locust wrote no stats (exit {code}):\n{log[-2000:]}")
         result = parse_stats(stats_file)
         result["errors"] = parse_failures(Path(f"{prefix}_failures.csv"))
-    result.update(scenario=scenario, users=users, run_time_s=run_time_s, exit_code=code, csv_prefix=csv_prefix,
-                  html=html if html and Path(html).exists() else None)
+    result.update(
+        scenario=scenario,
+        users=users,
+        run_time_s=run_time_s,
+        exit_code=code,
+        csv_prefix=csv_prefix,
+        html=html if html and Path(html).exists() else None,
+    )
     return result
 
 
-def slo_violations(result: dict[str, Any], *, p99_ms: float | None = None,
-                   failure_rate: float | None = None) -> list[str]:
+def slo_violations(
+    result: dict[str, Any], *, p99_ms: float | None = None, failure_rate: float | None = None
+) -> list[str]:
     """What missed its objective: the whole run and every endpoint against the same bounds.
 
     A run with no request misses any objective given (nothing was shown to meet it).
@@ -88,14 +144,32 @@ def endpoint_table(result: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table("endpoint", "requests", "failures", "fail %", "req/s", "p50 ms", "p99 ms", "avg ms", "max ms",
-                  title=f"locust: {result.get('scenario', '')}, {result.get('users', '?')} users, "
-                        f"{result.get('run_time_s', '?')} s")
+    table = Table(
+        "endpoint",
+        "requests",
+        "failures",
+        "fail %",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "avg ms",
+        "max ms",
+        title=f"locust: {result.get('scenario', '')}, {result.get('users', '?')} users, "
+        f"{result.get('run_time_s', '?')} s",
+    )
     rows = [*sorted(result.get("endpoints", {}).items()), ("all", result)]
     for name, f in rows:
-        table.add_row(Text(name, style="bold" if name == "all" else ""), f"{f['requests']:,}", f"{f['failures']:,}",
-                      f"{100 * f['failure_rate']:.2f}", f"{f['rps']:.1f}", _ms(f["p50_ms"]), _ms(f["p99_ms"]),
-                      _ms(f["avg_ms"]), _ms(f["max_ms"]))
+        table.add_row(
+            Text(name, style="bold" if name == "all" else ""),
+            f"{f['requests']:,}",
+            f"{f['failures']:,}",
+            f"{100 * f['failure_rate']:.2f}",
+            f"{f['rps']:.1f}",
+            _ms(f["p50_ms"]),
+            _ms(f["p99_ms"]),
+            _ms(f["avg_ms"]),
+            _ms(f["max_ms"]),
+        )
     return table
 
 
@@ -103,7 +177,9 @@ def _ms(value: float) -> str:
     return "-" if value != value else f"{value:.0f}"
 
 
-def _run(cmd: list[str], run_time_s: int, console: Any, label: str, token: str | None = None) -> tuple[int, str]:
+def _run(
+    cmd: list[str], run_time_s: int, console: Any, label: str, token: str | None = None
+) -> tuple[int, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if token:
         env["REENGAGE_LOAD_TOKEN"] = token
@@ -127,8 +203,13 @@ def _wait(proc: subprocess.Popen[bytes], run_time_s: int, console: Any, label: s
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     start = time.monotonic()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(label, total=run_time_s)
         while proc.poll() is None:
             if time.monotonic() > deadline:
@@ -169,13 +250,26 @@ def parse_stats(path: Path) -> dict[str, Any]:
     return result
 
 
-_EMPTY = {"Request Count": "0", "Failure Count": "0", "Requests/s": "0", "50%": "nan", "99%": "nan",
-          "Average Response Time": "nan", "Max Response Time": "nan"}
+_EMPTY = {
+    "Request Count": "0",
+    "Failure Count": "0",
+    "Requests/s": "0",
+    "50%": "nan",
+    "99%": "nan",
+    "Average Response Time": "nan",
+    "Max Response Time": "nan",
+}
 
 
 def parse_failures(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     with path.open(newline="") as f:
-        return [{"name": f"{r['Method']} {r['Name']}", "error": r["Error"], "occurrences": int(r["Occurrences"])}
-                for r in csv.DictReader(f)]
+        return [
+            {
+                "name": f"{r['Method']} {r['Name']}",
+                "error": r["Error"],
+                "occurrences": int(r["Occurrences"]),
+            }
+            for r in csv.DictReader(f)
+        ]

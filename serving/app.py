@@ -14,8 +14,12 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from serving.deployments.components import (BanditDeployment, FeatureDeployment, ModelDeployment,
-                                            WriterDeployment)
+from serving.deployments.components import (
+    BanditDeployment,
+    FeatureDeployment,
+    ModelDeployment,
+    WriterDeployment,
+)
 from serving.deployments.artifacts import anchor_models, for_replicas
 from serving.deployments.cluster import warn_embedded_state
 from serving.deployments.ingress import Ingress
@@ -38,21 +42,34 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     writer = _writer(settings, replica)
     if settings.server.topology == "fused":
         return ingress.bind(replica, writer=writer)
-    features = serve.deployment(FeatureDeployment).options(**FeatureDeployment.options_for(settings))
+    features = serve.deployment(FeatureDeployment).options(
+        **FeatureDeployment.options_for(settings)
+    )
     repo = settings.models.repo_path  # here, or (a Serve config build) inside the shipped folder
     repo = repo if repo.is_dir() else anchor_models(replica.models, check=False).repo_path
     models = {
-        name: serve.deployment(ModelDeployment).options(**ModelDeployment.options_for(settings, name))
+        name: serve.deployment(ModelDeployment)
+        .options(**ModelDeployment.options_for(settings, name))
         .bind(name, replica.models, state_spec(replica))
         for name in scan(repo)
     }
     bandit = None
     if settings.bandit.enabled:
-        bandit = serve.deployment(BanditDeployment).options(**BanditDeployment.options_for(settings)).bind(replica)
-    return ingress.bind(replica, features=features.bind(replica), models=models, bandit=bandit, writer=writer)
+        bandit = (
+            serve.deployment(BanditDeployment)
+            .options(**BanditDeployment.options_for(settings))
+            .bind(replica)
+        )
+    return ingress.bind(
+        replica, features=features.bind(replica), models=models, bandit=bandit, writer=writer
+    )
 
 
 def _writer(settings: Settings, replica: Settings) -> Any:
     if not settings.llm.enabled:
         return None
-    return serve.deployment(WriterDeployment).options(**WriterDeployment.options_for(settings)).bind(replica.llm)
+    return (
+        serve.deployment(WriterDeployment)
+        .options(**WriterDeployment.options_for(settings))
+        .bind(replica.llm)
+    )

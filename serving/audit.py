@@ -88,7 +88,9 @@ class RefusalLimiter:
     def count(self, source: str) -> None:
         """One more suppressed line of ``source`` (its line was allowed but could not be queued)."""
         with self._lock:
-            bucket = self._buckets.get(source) or self._buckets.setdefault(OTHER_SOURCES, [0.0, 0.0, 0.0])
+            bucket = self._buckets.get(source) or self._buckets.setdefault(
+                OTHER_SOURCES, [0.0, 0.0, 0.0]
+            )
             bucket[2] += 1
 
     def suppressed(self, now: float) -> list[tuple[str, int]]:
@@ -105,21 +107,40 @@ class RefusalLimiter:
 
 
 class AuditLog:
-    def __init__(self, path: Path, rotation: RotationSettings | None = None, refused_per_s: float = 5.0,
-                 max_sources: int = 10_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        rotation: RotationSettings | None = None,
+        refused_per_s: float = 5.0,
+        max_sources: int = 10_000,
+    ) -> None:
         self.path = path
         rotation = rotation or RotationSettings()
-        self._file = RotatingFile(path, max_bytes=rotation.max_bytes, max_age_s=rotation.max_age_s,
-                                  backups=rotation.backups, mode=0o600)
+        self._file = RotatingFile(
+            path,
+            max_bytes=rotation.max_bytes,
+            max_age_s=rotation.max_age_s,
+            backups=rotation.backups,
+            mode=0o600,
+        )
         self.limiter = RefusalLimiter(refused_per_s, max_sources)
         self._pending: deque[dict[str, Any]] = deque()
         self._wake = threading.Condition()
         self._writer: threading.Thread | None = None
         self._writing = False  # the writer holds lines taken from _pending
 
-    def record(self, action: str, *, actor: str, model: str | None = None, version: str | None = None,
-               result: Result = "ok", message: str = "", details: dict[str, Any] | None = None,
-               durable: bool = True) -> dict[str, Any]:
+    def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        version: str | None = None,
+        result: Result = "ok",
+        message: str = "",
+        details: dict[str, Any] | None = None,
+        durable: bool = True,
+    ) -> dict[str, Any]:
         """Append one entry (fsync'd unless ``durable`` is false) and return it."""
         if result not in RESULTS:
             raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
@@ -137,14 +158,28 @@ class AuditLog:
         return entry
 
     @staticmethod
-    def _entry(action: str, actor: str, model: str | None, version: str | None, result: Result, message: str,
-               details: dict[str, Any] | None) -> dict[str, Any]:
+    def _entry(
+        action: str,
+        actor: str,
+        model: str | None,
+        version: str | None,
+        result: Result,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         now = time.time()
         return {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
-            "ts": round(now, 3), "actor": actor, "action": action,
-            "model": model, "version": None if version is None else str(version),
-            "result": result, "message": redact(message), "details": redact_mapping(details or {}), "pid": os.getpid(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            + f".{int(now * 1000) % 1000:03d}Z",
+            "ts": round(now, 3),
+            "actor": actor,
+            "action": action,
+            "model": model,
+            "version": None if version is None else str(version),
+            "result": result,
+            "message": redact(message),
+            "details": redact_mapping(details or {}),
+            "pid": os.getpid(),
         }
 
     def refused(self, action: str, *, actor: str | Any, source: str, message: str) -> bool:
@@ -170,14 +205,18 @@ class AuditLog:
         if self._writer is None or not self._writer.is_alive():
             if self._writer is None:
                 atexit.register(self.flush, 2.0)
-            self._writer = threading.Thread(target=self._write_loop, name="audit-writer", daemon=True)
+            self._writer = threading.Thread(
+                target=self._write_loop, name="audit-writer", daemon=True
+            )
             self._writer.start()
 
     def _write_loop(self) -> None:
         next_summary = time.monotonic() + SUMMARY_S
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: bool(self._pending), max(0.0, next_summary - time.monotonic()))
+                self._wake.wait_for(
+                    lambda: bool(self._pending), max(0.0, next_summary - time.monotonic())
+                )
                 self._wake.wait_for(lambda: not self._writing)  # record() is appending: after it
                 lines, self._writing = list(self._pending), True
                 self._pending.clear()
@@ -193,10 +232,18 @@ class AuditLog:
 
     def _summaries(self) -> list[dict[str, Any]]:
         rate = self.limiter.per_s
-        return [self._entry("refusals suppressed", "-", None, None, "denied",
-                            f"{n} more refused calls from this source not written (over {rate:g} a second)",
-                            {"source": source, "suppressed": n})
-                for source, n in self.limiter.suppressed(time.monotonic())]
+        return [
+            self._entry(
+                "refusals suppressed",
+                "-",
+                None,
+                None,
+                "denied",
+                f"{n} more refused calls from this source not written (over {rate:g} a second)",
+                {"source": source, "suppressed": n},
+            )
+            for source, n in self.limiter.suppressed(time.monotonic())
+        ]
 
     def _write_all(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
@@ -204,7 +251,9 @@ class AuditLog:
         try:
             self._file.write(b"".join(_line(e) for e in entries), durable=False)
         except OSError as exc:  # refusing must not depend on the disk; the replica log says so
-            log.warning("audit log %s: could not append %d refusal lines: %s", self.path, len(entries), exc)
+            log.warning(
+                "audit log %s: could not append %d refusal lines: %s", self.path, len(entries), exc
+            )
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Write the pending refusal lines and the suppressed counts now (tests, shutdown)."""
@@ -216,8 +265,15 @@ class AuditLog:
         return time.monotonic() <= deadline
 
     @contextlib.asynccontextmanager
-    async def action(self, action: str, *, actor: str, model: str | None = None, version: str | None = None,
-                     details: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def action(
+        self,
+        action: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        version: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
         """Run an admin action inside; append ``ok``, or ``error`` with the mapped status and
         message, then re-raise. The body may fill ``entry["model"|"version"|"details"]``.
         The write runs in a thread: an fsync must not stall the replica's event loop."""
@@ -234,11 +290,22 @@ class AuditLog:
             raise
         await self._safe_record(action, actor, entry, "ok", "")
 
-    async def _safe_record(self, action: str, actor: str, entry: dict[str, Any], result: Result, message: str) -> None:
+    async def _safe_record(
+        self, action: str, actor: str, entry: dict[str, Any], result: Result, message: str
+    ) -> None:
         try:
-            await asyncio.shield(asyncio.to_thread(
-                self.record, action, actor=actor, model=entry.get("model"), version=entry.get("version"),
-                result=result, message=message, details=entry.get("details")))
+            await asyncio.shield(
+                asyncio.to_thread(
+                    self.record,
+                    action,
+                    actor=actor,
+                    model=entry.get("model"),
+                    version=entry.get("version"),
+                    result=result,
+                    message=message,
+                    details=entry.get("details"),
+                )
+            )
         except Exception:  # the action itself is done: say the audit write failed, do not undo it
             log.exception("audit log %s: could not append %s by %s", self.path, action, actor)
 
@@ -276,18 +343,45 @@ def audit_log(settings: Settings) -> AuditLog:
         found = _LOGS.get(path)
         if found is None:
             auth = settings.auth
-            found = _LOGS[path] = AuditLog(path, auth.audit_rotation, auth.refused_log_per_s, auth.refused_log_sources)
+            found = _LOGS[path] = AuditLog(
+                path, auth.audit_rotation, auth.refused_log_per_s, auth.refused_log_sources
+            )
         return found
 
 
-def record(settings: Settings, action: str, *, actor: str, model: str | None = None, version: str | None = None,
-           result: Result = "ok", message: str = "", details: dict[str, Any] | None = None) -> dict[str, Any]:
+def record(
+    settings: Settings,
+    action: str,
+    *,
+    actor: str,
+    model: str | None = None,
+    version: str | None = None,
+    result: Result = "ok",
+    message: str = "",
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Append one admin action, fsync'd (blocking: from async code prefer ``action``)."""
-    return audit_log(settings).record(action, actor=actor, model=model, version=version, result=result,
-                                      message=message, details=details)
+    return audit_log(settings).record(
+        action,
+        actor=actor,
+        model=model,
+        version=version,
+        result=result,
+        message=message,
+        details=details,
+    )
 
 
-def action(settings: Settings, action: str, *, actor: str, model: str | None = None, version: str | None = None,
-           details: dict[str, Any] | None = None) -> contextlib.AbstractAsyncContextManager[dict[str, Any]]:
+def action(
+    settings: Settings,
+    action: str,
+    *,
+    actor: str,
+    model: str | None = None,
+    version: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> contextlib.AbstractAsyncContextManager[dict[str, Any]]:
     """``async with audit.action(settings, "repository.unload", actor=..., model=...) as entry:``"""
-    return audit_log(settings).action(action, actor=actor, model=model, version=version, details=details)
+    return audit_log(settings).action(
+        action, actor=actor, model=model, version=version, details=details
+    )

@@ -22,7 +22,9 @@ from rich.table import Table
 
 from serving.settings import load_settings
 
-token_app = typer.Typer(help="Bearer tokens: create (prints it once), list, revoke, hash.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Bearer tokens: create (prints it once), list, revoke, hash.", no_args_is_help=True
+)
 console = Console()
 
 _RESULT_STYLE = {"ok": "green", "error": "red", "denied": "yellow"}
@@ -44,31 +46,50 @@ def _since(text: str | None) -> float | None:
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"expected e.g. 30m, 2h, 7d or an ISO time, got {text!r}") from None
+        raise typer.BadParameter(
+            f"expected e.g. 30m, 2h, 7d or an ISO time, got {text!r}"
+        ) from None
     return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def filter_entries(entries: Any, *, model: str | None = None, action: str | None = None, actor: str | None = None,
-                   result: str | None = None, since: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
+def filter_entries(
+    entries: Any,
+    *,
+    model: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    result: str | None = None,
+    since: float | None = None,
+    last: int | None = None,
+) -> list[dict[str, Any]]:
     """Entries matching every given filter (``action`` matches a prefix: ``repository``), the last ``last``."""
-    out = [e for e in entries
-           if (model is None or e.get("model") == model)
-           and (action is None or str(e.get("action", "")).startswith(action))
-           and (actor is None or e.get("actor") == actor)
-           and (result is None or e.get("result") == result)
-           and (since is None or float(e.get("ts", 0)) >= since)]
+    out = [
+        e
+        for e in entries
+        if (model is None or e.get("model") == model)
+        and (action is None or str(e.get("action", "")).startswith(action))
+        and (actor is None or e.get("actor") == actor)
+        and (result is None or e.get("result") == result)
+        and (since is None or float(e.get("ts", 0)) >= since)
+    ]
     return out[-last:] if last else out
 
 
 def audit(
     model: Optional[str] = typer.Option(None, help="only this model"),
-    action: Optional[str] = typer.Option(None, help="only actions starting with this (e.g. repository, rollout.promote)"),
+    action: Optional[str] = typer.Option(
+        None, help="only actions starting with this (e.g. repository, rollout.promote)"
+    ),
     actor: Optional[str] = typer.Option(None, help="only this token name"),
     result: Optional[str] = typer.Option(None, help="ok, error or denied"),
-    since: Optional[str] = typer.Option(None, help="only newer entries: 30m, 2h, 7d or an ISO time"),
+    since: Optional[str] = typer.Option(
+        None, help="only newer entries: 30m, 2h, 7d or an ISO time"
+    ),
     last: int = typer.Option(50, help="show the last N matching entries (0: all)"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table"),
-    path: Optional[str] = typer.Option(None, help="the audit log (default: auth.audit_log, <data_dir>/audit.jsonl)"),
+    path: Optional[str] = typer.Option(
+        None, help="the audit log (default: auth.audit_log, <data_dir>/audit.jsonl)"
+    ),
 ) -> None:
     """Read the audit log of admin actions (who, what, which model and version, result)."""
     from pathlib import Path
@@ -80,8 +101,15 @@ def audit(
     settings = load_settings({})
     log_path = Path(path) if path else settings.auth.audit_log
     assert log_path is not None
-    entries = filter_entries(AuditLog(log_path, settings.auth.audit_rotation).read(), model=model, action=action, actor=actor, result=result,
-                             since=_since(since), last=last or None)
+    entries = filter_entries(
+        AuditLog(log_path, settings.auth.audit_rotation).read(),
+        model=model,
+        action=action,
+        actor=actor,
+        result=result,
+        since=_since(since),
+        last=last or None,
+    )
     if as_json:
         for entry in entries:
             sys.stdout.write(json.dumps(entry) + "\n")
@@ -89,15 +117,29 @@ def audit(
     if not log_path.exists():
         console.print(f"no audit log yet at {log_path}")
         return
-    table = Table("time (UTC)", "actor", "action", "model", "version", "result", "message",
-                  title=f"audit log {log_path} ({len(entries)} shown)")
+    table = Table(
+        "time (UTC)",
+        "actor",
+        "action",
+        "model",
+        "version",
+        "result",
+        "message",
+        title=f"audit log {log_path} ({len(entries)} shown)",
+    )
     for e in entries:
         style = _RESULT_STYLE.get(str(e.get("result")), "")
         details = e.get("details") or {}
         message = str(e.get("message") or "") + (f" {json.dumps(details)}" if details else "")
-        table.add_row(str(e.get("time", "")), str(e.get("actor", "")), str(e.get("action", "")),
-                      str(e.get("model") or ""), str(e.get("version") or ""),
-                      f"[{style}]{e.get('result', '')}[/]" if style else str(e.get("result", "")), message)
+        table.add_row(
+            str(e.get("time", "")),
+            str(e.get("actor", "")),
+            str(e.get("action", "")),
+            str(e.get("model") or ""),
+            str(e.get("version") or ""),
+            f"[{style}]{e.get('result', '')}[/]" if style else str(e.get("result", "")),
+            message,
+        )
     console.print(table)
 
 
@@ -124,8 +166,12 @@ def _book(settings: Any) -> Any:
 
 @token_app.command("create")
 def token_create(
-    name: str = typer.Argument(..., help="who holds it (the audit log names it): letters, digits, _ . @ -"),
-    role: list[str] = typer.Option(..., "--role", "-r", help="a route group it may call (repeat), or 'all'"),
+    name: str = typer.Argument(
+        ..., help="who holds it (the audit log names it): letters, digits, _ . @ -"
+    ),
+    role: list[str] = typer.Option(
+        ..., "--role", "-r", help="a route group it may call (repeat), or 'all'"
+    ),
 ) -> None:
     """Create a token (or replace the one of this name) and print it: the only time it is shown."""
     from serving import audit as audit_mod
@@ -141,9 +187,14 @@ def token_create(
         raise typer.BadParameter(str(exc)) from None
     finally:
         book.state.close()
-    audit_mod.record(settings, "token.create", actor=_local_actor(), details={"name": name, "roles": roles})
-    console.print(f"token [bold]{name}[/] with roles {roles} (stored as its hash in the {book.state.name}); "
-                  "it is shown once, keep it:", highlight=False)
+    audit_mod.record(
+        settings, "token.create", actor=_local_actor(), details={"name": name, "roles": roles}
+    )
+    console.print(
+        f"token [bold]{name}[/] with roles {roles} (stored as its hash in the {book.state.name}); "
+        "it is shown once, keep it:",
+        highlight=False,
+    )
     sys.stdout.write(token + "\n")
 
 
@@ -160,8 +211,10 @@ def token_list() -> None:
     for r in rows:
         table.add_row(r["name"], ", ".join(r["roles"]), r["created"], r["source"], r["state"])
     console.print(table)
-    console.print("groups needing a token: " + ", ".join(
-        g for g, mode in settings.auth.groups.model_dump().items() if mode == "token"))
+    console.print(
+        "groups needing a token: "
+        + ", ".join(g for g, mode in settings.auth.groups.model_dump().items() if mode == "token")
+    )
 
 
 @token_app.command("revoke")

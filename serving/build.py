@@ -18,11 +18,23 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from serving.settings import Settings
 
-STEPS: tuple[str, ...] = ("generate", "apply", "materialize", "train_churn", "train_engagement", "llm")
+STEPS: tuple[str, ...] = (
+    "generate",
+    "apply",
+    "materialize",
+    "train_churn",
+    "train_engagement",
+    "llm",
+)
 
 
-def run_build(settings: Settings, console: Console | None = None, *,
-              steps: Collection[str] = STEPS, force: bool = False) -> dict[str, Any]:
+def run_build(
+    settings: Settings,
+    console: Console | None = None,
+    *,
+    steps: Collection[str] = STEPS,
+    force: bool = False,
+) -> dict[str, Any]:
     """Run the build steps in order (those in ``steps``); returns what was done and how long it took.
 
     ``force`` regenerates the data and re-materializes even when nothing changed (model
@@ -32,9 +44,14 @@ def run_build(settings: Settings, console: Console | None = None, *,
     if unknown:
         raise ValueError(f"unknown build steps {sorted(unknown)}; choose from {STEPS}")
     console = console or Console(stderr=True)
-    summary: dict[str, Any] = {"customers": settings.data.customers, "seed": settings.data.seed,
-                               "snapshots": settings.data.snapshots, "backend": settings.features.backend,
-                               "steps": {}, "models": {}}
+    summary: dict[str, Any] = {
+        "customers": settings.data.customers,
+        "seed": settings.data.seed,
+        "snapshots": settings.data.snapshots,
+        "backend": settings.features.backend,
+        "steps": {},
+        "models": {},
+    }
     t_all = time.perf_counter()
     with _progress(console) as progress:
         state = _State(settings, progress, force)
@@ -84,8 +101,14 @@ class _State:
 
         d = self.settings.data
         task = self.progress.add_task(f"generate {d.customers:,} customers", total=1)
-        _, self.regenerated = datagen.ensure(self.data_dir, d.customers, d.seed, d.snapshots, force=self.force)
-        self.progress.update(task, advance=1, description="generate: " + ("written" if self.regenerated else "up to date"))
+        _, self.regenerated = datagen.ensure(
+            self.data_dir, d.customers, d.seed, d.snapshots, force=self.force
+        )
+        self.progress.update(
+            task,
+            advance=1,
+            description="generate: " + ("written" if self.regenerated else "up to date"),
+        )
         return {"regenerated": self.regenerated, "path": str(self.data_dir)}
 
     def apply(self) -> dict[str, Any]:
@@ -94,7 +117,13 @@ class _State:
         task = self.progress.add_task("feast apply", total=1)
         out = apply(self.store)
         self.progress.update(task, advance=1)
-        return {"changes": [line for line in out.splitlines() if line.startswith(("Created", "Updated", "Deleted"))]}
+        return {
+            "changes": [
+                line
+                for line in out.splitlines()
+                if line.startswith(("Created", "Updated", "Deleted"))
+            ]
+        }
 
     def materialize(self) -> dict[str, Any]:
         from feature_store.repo import materialize
@@ -103,7 +132,9 @@ class _State:
         stamp = self._online_stamp()
         embedded = self.settings.features.backend == "embedded"
         if embedded and not self.force and marker.is_file() and marker.read_text() == stamp:
-            self.progress.update(self.progress.add_task("materialize: up to date", total=1), advance=1)
+            self.progress.update(
+                self.progress.add_task("materialize: up to date", total=1), advance=1
+            )
             return {"materialized": False}
         marker.unlink(missing_ok=True)
         self._export_suppression()
@@ -121,7 +152,9 @@ class _State:
 
         state = open_shared_state(self.settings)
         try:
-            export_suppression(self.store, key_source(self.settings.privacy), sorted(state.items(SUPPRESSION)))
+            export_suppression(
+                self.store, key_source(self.settings.privacy), sorted(state.items(SUPPRESSION))
+            )
         finally:
             state.close()
 
@@ -130,7 +163,9 @@ class _State:
         manifest = (self.data_dir / "manifest.json").read_text()
         online = self.store.config.online_store
         cfg = online.model_dump(mode="json") if hasattr(online, "model_dump") else str(online)
-        return json.dumps({"manifest": json.loads(manifest), "online_store": cfg}, sort_keys=True, default=str)
+        return json.dumps(
+            {"manifest": json.loads(manifest), "online_store": cfg}, sort_keys=True, default=str
+        )
 
     def train_churn(self) -> dict[str, Any]:
         from model_repo.training import train_churn
@@ -148,11 +183,29 @@ class _State:
 
         llm = self.settings.llm
         task = self.progress.add_task("email writer checkpoint (fine-tune on CPU)", total=1)
-        out = build_checkpoint(llm.model_path, base_model=llm.base_model, lora=llm.lora, steps=llm.train_steps,
-                               seed=llm.train_seed)
-        self.progress.update(task, advance=1, description="email writer: " + ("up to date" if out.get("skipped") else "trained"))
-        keys = ("skipped", "heldout_action_mention_rate", "heldout_guardrail_pass_rate", "build_seconds")
-        return {"path": str(llm.model_path), **{k: out.get(k) for k in keys}, "adapters": self._adapters()}
+        out = build_checkpoint(
+            llm.model_path,
+            base_model=llm.base_model,
+            lora=llm.lora,
+            steps=llm.train_steps,
+            seed=llm.train_seed,
+        )
+        self.progress.update(
+            task,
+            advance=1,
+            description="email writer: " + ("up to date" if out.get("skipped") else "trained"),
+        )
+        keys = (
+            "skipped",
+            "heldout_action_mention_rate",
+            "heldout_guardrail_pass_rate",
+            "build_seconds",
+        )
+        return {
+            "path": str(llm.model_path),
+            **{k: out.get(k) for k in keys},
+            "adapters": self._adapters(),
+        }
 
     def _adapters(self) -> dict[str, Any]:
         """One LoRA adapter per brand voice over the checkpoint (vLLM serves them per request)."""
@@ -162,18 +215,34 @@ class _State:
         built: dict[str, Any] = {}
         for voice in llm.voices:
             task = self.progress.add_task(f"LoRA adapter {voice!r}", total=1)
-            out = build_adapter(llm.model_path, llm.adapters_dir / voice, voice, steps=llm.adapter_steps,
-                                seed=llm.train_seed, rank=min(8, llm.max_lora_rank))
-            self.progress.update(task, advance=1, description=f"LoRA adapter {voice!r}: "
-                                 + ("up to date" if out.get("skipped") else "trained"))
+            out = build_adapter(
+                llm.model_path,
+                llm.adapters_dir / voice,
+                voice,
+                steps=llm.adapter_steps,
+                seed=llm.train_seed,
+                rank=min(8, llm.max_lora_rank),
+            )
+            self.progress.update(
+                task,
+                advance=1,
+                description=f"LoRA adapter {voice!r}: "
+                + ("up to date" if out.get("skipped") else "trained"),
+            )
             built[voice] = {k: out.get(k) for k in ("skipped", "final_loss", "build_seconds")}
         return built
 
     def _train(self, fn: Any, name: str) -> dict[str, Any]:
         # One thread: on 2 shared cores, OpenMP/torch with 2 threads measured ~10x slower
         # (LightGBM 31 s vs 3 s, MLP 35 s vs 3 s, 100k customers, load average 4).
-        r = fn(self.store, self.labels, self.settings.models.repo_path, name=name,
-               threads=1, progress=self.progress)
+        r = fn(
+            self.store,
+            self.labels,
+            self.settings.models.repo_path,
+            name=name,
+            threads=1,
+            progress=self.progress,
+        )
         return {"model": r.model, "version": r.version, "reused": r.reused, "metrics": r.metrics}
 
 
@@ -184,15 +253,24 @@ def _model_summary(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     for step, info in summary["steps"].items():
-        console.print(f"  {step:<17} {info['seconds']:>8.1f} s" + ("  (skipped)" if info.get("skipped") else ""))
+        console.print(
+            f"  {step:<17} {info['seconds']:>8.1f} s"
+            + ("  (skipped)" if info.get("skipped") else "")
+        )
     for name, m in summary["models"].items():
         state = "reused" if m["reused"] else "new"
-        console.print(f"  {name}: version {m['version']} ({state}), holdout AUC {m['holdout_auc']:.4f} "
-                      f"vs Bayes {m['bayes_auc']:.4f}")
-
+        console.print(
+            f"  {name}: version {m['version']} ({state}), holdout AUC {m['holdout_auc']:.4f} "
+            f"vs Bayes {m['bayes_auc']:.4f}"
+        )

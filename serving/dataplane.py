@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from serving import audit, metrics, request_log
-from serving.errors import DependencyUnavailable, InvalidRequest, ModelNotFound, NotFound, OptedOut, ReengageError
+from serving.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    ModelNotFound,
+    NotFound,
+    OptedOut,
+    ReengageError,
+)
 from serving.settings import Settings
 from serving.security import ANONYMOUS
 from serving.bandit.router import Decisions
@@ -50,7 +57,9 @@ class ScoreResult:
     features_defaulted: np.ndarray
     model_versions: dict[str, str]
     decisions: Decisions | None = None
-    explanations: dict[str, list[Part]] | None = None  # by role: one part per version; only with explain
+    explanations: dict[str, list[Part]] | None = (
+        None  # by role: one part per version; only with explain
+    )
     explain_k: int = 0
     pinned: dict[str, str] | None = None  # role -> version a version pin asked for
     # by role, when a traffic policy split the rows: (version code per row, -1 not found;
@@ -64,8 +73,11 @@ class ScoreResult:
         pinned = {f"pinned.{role}": v for role, v in (self.pinned or {}).items()}
         if not self.row_versions:
             return {**self.model_versions, **pinned} if pinned else self.model_versions
-        return {**self.model_versions, **pinned,
-                **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()}}
+        return {
+            **self.model_versions,
+            **pinned,
+            **{f"rollout.{role}": t for role, (_, _, t) in self.row_versions.items()},
+        }
 
     def columns(self) -> dict[str, Any]:
         """The answer's columns for ``codecs.columnar``: numpy arrays, and string columns as
@@ -79,22 +91,35 @@ class ScoreResult:
             "churn_probability": self.churn_probability,
             "engagement_probability": self.engagement_probability,
             "action": Vocabulary(d.arm_index, d.arms) if d else Vocabulary(none, ()),
-            "decision_id": RowIds(d.batch_id, d.has_decision) if d else RowIds("", np.zeros(n, bool)),
+            "decision_id": RowIds(d.batch_id, d.has_decision)
+            if d
+            else RowIds("", np.zeros(n, bool)),
             "propensity": d.propensity if d else np.full(n, np.nan),
             "reason": Vocabulary(d.reason_code, REASONS) if d else Vocabulary(none, ()),
             "feature_age_s": self.feature_age_s,
             "features_defaulted": self.features_defaulted,
             "model_versions": self.model_versions,
             **({"pinned": self.pinned} if self.pinned else {}),
-            **({"explanations": self.explanation_blocks()} if self.explanations is not None else {}),
-            **({f"{role}_version": Vocabulary(codes, versions) for role, (codes, versions, _) in
-                self.row_versions.items()} if self.row_versions else {}),
+            **(
+                {"explanations": self.explanation_blocks()} if self.explanations is not None else {}
+            ),
+            **(
+                {
+                    f"{role}_version": Vocabulary(codes, versions)
+                    for role, (codes, versions, _) in self.row_versions.items()
+                }
+                if self.row_versions
+                else {}
+            ),
         }
 
     def explanation_blocks(self) -> dict[str, Any]:
         """One columnar block per model (``components.explain.block``), request order."""
         n = len(self.customer_ids)
-        return {role: block(parts, n, self.explain_k) for role, parts in (self.explanations or {}).items()}
+        return {
+            role: block(parts, n, self.explain_k)
+            for role, parts in (self.explanations or {}).items()
+        }
 
     def first_row(self) -> dict[str, Any]:
         """Row 0 as JSON scalars (NaN -> None): the one-customer answers."""
@@ -150,16 +175,25 @@ class DataPlane:
             await asyncio.to_thread(self.monitor.close)
 
     # -- /v1/score ------------------------------------------------------------------------
-    async def score(self, customer_ids: np.ndarray, explain: int | None = None,
-                    pins: dict[str, str] | None = None) -> ScoreResult:
+    async def score(
+        self,
+        customer_ids: np.ndarray,
+        explain: int | None = None,
+        pins: dict[str, str] | None = None,
+    ) -> ScoreResult:
         """``explain``: add each model's top-``explain`` contributions (by the versions that scored).
         ``pins``: role -> version that scores every row, past any traffic policy (debugging
         and QA; the route lets only an admin token pin). Pinned decisions are logged as
         pinned and left out of the rollout evidence."""
         return (await self._score(customer_ids, explain, pins))[0]
 
-    async def _score(self, customer_ids: np.ndarray, explain: int | None = None,
-                     pins: dict[str, str] | None = None, forced: str | None = None) -> tuple[ScoreResult, Any]:
+    async def _score(
+        self,
+        customer_ids: np.ndarray,
+        explain: int | None = None,
+        pins: dict[str, str] | None = None,
+        forced: str | None = None,
+    ) -> tuple[ScoreResult, Any]:
         batch = await self.features.lookup(customer_ids)
         found = batch.found
         metrics.scored(found)
@@ -170,9 +204,14 @@ class DataPlane:
         ids = customer_ids[rows] if partial else customer_ids
         # each model assigns rows to versions by its traffic policy (one version without one)
         (churn_v, churn, churn_split), (eng_v, eng, eng_split) = await both(
-            len(ids), self.settings.models.offload_rows,
-            _score_model(self._model(churn_name), values, batch.names, ids, (pins or {}).get("churn")),
-            _score_model(self._model(eng_name), values, batch.names, ids, (pins or {}).get("engagement")),
+            len(ids),
+            self.settings.models.offload_rows,
+            _score_model(
+                self._model(churn_name), values, batch.names, ids, (pins or {}).get("churn")
+            ),
+            _score_model(
+                self._model(eng_name), values, batch.names, ids, (pins or {}).get("engagement")
+            ),
         )
         result = ScoreResult(
             customer_ids=customer_ids,
@@ -186,28 +225,46 @@ class DataPlane:
         )
         request_log.note(customers=len(customer_ids), model_versions=result.model_versions)
         if churn_split is not None or eng_split is not None:
-            result.row_versions = _row_versions({"churn": churn_split, "engagement": eng_split}, rows, len(found))
+            result.row_versions = _row_versions(
+                {"churn": churn_split, "engagement": eng_split}, rows, len(found)
+            )
         if explain is not None:  # never on the plain scoring path
-            result.explanations = await self._explain(values, batch.names, rows, result.row_versions or {},
-                                                      result.model_versions)
+            result.explanations = await self._explain(
+                values, batch.names, rows, result.row_versions or {}, result.model_versions
+            )
             result.explain_k = explain
         if self.bandit is not None and self.settings.bandit.enabled:
             await self._decide(result, batch)
         if self.monitor is not None:  # a queue append; the monitor's thread bins the rows
-            self.monitor.observe(observation(result, values, batch.names, rows if partial else slice(None),
-                                             forced, self.settings))
+            self.monitor.observe(
+                observation(
+                    result,
+                    values,
+                    batch.names,
+                    rows if partial else slice(None),
+                    forced,
+                    self.settings,
+                )
+            )
         return result, batch
 
     async def monitor_report(self, since: float | None, window_s: int | None) -> dict[str, Any]:
         """``/v1/monitor``: every replica's counts in the window against the references."""
         if self.monitor is None:
-            raise DependencyUnavailable("model monitoring is off on this server (monitor.enabled=false)")
+            raise DependencyUnavailable(
+                "model monitoring is off on this server (monitor.enabled=false)"
+            )
         return await window_report(self.monitor, self.settings.monitor, since, window_s)
 
     async def _decide(self, result: ScoreResult, batch: Any) -> None:
         result.decisions = await self.bandit.decide(
-            result.customer_ids, batch, result.churn_probability, result.engagement_probability,
-            result.found, result.log_versions(), self.consent.mask(result.customer_ids),
+            result.customer_ids,
+            batch,
+            result.churn_probability,
+            result.engagement_probability,
+            result.found,
+            result.log_versions(),
+            self.consent.mask(result.customer_ids),
         )
 
     # -- /v1/explain ----------------------------------------------------------------------
@@ -219,22 +276,39 @@ class DataPlane:
         values = batch.values[rows] if len(rows) < len(batch.found) else batch.values
         explained = await self._explain(values, batch.names, rows, {})
         n = len(customer_ids)
-        return {"customer_ids": customer_ids, "found": batch.found,
-                **{role: block(parts, n, top_k) for role, parts in explained.items()}}
+        return {
+            "customer_ids": customer_ids,
+            "found": batch.found,
+            **{role: block(parts, n, top_k) for role, parts in explained.items()},
+        }
 
-    async def _explain(self, values: np.ndarray, names: tuple[str, ...], rows: np.ndarray,
-                       split: dict[str, tuple[np.ndarray, tuple[str, ...], str]],
-                       scored: dict[str, str] | None = None) -> dict[str, list[Part]]:
+    async def _explain(
+        self,
+        values: np.ndarray,
+        names: tuple[str, ...],
+        rows: np.ndarray,
+        split: dict[str, tuple[np.ndarray, tuple[str, ...], str]],
+        scored: dict[str, str] | None = None,
+    ) -> dict[str, list[Part]]:
         """Both models at once, each row by the version that scored it (``split``: per-row
         version codes in request order; ``scored``: the one version of an unsplit model, which
         under a rollout may be a candidate); a version without an explainer refuses the request."""
         calls, keys = [], []
-        for role, name in (("churn", self.settings.models.churn), ("engagement", self.settings.models.engagement)):
+        for role, name in (
+            ("churn", self.settings.models.churn),
+            ("engagement", self.settings.models.engagement),
+        ):
             codes = split[role][0][rows] if role in split else np.zeros(len(rows), np.int64)
-            versions: tuple[str | None, ...] = split[role][1] if role in split else ((scored or {}).get(role),)
+            versions: tuple[str | None, ...] = (
+                split[role][1] if role in split else ((scored or {}).get(role),)
+            )
             for code in np.unique(codes).tolist() or [0]:
                 sel = np.flatnonzero(codes == code)
-                calls.append(self._model(name).explain(values[sel] if role in split else values, names, versions[code]))
+                calls.append(
+                    self._model(name).explain(
+                        values[sel] if role in split else values, names, versions[code]
+                    )
+                )
                 keys.append((role, rows[sel]))
         out: dict[str, list[Part]] = {}
         for (role, at), expl in zip(keys, await asyncio.gather(*calls)):
@@ -248,20 +322,32 @@ class DataPlane:
         return service
 
     # -- /v1/reengage -------------------------------------------------------------------
-    async def reengage(self, customer_id: int, action: str | None = None, max_tokens: int | None = None,
-                       temperature: float | None = None, explain: int | None = None,
-                       adapter: str | None = None) -> dict[str, Any]:
+    async def reengage(
+        self,
+        customer_id: int,
+        action: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        explain: int | None = None,
+        adapter: str | None = None,
+    ) -> dict[str, Any]:
         """Score one customer, take the bandit's action (or the forced one), write the email;
         with ``explain``, up to that many churn reasons go to the writer and into the answer."""
         if self.writer is None or not self.settings.llm.enabled:
             raise DependencyUnavailable("the email writer (LLM) is disabled on this server")
         if action is not None and action not in self.settings.bandit.arms:
-            raise InvalidRequest(f"unknown action; choose from {self.settings.bandit.arms}", field="action")
+            raise InvalidRequest(
+                f"unknown action; choose from {self.settings.bandit.arms}", field="action"
+            )
         control = self.settings.bandit.control_arm
         opted_out = self.consent.is_opted_out(customer_id)
         if opted_out and action is not None and action != control:
-            raise OptedOut(f"the customer opted out of contact: only {control!r} may be forced", field="action")
-        result, batch = await self._score(np.array([customer_id], dtype=np.int64), explain, forced=action)
+            raise OptedOut(
+                f"the customer opted out of contact: only {control!r} may be forced", field="action"
+            )
+        result, batch = await self._score(
+            np.array([customer_id], dtype=np.int64), explain, forced=action
+        )
         if not bool(result.found[0]):
             raise NotFound(f"customer {customer_id} has no features online", field="customer_id")
         answer = result.first_row()
@@ -269,18 +355,30 @@ class DataPlane:
         if opted_out:  # the bandit already decided no contact; without the bandit, say so; no contact details read
             if result.decisions is None:
                 answer.update(action=control, reason="opted_out")
-            email = await self.writer.write({"customer_id": customer_id}, control, {}, max_tokens, temperature)
+            email = await self.writer.write(
+                {"customer_id": customer_id}, control, {}, max_tokens, temperature
+            )
             return {**answer, "subject": None, "body": None, "llm": _llm_info(email)}
         if action is not None:  # forced: the bandit's decision id no longer describes what was sent
             answer.update(action=action, decision_id=None, propensity=None, reason="forced")
         chosen = answer["action"] or "no_contact"
-        facts = {"customer_id": customer_id, **dict(zip(batch.names, batch.values[0].tolist())),
-                 **(await self.features.contact(customer_id))}
-        scores = {"churn_probability": answer["churn_probability"], "engagement_probability": answer["engagement_probability"]}
+        facts = {
+            "customer_id": customer_id,
+            **dict(zip(batch.names, batch.values[0].tolist())),
+            **(await self.features.contact(customer_id)),
+        }
+        scores = {
+            "churn_probability": answer["churn_probability"],
+            "engagement_probability": answer["engagement_probability"],
+        }
         if explain is not None and result.explanations:
             churn = result.explanations["churn"][0][0]
-            answer["reasons"] = churn_reasons(churn.features, churn.contributions[0], facts, explain)
-            scores["reasons"] = [r["phrase"] for r in answer["reasons"]]  # serving.llm.prompts.reason_lines
+            answer["reasons"] = churn_reasons(
+                churn.features, churn.contributions[0], facts, explain
+            )
+            scores["reasons"] = [
+                r["phrase"] for r in answer["reasons"]
+            ]  # serving.llm.prompts.reason_lines
         email = await self.writer.write(facts, chosen, scores, max_tokens, temperature, adapter)
         answer.update(
             subject=email["subject"] if email["written"] else None,
@@ -307,11 +405,15 @@ class DataPlane:
     # -- /v1/feedback ---------------------------------------------------------------------
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
         if self.bandit is None or not self.settings.bandit.enabled:
-            raise DependencyUnavailable("the bandit router is disabled on this server (bandit.enabled=false)")
+            raise DependencyUnavailable(
+                "the bandit router is disabled on this server (bandit.enabled=false)"
+            )
         return await self.bandit.feedback(decision_id, float(reward))
 
     # -- consent and erasure (serving.components.privacy) ------------------------------------
-    async def set_consent(self, customer_id: int, opted_out: bool, channel: str = "all") -> dict[str, Any]:
+    async def set_consent(
+        self, customer_id: int, opted_out: bool, channel: str = "all"
+    ) -> dict[str, Any]:
         return await self.privacy.set_consent(customer_id, opted_out, channel)
 
     async def get_consent(self, customer_id: int) -> dict[str, Any]:
@@ -338,7 +440,9 @@ class DataPlane:
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         meta = await self._model(name).metadata(version)
         served = meta["parameters"]["version"]
-        if (self.settings.models.repo_path / name / served / "card.md").is_file():  # written by the build
+        if (
+            self.settings.models.repo_path / name / served / "card.md"
+        ).is_file():  # written by the build
             meta["parameters"]["model_card"] = f"/v2/models/{name}/versions/{served}/card"
         return meta
 
@@ -349,7 +453,9 @@ class DataPlane:
         try:
             return await asyncio.to_thread(path.read_text)
         except OSError:
-            raise NotFound(f"model '{name}' version {version} has no model card", field="model_version") from None
+            raise NotFound(
+                f"model '{name}' version {version} has no model card", field="model_version"
+            ) from None
 
     async def model_ready(self, name: str, version: str | None) -> bool:
         """False for a version not (yet) ready; an unknown model is a 404 (ModelNotFound)."""
@@ -359,12 +465,17 @@ class DataPlane:
         except ReengageError:
             return False
 
-    async def infer(self, name: str, version: str | None, inputs: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
+    async def infer(
+        self, name: str, version: str | None, inputs: dict[str, np.ndarray]
+    ) -> tuple[str, dict[str, np.ndarray]]:
         """Inputs checked against the model's metadata (names, datatype, shape) for every
         transport, then run (dynamically batched)."""
         model = self._model(name)
         specs = await model.input_specs(version)
-        validate_inputs(inputs, [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs])
+        validate_inputs(
+            inputs,
+            [MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs],
+        )
         used, outputs = await model.infer(inputs, version)
         request_log.note(model_versions={name: used})
         return used, outputs
@@ -387,14 +498,20 @@ class DataPlane:
             await self._model(name).unload()
 
     # -- rollout (admin): traffic policy per model, evidence, promotion ---------------------------
-    async def rollout_start(self, name: str, policy: dict[str, Any], actor: str = ANONYMOUS) -> dict[str, Any]:
+    async def rollout_start(
+        self, name: str, policy: dict[str, Any], actor: str = ANONYMOUS
+    ) -> dict[str, Any]:
         """Set ``name``'s traffic policy once its versions load, warm and fit the features
         read; answers when every replica applies it (``propagation_s``)."""
         model = self._model(name)
         async with audit.action(self.settings, "rollout.start", actor=actor, model=name) as entry:
-            entry["version"] = ",".join(c["version"] for c in policy.get("candidates") or []) or policy.get("default")
+            entry["version"] = ",".join(
+                c["version"] for c in policy.get("candidates") or []
+            ) or policy.get("default")
             entry["details"]["policy"] = policy
-            batch = await self.features.lookup(np.zeros(1, dtype=np.int64))  # the features the store feeds
+            batch = await self.features.lookup(
+                np.zeros(1, dtype=np.int64)
+            )  # the features the store feeds
             answer = await model.set_traffic(policy, tuple(batch.names))
             entry["details"]["propagation_s"] = answer.get("propagation_s")
         return answer
@@ -403,49 +520,78 @@ class DataPlane:
         status = await self._model(name).traffic()
         policy = status.get("policy") or {}
         candidates = [c["version"] for c in policy.get("candidates") or []]
-        status["evidence"] = await self._evidence(name, policy.get("default"), candidates, status.get("started_at"),
-                                                  confidence)
+        status["evidence"] = await self._evidence(
+            name, policy.get("default"), candidates, status.get("started_at"), confidence
+        )
         return status
 
-    async def rollout_promote(self, name: str, version: str | None = None, force: bool = False,
-                              confidence: float = 0.95, actor: str = ANONYMOUS) -> dict[str, Any]:
+    async def rollout_promote(
+        self,
+        name: str,
+        version: str | None = None,
+        force: bool = False,
+        confidence: float = 0.95,
+        actor: str = ANONYMOUS,
+    ) -> dict[str, Any]:
         """Promoted only when the evidence shows the candidate non-inferior to the default
         (``components.evidence.compare``); else 409 with the estimates and the decisions
         still needed. ``force`` overrides, and the audit log keeps the evidence with it."""
         model = self._model(name)
-        async with audit.action(self.settings, "rollout.promote", actor=actor, model=name, version=version) as entry:
+        async with audit.action(
+            self.settings, "rollout.promote", actor=actor, model=name, version=version
+        ) as entry:
             status = await model.traffic()
             policy = status.get("policy") or {}
             candidates = [c["version"] for c in policy.get("candidates") or []]
             target = version or (candidates[0] if len(candidates) == 1 else None)
             entry["version"] = target
-            evidence = await self._evidence(name, policy.get("default"), [target] if target else [],
-                                            status.get("started_at"), confidence)
+            evidence = await self._evidence(
+                name,
+                policy.get("default"),
+                [target] if target else [],
+                status.get("started_at"),
+                confidence,
+            )
             verdict = (evidence.get("comparisons") or {}).get(target or "", {})
             entry["details"].update(forced=force, evidence=verdict or evidence)
-            gated = target is not None and target != policy.get("default")  # else promote() says why not
+            gated = target is not None and target != policy.get(
+                "default"
+            )  # else promote() says why not
             if gated and not force and verdict.get("verdict") not in PROMOTABLE:
-                raise PromotionRefused(refusal_message(name, target, policy.get("default"), verdict, evidence),
-                                       field="version", evidence=verdict or evidence)
+                raise PromotionRefused(
+                    refusal_message(name, target, policy.get("default"), verdict, evidence),
+                    field="version",
+                    evidence=verdict or evidence,
+                )
             answer = await model.promote(target)
         return {**answer, "evidence": verdict or evidence, "forced": force}
 
     async def rollout_rollback(self, name: str, actor: str = ANONYMOUS) -> dict[str, Any]:
         model = self._model(name)
-        async with audit.action(self.settings, "rollout.rollback", actor=actor, model=name) as entry:
+        async with audit.action(
+            self.settings, "rollout.rollback", actor=actor, model=name
+        ) as entry:
             answer = await model.rollback()
             entry["version"] = (answer.get("policy") or {}).get("default")
         return answer
 
-    async def version_control(self, name: str, version: str, unload: bool, actor: str = ANONYMOUS) -> dict[str, Any]:
+    async def version_control(
+        self, name: str, version: str, unload: bool, actor: str = ANONYMOUS
+    ) -> dict[str, Any]:
         """Unload one version on every replica (refused while it takes traffic), or load it back."""
         model = self._model(name)
         action = "version.unload" if unload else "version.load"
         async with audit.action(self.settings, action, actor=actor, model=name, version=version):
             return await model.exclude_version(version, unload)
 
-    async def _evidence(self, name: str, default: str | None, candidates: list[str], since: float | None,
-                        confidence: float) -> dict[str, Any]:
+    async def _evidence(
+        self,
+        name: str,
+        default: str | None,
+        candidates: list[str],
+        since: float | None,
+        confidence: float,
+    ) -> dict[str, Any]:
         """Each version's resolved decisions and mean reward since the rollout started, and
         each candidate against the default (``components.evidence``), from running sums
         (``components.evidence_index``), not a read of the whole log."""
@@ -453,16 +599,43 @@ class DataPlane:
             return {"available": False, "reason": "the bandit is disabled: no decision log"}
         from serving.components.evidence import compare
 
-        role = "churn" if name == self.settings.models.churn else "engagement" if name == self.settings.models.engagement else name
+        role = (
+            "churn"
+            if name == self.settings.models.churn
+            else "engagement"
+            if name == self.settings.models.engagement
+            else name
+        )
         m = self.settings.models
         try:
-            stats = await asyncio.to_thread(self._evidence_index().refresh, role, float(since or 0.0))
+            stats = await asyncio.to_thread(
+                self._evidence_index().refresh, role, float(since or 0.0)
+            )
         except Exception as exc:  # evidence is advice: a store outage is said, not raised
-            return {"available": False, "reason": f"decision log unreadable: {type(exc).__name__}: {exc}"}
-        comparisons = {c: compare(stats, default, c, confidence=confidence, margin=m.rollout_margin,
-                                  min_decisions=m.rollout_min_decisions) for c in candidates if default}
-        return {"available": True, "since": since, "confidence": confidence, "margin": m.rollout_margin,
-                "values": {v: s.to_dict() for v, s in stats.items()}, "comparisons": comparisons}
+            return {
+                "available": False,
+                "reason": f"decision log unreadable: {type(exc).__name__}: {exc}",
+            }
+        comparisons = {
+            c: compare(
+                stats,
+                default,
+                c,
+                confidence=confidence,
+                margin=m.rollout_margin,
+                min_decisions=m.rollout_min_decisions,
+            )
+            for c in candidates
+            if default
+        }
+        return {
+            "available": True,
+            "since": since,
+            "confidence": confidence,
+            "margin": m.rollout_margin,
+            "values": {v: s.to_dict() for v, s in stats.items()},
+            "comparisons": comparisons,
+        }
 
     def _evidence_index(self) -> Any:
         if self._index is None:
@@ -474,8 +647,9 @@ class DataPlane:
         return self._index
 
 
-async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...], ids: np.ndarray,
-                       pinned: str | None) -> tuple[str, np.ndarray, Any]:
+async def _score_model(
+    model: Model, values: np.ndarray, names: tuple[str, ...], ids: np.ndarray, pinned: str | None
+) -> tuple[str, np.ndarray, Any]:
     """A model's scores under its traffic policy, or all by the ``pinned`` version."""
     if pinned is None:
         return await model.score_rows(values, names, ids)
@@ -484,9 +658,15 @@ async def _score_model(model: Model, values: np.ndarray, names: tuple[str, ...],
 
 
 def _llm_info(email: dict[str, Any]) -> dict[str, Any]:
-    return {"backend": email["backend"], "model": email["model"], "fallback": email["fallback"],
-            "fallback_reason": email["fallback_reason"], "written": email["written"],
-            "completion_tokens": email["completion_tokens"], "adapter": email.get("adapter")}
+    return {
+        "backend": email["backend"],
+        "model": email["model"],
+        "fallback": email["fallback"],
+        "fallback_reason": email["fallback_reason"],
+        "written": email["written"],
+        "completion_tokens": email["completion_tokens"],
+        "adapter": email.get("adapter"),
+    }
 
 
 def parse_ids(raw: list[int]) -> np.ndarray:
@@ -502,7 +682,9 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _row_versions(splits: dict[str, Any], rows: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
+def _row_versions(
+    splits: dict[str, Any], rows: np.ndarray, n: int
+) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
     """Per-row version codes in request order (-1 where the customer was not found), and
     the decision log's token of them (``components.rollout.row_token``)."""
     out = {}

@@ -18,12 +18,26 @@ def run_demo(url: str, ids: int, console: Console, token: str | None = None) -> 
         score = client.post("/v1/score", json={"customer_ids": customer_ids})
         score.raise_for_status()
         body = score.json()
-        table = Table("customer", "found", "churn", "engagement", "action", "propensity", "feature age s",
-                      title=f"POST /v1/score  (models {body['model_versions']})")
+        table = Table(
+            "customer",
+            "found",
+            "churn",
+            "engagement",
+            "action",
+            "propensity",
+            "feature age s",
+            title=f"POST /v1/score  (models {body['model_versions']})",
+        )
         for i, cid in enumerate(body["customer_ids"]):
-            table.add_row(str(cid), str(body["found"][i]), _f(body["churn_probability"][i]),
-                          _f(body["engagement_probability"][i]), str(body["action"][i]),
-                          _f(body["propensity"][i]), _f(body["feature_age_s"][i], 0))
+            table.add_row(
+                str(cid),
+                str(body["found"][i]),
+                _f(body["churn_probability"][i]),
+                _f(body["engagement_probability"][i]),
+                str(body["action"][i]),
+                _f(body["propensity"][i]),
+                _f(body["feature_age_s"][i], 0),
+            )
         console.print(table)
         _feedback(client, body, console)
         _reengage(client, customer_ids[0], console)
@@ -39,8 +53,10 @@ def _feedback(client: httpx.Client, body: dict, console: Console) -> None:
     r = client.post("/v1/feedback", json={"decision_id": decision, "reward": 1.0})
     console.print(f"POST /v1/feedback -> HTTP {r.status_code} {r.json()}")
     if r.status_code in (401, 403):
-        console.print("  feedback needs a token with the feedback role: set REENGAGE_TOKEN, or run the demo "
-                      "where `reengage serve` wrote <data_dir>/auth/admin.token")
+        console.print(
+            "  feedback needs a token with the feedback role: set REENGAGE_TOKEN, or run the demo "
+            "where `reengage serve` wrote <data_dir>/auth/admin.token"
+        )
 
 
 DEMO_ACTION = "winback_email"  # what the demo forces when the bandit decides not to contact
@@ -56,12 +72,19 @@ def _reengage(client: httpx.Client, customer_id: int, console: Console) -> None:
         return
     data = r.json()
     if data["llm"].get("written") is False or not data.get("body"):
-        console.print(f"  the bandit chose action={data['action']} (reason: {data.get('reason')}): no email is "
-                      f"written for it. Forcing action={DEMO_ACTION} to show the writer (the answer says "
-                      "reason=forced and carries no decision id):", markup=False)
-        forced = client.post("/v1/reengage", json={"customer_id": customer_id, "action": DEMO_ACTION})
-        console.print(f"POST /v1/reengage {{customer_id: {customer_id}, action: {DEMO_ACTION}}} -> "
-                      f"HTTP {forced.status_code}")
+        console.print(
+            f"  the bandit chose action={data['action']} (reason: {data.get('reason')}): no email is "
+            f"written for it. Forcing action={DEMO_ACTION} to show the writer (the answer says "
+            "reason=forced and carries no decision id):",
+            markup=False,
+        )
+        forced = client.post(
+            "/v1/reengage", json={"customer_id": customer_id, "action": DEMO_ACTION}
+        )
+        console.print(
+            f"POST /v1/reengage {{customer_id: {customer_id}, action: {DEMO_ACTION}}} -> "
+            f"HTTP {forced.status_code}"
+        )
         if forced.status_code != 200:
             console.print(f"  {forced.text}", markup=False)
             return
@@ -82,8 +105,10 @@ def _triton(url: str, console: Console) -> None:
     inp = httpclient.InferInput("features", list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=True)
     result = client.infer("churn", [inp])
-    console.print(f"tritonclient.http infer churn v{meta['versions'][-1]} on 3 random rows -> "
-                  f"{result.as_numpy('probability').ravel().tolist()}")
+    console.print(
+        f"tritonclient.http infer churn v{meta['versions'][-1]} on 3 random rows -> "
+        f"{result.as_numpy('probability').ravel().tolist()}"
+    )
 
 
 def _f(value: float | None, digits: int = 4) -> str:

@@ -31,10 +31,21 @@ class DrainState:
 
 STATE = DrainState()
 
-_BODY = orjson.dumps({"error": {"type": "draining", "field": None,
-                                "message": "the server is stopping; retry (another instance will answer)"}})
-_HEADERS = [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close"),
-            (b"content-length", str(len(_BODY)).encode())]
+_BODY = orjson.dumps(
+    {
+        "error": {
+            "type": "draining",
+            "field": None,
+            "message": "the server is stopping; retry (another instance will answer)",
+        }
+    }
+)
+_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"retry-after", b"1"),
+    (b"connection", b"close"),
+    (b"content-length", str(len(_BODY)).encode()),
+]
 _NOT_READY = orjson.dumps({"ready": False})
 
 
@@ -51,8 +62,14 @@ class Drain:
         state = self.state
         if state.draining and scope["path"] not in LIVE_PATHS:
             body = _NOT_READY if scope["path"] == READY_PATH else _BODY
-            headers = _HEADERS if body is _BODY else [(b"content-type", b"application/json"),
-                                                      (b"content-length", str(len(body)).encode())]
+            headers = (
+                _HEADERS
+                if body is _BODY
+                else [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+            )
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return

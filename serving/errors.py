@@ -138,11 +138,22 @@ def status_and_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     exc = _unwrap(exc)
     if isinstance(exc, ReengageError):
         return exc.status_code, exc.to_body()
-    if isinstance(exc, OnlineStoreUnavailable):  # feature_store's own error (it never imports serving)
-        return DependencyUnavailable.status_code, error_body(DependencyUnavailable.error_type, str(exc))
+    if isinstance(
+        exc, OnlineStoreUnavailable
+    ):  # feature_store's own error (it never imports serving)
+        return DependencyUnavailable.status_code, error_body(
+            DependencyUnavailable.error_type, str(exc)
+        )
     name = type(exc).__name__
-    if name in {"BackPressureError", "DeploymentUnavailableError", "ActorUnavailableError", "ActorDiedError"}:
-        return 503, error_body("dependency_unavailable", f"a serving component is unavailable: {name}")
+    if name in {
+        "BackPressureError",
+        "DeploymentUnavailableError",
+        "ActorUnavailableError",
+        "ActorDiedError",
+    }:
+        return 503, error_body(
+            "dependency_unavailable", f"a serving component is unavailable: {name}"
+        )
     if isinstance(exc, TimeoutError):
         return 504, error_body("timeout", "the request timed out")
     return 500, error_body("internal_error", f"{name}: internal error")
@@ -175,10 +186,14 @@ def grpc_code(status: int) -> Any:
     import grpc
 
     return {
-        400: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
-        401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED,
-        404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS,
-        503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED,
+        400: grpc.StatusCode.INVALID_ARGUMENT,
+        422: grpc.StatusCode.INVALID_ARGUMENT,
+        401: grpc.StatusCode.UNAUTHENTICATED,
+        403: grpc.StatusCode.PERMISSION_DENIED,
+        404: grpc.StatusCode.NOT_FOUND,
+        409: grpc.StatusCode.ALREADY_EXISTS,
+        503: grpc.StatusCode.UNAVAILABLE,
+        504: grpc.StatusCode.DEADLINE_EXCEEDED,
     }.get(status, grpc.StatusCode.INTERNAL)
 
 

@@ -20,7 +20,9 @@ _M64 = (1 << 64) - 1
 @functools.lru_cache(maxsize=64)
 def salt_seed(salt: str) -> np.uint64:
     """64 bits of blake2b of the salt: any string, ``|`` and non-ASCII included."""
-    return np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
+    return np.uint64(
+        int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little")
+    )
 
 
 def salted_hash(customer_ids: np.ndarray, salt: str) -> np.ndarray:

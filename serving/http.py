@@ -68,25 +68,41 @@ class RequestMetrics:
             raise
         finally:
             route = scope.get("route")
-            metrics.request(getattr(route, "path", "unmatched"), status, 1e3 * (time.perf_counter() - start))
+            metrics.request(
+                getattr(route, "path", "unmatched"), status, 1e3 * (time.perf_counter() - start)
+            )
 
 
-def create_app(dataplane: DataPlane, headers: dict[str, str] | None = None, echo_request_id: bool = True) -> FastAPI:
+def create_app(
+    dataplane: DataPlane, headers: dict[str, str] | None = None, echo_request_id: bool = True
+) -> FastAPI:
     """The whole HTTP surface; ``headers`` are added to every answer (e.g. the replica)."""
     telemetry = dataplane.settings.server.fastapi_telemetry
-    app = FastAPI(title="reengage", version=SERVER_VERSION, default_response_class=Response,
-                  telemetry=None if telemetry else {"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="reengage",
+        version=SERVER_VERSION,
+        default_response_class=Response,
+        telemetry=None if telemetry else {"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.dataplane = dataplane
     v1 = rest_v1.router(dataplane)
-    for router in (v1, rest_v2.router(dataplane), openai.router(dataplane), admin.router(dataplane),
-                   privacy.router(dataplane), monitor.router(dataplane)):
+    for router in (
+        v1,
+        rest_v2.router(dataplane),
+        openai.router(dataplane),
+        admin.router(dataplane),
+        privacy.router(dataplane),
+        monitor.router(dataplane),
+    ):
         app.include_router(router)
     _hot_routes_first(app)
     # innermost: /v1/score without FastAPI's per-request work; not under FastAPI's telemetry,
     # whose spans take the route from FastAPI's router
     if dataplane.settings.server.fast_path and not telemetry:
         app.add_middleware(FastPath, fastapi=app, route=find_route(v1, "POST", "/v1/score"))
-    app.state.authenticator = auth_asgi.Authenticator(dataplane.settings)  # a version pin asks it who calls
+    app.state.authenticator = auth_asgi.Authenticator(
+        dataplane.settings
+    )  # a version pin asks it who calls
     auth_asgi.install(app, app.state.authenticator, audit_log(dataplane.settings))
     app.add_middleware(RequestMetrics, headers=headers)
     app.add_middleware(Drain)  # a stopping replica: 503 for new requests, in-flight ones finish
@@ -118,9 +134,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         """Starlette's own answers (no such route, a method the route lacks) as our error, not
         ``{"detail": ...}``; ``Allow`` is kept on a 405."""
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = (f"no route {request.method} {request.url.path}" if exc.status_code == 404
-                   else f"{request.method} {request.url.path}: {exc.detail}")
-        return error_response(request, exc.status_code, error_body(kind, message), dict(exc.headers or {}) or None)
+        message = (
+            f"no route {request.method} {request.url.path}"
+            if exc.status_code == 404
+            else f"{request.method} {request.url.path}: {exc.detail}"
+        )
+        return error_response(
+            request, exc.status_code, error_body(kind, message), dict(exc.headers or {}) or None
+        )
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, exc: ValidationError) -> Response:

@@ -29,8 +29,17 @@ AGE_CHECK_S = 1.0  # how often the age limit is looked at (a stat of the newest 
 
 
 class RotatingFile:
-    def __init__(self, path: Path, *, max_bytes: int = 0, max_age_s: float = 0.0, backups: int = 5,
-                 mode: int = 0o600, durable: bool = False, shared: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 0,
+        max_age_s: float = 0.0,
+        backups: int = 5,
+        mode: int = 0o600,
+        durable: bool = False,
+        shared: bool = True,
+    ) -> None:
         self.path, self.max_bytes, self.max_age_s = Path(path), max_bytes, max_age_s
         self.backups, self.mode, self.durable = max(backups, 1), mode, durable
         self._lock = threading.Lock()
@@ -126,4 +135,8 @@ class RotatingFile:
 
     def files(self) -> list[Path]:
         """The current file and its backups that exist, newest first."""
-        return [p for p in [self.path, *(self._backup(i) for i in range(1, self.backups + 1))] if p.exists()]
+        return [
+            p
+            for p in [self.path, *(self._backup(i) for i in range(1, self.backups + 1))]
+            if p.exists()
+        ]

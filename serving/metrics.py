@@ -32,58 +32,173 @@ class MetricDef:
     boundaries: tuple[float, ...] = ()
 
 
-DEFINITIONS: dict[str, MetricDef] = {m.name: m for m in (
-    MetricDef("reengage_requests_total", "counter", "HTTP requests by route and status", ("route", "status")),
-    MetricDef("reengage_request_latency_ms", "histogram", "HTTP request latency", ("route",), LATENCY_MS),
-    MetricDef("reengage_customers_scored_total", "counter", "customers scored, found or not", ("found",)),
-    MetricDef("reengage_feature_rows_total", "counter",
-              "feature view rows read by state (ok, missing, expired, schema_mismatch)", ("view", "state")),
-    MetricDef("reengage_feature_read_latency_ms", "histogram", "online feature read latency", (), LATENCY_MS),
-    MetricDef("reengage_model_batch_rows", "histogram", "rows per model runtime call (dynamic batching)",
-              ("model", "version"), ROWS),
-    MetricDef("reengage_model_latency_ms", "histogram", "model runtime call latency", ("model", "version"),
-              LATENCY_MS),
-    MetricDef("reengage_model_version_calls_total", "counter",
-              "runtime calls per model version while a traffic policy is set", ("model", "version")),
-    MetricDef("reengage_model_version_rows_total", "counter",
-              "rows scored per model version while a traffic policy is set", ("model", "version")),
-    MetricDef("reengage_model_version_errors_total", "counter", "failed runtime calls per model version",
-              ("model", "version")),
-    MetricDef("reengage_model_version_scores_total", "counter",
-              "score distribution per model version (rows per score decile, bucket = lower edge)",
-              ("model", "version", "bucket")),
-    MetricDef("reengage_shadow_rows_total", "counter", "rows scored by a shadow version (not returned)",
-              ("model", "version")),
-    MetricDef("reengage_shadow_errors_total", "counter", "failed shadow calls", ("model", "version")),
-    MetricDef("reengage_shadow_skipped_rows_total", "counter",
-              "rows a shadow did not score: models.shadow_max_tasks shadow calls were already running",
-              ("model", "version")),
-    MetricDef("reengage_shadow_latency_ms", "histogram", "shadow runtime call latency", ("model", "version"),
-              LATENCY_MS),
-    MetricDef("reengage_shadow_abs_diff_total", "counter",
-              "rows by |shadow score - served score| (bucket = upper edge)", ("model", "version", "bucket")),
-    MetricDef("reengage_bandit_decisions_total", "counter", "bandit decisions by action and reason",
-              ("action", "reason")),
-    MetricDef("reengage_bandit_rewards_total", "counter", "rewards recorded", ("action",)),
-    MetricDef("reengage_bandit_dead_letters_total", "counter",
-              "decision records set aside after failing every try (the dead-letter file)", ("router",)),
-    MetricDef("reengage_bandit_dead_letter_rows_total", "counter", "decision rows in those records", ("router",)),
-    MetricDef("reengage_audit_suppressed_total", "counter",
-              "refused calls not written to the audit log (per-source rate limit)", ()),
-    MetricDef("reengage_emails_total", "counter", "emails written, by backend and fallback", ("backend", "fallback")),
-    # model monitoring over monitor.window_s, every replica's rows (each replica exports the same
-    # application-wide value: aggregate with max, not sum)
-    MetricDef("reengage_monitor_feature_psi", "gauge", "PSI of an input feature against the version's reference",
-              ("model", "version", "feature")),
-    MetricDef("reengage_monitor_score_psi", "gauge", "PSI of the score against the version's reference",
-              ("model", "version")),
-    MetricDef("reengage_monitor_rows", "gauge", "rows scored in the monitoring window", ()),
-    MetricDef("reengage_monitor_drift", "gauge", "1 when /v1/monitor says drift, 0 ok, -1 insufficient data", ()),
-    MetricDef("reengage_monitor_segment_contact_rate", "gauge", "share of a segment's decided rows contacted",
-              ("segment", "value")),
-    MetricDef("reengage_monitor_segment_contact_rate_ratio", "gauge",
-              "a segment's contact rate over the overall rate (four-fifths rule)", ("segment", "value")),
-)}
+DEFINITIONS: dict[str, MetricDef] = {
+    m.name: m
+    for m in (
+        MetricDef(
+            "reengage_requests_total",
+            "counter",
+            "HTTP requests by route and status",
+            ("route", "status"),
+        ),
+        MetricDef(
+            "reengage_request_latency_ms",
+            "histogram",
+            "HTTP request latency",
+            ("route",),
+            LATENCY_MS,
+        ),
+        MetricDef(
+            "reengage_customers_scored_total",
+            "counter",
+            "customers scored, found or not",
+            ("found",),
+        ),
+        MetricDef(
+            "reengage_feature_rows_total",
+            "counter",
+            "feature view rows read by state (ok, missing, expired, schema_mismatch)",
+            ("view", "state"),
+        ),
+        MetricDef(
+            "reengage_feature_read_latency_ms",
+            "histogram",
+            "online feature read latency",
+            (),
+            LATENCY_MS,
+        ),
+        MetricDef(
+            "reengage_model_batch_rows",
+            "histogram",
+            "rows per model runtime call (dynamic batching)",
+            ("model", "version"),
+            ROWS,
+        ),
+        MetricDef(
+            "reengage_model_latency_ms",
+            "histogram",
+            "model runtime call latency",
+            ("model", "version"),
+            LATENCY_MS,
+        ),
+        MetricDef(
+            "reengage_model_version_calls_total",
+            "counter",
+            "runtime calls per model version while a traffic policy is set",
+            ("model", "version"),
+        ),
+        MetricDef(
+            "reengage_model_version_rows_total",
+            "counter",
+            "rows scored per model version while a traffic policy is set",
+            ("model", "version"),
+        ),
+        MetricDef(
+            "reengage_model_version_errors_total",
+            "counter",
+            "failed runtime calls per model version",
+            ("model", "version"),
+        ),
+        MetricDef(
+            "reengage_model_version_scores_total",
+            "counter",
+            "score distribution per model version (rows per score decile, bucket = lower edge)",
+            ("model", "version", "bucket"),
+        ),
+        MetricDef(
+            "reengage_shadow_rows_total",
+            "counter",
+            "rows scored by a shadow version (not returned)",
+            ("model", "version"),
+        ),
+        MetricDef(
+            "reengage_shadow_errors_total", "counter", "failed shadow calls", ("model", "version")
+        ),
+        MetricDef(
+            "reengage_shadow_skipped_rows_total",
+            "counter",
+            "rows a shadow did not score: models.shadow_max_tasks shadow calls were already running",
+            ("model", "version"),
+        ),
+        MetricDef(
+            "reengage_shadow_latency_ms",
+            "histogram",
+            "shadow runtime call latency",
+            ("model", "version"),
+            LATENCY_MS,
+        ),
+        MetricDef(
+            "reengage_shadow_abs_diff_total",
+            "counter",
+            "rows by |shadow score - served score| (bucket = upper edge)",
+            ("model", "version", "bucket"),
+        ),
+        MetricDef(
+            "reengage_bandit_decisions_total",
+            "counter",
+            "bandit decisions by action and reason",
+            ("action", "reason"),
+        ),
+        MetricDef("reengage_bandit_rewards_total", "counter", "rewards recorded", ("action",)),
+        MetricDef(
+            "reengage_bandit_dead_letters_total",
+            "counter",
+            "decision records set aside after failing every try (the dead-letter file)",
+            ("router",),
+        ),
+        MetricDef(
+            "reengage_bandit_dead_letter_rows_total",
+            "counter",
+            "decision rows in those records",
+            ("router",),
+        ),
+        MetricDef(
+            "reengage_audit_suppressed_total",
+            "counter",
+            "refused calls not written to the audit log (per-source rate limit)",
+            (),
+        ),
+        MetricDef(
+            "reengage_emails_total",
+            "counter",
+            "emails written, by backend and fallback",
+            ("backend", "fallback"),
+        ),
+        # model monitoring over monitor.window_s, every replica's rows (each replica exports the same
+        # application-wide value: aggregate with max, not sum)
+        MetricDef(
+            "reengage_monitor_feature_psi",
+            "gauge",
+            "PSI of an input feature against the version's reference",
+            ("model", "version", "feature"),
+        ),
+        MetricDef(
+            "reengage_monitor_score_psi",
+            "gauge",
+            "PSI of the score against the version's reference",
+            ("model", "version"),
+        ),
+        MetricDef("reengage_monitor_rows", "gauge", "rows scored in the monitoring window", ()),
+        MetricDef(
+            "reengage_monitor_drift",
+            "gauge",
+            "1 when /v1/monitor says drift, 0 ok, -1 insufficient data",
+            (),
+        ),
+        MetricDef(
+            "reengage_monitor_segment_contact_rate",
+            "gauge",
+            "share of a segment's decided rows contacted",
+            ("segment", "value"),
+        ),
+        MetricDef(
+            "reengage_monitor_segment_contact_rate_ratio",
+            "gauge",
+            "a segment's contact rate over the overall rate (four-fifths rule)",
+            ("segment", "value"),
+        ),
+    )
+}
 
 Key = tuple[str, tuple[str, ...]]
 
@@ -154,8 +269,11 @@ def feature_read(batch: Any, latency_ms: float) -> None:
         for view in views:  # the common case: every row of every view read and fresh
             RECORDER.inc("reengage_feature_rows_total", n, (view, "ok"))
         return
-    ok = (np.count_nonzero(batch.view_found, axis=0) if batch.view_found is not None
-          else np.full(len(views), np.count_nonzero(batch.found)))
+    ok = (
+        np.count_nonzero(batch.view_found, axis=0)
+        if batch.view_found is not None
+        else np.full(len(views), np.count_nonzero(batch.found))
+    )
     expired = _per_view(getattr(batch, "expired", None), len(views))
     mismatch = _per_view(getattr(batch, "schema_mismatch", None), len(views))
     missing = n - ok - expired - mismatch
@@ -187,12 +305,20 @@ def version_scored(model: str, version: str, rows: int, scores: np.ndarray) -> N
     if len(scores) == 1:  # the common call: no array work
         s = float(scores[0])
         if s == s:
-            RECORDER.inc("reengage_model_version_scores_total", 1, (model, version, SCORE_BUCKETS[min(max(int(s * 10), 0), 9)]))
+            RECORDER.inc(
+                "reengage_model_version_scores_total",
+                1,
+                (model, version, SCORE_BUCKETS[min(max(int(s * 10), 0), 9)]),
+            )
         return
     finite = scores[np.isfinite(scores)]
     counts = np.bincount(np.minimum(np.maximum((finite * 10).astype(np.intp), 0), 9), minlength=10)
     for b in np.flatnonzero(counts).tolist():
-        RECORDER.inc("reengage_model_version_scores_total", int(counts[b]), (model, version, SCORE_BUCKETS[b]))
+        RECORDER.inc(
+            "reengage_model_version_scores_total",
+            int(counts[b]),
+            (model, version, SCORE_BUCKETS[b]),
+        )
 
 
 def version_error(model: str, version: str) -> None:
@@ -203,7 +329,9 @@ def shadow_scored(model: str, version: str, latency_ms: float, diff: np.ndarray)
     tags = (model, version)
     RECORDER.inc("reengage_shadow_rows_total", len(diff), tags)
     RECORDER.observe("reengage_shadow_latency_ms", latency_ms, tags)
-    counts = np.bincount(np.searchsorted(DIFF_BUCKETS, np.abs(np.nan_to_num(diff))), minlength=len(DIFF_BUCKETS) + 1)
+    counts = np.bincount(
+        np.searchsorted(DIFF_BUCKETS, np.abs(np.nan_to_num(diff))), minlength=len(DIFF_BUCKETS) + 1
+    )
     for b in np.flatnonzero(counts).tolist():
         edge = f"{DIFF_BUCKETS[b]:g}" if b < len(DIFF_BUCKETS) else "+Inf"
         RECORDER.inc("reengage_shadow_abs_diff_total", int(counts[b]), (model, version, edge))
@@ -217,20 +345,28 @@ def shadow_skipped(model: str, version: str, rows: int) -> None:
     RECORDER.inc("reengage_shadow_skipped_rows_total", rows, (model, version))
 
 
-def decisions(arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, ...],
-              reasons: tuple[str, ...]) -> None:
+def decisions(
+    arm_index: np.ndarray, reason_code: np.ndarray, arms: tuple[str, ...], reasons: tuple[str, ...]
+) -> None:
     """Decisions per (action, reason) from codes, one bincount; no decision is action "None"."""
     if len(arm_index) == 1:  # a single customer: no bincount
         arm, reason = int(arm_index[0]), int(reason_code[0])
-        RECORDER.inc("reengage_bandit_decisions_total", 1, (arms[arm] if arm >= 0 else "None", reasons[reason]))
+        RECORDER.inc(
+            "reengage_bandit_decisions_total",
+            1,
+            (arms[arm] if arm >= 0 else "None", reasons[reason]),
+        )
         return
     k = len(arms) + 1
     codes = (np.asarray(arm_index, np.int64) + 1) + k * np.asarray(reason_code, np.int64)
     counts = np.bincount(codes, minlength=1)
     for code in np.flatnonzero(counts).tolist():  # one per (action, reason) seen, not per row
         arm, reason = code % k - 1, code // k
-        RECORDER.inc("reengage_bandit_decisions_total", int(counts[code]),
-                     (arms[arm] if arm >= 0 else "None", reasons[reason]))
+        RECORDER.inc(
+            "reengage_bandit_decisions_total",
+            int(counts[code]),
+            (arms[arm] if arm >= 0 else "None", reasons[reason]),
+        )
 
 
 def dead_letter(router: str, rows: int) -> None:
@@ -260,10 +396,16 @@ def monitor_report(answer: dict[str, Any]) -> None:
                 RECORDER.set("reengage_monitor_score_psi", v["score"]["psi"], (model, v["version"]))
             for f in v["features"]:
                 if f["psi"] is not None:
-                    RECORDER.set("reengage_monitor_feature_psi", f["psi"], (model, v["version"], f["feature"]))
+                    RECORDER.set(
+                        "reengage_monitor_feature_psi",
+                        f["psi"],
+                        (model, v["version"], f["feature"]),
+                    )
     for seg in answer["segments"]:
         tags = (seg["feature"], seg["value"])
         if seg["contact_rate"] is not None:
             RECORDER.set("reengage_monitor_segment_contact_rate", seg["contact_rate"], tags)
         if seg["contact_rate_ratio"] is not None:
-            RECORDER.set("reengage_monitor_segment_contact_rate_ratio", seg["contact_rate_ratio"], tags)
+            RECORDER.set(
+                "reengage_monitor_segment_contact_rate_ratio", seg["contact_rate_ratio"], tags
+            )

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from serving.rollout_cli import _call
 
-privacy_app = typer.Typer(help="Personal data: erase a customer, record or read consent.", no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Personal data: erase a customer, record or read consent.", no_args_is_help=True
+)
 console = Console()
 
 UrlOpt = typer.Option(None, "--url", help="the server (default http://<server.host>:<server.port>)")
@@ -28,8 +30,11 @@ def register(app: typer.Typer) -> None:
 
 
 @privacy_app.command("erase")
-def erase(customer_id: int = typer.Argument(..., min=0, help="the customer to erase"),
-          url: Optional[str] = UrlOpt, as_json: bool = JsonOpt) -> None:
+def erase(
+    customer_id: int = typer.Argument(..., min=0, help="the customer to erase"),
+    url: Optional[str] = UrlOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Erase a customer from every store; only a suppression entry (keyed pseudonym) stays."""
     answer = _call("DELETE", f"/v1/admin/customers/{customer_id}", url)
     if as_json:
@@ -51,13 +56,22 @@ def erase(customer_id: int = typer.Argument(..., min=0, help="the customer to er
 
 
 @privacy_app.command("consent")
-def consent(customer_id: int = typer.Argument(..., min=0),
-            opt_out: Optional[bool] = typer.Option(None, "--opt-out/--opt-in", help="record a choice; omit to read"),
-            channel: str = typer.Option("all", help="email | all"), url: Optional[str] = UrlOpt) -> None:
+def consent(
+    customer_id: int = typer.Argument(..., min=0),
+    opt_out: Optional[bool] = typer.Option(
+        None, "--opt-out/--opt-in", help="record a choice; omit to read"
+    ),
+    channel: str = typer.Option("all", help="email | all"),
+    url: Optional[str] = UrlOpt,
+) -> None:
     """Read a customer's consent, or record an opt-out (``--opt-out``) or opt-in."""
     if opt_out is None:
         answer = _call("GET", f"/v1/consent/{customer_id}", url)
     else:
-        answer = _call("POST", "/v1/consent", url, {"customer_id": customer_id, "opted_out": opt_out,
-                                                     "channel": channel})
+        answer = _call(
+            "POST",
+            "/v1/consent",
+            url,
+            {"customer_id": customer_id, "opted_out": opt_out, "channel": channel},
+        )
     console.print_json(json.dumps(answer))

@@ -39,8 +39,13 @@ class ModelRegistry:
         spec = read_model(self.repo_path, name)
         current = self._loaded.get(name, {})
         skip = set(exclude)
-        wanted = [v for v in dict.fromkeys([*spec.policy_versions, *(e for e in extra if e in spec.versions)])
-                  if v not in skip]
+        wanted = [
+            v
+            for v in dict.fromkeys(
+                [*spec.policy_versions, *(e for e in extra if e in spec.versions)]
+            )
+            if v not in skip
+        ]
         fresh: dict[str, ModelRuntime] = {}
         failed: dict[str, str] = {}
         for version in sorted(wanted, key=int):
@@ -107,12 +112,19 @@ class ModelRegistry:
     def get(self, name: str, version: str | None = None) -> ModelRuntime:
         loaded = self._loaded.get(name)
         if loaded is None:
-            if name in self._specs:  # known, but unloaded: a server-side state, not the caller's mistake
-                raise ModelNotReady(f"model '{name}' is unloaded (POST /v2/repository/models/{name}/load "
-                                    "brings it back)", field="model_name")
+            if (
+                name in self._specs
+            ):  # known, but unloaded: a server-side state, not the caller's mistake
+                raise ModelNotReady(
+                    f"model '{name}' is unloaded (POST /v2/repository/models/{name}/load "
+                    "brings it back)",
+                    field="model_name",
+                )
             raise ModelNotFound(f"model '{name}' is not loaded", field="model_name")
         spec = self._specs[name]
-        resolved = check_version(spec, version) if version else (max(loaded, key=int) if loaded else None)
+        resolved = (
+            check_version(spec, version) if version else (max(loaded, key=int) if loaded else None)
+        )
         runtime = loaded.get(resolved) if resolved else None
         if runtime is None and version is None:
             raise ModelNotReady(f"model '{name}' has no version loaded", field="model_name")
@@ -140,10 +152,15 @@ class ModelRegistry:
             for version in spec.versions:
                 ready = version in loaded and loaded[version].ready
                 failed = self._failed.get(name, {}).get(version)
-                reason = failed or ("unloaded" if name not in self._loaded else "not loaded (version_policy)")
-                rows.append({
-                    "name": name, "version": version,
-                    "state": "READY" if ready else "UNAVAILABLE",
-                    "reason": "" if ready else reason,
-                })
+                reason = failed or (
+                    "unloaded" if name not in self._loaded else "not loaded (version_policy)"
+                )
+                rows.append(
+                    {
+                        "name": name,
+                        "version": version,
+                        "state": "READY" if ready else "UNAVAILABLE",
+                        "reason": "" if ready else reason,
+                    }
+                )
         return rows

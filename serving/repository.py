@@ -24,10 +24,20 @@ RUNTIMES = ("onnxruntime", "lleaves")
 
 # Triton config data types -> KServe v2 datatypes.
 _TRITON_TO_V2 = {
-    "TYPE_BOOL": "BOOL", "TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16", "TYPE_UINT32": "UINT32",
-    "TYPE_UINT64": "UINT64", "TYPE_INT8": "INT8", "TYPE_INT16": "INT16", "TYPE_INT32": "INT32",
-    "TYPE_INT64": "INT64", "TYPE_FP16": "FP16", "TYPE_FP32": "FP32", "TYPE_FP64": "FP64",
-    "TYPE_STRING": "BYTES", "TYPE_BF16": "BF16",
+    "TYPE_BOOL": "BOOL",
+    "TYPE_UINT8": "UINT8",
+    "TYPE_UINT16": "UINT16",
+    "TYPE_UINT32": "UINT32",
+    "TYPE_UINT64": "UINT64",
+    "TYPE_INT8": "INT8",
+    "TYPE_INT16": "INT16",
+    "TYPE_INT32": "INT32",
+    "TYPE_INT64": "INT64",
+    "TYPE_FP16": "FP16",
+    "TYPE_FP32": "FP32",
+    "TYPE_FP64": "FP64",
+    "TYPE_STRING": "BYTES",
+    "TYPE_BF16": "BF16",
 }
 
 
@@ -90,12 +100,19 @@ def parse_config(path: Path) -> model_config_pb2.ModelConfig:
 def _tensor(t: Any, batched: bool) -> TensorSpec:
     dtype = model_config_pb2.DataType.Name(t.data_type)
     dims = tuple(int(d) for d in t.dims)
-    return TensorSpec(t.name, _TRITON_TO_V2.get(dtype, dtype.removeprefix("TYPE_")), ((-1,) if batched else ()) + dims)
+    return TensorSpec(
+        t.name,
+        _TRITON_TO_V2.get(dtype, dtype.removeprefix("TYPE_")),
+        ((-1,) if batched else ()) + dims,
+    )
 
 
 def _versions(model_dir: Path, model_file: str) -> dict[str, VersionSpec]:
     out: dict[str, VersionSpec] = {}
-    for child in sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+    for child in sorted(
+        (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    ):
         file = child / model_file
         if not file.is_file():
             continue  # a version being written (temp dir renamed in atomically) or incomplete
@@ -128,7 +145,11 @@ def read_model(repo_path: Path, name: str) -> ModelSpec:
     model_file = config.default_model_filename or PLATFORM_FILES.get(platform, "model.onnx")
     versions = _versions(model_dir, model_file)
     batched = config.max_batch_size > 0
-    delay_us = config.dynamic_batching.max_queue_delay_microseconds if config.HasField("dynamic_batching") else 0
+    delay_us = (
+        config.dynamic_batching.max_queue_delay_microseconds
+        if config.HasField("dynamic_batching")
+        else 0
+    )
     return ModelSpec(
         name=config.name or name,
         platform=platform,
@@ -157,10 +178,16 @@ def check_version(spec: ModelSpec, version: str | None) -> str:
     """The version to serve: the requested one (must exist) or the newest under policy."""
     if version is None or version == "":
         if spec.newest is None:
-            raise ModelNotFound(f"model '{spec.name}' has no version to serve", field="model_version")
+            raise ModelNotFound(
+                f"model '{spec.name}' has no version to serve", field="model_version"
+            )
         return spec.newest
     if not version.isdigit():
-        raise InvalidRequest(f"model version must be an integer, got '{version}'", field="model_version")
+        raise InvalidRequest(
+            f"model version must be an integer, got '{version}'", field="model_version"
+        )
     if version not in spec.versions:
-        raise ModelNotFound(f"model '{spec.name}' has no version '{version}'", field="model_version")
+        raise ModelNotFound(
+            f"model '{spec.name}' has no version '{version}'", field="model_version"
+        )
     return version

@@ -33,7 +33,9 @@ CLIENT_CLOSED = 499
 
 _stream: Any = None  # where lines go while the log is on (None: off)
 _last: Any = None  # the stream last given, kept while the log is off
-_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("reengage_request", default=None)
+_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "reengage_request", default=None
+)
 
 
 def note(**fields: Any) -> None:
@@ -118,8 +120,14 @@ class RequestLog:
             return
         await self._logged(scope, receive, send, echo)
 
-    async def _logged(self, scope: dict[str, Any], receive: Any, send: Any, echo: tuple[bytes, bytes],
-                      send_header: bool = True) -> None:
+    async def _logged(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        echo: tuple[bytes, bytes],
+        send_header: bool = True,
+    ) -> None:
         start = time.perf_counter()
         status = 500
         fields: dict[str, Any] = {}
@@ -141,8 +149,12 @@ class RequestLog:
         finally:
             _fields.reset(token)
             route = scope.get("route")
-            line = {"request_id": echo[1].decode(), "method": scope.get("method"),
-                    "route": getattr(route, "path", None) or "unmatched", "status": status,
-                    "latency_ms": round(1e3 * (time.perf_counter() - start), 3), **fields}
+            line = {
+                "request_id": echo[1].decode(),
+                "method": scope.get("method"),
+                "route": getattr(route, "path", None) or "unmatched",
+                "status": status,
+                "latency_ms": round(1e3 * (time.perf_counter() - start), 3),
+                **fields,
+            }
             write(line)
-

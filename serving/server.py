@@ -25,7 +25,8 @@ from feature_store.redact import redact_url
 from serving.settings import Settings
 
 HAPROXY_ENV = {
-    "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # A request in flight on an Ingress replica that dies got no response at all: HAProxy
     # replays it once on another replica instead of dropping the client's connection or
     # answering Ray's plain-text 500 (Ray's default retries connection failures only).
@@ -44,9 +45,14 @@ def ray_env(settings: Settings) -> dict[str, str]:
         for key, value in HAPROXY_ENV.items():
             env.setdefault(key, value)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env.setdefault("RAY_SERVE_HAPROXY_METRICS_ENABLED", "1" if settings.server.haproxy_metrics else "0")
+    env.setdefault(
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED", "1" if settings.server.haproxy_metrics else "0"
+    )
     # read by every replica at start: how often Serve exports the metrics it caches
-    env.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", str(settings.server.serve_metrics_export_interval_ms))
+    env.setdefault(
+        "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS",
+        str(settings.server.serve_metrics_export_interval_ms),
+    )
     # graceful stop: a stopping ingress replica stays reachable this long (Ray's default 30 s)
     env.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", f"{settings.server.drain_s:g}")
     return env
@@ -68,23 +74,44 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     cluster already running...), and before trying when the port is the Redis the state uses.
     """
     port = settings.server.ray_port
-    clash = [url for url in {settings.features.redis_url, settings.bandit.redis_url}
-             if _local_port(url) == port and "redis" in (settings.features.backend, settings.bandit.backend)]
+    clash = [
+        url
+        for url in {settings.features.redis_url, settings.bandit.redis_url}
+        if _local_port(url) == port
+        and "redis" in (settings.features.backend, settings.bandit.backend)
+    ]
     if clash:
-        raise RayStartError(f"server.ray_port {port} is the port of the Redis the state uses ({redact_url(clash[0])}): "
-                            "set REENGAGE_SERVER__RAY_PORT to another port")
+        raise RayStartError(
+            f"server.ray_port {port} is the port of the Redis the state uses ({redact_url(clash[0])}): "
+            "set REENGAGE_SERVER__RAY_PORT to another port"
+        )
     dashboard = "true" if settings.server.dashboard else "false"
-    cmd = [_ray_binary(), "start", "--head", "--disable-usage-stats", f"--include-dashboard={dashboard}",
-           f"--port={port}", f"--metrics-export-port={settings.server.metrics_port}"]
+    cmd = [
+        _ray_binary(),
+        "start",
+        "--head",
+        "--disable-usage-stats",
+        f"--include-dashboard={dashboard}",
+        f"--port={port}",
+        f"--metrics-export-port={settings.server.metrics_port}",
+    ]
     if settings.server.dashboard:
         cmd.append(f"--dashboard-port={dashboard_port()}")
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
-    done = subprocess.run(cmd, env=ray_env(settings), check=False, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        cmd,
+        env=ray_env(settings),
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-25:])
-        raise RayStartError(f"`{' '.join(cmd[1:])}` failed (exit {done.returncode}); Ray said:\n{tail}")
+        raise RayStartError(
+            f"`{' '.join(cmd[1:])}` failed (exit {done.returncode}); Ray said:\n{tail}"
+        )
 
 
 def preflight(settings: Settings, timeout_s: float = 2.0) -> list[str]:
@@ -167,7 +194,10 @@ def dashboard_port(preferred: int = 8265) -> int:
                 continue
             chosen = int(s.getsockname()[1])
         if chosen != preferred:
-            print(f"Ray's dashboard port {preferred} is taken (another Ray cluster?): using {chosen}", file=sys.stderr)
+            print(
+                f"Ray's dashboard port {preferred} is taken (another Ray cluster?): using {chosen}",
+                file=sys.stderr,
+            )
         return chosen
     return preferred
 
@@ -190,15 +220,23 @@ def deploy(settings: Settings, args: dict[str, Any], address: str | None = None)
     from serving.deployments.cluster import warn_embedded_state
 
     os.environ.update({k: v for k, v in ray_env(settings).items() if k.startswith("RAY_SERVE")})
-    with shipped(settings) as runtime_env:  # server.artifacts=working_dir: uploaded to the GCS by ray.init
+    with shipped(
+        settings
+    ) as runtime_env:  # server.artifacts=working_dir: uploaded to the GCS by ray.init
         from serving.deployments.cluster import auth_like_head
 
         auth_like_head()
-        ray.init(address=address or local_head_address(settings.server.ray_port), logging_level="WARNING",
-                 log_to_driver=False, runtime_env=runtime_env)
+        ray.init(
+            address=address or local_head_address(settings.server.ray_port),
+            logging_level="WARNING",
+            log_to_driver=False,
+            runtime_env=runtime_env,
+        )
     warn_embedded_state(settings, terminal=True)  # loud, before anything is deployed
-    serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
-                grpc_options=grpc_options(settings))
+    serve.start(
+        http_options={"host": settings.server.host, "port": settings.server.port},
+        grpc_options=grpc_options(settings),
+    )
     serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings.server.host}:{settings.server.port}"
 
@@ -303,7 +341,8 @@ def stop_local_head(port: int, timeout_s: float = 2.0) -> int:
     for proc in psutil.process_iter(["cmdline"]):
         args = proc.info["cmdline"] or []
         if any(m in a for a in args for m in sessions) or any(
-                a.startswith(("--address=", "--gcs-address=")) and a.endswith(marks[-1]) for a in args):
+            a.startswith(("--address=", "--gcs-address=")) and a.endswith(marks[-1]) for a in args
+        ):
             for p in [proc, *_children(proc)]:
                 ours[p.pid] = p
     ours.pop(os.getpid(), None)

@@ -12,14 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def project_root() -> Path:
     """The checkout this package runs from (editable install), else the working dir."""
     here = Path(__file__).resolve().parents[1]
-    return here if (here / "feature_store").is_dir() and (here / "model_repo").is_dir() else Path.cwd()
+    return (
+        here if (here / "feature_store").is_dir() and (here / "model_repo").is_dir() else Path.cwd()
+    )
 
 
 class _Section(BaseModel):
@@ -31,8 +41,12 @@ class RotationSettings(_Section):
     ``logging.handlers.RotatingFileHandler`` (``f`` -> ``f.1`` ... ``f.<backups>``, the
     oldest dropped), by size or by age, whichever comes first."""
 
-    max_mb: float = Field(100.0, ge=0, description="rotate once the file holds this many MB (0: never by size)")
-    max_age_h: float = Field(24.0 * 7, ge=0, description="rotate once the file is this many hours old (0: never by age)")
+    max_mb: float = Field(
+        100.0, ge=0, description="rotate once the file holds this many MB (0: never by size)"
+    )
+    max_age_h: float = Field(
+        24.0 * 7, ge=0, description="rotate once the file is this many hours old (0: never by age)"
+    )
     backups: int = Field(5, ge=1, le=1000, description="rotated files kept beside the current one")
 
     @property
@@ -47,7 +61,9 @@ class RotationSettings(_Section):
 class DataSettings(_Section):
     customers: int = Field(100_000, ge=100, description="synthetic customers to generate")
     seed: int = 7
-    snapshots: int = Field(2, ge=2, description="feature snapshots per customer (point-in-time joins)")
+    snapshots: int = Field(
+        2, ge=2, description="feature snapshots per customer (point-in-time joins)"
+    )
 
 
 class FeatureSettings(_Section):
@@ -78,25 +94,36 @@ class TrafficCandidate(_Section):
 
 class TrafficShadow(_Section):
     version: str = Field(pattern=r"^[0-9]+$")
-    percent: float = Field(100.0, gt=0, le=100, description="percent of scored rows it also scores, off the answer")
+    percent: float = Field(
+        100.0, gt=0, le=100, description="percent of scored rows it also scores, off the answer"
+    )
 
 
 class TrafficPolicyConfig(_Section):
     """One model's traffic (Seldon Core 2's experiment shape): the default version takes
     whatever the candidates do not; assignment is sticky by a salted hash of the customer id."""
 
-    default: str | None = Field(None, pattern=r"^[0-9]+$", description="None: the newest loaded version")
+    default: str | None = Field(
+        None, pattern=r"^[0-9]+$", description="None: the newest loaded version"
+    )
     candidates: list[TrafficCandidate] = []
     shadow: TrafficShadow | None = None
-    salt: str | None = Field(None, min_length=1, max_length=200,
-                             description="fixed when a rollout starts (any string); None: the running "
-                                         "rollout's salt, or a new random one")
+    salt: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="fixed when a rollout starts (any string); None: the running "
+        "rollout's salt, or a new random one",
+    )
     buckets: dict[str, list[tuple[int, int]]] | None = Field(
-        None, description="set by the server: the [start, end) bucket ranges each candidate owns")
+        None, description="set by the server: the [start, end) bucket ranges each candidate owns"
+    )
 
     @field_validator("candidates")
     @classmethod
-    def _consistent(cls, candidates: list[TrafficCandidate], info: ValidationInfo) -> list[TrafficCandidate]:
+    def _consistent(
+        cls, candidates: list[TrafficCandidate], info: ValidationInfo
+    ) -> list[TrafficCandidate]:
         """On the field, so the error names ``candidates``."""
         versions = [c.version for c in candidates]
         default = info.data.get("default")
@@ -113,7 +140,9 @@ class ModelSettings(_Section):
     engagement: str = "engagement"
     # None: config.pbtxt's dynamic_batching.max_queue_delay_microseconds (0 as exported)
     batch_wait_timeout_s: float | None = Field(None, ge=0)
-    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per replica (0: ORT default)")
+    intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime threads per replica (0: ORT default)"
+    )
     # Every replica re-reads the repository this often: new versions go live everywhere
     # (loaded before old ones are dropped), and repository load/unload calls made on one
     # replica reach the others. 0 turns it off.
@@ -152,31 +181,47 @@ class BanditSettings(_Section):
     # several routers (actions, model rollout) keep separate state and logs under their name
     name: str = Field("actions", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     policy: Literal["thompson", "linucb", "lin_ts", "uniform"] = "thompson"
-    arms: list[str] = ["discount_offer", "free_shipping", "content_digest", "winback_email", "no_contact"]
+    arms: list[str] = [
+        "discount_offer",
+        "free_shipping",
+        "content_digest",
+        "winback_email",
+        "no_contact",
+    ]
     # columns of the context vector: feature names, or the scores "churn_probability" /
     # "engagement_probability"; the policies add an intercept themselves
     context_features: list[str] = ["churn_probability", "engagement_probability"]
     control_arm: str = "no_contact"  # what holdout and capped customers get
-    epsilon: float = Field(0.05, ge=0, le=1, description="floor: every arm keeps at least epsilon/K propensity")
+    epsilon: float = Field(
+        0.05, ge=0, le=1, description="floor: every arm keeps at least epsilon/K propensity"
+    )
     backend: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
     state_path: Path | None = None  # embedded backend; default: <data_dir>/bandit
     reward_window_s: float = Field(7 * 24 * 3600, gt=0)
     holdout_share: float = Field(0.05, ge=0, lt=1)
     holdout_salt: str = "reengage-holdout"  # changing it reshuffles who is held out
-    contact_cap: int = Field(3, ge=0, description="contacts per customer per cap window (0: no cap)")
+    contact_cap: int = Field(
+        3, ge=0, description="contacts per customer per cap window (0: no cap)"
+    )
     contact_window_s: float = Field(7 * 24 * 3600, gt=0)
-    discount: float = Field(1.0, gt=0, le=1, description="<1 forgets old rewards (non-stationarity)")
+    discount: float = Field(
+        1.0, gt=0, le=1, description="<1 forgets old rewards (non-stationarity)"
+    )
     alpha: float = Field(1.0, gt=0, description="LinUCB exploration / LinTS scale")
     ridge: float = Field(1.0, gt=0, description="prior precision of the linear policies")
     # Monte Carlo draws per row that estimate LinTS propensities (context-free Thompson
     # sampling uses 16x as many, once per batch); the action is sampled from that estimate,
     # so the logged propensity is exact whatever the count
     ts_samples: int = Field(64, ge=8, le=10_000)
-    sync_interval_s: float = Field(1.0, ge=0, description="how often a replica checks for state learned elsewhere")
+    sync_interval_s: float = Field(
+        1.0, ge=0, description="how often a replica checks for state learned elsewhere"
+    )
     seed: int | None = None
     # Redis socket and connect timeout: a hung Redis is a 503 after this, not a stuck replica
-    timeout_s: float = Field(0.25, gt=0, description="fail fast when the bandit state (Redis) is slow")
+    timeout_s: float = Field(
+        0.25, gt=0, description="fail fast when the bandit state (Redis) is slow"
+    )
     # the decision log is written by a background thread, in groups: at the latest this long
     # after a decision (a crash loses at most this much), or once flush_rows rows wait
     flush_interval_s: float = Field(0.05, gt=0, le=10)
@@ -187,13 +232,19 @@ class BanditSettings(_Section):
     # retention of the decision log and rewards: by time (never under the reward window),
     # then by size; a decision whose reward window is open is never trimmed
     log_retention_s: float = Field(30 * 24 * 3600, gt=0)
-    log_max_mb: float | None = Field(1024.0, gt=0, description="decision log and rewards, at most (None: no cap)")
+    log_max_mb: float | None = Field(
+        1024.0, gt=0, description="decision log and rewards, at most (None: no cap)"
+    )
     trim_interval_s: float = Field(60.0, gt=0)
     # a log-only record the store refuses for a reason other than being unavailable (a
     # poison record) is tried alone this many times, then written to the dead-letter file
     # and counted (reengage_bandit_dead_letters_total), so the queue moves on
-    dead_letter_tries: int = Field(5, ge=1, le=1000, description="tries of a failing record before its dead letter")
-    dead_letter_file: Path | None = Field(None, description="JSON lines of dead records; default <state_path>/dead_letters.jsonl")
+    dead_letter_tries: int = Field(
+        5, ge=1, le=1000, description="tries of a failing record before its dead letter"
+    )
+    dead_letter_file: Path | None = Field(
+        None, description="JSON lines of dead records; default <state_path>/dead_letters.jsonl"
+    )
     dead_letter_rotation: RotationSettings = RotationSettings()
 
     @model_validator(mode="after")
@@ -201,11 +252,15 @@ class BanditSettings(_Section):
         if len(self.arms) < 2 or len(set(self.arms)) != len(self.arms):
             raise ValueError("bandit.arms needs at least two distinct arms")
         if self.log_retention_s < self.reward_window_s:
-            raise ValueError("bandit.log_retention_s must be at least bandit.reward_window_s: "
-                             "a decision is kept while its reward can still arrive")
+            raise ValueError(
+                "bandit.log_retention_s must be at least bandit.reward_window_s: "
+                "a decision is kept while its reward can still arrive"
+            )
         if (self.holdout_share > 0 or self.contact_cap > 0) and self.control_arm not in self.arms:
-            raise ValueError(f"bandit.control_arm {self.control_arm!r} must be one of the arms "
-                             "when holdout_share or contact_cap is set")
+            raise ValueError(
+                f"bandit.control_arm {self.control_arm!r} must be one of the arms "
+                "when holdout_share or contact_cap is set"
+            )
         return self
 
 
@@ -219,10 +274,14 @@ class LLMSettings(_Section):
     max_tokens: int = Field(160, ge=1, le=2048)
     temperature: float = Field(0.7, ge=0, le=2)
     timeout_s: float = Field(20.0, gt=0)
-    unsubscribe_footer: str = "You received this email because you are a customer. Unsubscribe: {unsubscribe_url}"
+    unsubscribe_footer: str = (
+        "You received this email because you are a customer. Unsubscribe: {unsubscribe_url}"
+    )
     # your CRM's unsubscribe page, which records the opt-out with POST /v1/consent (docs/api.md)
     unsubscribe_url: str = "https://example.com/unsubscribe?customer={customer_id}"
-    served_model_name: str = "email_writer"  # the `model` name /v1/completions and /v1/models answer to
+    served_model_name: str = (
+        "email_writer"  # the `model` name /v1/completions and /v1/models answer to
+    )
     remote_api_key: str = "EMPTY"
     top_p: float = Field(1.0, gt=0, le=1)
     # micro-batching inside the transformers engine (vLLM batches continuously itself)
@@ -245,7 +304,9 @@ class LLMSettings(_Section):
     adapter_steps: int = Field(100, ge=1)
     lora_adapters: dict[str, Path] = {}
     max_lora_rank: int = Field(16, ge=1)
-    max_loras: int | None = Field(None, ge=1, description="adapters in one batch; None: all of them")
+    max_loras: int | None = Field(
+        None, ge=1, description="adapters in one batch; None: all of them"
+    )
     # vLLM engine. On a GPU gpu_memory_utilization sizes the KV cache; on the CPU build
     # kv_cache_memory_bytes does (None there: vLLM takes gpu_memory_utilization of the RAM)
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
@@ -257,9 +318,14 @@ class LLMSettings(_Section):
     # the writer deployment's resources and scale (apart from the scoring graph); CPU is
     # a scheduling reservation: 2 ingress x 0.5 + writer 0.25 (+ split parts) fit 2 CPUs
     num_cpus: float = Field(0.25, ge=0)
-    num_gpus: float | None = Field(None, ge=0, description=(
-        "GPUs per writer replica. None: decided where build_app runs (1 when vLLM and a GPU are "
-        "there): right for one machine only; a cluster sets it (deploy/k8s)"))
+    num_gpus: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "GPUs per writer replica. None: decided where build_app runs (1 when vLLM and a GPU are "
+            "there): right for one machine only; a cluster sets it (deploy/k8s)"
+        ),
+    )
     max_replicas: int = Field(1, ge=1)
 
     @property
@@ -268,7 +334,11 @@ class LLMSettings(_Section):
 
     def adapters(self) -> dict[str, Path]:
         """The LoRA adapters to serve: built voices found on disk, then ``lora_adapters``."""
-        built: dict[str, Path] = {v: self.adapters_dir / v for v in self.voices if (self.adapters_dir / v / "adapter_config.json").is_file()}
+        built: dict[str, Path] = {
+            v: self.adapters_dir / v
+            for v in self.voices
+            if (self.adapters_dir / v / "adapter_config.json").is_file()
+        }
         return {**built, **self.lora_adapters}
 
 
@@ -279,18 +349,28 @@ class MonitorSettings(_Section):
     # each replica writes its per-second counts to the shared state this often
     flush_interval_s: float = Field(1.0, gt=0, le=60)
     retention_s: int = Field(3600, ge=60, description="seconds of per-second counts kept")
-    window_s: int = Field(300, ge=1, description="the window /v1/monitor and the gauges cover by default")
+    window_s: int = Field(
+        300, ge=1, description="the window /v1/monitor and the gauges cover by default"
+    )
     psi_threshold: float = Field(0.2, gt=0, description="a PSI above it is drift")
-    min_rows: int = Field(1000, ge=1, description="below it a window is insufficient_data, never ok")
-    queue_max: int = Field(10_000, ge=1, description="scored batches waiting to be binned; beyond, dropped and counted")
-    gauge_interval_s: float = Field(15.0, ge=0, description="how often a replica refreshes the PSI gauges (0: never)")
+    min_rows: int = Field(
+        1000, ge=1, description="below it a window is insufficient_data, never ok"
+    )
+    queue_max: int = Field(
+        10_000, ge=1, description="scored batches waiting to be binned; beyond, dropped and counted"
+    )
+    gauge_interval_s: float = Field(
+        15.0, ge=0, description="how often a replica refreshes the PSI gauges (0: never)"
+    )
 
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     grpc_port: int = Field(9000, ge=0, le=65535)
-    metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus export of Ray's metrics agent")
+    metrics_port: int = Field(
+        8080, ge=0, le=65535, description="Prometheus export of Ray's metrics agent"
+    )
     # "fused": features, models and bandit run inside each ingress replica (no handle
     # hops); "split": each is its own deployment behind DeploymentHandles.
     topology: Literal["fused", "split"] = "fused"
@@ -342,7 +422,9 @@ class ServerSettings(_Section):
     # the Ray session; elsewhere stderr):
     # request id, route, status, latency, customers, model versions; never bodies or tokens
     request_log: bool = True
-    request_log_rotation: RotationSettings = Field(RotationSettings(), description="when each replica's request log rotates")
+    request_log_rotation: RotationSettings = Field(
+        RotationSettings(), description="when each replica's request log rotates"
+    )
     # Where replicas read the model repository, the Feast registry and the LLM checkpoint
     # (docs/cluster.md): "local" (these paths on every node: one machine, shared storage, the
     # image) or "working_dir" (shipped in the app's Ray runtime_env working_dir, unpacked on
@@ -377,8 +459,12 @@ class AuthGroups(_Section):
 class AuthToken(_Section):
     """A token the server accepts, by the SHA-256 of its text (the token itself is never stored)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="who holds it: audit log and logs name it")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token (`reengage token hash`)")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="who holds it: audit log and logs name it"
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token (`reengage token hash`)"
+    )
     roles: list[RouteGroup] = Field(min_length=1, description="route groups this token may call")
 
 
@@ -396,14 +482,26 @@ class AuthSettings(_Section):
     bootstrap_admin: bool = True
     # every admin action, one fsync'd JSON line each (`reengage audit`); default <data_dir>/audit.jsonl
     audit_log: Path | None = None
-    audit_rotation: RotationSettings = Field(RotationSettings(), description="when the audit log rotates")
+    audit_rotation: RotationSettings = Field(
+        RotationSettings(), description="when the audit log rotates"
+    )
     # refused calls (401/403) each source may append to the audit log per second (a burst
     # of as many); beyond it lines are suppressed and the next line says how many were
-    refused_log_per_s: float = Field(5.0, gt=0, description="refused-call audit lines per source per second")
-    refused_log_sources: int = Field(10_000, ge=1, description="sources whose refused-call rate is tracked at once")
-    reload_interval_s: float = Field(0.25, ge=0.05, le=1.0, description=(
-        "how often a replica checks the shared state for created or revoked tokens (one read): "
-        "a change reaches every replica within this plus one read"))
+    refused_log_per_s: float = Field(
+        5.0, gt=0, description="refused-call audit lines per source per second"
+    )
+    refused_log_sources: int = Field(
+        10_000, ge=1, description="sources whose refused-call rate is tracked at once"
+    )
+    reload_interval_s: float = Field(
+        0.25,
+        ge=0.05,
+        le=1.0,
+        description=(
+            "how often a replica checks the shared state for created or revoked tokens (one read): "
+            "a change reaches every replica within this plus one read"
+        ),
+    )
 
 
 class PrivacySettings(_Section):
@@ -416,7 +514,9 @@ class PrivacySettings(_Section):
     # how long decision and request data are kept (decision log, rewards, request log
     # files); a decision whose reward window is open is kept regardless
     retention_s: float = Field(30 * 24 * 3600, gt=0)
-    consent_refresh_s: float = Field(0.25, gt=0, le=1.0, description="how often a replica checks consent for changes")
+    consent_refresh_s: float = Field(
+        0.25, gt=0, le=1.0, description="how often a replica checks consent for changes"
+    )
 
 
 class Settings(BaseSettings):
@@ -454,8 +554,10 @@ class Settings(BaseSettings):
         when given, still overrides it for the decision log alone."""
         if "log_retention_s" not in self.bandit.model_fields_set:
             if self.privacy.retention_s < self.bandit.reward_window_s:
-                raise ValueError("privacy.retention_s must be at least bandit.reward_window_s: "
-                                 "a decision is kept while its reward can still arrive")
+                raise ValueError(
+                    "privacy.retention_s must be at least bandit.reward_window_s: "
+                    "a decision is kept while its reward can still arrive"
+                )
             self.bandit.log_retention_s = self.privacy.retention_s
         return self
 
@@ -468,13 +570,18 @@ class Settings(BaseSettings):
         self.llm.lora_adapters = {k: Path(v).resolve() for k, v in self.llm.lora_adapters.items()}
         if self.bandit.state_path is None:
             self.bandit.state_path = self.data_dir / "bandit"
-        self.bandit.dead_letter_file = (self.bandit.dead_letter_file
-                                        or Path(self.bandit.state_path) / "dead_letters.jsonl").resolve()
+        self.bandit.dead_letter_file = (
+            self.bandit.dead_letter_file or Path(self.bandit.state_path) / "dead_letters.jsonl"
+        ).resolve()
         auth = self.auth
         auth.token_file = (auth.token_file or self.data_dir / "auth" / "tokens.json").resolve()
-        auth.admin_token_file = (auth.admin_token_file or self.data_dir / "auth" / "admin.token").resolve()
+        auth.admin_token_file = (
+            auth.admin_token_file or self.data_dir / "auth" / "admin.token"
+        ).resolve()
         auth.audit_log = (auth.audit_log or self.data_dir / "audit.jsonl").resolve()
-        self.privacy.key_file = (self.privacy.key_file or self.data_dir / "privacy" / "pseudonym.key").resolve()
+        self.privacy.key_file = (
+            self.privacy.key_file or self.data_dir / "privacy" / "pseudonym.key"
+        ).resolve()
         return self
 
     def redacted_dump(self) -> dict[str, Any]:

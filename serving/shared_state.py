@@ -67,8 +67,9 @@ class SqliteSharedState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.name = "shared state (sqlite)"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -90,14 +91,18 @@ class SqliteSharedState:
                 raise
 
     def _bump(self, db: sqlite3.Connection, ns: str) -> int:
-        db.execute("INSERT INTO generations VALUES(?, ?) ON CONFLICT(ns) DO UPDATE SET gen = gen + 1",
-                   (ns, _first_generation()))
+        db.execute(
+            "INSERT INTO generations VALUES(?, ?) ON CONFLICT(ns) DO UPDATE SET gen = gen + 1",
+            (ns, _first_generation()),
+        )
         return int(db.execute("SELECT gen FROM generations WHERE ns=?", (ns,)).fetchone()[0])
 
     def put(self, ns: str, key: str, value: Mapping[str, Any]) -> int:
         text = json.dumps(dict(value), separators=(",", ":"), sort_keys=True)
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO docs VALUES(?, ?, ?, ?)", (ns, key, text, time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO docs VALUES(?, ?, ?, ?)", (ns, key, text, time.time())
+            )
             return self._bump(db, ns)
 
     def get(self, ns: str, key: str) -> Doc | None:
@@ -112,7 +117,9 @@ class SqliteSharedState:
             return gone
 
     def items(self, ns: str) -> dict[str, Doc]:
-        return {k: json.loads(v) for k, v in self._read("SELECT key, value FROM docs WHERE ns=?", (ns,))}
+        return {
+            k: json.loads(v) for k, v in self._read("SELECT key, value FROM docs WHERE ns=?", (ns,))
+        }
 
     def generation(self, ns: str) -> int:
         row = self._read("SELECT gen FROM generations WHERE ns=?", (ns,))
@@ -134,24 +141,30 @@ class RedisSharedState:
     """Production: one Redis hash per namespace plus its generation counter, written together
     in one MULTI/EXEC, so a reader that sees the new generation sees the new document."""
 
-    def __init__(self, url: str, *, where: str, timeout_s: float = 0.5,
-                 prefix: str = "{reengage:shared}:") -> None:
+    def __init__(
+        self, url: str, *, where: str, timeout_s: float = 0.5, prefix: str = "{reengage:shared}:"
+    ) -> None:
         import redis
 
         self._redis_mod = redis
         self.timeout_s = timeout_s
         self.name = f"shared state (redis at {where})"
-        self.r: Any = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                           socket_connect_timeout=timeout_s)
+        self.r: Any = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self.prefix = prefix
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
         except self._redis_mod.TimeoutError:
-            raise DependencyUnavailable(f"{self.name} did not answer within {self.timeout_s} s") from None
+            raise DependencyUnavailable(
+                f"{self.name} did not answer within {self.timeout_s} s"
+            ) from None
         except self._redis_mod.ConnectionError as exc:
-            raise DependencyUnavailable(f"{self.name} is unavailable: {type(exc).__name__}") from None
+            raise DependencyUnavailable(
+                f"{self.name} is unavailable: {type(exc).__name__}"
+            ) from None
 
     def _keys(self, ns: str) -> tuple[str, str]:
         return self.prefix + ns, self.prefix + ns + ":gen"
@@ -228,7 +241,9 @@ def state_spec(settings: Settings) -> dict[str, Any]:
 
 def open_state_spec(spec: Mapping[str, Any]) -> SharedState:
     if spec["backend"] == "redis":
-        return RedisSharedState(spec["url"], where=redis_location(spec["url"]), timeout_s=spec["timeout_s"])
+        return RedisSharedState(
+            spec["url"], where=redis_location(spec["url"]), timeout_s=spec["timeout_s"]
+        )
     return SqliteSharedState(Path(spec["path"]))
 
 
@@ -267,8 +282,9 @@ class Watched:
 
     def start(self, interval_s: float) -> Watched:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, args=(interval_s,),
-                                            name=f"watch-{self.ns}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(interval_s,), name=f"watch-{self.ns}", daemon=True
+            )
             self._thread.start()
         return self
 

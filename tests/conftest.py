@@ -26,19 +26,27 @@ TESTS = Path(__file__).parent
 # Tiers. e2e: the tests under tests/e2e/ (a real Ray Serve application). slow: a module that
 # takes long on its own (trains a model, starts Ray or subprocess fleets), listed here by
 # path so the tier is one place. unit: everything else, the fast loop (`scripts/test -m unit`).
-SLOW_MODULES = frozenset({
-    "model_repo/test_build.py",  # the whole `reengage build`, the email writer's checkpoint included
-    "model_repo/test_explain.py", "model_repo/test_explain_api.py",  # train both models on 8,000 customers
-    "model_repo/test_training.py",  # trains and exports each model
-    "feature_store/test_store_cli.py",  # the feast CLI's apply and materialize in subprocesses
-    "llm/test_llm_train.py", "llm/test_llm_adapters.py", "llm/test_llm_transformers.py",  # train a tiny LLM
-    "llm/test_llm_remote.py", "llm/test_llm_vllm.py", "llm/test_llm_vllm_engine.py",
-    "serving/test_schema_conformance.py",  # schemathesis over every operation
-    "serving/test_stop_local_head.py",  # a real local Ray head
-    "bandit/test_bandit_crash.py", "bandit/test_bandit_replicas.py",  # process fleets
-    "loadtests/test_loadtest_cli.py",  # locust runs
-    "test_layers.py",  # lint-imports over copies of the tree, once per broken contract
-})
+SLOW_MODULES = frozenset(
+    {
+        "model_repo/test_build.py",  # the whole `reengage build`, the email writer's checkpoint included
+        "model_repo/test_explain.py",
+        "model_repo/test_explain_api.py",  # train both models on 8,000 customers
+        "model_repo/test_training.py",  # trains and exports each model
+        "feature_store/test_store_cli.py",  # the feast CLI's apply and materialize in subprocesses
+        "llm/test_llm_train.py",
+        "llm/test_llm_adapters.py",
+        "llm/test_llm_transformers.py",  # train a tiny LLM
+        "llm/test_llm_remote.py",
+        "llm/test_llm_vllm.py",
+        "llm/test_llm_vllm_engine.py",
+        "serving/test_schema_conformance.py",  # schemathesis over every operation
+        "serving/test_stop_local_head.py",  # a real local Ray head
+        "bandit/test_bandit_crash.py",
+        "bandit/test_bandit_replicas.py",  # process fleets
+        "loadtests/test_loadtest_cli.py",  # locust runs
+        "test_layers.py",  # lint-imports over copies of the tree, once per broken contract
+    }
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -74,9 +82,23 @@ class RedisServer:
     def start(self) -> None:
         binary = require_tool("redis-server")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -100,8 +122,11 @@ def require_tool(name: str) -> str:
     """The path of a binary the tests need; fails (never skips) the test when it is missing."""
     binary = shutil.which(name)
     if binary is None:
-        pytest.fail(f"{name} is not installed: run the tests with scripts/test, which installs it "
-                    f"(or apt-get install {name})", pytrace=False)
+        pytest.fail(
+            f"{name} is not installed: run the tests with scripts/test, which installs it "
+            f"(or apt-get install {name})",
+            pytrace=False,
+        )
     return binary
 
 
@@ -150,4 +175,3 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from tests.trained_churn import train_small_churn
 
     return train_small_churn(tmp_path_factory.mktemp("runtime"))
-

@@ -31,7 +31,9 @@ def map_rows(text: str) -> list[tuple[list[str], list[str]]]:
 
 
 def is_path(token: str) -> bool:
-    return not token.startswith("/") and (token.endswith((".py", "/")) or token.startswith(PACKAGES))
+    return not token.startswith("/") and (
+        token.endswith((".py", "/")) or token.startswith(PACKAGES)
+    )
 
 
 def resolve(token: str, base: Path) -> list[Path]:
@@ -39,7 +41,11 @@ def resolve(token: str, base: Path) -> list[Path]:
     if token.startswith(PACKAGES):
         return [ROOT / token] if (ROOT / token).exists() else []
     name = token.rstrip("/")
-    return [p for p in base.rglob(name) if "__pycache__" not in p.parts and p.is_dir() == token.endswith("/")]
+    return [
+        p
+        for p in base.rglob(name)
+        if "__pycache__" not in p.parts and p.is_dir() == token.endswith("/")
+    ]
 
 
 def named_paths(text: str) -> tuple[set[Path], set[Path], list[str]]:
@@ -66,9 +72,14 @@ def unnamed_modules(text: str) -> list[str]:
     """Modules under serving/ that the map does not name."""
     named, row_folders, _ = named_paths(text)
     units = named - row_folders  # sub-folders named as one unit cover what they hold
-    return [str(path.relative_to(ROOT)) for path in sorted((ROOT / "serving").rglob("*.py"))
-            if path.name != "__init__.py" and "__pycache__" not in path.parts
-            and path not in named and not any(parent in units for parent in path.parents)]
+    return [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "serving").rglob("*.py"))
+        if path.name != "__init__.py"
+        and "__pycache__" not in path.parts
+        and path not in named
+        and not any(parent in units for parent in path.parents)
+    ]
 
 
 MAP = (ROOT / "docs" / "architecture.md").read_text()
@@ -81,12 +92,16 @@ def test_every_path_the_map_names_exists() -> None:
 
 def test_every_serving_module_is_in_the_map() -> None:
     unnamed = unnamed_modules(MAP)
-    assert not unnamed, f"modules under serving/ that the module map in docs/architecture.md does not name: {unnamed}"
+    assert not unnamed, (
+        f"modules under serving/ that the module map in docs/architecture.md does not name: {unnamed}"
+    )
 
 
 def test_a_map_naming_a_gone_module_fails() -> None:
     assert "`lleaves.py`" in MAP
-    assert named_paths(MAP.replace("`lleaves.py`", "`lleaves_gone.py`"))[2] == ["lleaves_gone.py (row serving/runtime/)"]
+    assert named_paths(MAP.replace("`lleaves.py`", "`lleaves_gone.py`"))[2] == [
+        "lleaves_gone.py (row serving/runtime/)"
+    ]
 
 
 def test_a_map_missing_a_module_fails() -> None:

@@ -20,8 +20,14 @@ TRAINING = "training imports only serving's lower layers"
 
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([LINT, "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [LINT, "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's Python sources and pyproject.toml, copied to break them safely."""
     root = tmp_path_factory.mktemp("tree")
     for package in ("serving", "feature_store", "model_repo", "loadtests"):
-        shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("*.pyc", "__pycache__", "data"))
+        shutil.copytree(
+            ROOT / package,
+            root / package,
+            ignore=shutil.ignore_patterns("*.pyc", "__pycache__", "data"),
+        )
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     return root
 
@@ -39,22 +49,58 @@ def test_the_project_keeps_every_contract() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("module", "line", "contract"), [
-    ("feature_store/__init__.py", "import serving.settings", "the feature store never imports serving"),
-    ("serving/components/offload.py", "def _f():\n    import ray\n", "import neither ray nor fastapi"),
-    ("serving/dataplane.py", "def _f():\n    from serving.routes import rest_v1\n", "serving: edge -> routes"),
-    # the benchmarks and training stay out of the server; the CLI's exception is narrow
-    ("serving/components/models.py", "def _f():\n    from loadtests.bench import score\n", NO_TOOLS),
-    ("serving/runtime/lleaves.py", "def _f():\n    from model_repo.training import train\n", NO_TOOLS),
-    ("serving/cli.py", "def _f():\n    from loadtests.bench import score\n", NO_TOOLS),
-    ("serving/build.py", "def _f():\n    from loadtests.bench import trees\n", NO_TOOLS),
-    # training uses serving one way: its lower layers only
-    ("model_repo/training/train.py", "def _f():\n    from serving import dataplane\n", TRAINING),
-    ("model_repo/training/llm.py", "def _f():\n    from loadtests.bench import llm\n", TRAINING),
-    ("feature_store/reader.py", "def _f():\n    from loadtests.bench import features\n",
-     "the feature store never imports the benchmarks"),
-])
-def test_breaking_a_contract_fails_the_check(tree: Path, module: str, line: str, contract: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        (
+            "feature_store/__init__.py",
+            "import serving.settings",
+            "the feature store never imports serving",
+        ),
+        (
+            "serving/components/offload.py",
+            "def _f():\n    import ray\n",
+            "import neither ray nor fastapi",
+        ),
+        (
+            "serving/dataplane.py",
+            "def _f():\n    from serving.routes import rest_v1\n",
+            "serving: edge -> routes",
+        ),
+        # the benchmarks and training stay out of the server; the CLI's exception is narrow
+        (
+            "serving/components/models.py",
+            "def _f():\n    from loadtests.bench import score\n",
+            NO_TOOLS,
+        ),
+        (
+            "serving/runtime/lleaves.py",
+            "def _f():\n    from model_repo.training import train\n",
+            NO_TOOLS,
+        ),
+        ("serving/cli.py", "def _f():\n    from loadtests.bench import score\n", NO_TOOLS),
+        ("serving/build.py", "def _f():\n    from loadtests.bench import trees\n", NO_TOOLS),
+        # training uses serving one way: its lower layers only
+        (
+            "model_repo/training/train.py",
+            "def _f():\n    from serving import dataplane\n",
+            TRAINING,
+        ),
+        (
+            "model_repo/training/llm.py",
+            "def _f():\n    from loadtests.bench import llm\n",
+            TRAINING,
+        ),
+        (
+            "feature_store/reader.py",
+            "def _f():\n    from loadtests.bench import features\n",
+            "the feature store never imports the benchmarks",
+        ),
+    ],
+)
+def test_breaking_a_contract_fails_the_check(
+    tree: Path, module: str, line: str, contract: str
+) -> None:
     path = tree / module
     original = path.read_text()
     path.write_text(original + "\n" + line + "\n")

@@ -52,5 +52,7 @@ def train_small_churn(root: Path) -> Trained:
     store, labels = feast_repo(root)
     models = root / "model_repo"
     result = train_model(churn, store, labels, models, params=PARAMS)
-    data = common.load_training_data(store, churn.FEATURE_SERVICE, labels, churn.LABEL, churn.P_COLUMN)
+    data = common.load_training_data(
+        store, churn.FEATURE_SERVICE, labels, churn.LABEL, churn.P_COLUMN
+    )
     return Trained(models, result, np.ascontiguousarray(data.test[0]))

@@ -21,8 +21,16 @@ The yamls name ``feature_store.online_store.PackedOnlineStore`` and
 up those names and their ``...Config`` classes here, hence the re-exports.
 """
 
-from feature_store.online_store.feast_store import PackedOnlineStore, PackedOnlineStoreConfig, kv_store_for
-from feature_store.online_store.materialize import PackedComputeEngine, PackedComputeEngineConfig, materialize_packed
+from feature_store.online_store.feast_store import (
+    PackedOnlineStore,
+    PackedOnlineStoreConfig,
+    kv_store_for,
+)
+from feature_store.online_store.materialize import (
+    PackedComputeEngine,
+    PackedComputeEngineConfig,
+    materialize_packed,
+)
 
 __all__ = [
     "PackedComputeEngine",

@@ -63,7 +63,9 @@ def values_from_protos(layout: ViewLayout, rows: Sequence[dict[str, ValueProto]]
     out = np.empty((len(rows), len(layout.features)), layout.dtype["v"].base)
     for j, name in enumerate(layout.features):
         protos = [r.get(name) for r in rows]
-        out[:, j] = [getattr(p, field) if p is not None and p.HasField(field) else np.nan for p in protos]
+        out[:, j] = [
+            getattr(p, field) if p is not None and p.HasField(field) else np.nan for p in protos
+        ]
     return out
 
 

@@ -25,11 +25,24 @@ from pydantic import StrictStr
 
 from feature_store.feast_compat import columns_to_value_protos
 from feature_store.online_store.codec import (
-    OK, Decoded, decode, decode_generic, encode_generic, encode_packed, values_from_protos,
+    OK,
+    Decoded,
+    decode,
+    decode_generic,
+    encode_generic,
+    encode_packed,
+    values_from_protos,
 )
 from feature_store.online_store.kv import KeyValueStore
 from feature_store.online_store.layout import (
-    ViewLayout, build_keys, from_us, key_prefix, layout_for, now_us, to_us, view_prefix,
+    ViewLayout,
+    build_keys,
+    from_us,
+    key_prefix,
+    layout_for,
+    now_us,
+    to_us,
+    view_prefix,
 )
 from feature_store.online_store.lmdb_store import LmdbStore
 from feature_store.online_store.redis_store import RedisStore, url_from_connection_string
@@ -85,7 +98,9 @@ def kv_store_for(config: RepoConfig, timeout_s: float | None = None) -> KeyValue
     return store
 
 
-def _lmdb(config: RepoConfig, cfg: PackedOnlineStoreConfig) -> tuple[tuple[Any, ...], Callable[[], KeyValueStore]]:
+def _lmdb(
+    config: RepoConfig, cfg: PackedOnlineStoreConfig
+) -> tuple[tuple[Any, ...], Callable[[], KeyValueStore]]:
     """Cache key and factory of the embedded store; a relative path is relative to the repo."""
     path = Path(cfg.path)
     if not path.is_absolute():
@@ -93,14 +108,23 @@ def _lmdb(config: RepoConfig, cfg: PackedOnlineStoreConfig) -> tuple[tuple[Any, 
     return ("lmdb", str(path.resolve())), lambda: LmdbStore(path, cfg.map_size_mb)
 
 
-def _redis(cfg: PackedOnlineStoreConfig, timeout: float) -> tuple[tuple[Any, ...], Callable[[], KeyValueStore]]:
+def _redis(
+    cfg: PackedOnlineStoreConfig, timeout: float
+) -> tuple[tuple[Any, ...], Callable[[], KeyValueStore]]:
     """Cache key and factory of the Redis store at the config's address, with this read timeout."""
     address = cfg.connection_string or cfg.url
     url = url_from_connection_string(cfg.connection_string) if cfg.connection_string else cfg.url
 
     def make() -> KeyValueStore:
-        return RedisStore(url, address=address, redis_type=cfg.redis_type, sentinel_master=cfg.sentinel_master,
-                          timeout_s=timeout, write_timeout_s=cfg.write_timeout_s, write_chunk=cfg.write_chunk)
+        return RedisStore(
+            url,
+            address=address,
+            redis_type=cfg.redis_type,
+            sentinel_master=cfg.sentinel_master,
+            timeout_s=timeout,
+            write_timeout_s=cfg.write_timeout_s,
+            write_chunk=cfg.write_chunk,
+        )
 
     return ("redis", cfg.redis_type, address, cfg.sentinel_master, timeout), make
 
@@ -145,15 +169,22 @@ class PackedOnlineStore(OnlineStore):
         ids = entity_ids([row[0] for row in data])
         ts = np.fromiter((to_us(row[2]) for row in data), np.int64, len(data))
         if layout.packed:
-            records = encode_packed(layout, ts, values_from_protos(layout, [row[1] for row in data]))
+            records = encode_packed(
+                layout, ts, values_from_protos(layout, [row[1] for row in data])
+            )
         else:
             records = [encode_generic(layout, int(t), row[1]) for t, row in zip(ts.tolist(), data)]
         self._write(config, layout, ids, ts, records)
         if progress:
             progress(len(data))
 
-    def write_arrow(self, config: RepoConfig, table: FeatureView, data: pa.Table,
-                    timestamp_field: str | None = None) -> int:
+    def write_arrow(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: pa.Table,
+        timestamp_field: str | None = None,
+    ) -> int:
         """Write an Arrow table of rows (join key, timestamp, features) without protos.
 
         The vectorized path of ``materialize_packed``: packed views never build a
@@ -164,19 +195,32 @@ class PackedOnlineStore(OnlineStore):
             return 0
         ids = data.column(table.entity_columns[0].name).to_numpy().astype(np.int64)
         ts_col = timestamp_field or table.batch_source.timestamp_field
-        ts = data.column(ts_col).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ts = (
+            data.column(ts_col)
+            .cast(pa.timestamp("us", tz="UTC"))
+            .cast(pa.int64())
+            .to_numpy(zero_copy_only=False)
+        )
         if layout.packed:
             records = encode_packed(layout, ts, _float_matrix(layout, data, len(ids)))
         else:
             protos = columns_to_value_protos(data, table)
-            rows = [dict(zip(layout.features, vals)) for vals in zip(*(protos[f] for f in layout.features))]
+            rows = [
+                dict(zip(layout.features, vals))
+                for vals in zip(*(protos[f] for f in layout.features))
+            ]
             records = [encode_generic(layout, int(t), r) for t, r in zip(ts.tolist(), rows)]
         self._write(config, layout, ids, ts, records)
         return len(ids)
 
     @staticmethod
-    def _write(config: RepoConfig, layout: ViewLayout, ids: np.ndarray, ts: np.ndarray,
-               records: list[bytes]) -> None:
+    def _write(
+        config: RepoConfig,
+        layout: ViewLayout,
+        ids: np.ndarray,
+        ts: np.ndarray,
+        records: list[bytes],
+    ) -> None:
         """Write records, keeping only each entity's latest row of the batch and no
         suppressed (erased) customer."""
         suppressed = _suppression(config)
@@ -205,7 +249,9 @@ class PackedOnlineStore(OnlineStore):
             return []
         layout = layout_for(table)
         ids = entity_ids(entity_keys)
-        fetched = kv_store_for(config).fetch([view_prefix(key_prefix(config), layout.name)], ids).views[0]
+        fetched = (
+            kv_store_for(config).fetch([view_prefix(key_prefix(config), layout.name)], ids).views[0]
+        )
         dec = decode(layout, fetched, now_us())
         names = [n for n in layout.features if not requested_features or n in requested_features]
         if layout.packed:
@@ -224,7 +270,9 @@ class PackedOnlineStore(OnlineStore):
         """Drop deleted views' rows; kept views need nothing (a changed schema has a new tag)."""
         self.teardown(config, tables_to_delete, entities_to_delete)
 
-    def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
+    def teardown(
+        self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]
+    ) -> None:
         store = kv_store_for(config)
         for view in tables:
             store.delete_prefix(view_prefix(key_prefix(config), view.name))
@@ -244,11 +292,16 @@ def _packed_rows(layout: ViewLayout, dec: Decoded, names: list[str]) -> list[Row
     field = layout.value_field
     vals = dec.values[ok][:, cols].tolist()
     for i, ts, row in zip(np.flatnonzero(ok).tolist(), dec.ts_us[ok].tolist(), vals):
-        out[i] = (from_us(ts), {n: ValueProto(**{field: v}) if v == v else ValueProto() for n, v in zip(names, row)})
+        out[i] = (
+            from_us(ts),
+            {n: ValueProto(**{field: v}) if v == v else ValueProto() for n, v in zip(names, row)},
+        )
     return out
 
 
-def _generic_rows(layout: ViewLayout, dec: Decoded, found: np.ndarray, names: list[str]) -> list[Row]:
+def _generic_rows(
+    layout: ViewLayout, dec: Decoded, found: np.ndarray, names: list[str]
+) -> list[Row]:
     """Feast's (event time, protos) per row of a generic view: only OK rows are parsed."""
     out: list[Row] = [(None, None)] * len(found)
     ok = dec.status == OK

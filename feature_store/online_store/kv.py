@@ -64,4 +64,3 @@ class KeyValueStore(ABC):
     def populated(self, prefixes: Sequence[bytes]) -> list[bool]:
         """Whether each prefix holds records (readiness: an empty or unmaterialized store is not
         ready). Cheap: a marker lookup or one index seek, never a scan of the data."""
-

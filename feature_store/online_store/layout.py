@@ -65,7 +65,9 @@ def layout_for(view: FeatureView) -> ViewLayout:
     ttl = view.ttl if isinstance(view.ttl, timedelta) else timedelta(0)
     ttl_us = int(ttl / timedelta(microseconds=1))
     defaults = tuple(_default_of(f) for f in view.features)
-    return ViewLayout(view.name, names, types, zlib.crc32(sig.encode()), packed, dtype, ttl_us, defaults)
+    return ViewLayout(
+        view.name, names, types, zlib.crc32(sig.encode()), packed, dtype, ttl_us, defaults
+    )
 
 
 def _default_of(field: Any) -> float:

@@ -39,8 +39,13 @@ class LmdbStore(KeyValueStore):
             env = self._envs.get(self.path)
             if env is None:
                 path.mkdir(parents=True, exist_ok=True)
-                env = lmdb.open(self.path, map_size=map_size_mb << 20, max_readers=1024,
-                                readahead=False, max_dbs=0)
+                env = lmdb.open(
+                    self.path,
+                    map_size=map_size_mb << 20,
+                    max_readers=1024,
+                    readahead=False,
+                    max_dbs=0,
+                )
                 self._envs[self.path] = env
         return env
 
@@ -68,7 +73,9 @@ class LmdbStore(KeyValueStore):
         found = np.zeros(len(keys), bool)
         if pairs:
             key_len = len(keys[0])
-            found = np.isin(ids_of_keys(keys, key_len), ids_of_keys(list(map(itemgetter(0), pairs)), key_len))
+            found = np.isin(
+                ids_of_keys(keys, key_len), ids_of_keys(list(map(itemgetter(0), pairs)), key_len)
+            )
         return Replies(found, records)
 
     def write(self, keys: list[bytes], values: list[bytes]) -> None:
@@ -89,7 +96,6 @@ class LmdbStore(KeyValueStore):
                         break
                     deleted += 1
         return deleted
-
 
     def populated(self, prefixes: Sequence[bytes]) -> list[bool]:
         """One seek per prefix: the first key at or after it starts with it."""

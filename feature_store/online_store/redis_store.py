@@ -38,9 +38,18 @@ class RedisStore(KeyValueStore):
     credentials masked.
     """
 
-    def __init__(self, url: str, *, address: str | None = None, redis_type: RedisType = "redis",
-                 sentinel_master: str = "mymaster", timeout_s: float = 0.25, write_timeout_s: float = 30.0,
-                 write_chunk: int = 20_000, retry_s: float | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        address: str | None = None,
+        redis_type: RedisType = "redis",
+        sentinel_master: str = "mymaster",
+        timeout_s: float = 0.25,
+        write_timeout_s: float = 30.0,
+        write_chunk: int = 20_000,
+        retry_s: float | None = None,
+    ) -> None:
         self.url, self.redis_type, self.sentinel_master = url, redis_type, sentinel_master
         self.write_timeout_s, self.write_chunk = write_timeout_s, write_chunk
         self.name = f"feature store (redis at {redact_url(address or url)})"
@@ -61,15 +70,25 @@ class RedisStore(KeyValueStore):
         if self.redis_type == "redis_cluster":
             from redis.cluster import RedisCluster
 
-            return RedisCluster.from_url(self.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            return RedisCluster.from_url(
+                self.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
         if self.redis_type == "redis_sentinel":
             from redis.sentinel import Sentinel
 
-            hosts = [(h.split(":")[0], int(h.split(":")[1])) for h in self.url.replace("redis://", "").split(",")]
+            hosts = [
+                (h.split(":")[0], int(h.split(":")[1]))
+                for h in self.url.replace("redis://", "").split(",")
+            ]
             sentinel = Sentinel(hosts, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
             return sentinel.master_for(self.sentinel_master, socket_timeout=timeout_s)
-        return redis.Redis.from_url(self.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                    retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; a Redis or socket failure becomes :class:`OnlineStoreUnavailable` naming this server."""
@@ -101,8 +120,13 @@ class RedisStore(KeyValueStore):
         bounded ``SCAN`` per prefix without one."""
         if not prefixes:
             return []
-        marks = self._read(lambda: [self.client.exists(p) for p in prefixes] if self.cluster
-                           else self.client.execute_command("MGET", *prefixes))
+        marks = self._read(
+            lambda: (
+                [self.client.exists(p) for p in prefixes]
+                if self.cluster
+                else self.client.execute_command("MGET", *prefixes)
+            )
+        )
         out = [bool(m) for m in marks]
         for i, prefix in enumerate(prefixes):
             if not out[i]:
@@ -134,7 +158,9 @@ class RedisStore(KeyValueStore):
             joined = b"".join(replies)  # doubles as the "every key found" check: a nil raises
         except TypeError:
             return Fetched([_replies(replies[v::nv]) for v in range(nv)])
-        return Fetched([Replies(np.ones(len(ids), bool), replies[v::nv]) for v in range(nv)], joined)
+        return Fetched(
+            [Replies(np.ones(len(ids), bool), replies[v::nv]) for v in range(nv)], joined
+        )
 
     @property
     def writer(self) -> Any:
@@ -148,7 +174,9 @@ class RedisStore(KeyValueStore):
             step = self.write_chunk
             for i in range(0, len(keys), step):
                 pipe.mset(dict(zip(keys[i : i + step], values[i : i + step])))
-            for prefix in {k[:-8] for k in (keys[0], keys[-1])} if keys else ():  # marker: see populated()
+            for prefix in (
+                {k[:-8] for k in (keys[0], keys[-1])} if keys else ()
+            ):  # marker: see populated()
                 pipe.set(prefix, b"1")
             pipe.execute()
 

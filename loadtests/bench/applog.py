@@ -36,7 +36,9 @@ class AppLatency:
             with path.open("rb") as f:
                 f.seek(mark.get(path, 0))
                 data = f.read()
-            for line in data[: data.rfind(b"\n") + 1].splitlines():  # a line still being written waits
+            for line in data[
+                : data.rfind(b"\n") + 1
+            ].splitlines():  # a line still being written waits
                 if line.startswith(b"{"):
                     record = orjson.loads(line)
                     if record.get("route") == self.route and "latency_ms" in record:

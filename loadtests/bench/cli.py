@@ -14,28 +14,52 @@ from rich.console import Console
 
 from serving.settings import load_settings
 
-bench_app = typer.Typer(help="Benchmarks, each printed beside the limit it competes with.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks, each printed beside the limit it competes with.", no_args_is_help=True
+)
 console = Console()
 
 
 @bench_app.command("score")
 def bench_score(
-    ids: str = typer.Option("1,10,100,1000,10000", help="customer ids per request, comma-separated"),
+    ids: str = typer.Option(
+        "1,10,100,1000,10000", help="customer ids per request, comma-separated"
+    ),
     concurrency: str = typer.Option("1,4,16", help="concurrent HTTP connections, comma-separated"),
-    targets: str = typer.Option("ours,hello,plain,ort", help="what to measure, comma-separated: ours (/v1/score), "
-                                "hello (hello-world Serve beside ours), plain (FastAPI on uvicorn, no Ray), "
-                                "ort (raw ONNX Runtime, 2 and 1 threads)"),
-    seconds: float = typer.Option(5.0, help="measured seconds per point (wrk rounds to whole seconds)"),
-    warmup: float = typer.Option(1.0, help="seconds of the same load before each HTTP point, not recorded (0: none)"),
-    rounds: int = typer.Option(3, help="measure each HTTP point this many times, the targets in turn; report "
-                               "medians, and each ratio as the median of the rounds' ratios"),
-    wrk_threads: int = typer.Option(1, help="wrk threads (its CPU use is reported: raise this if it nears 100%)"),
-    plain_ort_threads: int = typer.Option(0, help="ONNX Runtime threads in the plain FastAPI app (0: ORT's default)"),
+    targets: str = typer.Option(
+        "ours,hello,plain,ort",
+        help="what to measure, comma-separated: ours (/v1/score), "
+        "hello (hello-world Serve beside ours), plain (FastAPI on uvicorn, no Ray), "
+        "ort (raw ONNX Runtime, 2 and 1 threads)",
+    ),
+    seconds: float = typer.Option(
+        5.0, help="measured seconds per point (wrk rounds to whole seconds)"
+    ),
+    warmup: float = typer.Option(
+        1.0, help="seconds of the same load before each HTTP point, not recorded (0: none)"
+    ),
+    rounds: int = typer.Option(
+        3,
+        help="measure each HTTP point this many times, the targets in turn; report "
+        "medians, and each ratio as the median of the rounds' ratios",
+    ),
+    wrk_threads: int = typer.Option(
+        1, help="wrk threads (its CPU use is reported: raise this if it nears 100%)"
+    ),
+    plain_ort_threads: int = typer.Option(
+        0, help="ONNX Runtime threads in the plain FastAPI app (0: ORT's default)"
+    ),
     topology: Optional[str] = typer.Option(None, help="fused or split"),
-    replicas: Optional[int] = typer.Option(None, help="ingress replicas (hello-world gets as many)"),
+    replicas: Optional[int] = typer.Option(
+        None, help="ingress replicas (hello-world gets as many)"
+    ),
     haproxy: Optional[bool] = typer.Option(None, "--haproxy/--no-haproxy"),
-    out: Optional[str] = typer.Option(None, help="results JSON (default docs/bench_score.json; the PNG goes beside it)"),
-    plot: bool = typer.Option(True, "--plot/--no-plot", help="also draw the PNG (needs matplotlib: the load extra)"),
+    out: Optional[str] = typer.Option(
+        None, help="results JSON (default docs/bench_score.json; the PNG goes beside it)"
+    ),
+    plot: bool = typer.Option(
+        True, "--plot/--no-plot", help="also draw the PNG (needs matplotlib: the load extra)"
+    ),
 ) -> None:
     """/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, in one run."""
     from pathlib import Path
@@ -43,15 +67,27 @@ def bench_score(
     from loadtests.bench.score import BenchError, run_score_bench
     from serving.settings import project_root
 
-    server = {k: v for k, v in {"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas}.items()
-              if v is not None}
+    server = {
+        k: v
+        for k, v in {"topology": topology, "haproxy": haproxy, "ingress_replicas": replicas}.items()
+        if v is not None
+    }
     settings = load_settings({**({"server": server} if server else {}), "llm": {"enabled": False}})
     try:
-        run_score_bench(settings, ids=_ints(ids), concurrency=_ints(concurrency),
-                        targets=[t.strip() for t in targets.split(",") if t.strip()], seconds=seconds,
-                        warmup=warmup, rounds=rounds, wrk_threads=wrk_threads, plain_ort_threads=plain_ort_threads,
-                        out_json=Path(out) if out else project_root() / "docs" / "bench_score.json",
-                        plot=plot, console=console)
+        run_score_bench(
+            settings,
+            ids=_ints(ids),
+            concurrency=_ints(concurrency),
+            targets=[t.strip() for t in targets.split(",") if t.strip()],
+            seconds=seconds,
+            warmup=warmup,
+            rounds=rounds,
+            wrk_threads=wrk_threads,
+            plain_ort_threads=plain_ort_threads,
+            out_json=Path(out) if out else project_root() / "docs" / "bench_score.json",
+            plot=plot,
+            console=console,
+        )
     except BenchError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
@@ -66,7 +102,9 @@ def _ints(text: str) -> list[int]:
 
 @bench_app.command("features")
 def bench_features(
-    redis_url: Optional[str] = typer.Option(None, help="Redis to benchmark (default: start a private redis-server)"),
+    redis_url: Optional[str] = typer.Option(
+        None, help="Redis to benchmark (default: start a private redis-server)"
+    ),
     customers: int = typer.Option(100_000, help="entities to materialize"),
 ) -> None:
     """Online feature reads per second, packed reader vs raw MGET vs Feast."""
@@ -78,7 +116,9 @@ def bench_features(
 
 
 @bench_app.command("bandit")
-def bench_bandit(redis_url: Optional[str] = typer.Option(None, help="also measure the Redis backend")) -> None:
+def bench_bandit(
+    redis_url: Optional[str] = typer.Option(None, help="also measure the Redis backend"),
+) -> None:
     """Bandit decisions/s for 1,000 contexts a call, and the decision log's size per million."""
     from loadtests.bench.bandit import run_bandit_bench, run_log_size_bench
     from loadtests.bench.score import private_redis
@@ -109,7 +149,9 @@ def bench_explain(
     """Explanations per second (/v1/explain, /v1/score with explain) beside scoring, in-process."""
     from loadtests.bench.explain import run_explain_bench
 
-    run_explain_bench(load_settings({}), customers=customers, top_k=top_k, rounds=rounds, console=console)
+    run_explain_bench(
+        load_settings({}), customers=customers, top_k=top_k, rounds=rounds, console=console
+    )
 
 
 @bench_app.command("monitor")
@@ -127,7 +169,9 @@ def bench_monitor(
 def bench_rollout(
     decisions: str = typer.Option("10000,1000000", help="logged decisions, comma-separated"),
     rounds: int = typer.Option(5, help="looks per size (the first is the cold one)"),
-    redis_url: Optional[str] = typer.Option(None, help="measure on this Redis instead of the embedded sqlite"),
+    redis_url: Optional[str] = typer.Option(
+        None, help="measure on this Redis instead of the embedded sqlite"
+    ),
 ) -> None:
     """Rollout status and promote evidence latency against the decision log's size, in-process."""
     import json
@@ -144,23 +188,37 @@ def bench_consent() -> None:
     from loadtests.bench.consent import run
 
     for row in run():
-        console.print(f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  {row['share_opted_out']:>4.0%} "
-                      f"among them: {row['us']:8.2f} us", highlight=False)
+        console.print(
+            f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  {row['share_opted_out']:>4.0%} "
+            f"among them: {row['us']:8.2f} us",
+            highlight=False,
+        )
 
 
 @bench_app.command("llm")
 def bench_llm(
-    url: Optional[str] = typer.Option(None, help="also measure /v1/reengage on this running server"),
+    url: Optional[str] = typer.Option(
+        None, help="also measure /v1/reengage on this running server"
+    ),
     requests: int = typer.Option(32, help="emails per measurement"),
-    concurrency: str = typer.Option("1,8,32", help="comma-separated concurrent requests to measure at"),
-    backends: str = typer.Option("vllm,transformers", help="engines to compare (vllm needs the vllm extra)"),
+    concurrency: str = typer.Option(
+        "1,8,32", help="comma-separated concurrent requests to measure at"
+    ),
+    backends: str = typer.Option(
+        "vllm,transformers", help="engines to compare (vllm needs the vllm extra)"
+    ),
 ) -> None:
     """Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; then /v1/reengage over HTTP."""
     from loadtests.bench.llm import run_llm_bench
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
-    run_llm_bench(load_settings({}).llm, console=console, requests=requests, concurrency=levels,
-                  backends=[b.strip() for b in backends.split(",") if b.strip()])
+    run_llm_bench(
+        load_settings({}).llm,
+        console=console,
+        requests=requests,
+        concurrency=levels,
+        backends=[b.strip() for b in backends.split(",") if b.strip()],
+    )
     if url is not None:
         from loadtests.bench.score import run_reengage_bench
 

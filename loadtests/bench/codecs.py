@@ -23,13 +23,19 @@ REASONS = ("policy", "holdout", "contact_cap", "not_found")
 def answer(n: int, seed: int = 0) -> dict[str, Any]:
     """The columns of a /v1/score answer for ``n`` customers, as the dataplane builds them."""
     rng = np.random.default_rng(seed)
-    return {"customer_ids": rng.integers(0, 10**6, n), "found": np.ones(n, bool),
-            "churn_probability": rng.random(n).astype(np.float32),
-            "engagement_probability": rng.random(n).astype(np.float32),
-            "action": Vocabulary(rng.integers(0, len(ARMS), n), ARMS),
-            "decision_id": RowIds("0123456789abcdef", np.ones(n, bool)), "propensity": rng.random(n),
-            "reason": Vocabulary(np.zeros(n, np.int64), REASONS), "feature_age_s": rng.random(n) * 1e5,
-            "features_defaulted": np.zeros(n, bool), "model_versions": {"churn": "6", "engagement": "2"}}
+    return {
+        "customer_ids": rng.integers(0, 10**6, n),
+        "found": np.ones(n, bool),
+        "churn_probability": rng.random(n).astype(np.float32),
+        "engagement_probability": rng.random(n).astype(np.float32),
+        "action": Vocabulary(rng.integers(0, len(ARMS), n), ARMS),
+        "decision_id": RowIds("0123456789abcdef", np.ones(n, bool)),
+        "propensity": rng.random(n),
+        "reason": Vocabulary(np.zeros(n, np.int64), REASONS),
+        "feature_age_s": rng.random(n) * 1e5,
+        "features_defaulted": np.zeros(n, bool),
+        "model_versions": {"churn": "6", "engagement": "2"},
+    }
 
 
 def as_lists(columns: dict[str, Any]) -> bytes:
@@ -58,17 +64,24 @@ def _ms(fn: Callable[[], Any], repeat: int) -> float:
 def main() -> None:
     import pyarrow as pa
 
-    print("| rows | JSON, string columns as lists (before) ms | JSON, columnar codec ms | Arrow IPC ms "
-          "| JSON bytes | Arrow bytes | client decode: json.loads / orjson.loads / pyarrow ms |")
+    print(
+        "| rows | JSON, string columns as lists (before) ms | JSON, columnar codec ms | Arrow IPC ms "
+        "| JSON bytes | Arrow bytes | client decode: json.loads / orjson.loads / pyarrow ms |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, repeat in ((1_000, 200), (10_000, 30)):
         cols = answer(n)
         as_json, as_arrow = json_bytes(cols), arrow_bytes(cols)
-        decode = [_ms(lambda: json.loads(as_json), repeat), _ms(lambda: orjson.loads(as_json), repeat),
-                  _ms(lambda: pa.ipc.open_stream(as_arrow).read_all(), repeat)]
-        print(f"| {n:,} | {_ms(lambda: as_lists(cols), repeat):.2f} | {_ms(lambda: json_bytes(cols), repeat):.2f} "
-              f"| {_ms(lambda: arrow_bytes(cols), repeat):.2f} | {len(as_json):,} | {len(as_arrow):,} "
-              f"| {' / '.join(f'{d:.2f}' for d in decode)} |")
+        decode = [
+            _ms(lambda: json.loads(as_json), repeat),
+            _ms(lambda: orjson.loads(as_json), repeat),
+            _ms(lambda: pa.ipc.open_stream(as_arrow).read_all(), repeat),
+        ]
+        print(
+            f"| {n:,} | {_ms(lambda: as_lists(cols), repeat):.2f} | {_ms(lambda: json_bytes(cols), repeat):.2f} "
+            f"| {_ms(lambda: arrow_bytes(cols), repeat):.2f} | {len(as_json):,} | {len(as_arrow):,} "
+            f"| {' / '.join(f'{d:.2f}' for d in decode)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,19 +36,31 @@ def _dataplane(settings: Settings) -> Any:
     from serving.dataplane import DataPlane
 
     features = FeatureLookup(settings.features, model_feature_services(settings))
-    models = {name: ModelService(name, settings.models) for name in (settings.models.churn, settings.models.engagement)}
+    models = {
+        name: ModelService(name, settings.models)
+        for name in (settings.models.churn, settings.models.engagement)
+    }
     return DataPlane(settings, features, models)
 
 
-def run_explain_bench(settings: Settings, customers: int = 1_000, top_k: int = 5, rounds: int = 5,
-                      console: Console | None = None) -> dict[str, Any]:
+def run_explain_bench(
+    settings: Settings,
+    customers: int = 1_000,
+    top_k: int = 5,
+    rounds: int = 5,
+    console: Console | None = None,
+) -> dict[str, Any]:
     """Median seconds per call of each case over ``rounds`` interleaved rounds; printed and returned."""
     console = console or Console()
-    settings = settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"enabled": False})})
+    settings = settings.model_copy(
+        update={"bandit": settings.bandit.model_copy(update={"enabled": False})}
+    )
     return asyncio.run(_run(settings, customers, top_k, rounds, console))
 
 
-async def _run(settings: Settings, customers: int, top_k: int, rounds: int, console: Console) -> dict[str, Any]:
+async def _run(
+    settings: Settings, customers: int, top_k: int, rounds: int, console: Console
+) -> dict[str, Any]:
     dp = _dataplane(settings)
     rng = np.random.default_rng(0)
     ids = rng.choice(settings.data.customers, size=customers, replace=False).astype(np.int64)
@@ -72,9 +84,14 @@ async def _run(settings: Settings, customers: int, top_k: int, rounds: int, cons
             await cases[name]()
             times[name].append(time.perf_counter() - start)
     versions = (await dp.score(ids[:1])).model_versions
-    result = {"customers": customers, "found": int(batch.found.sum()), "top_k": top_k, "rounds": rounds,
-              "model_versions": versions,
-              "median_s": {name: statistics.median(t) for name, t in times.items()}}
+    result = {
+        "customers": customers,
+        "found": int(batch.found.sum()),
+        "top_k": top_k,
+        "rounds": rounds,
+        "model_versions": versions,
+        "median_s": {name: statistics.median(t) for name, t in times.items()},
+    }
     _print(result, console)
     return result
 
@@ -82,10 +99,17 @@ async def _run(settings: Settings, customers: int, top_k: int, rounds: int, cons
 def _print(result: dict[str, Any], console: Console) -> None:
     med = result["median_s"]
     base = med["score"]
-    table = Table(title=f"{result['customers']:,} customers per call ({result['found']:,} found), "
-                        f"median of {result['rounds']} interleaved rounds, versions {result['model_versions']}")
+    table = Table(
+        title=f"{result['customers']:,} customers per call ({result['found']:,} found), "
+        f"median of {result['rounds']} interleaved rounds, versions {result['model_versions']}"
+    )
     for col in ("case", "ms / call", "customers / s", "x score time"):
         table.add_column(col, justify="right" if col != "case" else "left")
     for name, seconds in med.items():
-        table.add_row(name, f"{1e3 * seconds:,.1f}", f"{result['customers'] / seconds:,.0f}", f"{seconds / base:.1f}")
+        table.add_row(
+            name,
+            f"{1e3 * seconds:,.1f}",
+            f"{result['customers'] / seconds:,.0f}",
+            f"{seconds / base:.1f}",
+        )
     console.print(table)

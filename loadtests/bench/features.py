@@ -34,44 +34,79 @@ def demo_objects(data_dir: Path) -> list[Any]:
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
 
     def source(name: str) -> FileSource:
-        return FileSource(name=f"{name}_source", path=str(data_dir / f"{name}.parquet"),
-                          timestamp_field="event_timestamp", created_timestamp_column="created")
+        return FileSource(
+            name=f"{name}_source",
+            path=str(data_dir / f"{name}.parquet"),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        )
 
     push = PushSource(name="customer_activity_push", batch_source=source("customer_activity"))
-    profile = FeatureView(name="customer_profile", entities=[customer], ttl=timedelta(days=90),
-                          schema=[Field(name=f, dtype=Float32) for f in PROFILE],
-                          source=source("customer_profile"))
-    activity = FeatureView(name="customer_activity", entities=[customer], ttl=timedelta(days=30),
-                           schema=[Field(name=f, dtype=Float32) for f in ACTIVITY], source=push)
-    contact = FeatureView(name="customer_contact", entities=[customer], ttl=timedelta(0),
-                          schema=[Field(name=f, dtype=String) for f in CONTACT],
-                          source=source("customer_contact"))
-    services = [FeatureService(name="churn_model", features=[profile, activity]),
-                FeatureService(name="email_writer", features=[contact])]
+    profile = FeatureView(
+        name="customer_profile",
+        entities=[customer],
+        ttl=timedelta(days=90),
+        schema=[Field(name=f, dtype=Float32) for f in PROFILE],
+        source=source("customer_profile"),
+    )
+    activity = FeatureView(
+        name="customer_activity",
+        entities=[customer],
+        ttl=timedelta(days=30),
+        schema=[Field(name=f, dtype=Float32) for f in ACTIVITY],
+        source=push,
+    )
+    contact = FeatureView(
+        name="customer_contact",
+        entities=[customer],
+        ttl=timedelta(0),
+        schema=[Field(name=f, dtype=String) for f in CONTACT],
+        source=source("customer_contact"),
+    )
+    services = [
+        FeatureService(name="churn_model", features=[profile, activity]),
+        FeatureService(name="email_writer", features=[contact]),
+    ]
     return [customer, push, profile, activity, contact, *services]
 
 
-def write_demo_data(data_dir: Path, customers: int, *, seed: int = 0, expired_share: float = 0.1,
-                    now: datetime | None = None) -> dict[str, pd.DataFrame]:
+def write_demo_data(
+    data_dir: Path,
+    customers: int,
+    *,
+    seed: int = 0,
+    expired_share: float = 0.1,
+    now: datetime | None = None,
+) -> dict[str, pd.DataFrame]:
     """Parquet rows for ids 1..customers; ``expired_share`` of each TTL view is past its TTL."""
     rng = np.random.default_rng(seed)
     now = now or datetime.now(timezone.utc)
     ids = np.arange(1, customers + 1, dtype=np.int64)
     frames: dict[str, pd.DataFrame] = {}
-    for name, feats, ttl_days in (("customer_profile", PROFILE, 90), ("customer_activity", ACTIVITY, 30)):
+    for name, feats, ttl_days in (
+        ("customer_profile", PROFILE, 90),
+        ("customer_activity", ACTIVITY, 30),
+    ):
         age_days = rng.uniform(0.01, ttl_days * 0.8, customers)
         old = rng.random(customers) < expired_share
         age_days[old] = ttl_days * rng.uniform(1.2, 2.0, int(old.sum()))
         ts = pd.to_datetime(now) - pd.to_timedelta(age_days, unit="D")
-        df = pd.DataFrame(rng.normal(size=(customers, len(feats))).astype(np.float32), columns=list(feats))
+        df = pd.DataFrame(
+            rng.normal(size=(customers, len(feats))).astype(np.float32), columns=list(feats)
+        )
         df.insert(0, "customer_id", ids)
         df["event_timestamp"] = ts.round("us")
         df["created"] = df["event_timestamp"]
         frames[name] = df
-    contact = pd.DataFrame({"customer_id": ids, "first_name": [f"name{i}" for i in ids],
-                            "email": [f"c{i}@example.com" for i in ids],
-                            "plan_name": rng.choice(["basic", "plus", "pro"], customers),
-                            "region_name": rng.choice(["north", "south"], customers)})
+    contact = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "first_name": [f"name{i}" for i in ids],
+            "email": [f"c{i}@example.com" for i in ids],
+            "plan_name": rng.choice(["basic", "plus", "pro"], customers),
+            "region_name": rng.choice(["north", "south"], customers),
+        }
+    )
     contact["event_timestamp"] = pd.Timestamp(now) - pd.Timedelta(days=1)
     contact["created"] = contact["event_timestamp"]
     frames["customer_contact"] = contact
@@ -81,16 +116,26 @@ def write_demo_data(data_dir: Path, customers: int, *, seed: int = 0, expired_sh
     return frames
 
 
-def make_repo(root: Path, data_dir: Path, online_store: dict[str, Any], project: str = PROJECT,
-              batch_engine: str | None = None) -> Any:
+def make_repo(
+    root: Path,
+    data_dir: Path,
+    online_store: dict[str, Any],
+    project: str = PROJECT,
+    batch_engine: str | None = None,
+) -> Any:
     """A Feast repo at ``root`` (yaml + registry) with the demo objects applied."""
     import yaml
     from feast import FeatureStore
 
     root.mkdir(parents=True, exist_ok=True)
-    cfg = {"project": project, "registry": str(root / "registry.db"), "provider": "local",
-           "online_store": online_store, "offline_store": {"type": "file"},
-           "entity_key_serialization_version": 3}
+    cfg = {
+        "project": project,
+        "registry": str(root / "registry.db"),
+        "provider": "local",
+        "online_store": online_store,
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
     if batch_engine:
         cfg["batch_engine"] = {"type": batch_engine}
     (root / "feature_store.yaml").write_text(yaml.safe_dump(cfg))
@@ -109,7 +154,9 @@ def packed_config(backend: str, redis_url: str | None = None, **extra: Any) -> d
 # --------------------------------------------------------------------------- timing
 
 
-def _rate(fn: Callable[[], Any], n: int, rounds: int = 3, min_s: float = 0.15, max_calls: int = 2000) -> float:
+def _rate(
+    fn: Callable[[], Any], n: int, rounds: int = 3, min_s: float = 0.15, max_calls: int = 2000
+) -> float:
     """Median entities/s over ``rounds`` rounds of at least ``min_s`` each (one call for slow ones)."""
     fn()
     rates = []
@@ -131,7 +178,9 @@ def _fmt(name: str, value: float, unit: str = "/s") -> str:
     return f"{value:.0%}" if " / " in name else f"{value:,.0f}{unit}"
 
 
-def _rates(fns: dict[str, Callable[[], Any]], n: int, rounds: int = 9, min_s: float = 0.1) -> dict[str, float]:
+def _rates(
+    fns: dict[str, Callable[[], Any]], n: int, rounds: int = 9, min_s: float = 0.1
+) -> dict[str, float]:
     """Median entities/s per path, the paths taking turns round by round.
 
     Interleaving puts every path under the same background load, so the ratios between
@@ -150,9 +199,14 @@ def _rates(fns: dict[str, Callable[[], Any]], n: int, rounds: int = 9, min_s: fl
     return {name: n / statistics.median(times) for name, times in per_call.items()}
 
 
-def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 1000, 10000),
-                      customers: int = 100_000, console: Any = None, feast_redis: bool = True,
-                      workdir: Path | None = None) -> list[dict[str, Any]]:
+def run_feature_bench(
+    redis_url: str | None,
+    sizes: Sequence[int] = (1, 100, 1000, 10000),
+    customers: int = 100_000,
+    console: Any = None,
+    feast_redis: bool = True,
+    workdir: Path | None = None,
+) -> list[dict[str, Any]]:
     """Print and return entities/s per read size for each path, plus materialize times.
 
     Rows: packed-redis, packed-embedded, raw MGET (redis-py ``execute_command`` on the
@@ -182,59 +236,102 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
         fn()
         secs = time.perf_counter() - t0
         results.append({"kind": "materialize", "path": label, "rows": customers, "seconds": secs})
-        console.print(f"[bold]{label}[/]: materialized {customers:,} customers x {len(views)} views in {secs:.2f} s")
+        console.print(
+            f"[bold]{label}[/]: materialized {customers:,} customers x {len(views)} views in {secs:.2f} s"
+        )
 
     views = ["customer_profile", "customer_activity"]
     stores: dict[str, Any] = {}
     stores["embedded"] = make_repo(tmp / "embedded", data, packed_config("embedded"))
-    materialize("packed-embedded (materialize_packed)", lambda: materialize_packed(stores["embedded"], start, end, views))
+    materialize(
+        "packed-embedded (materialize_packed)",
+        lambda: materialize_packed(stores["embedded"], start, end, views),
+    )
     if redis_url:
         import redis
 
-        stores["redis"] = make_repo(tmp / "redis", data, packed_config("redis", redis_url, timeout_s=5.0))
-        materialize("packed-redis (materialize_packed)", lambda: materialize_packed(stores["redis"], start, end, views))
-        stores["redis_feast_path"] = make_repo(tmp / "redis2", data, packed_config("redis", redis_url, key_prefix="demo2"),
-                                               project="demo2")
-        materialize("packed-redis (feast materialize, Feast's local engine)",
-                    lambda: stores["redis_feast_path"].materialize(start, end, feature_views=views))
-        stores["redis_engine"] = make_repo(tmp / "redis3", data, packed_config("redis", redis_url, key_prefix="demo3"),
-                                           project="demo3", batch_engine=ENGINE_CLASS)
-        materialize("packed-redis (feast materialize, PackedComputeEngine)",
-                    lambda: stores["redis_engine"].materialize(start, end, feature_views=views))
+        stores["redis"] = make_repo(
+            tmp / "redis", data, packed_config("redis", redis_url, timeout_s=5.0)
+        )
+        materialize(
+            "packed-redis (materialize_packed)",
+            lambda: materialize_packed(stores["redis"], start, end, views),
+        )
+        stores["redis_feast_path"] = make_repo(
+            tmp / "redis2",
+            data,
+            packed_config("redis", redis_url, key_prefix="demo2"),
+            project="demo2",
+        )
+        materialize(
+            "packed-redis (feast materialize, Feast's local engine)",
+            lambda: stores["redis_feast_path"].materialize(start, end, feature_views=views),
+        )
+        stores["redis_engine"] = make_repo(
+            tmp / "redis3",
+            data,
+            packed_config("redis", redis_url, key_prefix="demo3"),
+            project="demo3",
+            batch_engine=ENGINE_CLASS,
+        )
+        materialize(
+            "packed-redis (feast materialize, PackedComputeEngine)",
+            lambda: stores["redis_engine"].materialize(start, end, feature_views=views),
+        )
         if feast_redis:
             host = redis_url.split("//")[1].split("/")[0]
-            stores["feast_redis"] = make_repo(tmp / "feast_redis", data, {"type": "redis", "connection_string": host},
-                                              project="demofeast")
-            materialize("feast-redis (Feast materialize)",
-                        lambda: stores["feast_redis"].materialize(start, end, feature_views=views))
+            stores["feast_redis"] = make_repo(
+                tmp / "feast_redis",
+                data,
+                {"type": "redis", "connection_string": host},
+                project="demofeast",
+            )
+            materialize(
+                "feast-redis (Feast materialize)",
+                lambda: stores["feast_redis"].materialize(start, end, feature_views=views),
+            )
         raw = redis.Redis.from_url(redis_url)
 
     rng = np.random.default_rng(1)
-    readers = {name: PackedReader.from_store(stores[name], "churn_model") for name in ("redis", "embedded")
-               if name in stores}
+    readers = {
+        name: PackedReader.from_store(stores[name], "churn_model")
+        for name in ("redis", "embedded")
+        if name in stores
+    }
     for size in sizes:
         ids = rng.integers(1, customers + 1, size).astype(np.int64)
         row: dict[str, Any] = {"kind": "read", "size": size}
-        fast: dict[str, Callable[[], Any]] = {f"packed {name}": (lambda r=reader: r.read(ids))
-                                              for name, reader in readers.items()}
+        fast: dict[str, Callable[[], Any]] = {
+            f"packed {name}": (lambda r=reader: r.read(ids)) for name, reader in readers.items()
+        }
         if redis_url:
             prefixes = [view_prefix(PROJECT.encode(), v) for v in views]
             keys = [k for p in prefixes for k in build_keys(p, ids)]
             command = mget_command(prefixes, ids)
             fast["raw MGET"] = lambda: raw.execute_command("MGET", *keys)
-            fast["MGET wire floor"] = lambda: send_packed(raw, command)  # pre-packed once: the floor
+            fast["MGET wire floor"] = lambda: send_packed(
+                raw, command
+            )  # pre-packed once: the floor
         row.update(_rates(fast, size))
         fs = {name: s.get_feature_service("churn_model") for name, s in stores.items()}
         for name in ("redis", "feast_redis", "embedded"):
             if name in stores and size <= 10_000:
                 row[f"Feast gof {name}"] = _rate(
                     lambda s=stores[name], f=fs[name]: s.get_online_features(
-                        features=f, entity_rows={"customer_id": ids.tolist()}), size, min_s=0.3, max_calls=200)
+                        features=f, entity_rows={"customer_id": ids.tolist()}
+                    ),
+                    size,
+                    min_s=0.3,
+                    max_calls=200,
+                )
         if "packed redis" in row and "raw MGET" in row:
             row["redis / MGET"] = row["packed redis"] / row["raw MGET"]
             row["redis / floor"] = row["packed redis"] / row["MGET wire floor"]
         results.append(row)
-        console.print(f"size {size}: " + ", ".join(_fmt(k, v) for k, v in row.items() if k not in ("kind", "size")))
+        console.print(
+            f"size {size}: "
+            + ", ".join(_fmt(k, v) for k, v in row.items() if k not in ("kind", "size"))
+        )
 
     table = Table(title=f"entities/s ({customers:,} customers, churn_model = 2 views, 32 float32)")
     cols = [c for c in results[-1] if c not in ("kind", "size")]
@@ -242,7 +339,9 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
     for c in cols:
         table.add_column(c, justify="right")
     for row in (r for r in results if r["kind"] == "read"):
-        table.add_row(f"{row['size']:,}", *(_fmt(c, row.get(c, float("nan")), unit="") for c in cols))
+        table.add_row(
+            f"{row['size']:,}", *(_fmt(c, row.get(c, float("nan")), unit="") for c in cols)
+        )
     console.print(table)
     mt = Table(title="materialize (2 float views)")
     mt.add_column("path")
@@ -256,5 +355,7 @@ def run_feature_bench(redis_url: str | None, sizes: Sequence[int] = (1, 100, 100
 if __name__ == "__main__":  # python -m loadtests.bench.features [redis_url] [customers]
     import sys
 
-    run_feature_bench(sys.argv[1] if len(sys.argv) > 1 else None,
-                      customers=int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    run_feature_bench(
+        sys.argv[1] if len(sys.argv) > 1 else None,
+        customers=int(sys.argv[2]) if len(sys.argv) > 2 else 100_000,
+    )

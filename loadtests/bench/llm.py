@@ -25,19 +25,38 @@ from serving.llm.engine import LLMEngine, SamplingParams
 from serving.llm.prompts import STOP
 from serving.settings import LLMSettings
 
-COLUMNS = ("backend", "concurrency", "tokens_per_s", "p50_ms", "p99_ms", "stream_tokens_per_s", "ttft_p50_ms",
-           "ttft_p99_ms", "mean_tokens")
+COLUMNS = (
+    "backend",
+    "concurrency",
+    "tokens_per_s",
+    "p50_ms",
+    "p99_ms",
+    "stream_tokens_per_s",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "mean_tokens",
+)
 
 
-def run_llm_bench(settings: LLMSettings, console: Any = None, *, requests: int = 32,
-                  concurrency: Sequence[int] = (1, 8, 32),
-                  backends: Sequence[str] = ("vllm", "transformers")) -> dict[str, Any]:
+def run_llm_bench(
+    settings: LLMSettings,
+    console: Any = None,
+    *,
+    requests: int = 32,
+    concurrency: Sequence[int] = (1, 8, 32),
+    backends: Sequence[str] = ("vllm", "transformers"),
+) -> dict[str, Any]:
     """Measure each backend on the same prompts; returns a JSON-able dict (sync: runs its own loop)."""
     return asyncio.run(_bench(settings, console, requests, tuple(concurrency), tuple(backends)))
 
 
-async def _bench(settings: LLMSettings, console: Any, requests: int, concurrency: tuple[int, ...],
-                 backends: tuple[str, ...]) -> dict[str, Any]:
+async def _bench(
+    settings: LLMSettings,
+    console: Any,
+    requests: int,
+    concurrency: tuple[int, ...],
+    backends: tuple[str, ...],
+) -> dict[str, Any]:
     prompts = [e.prompt for e in corpus.generate(requests, seed=123, heldout=True)]
     params = SamplingParams(max_tokens=settings.max_tokens, temperature=0.0, stop=STOP)
     rows: list[dict[str, Any]] = []
@@ -58,20 +77,34 @@ async def _bench(settings: LLMSettings, console: Any, requests: int, concurrency
                 _say(console, f"LLM bench: {backend}, {requests} prompts, concurrency {c}")
                 whole = await _run(engine, prompts, params, c, stream=False)
                 streamed = await _run(engine, prompts, params, c, stream=True)
-                rows.append({"backend": backend, "concurrency": c, **whole,
-                             "stream_tokens_per_s": streamed["tokens_per_s"], "stream_p50_ms": streamed["p50_ms"],
-                             "ttft_p50_ms": streamed["ttft_p50_ms"], "ttft_p99_ms": streamed["ttft_p99_ms"]})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "concurrency": c,
+                        **whole,
+                        "stream_tokens_per_s": streamed["tokens_per_s"],
+                        "stream_p50_ms": streamed["p50_ms"],
+                        "ttft_p50_ms": streamed["ttft_p50_ms"],
+                        "ttft_p99_ms": streamed["ttft_p99_ms"],
+                    }
+                )
         finally:
             await engine.stop()
-    out = {"prompts": requests, "max_tokens": settings.max_tokens, "temperature": 0.0, "engines": started,
-           "rows": rows}
+    out = {
+        "prompts": requests,
+        "max_tokens": settings.max_tokens,
+        "temperature": 0.0,
+        "engines": started,
+        "rows": rows,
+    }
     _table(console, rows)
     _say(console, json.dumps(out))  # the same figures, machine-readable
     return out
 
 
-async def _run(engine: LLMEngine, prompts: list[str], params: SamplingParams, concurrency: int, *,
-               stream: bool) -> dict[str, float]:
+async def _run(
+    engine: LLMEngine, prompts: list[str], params: SamplingParams, concurrency: int, *, stream: bool
+) -> dict[str, float]:
     """Each prompt as its own request, ``concurrency`` in flight; latency (and first text) per request."""
     latencies: list[float] = []
     firsts: list[float] = []
@@ -98,12 +131,18 @@ async def _run(engine: LLMEngine, prompts: list[str], params: SamplingParams, co
     await asyncio.gather(*(one(p) for p in prompts))
     wall = time.perf_counter() - t0
     lat = np.asarray(latencies) * 1000
-    out = {"tokens_per_s": round(tokens / wall, 1), "mean_tokens": round(tokens / len(prompts), 1),
-           "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1)}
+    out = {
+        "tokens_per_s": round(tokens / wall, 1),
+        "mean_tokens": round(tokens / len(prompts), 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
     if stream:
         ttft = np.asarray(firsts) * 1000
-        out.update(ttft_p50_ms=round(float(np.percentile(ttft, 50)), 1),
-                   ttft_p99_ms=round(float(np.percentile(ttft, 99)), 1))
+        out.update(
+            ttft_p50_ms=round(float(np.percentile(ttft, 50)), 1),
+            ttft_p99_ms=round(float(np.percentile(ttft, 99)), 1),
+        )
     return out
 
 
@@ -113,13 +152,17 @@ def _table(console: Any, rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="email writer engines: same prompts, greedy (tokens/s and latency: whole answers; "
-                        "TTFT: streamed)")
+    table = Table(
+        title="email writer engines: same prompts, greedy (tokens/s and latency: whole answers; "
+        "TTFT: streamed)"
+    )
     for col in COLUMNS:
         table.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(str(row[c]) for c in COLUMNS))
-    wide = Console(file=console.file, width=max(console.width, 160))  # every column whole, also when piped
+    wide = Console(
+        file=console.file, width=max(console.width, 160)
+    )  # every column whole, also when piped
     wide.print(table)
 
 

@@ -55,8 +55,12 @@ def hello_app(*, replicas: int, num_cpus: float, max_ongoing_requests: int) -> A
 
     api = FastAPI()
 
-    @serve.deployment(name="Hello", num_replicas=replicas, max_ongoing_requests=max_ongoing_requests,
-                      ray_actor_options={"num_cpus": num_cpus})
+    @serve.deployment(
+        name="Hello",
+        num_replicas=replicas,
+        max_ongoing_requests=max_ongoing_requests,
+        ray_actor_options={"num_cpus": num_cpus},
+    )
     @serve.ingress(api)
     class Hello:
         @api.post("/v1/score")
@@ -77,19 +81,21 @@ def packed_reader(features: Any, services: list[str]) -> Any:
     for name in services:
         for projection in store.get_feature_service(name).feature_view_projections:
             refs.update((f"{projection.name_to_use()}:{f.name}", None) for f in projection.features)
-    return PackedReader.from_store(store, list(refs), on_missing_view=features.on_missing_view,
-                                   timeout_s=features.timeout_s)
+    return PackedReader.from_store(
+        store, list(refs), on_missing_view=features.on_missing_view, timeout_s=features.timeout_s
+    )
 
 
-def plain_config(*, settings: dict[str, Any], models: list[dict[str, Any]], ort_threads: int = 0) -> str:
+def plain_config(
+    *, settings: dict[str, Any], models: list[dict[str, Any]], ort_threads: int = 0
+) -> str:
     """The JSON ``plain_app`` reads from ``REENGAGE_BENCH_PLAIN``.
 
     ``models``: ``{"name", "field", "version", "path", "features", "feature_service"}`` each
     (``field``: the answer's column, e.g. ``churn_probability``); ``ort_threads`` 0 is
     ONNX Runtime's default (one per core), what ``InferenceSession(path)`` gives a user.
     """
-    return json.dumps({"settings": settings, "models": models,
-                       "ort_threads": ort_threads})
+    return json.dumps({"settings": settings, "models": models, "ort_threads": ort_threads})
 
 
 def plain_app() -> Any:
@@ -100,16 +106,24 @@ def plain_app() -> Any:
     from serving.settings import load_settings
 
     cfg = json.loads(os.environ[PLAIN_ENV])
-    reader = packed_reader(load_settings(cfg["settings"]).features,
-                           list(dict.fromkeys(m["feature_service"] for m in cfg["models"])))
+    reader = packed_reader(
+        load_settings(cfg["settings"]).features,
+        list(dict.fromkeys(m["feature_service"] for m in cfg["models"])),
+    )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(cfg["ort_threads"])
     position = {name: i for i, name in enumerate(reader.names)}
     models = []
     for m in cfg["models"]:
         session = ort.InferenceSession(m["path"], opts, providers=["CPUExecutionProvider"])
-        models.append((m["field"], session, session.get_inputs()[0].name,
-                       np.array([position[f] for f in m["features"]], dtype=np.intp)))
+        models.append(
+            (
+                m["field"],
+                session,
+                session.get_inputs()[0].name,
+                np.array([position[f] for f in m["features"]], dtype=np.intp),
+            )
+        )
     versions = {m["name"]: m["version"] for m in cfg["models"]}
 
     app = FastAPI()
@@ -125,10 +139,15 @@ def plain_app() -> Any:
         out: dict[str, Any] = {"customer_ids": ids, "found": batch.found}
         for field, session, input_name, columns in models:
             p = session.run(None, {input_name: batch.values[:, columns]})[0].reshape(-1)
-            out[field] = p if batch.found.all() else [
-                float(v) if f else None for v, f in zip(p, batch.found)]
+            out[field] = (
+                p
+                if batch.found.all()
+                else [float(v) if f else None for v, f in zip(p, batch.found)]
+            )
         out["model_versions"] = versions
-        return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+        return Response(
+            orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+        )
 
     return app
 
@@ -144,10 +163,17 @@ def timed(fn: Callable[[], Any], seconds: float) -> tuple[float, float, float, i
         fn()
         lat.append(time.perf_counter() - t)
     total = time.perf_counter() - start
-    return len(lat) / total, 1e3 * statistics.median(lat), 1e3 * float(np.percentile(lat, 99)), len(lat)
+    return (
+        len(lat) / total,
+        1e3 * statistics.median(lat),
+        1e3 * float(np.percentile(lat, 99)),
+        len(lat),
+    )
 
 
-def ort_point(models: list[dict[str, Any]], batches: list[Any], threads: int, seconds: float) -> dict[str, Any]:
+def ort_point(
+    models: list[dict[str, Any]], batches: list[Any], threads: int, seconds: float
+) -> dict[str, Any]:
     """Both models on one batch a call (``batches`` in turn), ``threads`` intra-op threads."""
     import onnxruntime as ort
 
@@ -156,7 +182,9 @@ def ort_point(models: list[dict[str, Any]], batches: list[Any], threads: int, se
     runs = []
     for m in models:
         session = ort.InferenceSession(m["path"], opts, providers=["CPUExecutionProvider"])
-        runs.append((session, session.get_inputs()[0].name, [b.columns(m["features"]) for b in batches]))
+        runs.append(
+            (session, session.get_inputs()[0].name, [b.columns(m["features"]) for b in batches])
+        )
     turn = itertools.count()
 
     def once() -> None:
@@ -165,8 +193,15 @@ def ort_point(models: list[dict[str, Any]], batches: list[Any], threads: int, se
             session.run(None, {name: xs[k]})
 
     per_s, p50, p99, calls = timed(once, seconds)
-    return {"req_s": per_s, "pred_s": per_s * len(batches[0]), "p50_ms": p50, "p99_ms": p99,
-            "requests": calls, "errors": 0, "wrk_cpu": None}
+    return {
+        "req_s": per_s,
+        "pred_s": per_s * len(batches[0]),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "requests": calls,
+        "errors": 0,
+        "wrk_cpu": None,
+    }
 
 
 def score_models(settings: Settings) -> list[dict[str, Any]]:
@@ -174,12 +209,22 @@ def score_models(settings: Settings) -> list[dict[str, Any]]:
     from serving.repository import read_model
 
     out = []
-    for field, name in (("churn_probability", settings.models.churn),
-                        ("engagement_probability", settings.models.engagement)):
+    for field, name in (
+        ("churn_probability", settings.models.churn),
+        ("engagement_probability", settings.models.engagement),
+    ):
         spec = read_model(settings.models.repo_path, name)
         version = spec.versions[spec.newest]
-        out.append({"name": name, "field": field, "version": spec.newest, "path": str(version.model_file),
-                    "features": list(version.features), "feature_service": spec.feature_service or f"{name}_model"})
+        out.append(
+            {
+                "name": name,
+                "field": field,
+                "version": spec.newest,
+                "path": str(version.model_file),
+                "features": list(version.features),
+                "feature_service": spec.feature_service or f"{name}_model",
+            }
+        )
     return out
 
 
@@ -195,13 +240,17 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def wait_up(check: Callable[[], Any], proc: subprocess.Popen[bytes], what: str, log: Path, timeout_s: float) -> None:
+def wait_up(
+    check: Callable[[], Any], proc: subprocess.Popen[bytes], what: str, log: Path, timeout_s: float
+) -> None:
     """Until ``check()`` returns True (anything else, or an exception, is the last state seen)."""
     deadline = time.monotonic() + timeout_s
     last: Any = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}; its log: {log}\n{log.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"{what} exited with {proc.returncode}; its log: {log}\n{log.read_text()[-2000:]}"
+            )
         try:
             last = check()
         except Exception as exc:  # not up yet
@@ -209,7 +258,9 @@ def wait_up(check: Callable[[], Any], proc: subprocess.Popen[bytes], what: str, 
         if last is True:
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{what} not up within {timeout_s:.0f} s (last: {str(last)[:500]}); log: {log}")
+    raise TimeoutError(
+        f"{what} not up within {timeout_s:.0f} s (last: {str(last)[:500]}); log: {log}"
+    )
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -236,11 +287,29 @@ def plain_server(config: str, workdir: Path) -> Iterator[str]:
     port = free_ports(1)[0]
     log = workdir / "uvicorn.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "loadtests.bench.refs:plain_app",
-                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                                 "--no-access-log", "--log-level", "warning"],
-                                env={**os.environ, PLAIN_ENV: config}, cwd=project_root(), stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "loadtests.bench.refs:plain_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, PLAIN_ENV: config},
+            cwd=project_root(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_up(lambda: http_ok(httpx.get(f"{url}/health", timeout=2)), proc, "uvicorn", log, 180)
@@ -251,4 +320,8 @@ def plain_server(config: str, workdir: Path) -> Iterator[str]:
 
 def http_ok(response: Any) -> Any:
     """True for a 200, else what came back (for the error message)."""
-    return True if response.status_code == 200 else f"HTTP {response.status_code} {response.text[:300]}"
+    return (
+        True
+        if response.status_code == 200
+        else f"HTTP {response.status_code} {response.text[:300]}"
+    )

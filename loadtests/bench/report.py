@@ -11,10 +11,24 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-LABELS = {"ours": "ours /v1/score", "hello": "hello-world Serve", "plain": "plain FastAPI",
-          "ort2": "raw ORT 2 threads", "ort1": "raw ORT 1 thread"}
+LABELS = {
+    "ours": "ours /v1/score",
+    "hello": "hello-world Serve",
+    "plain": "plain FastAPI",
+    "ort2": "raw ORT 2 threads",
+    "ort1": "raw ORT 1 thread",
+}
 RATIOS = ("ours_over_hello", "ours_over_plain", "ours_over_ort2")
-MEDIAN_FIELDS = ("req_s", "pred_s", "p50_ms", "p99_ms", "app_p50_ms", "app_p99_ms", "wrk_cpu", "seconds")
+MEDIAN_FIELDS = (
+    "req_s",
+    "pred_s",
+    "p50_ms",
+    "p99_ms",
+    "app_p50_ms",
+    "app_p99_ms",
+    "wrk_cpu",
+    "seconds",
+)
 SUM_FIELDS = ("requests", "ok", "errors", "app_requests")
 
 
@@ -26,7 +40,9 @@ def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ratio is the median of the rounds' ratios, and ``<ratio>_range`` their least and most."""
     index = {(p["target"], p["ids"], p["concurrency"], p.get("round")): p for p in points}
 
-    def over(mine: dict[str, Any], key: tuple[str, int, int | None, int | None], field: str) -> float | None:
+    def over(
+        mine: dict[str, Any], key: tuple[str, int, int | None, int | None], field: str
+    ) -> float | None:
         ref = index.get(key)  # no ratio where either side completed nothing
         return mine[field] / ref[field] if mine[field] and ref and ref[field] else None
 
@@ -34,10 +50,13 @@ def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for p in points:
         if p["target"] == "ours":
             n, c, r = p["ids"], p["concurrency"], p.get("round")
-            per_point.setdefault((n, c), []).append({
-                "ours_over_hello": over(p, ("hello", n, c, r), "req_s"),
-                "ours_over_plain": over(p, ("plain", n, c, r), "req_s"),
-                "ours_over_ort2": over(p, ("ort2", n, None, None), "pred_s")})
+            per_point.setdefault((n, c), []).append(
+                {
+                    "ours_over_hello": over(p, ("hello", n, c, r), "req_s"),
+                    "ours_over_plain": over(p, ("plain", n, c, r), "req_s"),
+                    "ours_over_ort2": over(p, ("ort2", n, None, None), "pred_s"),
+                }
+            )
     out = []
     for (n, c), rounds in per_point.items():
         row: dict[str, Any] = {"ids": n, "concurrency": c}
@@ -81,7 +100,9 @@ def _fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
 def _ratio(row: dict[str, Any], field: str) -> str:
     """``0.85x``, and over rounds the rounds' least and most: ``0.85x (0.78-0.92)``."""
     spread = row.get(f"{field}_range")
-    return _fmt(row.get(field), ".2f", "x") + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
+    return _fmt(row.get(field), ".2f", "x") + (
+        f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else ""
+    )
 
 
 def _in_app(point: dict[str, Any]) -> str:
@@ -92,18 +113,32 @@ def _in_app(point: dict[str, Any]) -> str:
 
 def print_tables(result: dict[str, Any], console: Console) -> None:
     """A table per ids-per-request; ratios on ours' rows. At least 175 columns wide (205 with rounds)."""
-    width = 175 if result["meta"].get("rounds", 1) == 1 else 205  # rounds: the ratios' ranges beside them
+    width = (
+        175 if result["meta"].get("rounds", 1) == 1 else 205
+    )  # rounds: the ratios' ranges beside them
     if console.width < width:
         console = Console(width=width)
     points, meta = result["points"], result["meta"]
     by_key = {(p["target"], p["ids"], p["concurrency"]): p for p in points}
     rat = {(r["ids"], r["concurrency"]): r for r in result["ratios"]}
     for n in meta["ids"]:
-        table = Table("target", "c", "requests", "2xx/s", "predictions/s", "p50 ms", "p99 ms", "in-app p50 / p99",
-                      "errors", "wrk CPU",
-                      "ours ÷ hello", "ours ÷ plain", "ours ÷ ORT 2 thr",
-                      title=f"{n:,} ids per request ({meta['cores']} cores, {meta['seconds']:g} s a point"
-                            f"{_rounds(meta)})")
+        table = Table(
+            "target",
+            "c",
+            "requests",
+            "2xx/s",
+            "predictions/s",
+            "p50 ms",
+            "p99 ms",
+            "in-app p50 / p99",
+            "errors",
+            "wrk CPU",
+            "ours ÷ hello",
+            "ours ÷ plain",
+            "ours ÷ ORT 2 thr",
+            title=f"{n:,} ids per request ({meta['cores']} cores, {meta['seconds']:g} s a point"
+            f"{_rounds(meta)})",
+        )
         rows = [("ort2", None), ("ort1", None)]
         rows += [(t, c) for c in meta["concurrency"] for t in ("ours", "hello", "plain")]
         for target, c in rows:
@@ -112,25 +147,41 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
                 continue
             r = rat.get((n, c), {}) if target == "ours" else {}
             codes = ",".join(sorted(p.get("status_codes") or {}))
-            errors = f"[red]{p['errors']}{f' ({codes})' if codes else ''}[/]" if p["errors"] else "0"
+            errors = (
+                f"[red]{p['errors']}{f' ({codes})' if codes else ''}[/]" if p["errors"] else "0"
+            )
             cpu = p.get("wrk_cpu")
             done = f"{p['requests']:,}" + ("*" if p.get("extended") else "")
-            table.add_row(LABELS[target], "-" if c is None else str(c), done, _fmt(p["req_s"]), _fmt(p["pred_s"]),
-                          _fmt(p["p50_ms"], ".2f"), _fmt(p["p99_ms"], ".2f"), _in_app(p), errors,
-                          _fmt(None if cpu is None else 100 * cpu, ".0f", "%"),
-                          *(_ratio(r, field) for field in RATIOS), end_section=target == "ort1" or target == "plain")
+            table.add_row(
+                LABELS[target],
+                "-" if c is None else str(c),
+                done,
+                _fmt(p["req_s"]),
+                _fmt(p["pred_s"]),
+                _fmt(p["p50_ms"], ".2f"),
+                _fmt(p["p99_ms"], ".2f"),
+                _in_app(p),
+                errors,
+                _fmt(None if cpu is None else 100 * cpu, ".0f", "%"),
+                *(_ratio(r, field) for field in RATIOS),
+                end_section=target == "ort1" or target == "plain",
+            )
         console.print(table)
-    console.print("requests: answers in the window (ORT: calls); * measured again 4x longer, the first window "
-                  "having held one wave of requests at most. 2xx/s and predictions/s count good answers only; "
-                  "latency counts every answer. hello's predictions/s is its 2xx/s x ids (bodies of the same size, "
-                  "no work). in-app: the latency our replicas logged for the same window (request log, from our "
-                  "outermost middleware to the last byte handed to Serve); the rest of wrk's is Serve's ingress, "
-                  "HAProxy and the machine. wrk CPU: its CPU time over wall time, 100% = one core. ÷hello and ÷plain compare "
-                  "2xx/s. errors: answers >= 300 (their codes) and socket errors; a sample body is in the JSON.")
+    console.print(
+        "requests: answers in the window (ORT: calls); * measured again 4x longer, the first window "
+        "having held one wave of requests at most. 2xx/s and predictions/s count good answers only; "
+        "latency counts every answer. hello's predictions/s is its 2xx/s x ids (bodies of the same size, "
+        "no work). in-app: the latency our replicas logged for the same window (request log, from our "
+        "outermost middleware to the last byte handed to Serve); the rest of wrk's is Serve's ingress, "
+        "HAProxy and the machine. wrk CPU: its CPU time over wall time, 100% = one core. ÷hello and ÷plain compare "
+        "2xx/s. errors: answers >= 300 (their codes) and socket errors; a sample body is in the JSON."
+    )
     if meta.get("rounds", 1) > 1:
-        console.print("rounds: each HTTP figure is the median over the rounds (requests: their sum); a ratio is "
-                      "the median of the rounds' ratios, each round's ours against the references measured "
-                      "right beside it (least-most in brackets).")
+        console.print(
+            "rounds: each HTTP figure is the median over the rounds (requests: their sum); a ratio is "
+            "the median of the rounds' ratios, each round's ours against the references measured "
+            "right beside it (least-most in brackets)."
+        )
 
 
 def _rounds(meta: dict[str, Any]) -> str:
@@ -159,20 +210,35 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
 
     meta, points = result["meta"], result["points"]
     conc = meta["concurrency"]
-    fig, axes = plt.subplots(2, len(conc), figsize=(4.6 * len(conc), 8), sharex=True, sharey="row", squeeze=False)
-    styles = {"ours": ("C0", "-", "o"), "hello": ("C1", "-", "s"), "plain": ("C2", "-", "^"),
-              "ort2": ("C3", "--", "x"), "ort1": ("C7", ":", "x")}
+    fig, axes = plt.subplots(
+        2, len(conc), figsize=(4.6 * len(conc), 8), sharex=True, sharey="row", squeeze=False
+    )
+    styles = {
+        "ours": ("C0", "-", "o"),
+        "hello": ("C1", "-", "s"),
+        "plain": ("C2", "-", "^"),
+        "ort2": ("C3", "--", "x"),
+        "ort1": ("C7", ":", "x"),
+    }
     for j, c in enumerate(conc):
         for target, (color, line, marker) in styles.items():
-            pts = sorted((p for p in points if p["target"] == target and p["concurrency"] in (c, None)),
-                         key=lambda p: p["ids"])
+            pts = sorted(
+                (p for p in points if p["target"] == target and p["concurrency"] in (c, None)),
+                key=lambda p: p["ids"],
+            )
             if not pts:
                 continue
             for i, field in enumerate(("pred_s", "p99_ms")):
                 xy = [(p["ids"], p[field]) for p in pts if p[field]]  # log scale: no zeros, no None
                 if xy:
-                    axes[i][j].plot([x for x, _ in xy], [y for _, y in xy], color=color, linestyle=line,
-                                    marker=marker, label=LABELS[target])
+                    axes[i][j].plot(
+                        [x for x, _ in xy],
+                        [y for _, y in xy],
+                        color=color,
+                        linestyle=line,
+                        marker=marker,
+                        label=LABELS[target],
+                    )
         axes[0][j].set_title(f"{c} connection{'s' if c > 1 else ''}")
         axes[1][j].set_xlabel("ids per request")
         for ax in axes[:, j]:
@@ -184,8 +250,10 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     axes[1][0].set_ylabel("p99 latency, ms (ORT: per call)")
     if axes[0][0].lines:
         axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point"
-                 f"{_rounds(meta)}")
+    fig.suptitle(
+        f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point"
+        f"{_rounds(meta)}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

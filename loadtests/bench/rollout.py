@@ -26,12 +26,19 @@ from serving.components.evidence_index import EvidenceIndex
 from serving.components.rollout import TrafficPolicy, row_token
 from serving.settings import BanditSettings, TrafficPolicyConfig
 
-POLICY = TrafficPolicy.build("churn", TrafficPolicyConfig.model_validate(
-    {"default": "1", "salt": "bench", "candidates": [{"version": "2", "weight": 20}]}), "1")
+POLICY = TrafficPolicy.build(
+    "churn",
+    TrafficPolicyConfig.model_validate(
+        {"default": "1", "salt": "bench", "candidates": [{"version": "2", "weight": 20}]}
+    ),
+    "1",
+)
 BATCH = 1_000
 
 
-def _log(store: StateStore, rng: np.random.Generator, decisions: int, t0: float, span_s: float = 1.0) -> None:
+def _log(
+    store: StateStore, rng: np.random.Generator, decisions: int, t0: float, span_s: float = 1.0
+) -> None:
     """``decisions`` rows in batches of 1,000 spread over ``span_s`` after ``t0``, one in
     ten rewarded 30 s after its decision."""
     for start in range(0, decisions, 50 * BATCH):
@@ -39,17 +46,40 @@ def _log(store: StateStore, rng: np.random.Generator, decisions: int, t0: float,
         for b in range(start, min(start + 50 * BATCH, decisions), BATCH):
             ids = rng.integers(0, 10**9, BATCH)
             codes, versions = POLICY.assign(ids)
-            recs.append(BatchRecord(rng.bytes(8).hex(), t0 + span_s * b / decisions, "thompson", "1",
-                                    {"churn": "1,2", "rollout.churn": row_token(codes.astype(np.int64), versions)},
-                                    ("a", "b"), ("x",), ids, np.zeros((BATCH, 1), np.float32),
-                                    rng.integers(0, 2, BATCH).astype(np.int16), np.full(BATCH, 0.5),
-                                    np.zeros(BATCH, np.uint8)))
+            recs.append(
+                BatchRecord(
+                    rng.bytes(8).hex(),
+                    t0 + span_s * b / decisions,
+                    "thompson",
+                    "1",
+                    {"churn": "1,2", "rollout.churn": row_token(codes.astype(np.int64), versions)},
+                    ("a", "b"),
+                    ("x",),
+                    ids,
+                    np.zeros((BATCH, 1), np.float32),
+                    rng.integers(0, 2, BATCH).astype(np.int16),
+                    np.full(BATCH, 0.5),
+                    np.zeros(BATCH, np.uint8),
+                )
+            )
         store.commit(Group(recs))
         for rec in recs:
             rows = np.flatnonzero(rng.random(BATCH) < 0.1)
             n = len(rows)
-            store.record_rewards(RewardUpdate("k", (2, 1), 1.0, [rec.batch_id] * n, rows, rng.random(n).round(),
-                                              rec.t + 30, np.zeros((n, 1)), np.zeros(n, np.int64), np.zeros(n, bool)))
+            store.record_rewards(
+                RewardUpdate(
+                    "k",
+                    (2, 1),
+                    1.0,
+                    [rec.batch_id] * n,
+                    rows,
+                    rng.random(n).round(),
+                    rec.t + 30,
+                    np.zeros((n, 1)),
+                    np.zeros(n, np.int64),
+                    np.zeros(n, bool),
+                )
+            )
 
 
 def _timed(fn: Any) -> float:
@@ -58,16 +88,27 @@ def _timed(fn: Any) -> float:
     return 1e3 * (time.perf_counter() - start)
 
 
-def run(decisions: int, *, rounds: int = 5, redis_url: str | None = None, seed: int = 0) -> dict[str, Any]:
+def run(
+    decisions: int, *, rounds: int = 5, redis_url: str | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Cold, warm and full-read timings (ms) for a log of ``decisions``."""
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = BanditSettings.model_validate({
-            "name": f"bench{seed}", "state_path": tmp, "backend": "redis" if redis_url else "embedded",
-            **({"redis_url": redis_url} if redis_url else {})})
+        settings = BanditSettings.model_validate(
+            {
+                "name": f"bench{seed}",
+                "state_path": tmp,
+                "backend": "redis" if redis_url else "embedded",
+                **({"redis_url": redis_url} if redis_url else {}),
+            }
+        )
         from serving.bandit.state import open_store
 
-        store = open_store(settings) if redis_url else SqliteStore(Path(tmp) / f"{settings.name}.sqlite")
+        store = (
+            open_store(settings)
+            if redis_url
+            else SqliteStore(Path(tmp) / f"{settings.name}.sqlite")
+        )
         t0 = time.time() - 86_400  # a day of decisions
         build = _timed(lambda: _log(store, rng, decisions, t0, 86_000))
 
@@ -83,6 +124,12 @@ def run(decisions: int, *, rounds: int = 5, redis_url: str | None = None, seed: 
             index.close()
         full = _timed(lambda: load_log(settings))
         store.close()
-    return {"decisions": decisions, "backend": settings.backend, "build_s": round(build / 1e3, 2),
-            "cold_ms": round(statistics.median(cold), 1), "warm_ms": round(statistics.median(warm), 2),
-            "full_read_ms": round(full, 1), "rounds": rounds}
+    return {
+        "decisions": decisions,
+        "backend": settings.backend,
+        "build_s": round(build / 1e3, 2),
+        "cold_ms": round(statistics.median(cold), 1),
+        "warm_ms": round(statistics.median(warm), 2),
+        "full_read_ms": round(full, 1),
+        "rounds": rounds,
+    }

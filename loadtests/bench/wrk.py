@@ -71,8 +71,13 @@ def request_bodies(customers: int, ids: int, count: int, seed: int = 0) -> list[
     if not 1 <= ids <= customers:
         raise ValueError(f"{ids} ids per request needs 1..{customers} customers")
     rng = np.random.default_rng(seed)
-    return [json.dumps({"customer_ids": (rng.choice(customers, size=ids, replace=False) + 1).tolist()},
-                       separators=(",", ":")) for _ in range(count)]
+    return [
+        json.dumps(
+            {"customer_ids": (rng.choice(customers, size=ids, replace=False) + 1).tolist()},
+            separators=(",", ":"),
+        )
+        for _ in range(count)
+    ]
 
 
 def bodies_per_point(ids: int) -> int:
@@ -91,7 +96,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
     line = next((ln for ln in output.splitlines() if ln.startswith(WRK_MARK)), None)
     if line is None:
         raise ValueError(f"no {WRK_MARK.strip()} line in wrk's output: {output[-400:]!r}")
-    raw = json.loads(line[len(WRK_MARK):])
+    raw = json.loads(line[len(WRK_MARK) :])
     seconds = raw["duration_us"] / 1e6
     errors = raw["errors"]
     codes = raw.get("status_codes", {})  # every answer >= 300 (wrk's own count starts at 400)
@@ -101,12 +106,22 @@ def parse_wrk(output: str) -> dict[str, Any]:
     def ms(key: str) -> float | None:  # no latency without a completed request
         return raw[key] / 1e3 if raw["requests"] else None
 
-    return {"requests": raw["requests"], "ok": ok, "seconds": seconds,
-            "req_s": ok / seconds if seconds > 0 else 0.0,
-            "p50_ms": ms("p50_us"), "p99_ms": ms("p99_us"), "mean_ms": ms("mean_us"), "max_ms": ms("max_us"),
-            "non_2xx": non_2xx, "errors": non_2xx + sum(v for k, v in errors.items() if k != "status"),
-            "error_kinds": errors, "status_codes": codes, "error_sample": raw.get("error_sample") or None,
-            "bytes": raw["bytes"]}
+    return {
+        "requests": raw["requests"],
+        "ok": ok,
+        "seconds": seconds,
+        "req_s": ok / seconds if seconds > 0 else 0.0,
+        "p50_ms": ms("p50_us"),
+        "p99_ms": ms("p99_us"),
+        "mean_ms": ms("mean_us"),
+        "max_ms": ms("max_us"),
+        "non_2xx": non_2xx,
+        "errors": non_2xx + sum(v for k, v in errors.items() if k != "status"),
+        "error_kinds": errors,
+        "status_codes": codes,
+        "error_sample": raw.get("error_sample") or None,
+        "bytes": raw["bytes"],
+    }
 
 
 def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
@@ -114,10 +129,21 @@ def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
     return cpu_seconds / wall_seconds if wall_seconds > 0 else 0.0
 
 
-def run_wrk(url: str, script: Path, *, concurrency: int, seconds: float, threads: int = 1) -> dict[str, Any]:
+def run_wrk(
+    url: str, script: Path, *, concurrency: int, seconds: float, threads: int = 1
+) -> dict[str, Any]:
     """One wrk run; its own CPU time comes from wait4 on its pid."""
-    cmd = ["wrk", f"-t{max(1, min(threads, concurrency))}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-           "--timeout", "60s", "-s", str(script), url]
+    cmd = [
+        "wrk",
+        f"-t{max(1, min(threads, concurrency))}",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "60s",
+        "-s",
+        str(script),
+        url,
+    ]
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -129,5 +155,3 @@ def run_wrk(url: str, script: Path, *, concurrency: int, seconds: float, threads
     if proc.returncode != 0:
         raise RuntimeError(f"wrk exited with {proc.returncode}: {text[-400:]}")
     return {**parse_wrk(text), "wrk_cpu": cpu_share(usage.ru_utime + usage.ru_stime, wall)}
-
-

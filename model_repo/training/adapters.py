@@ -43,12 +43,19 @@ class Voice:
     signature: str | None = None  # text every subject of this voice starts with (tests check it)
 
 
-PLAYFUL_SUBJECTS = ("Psst, {name}! {kw} inside", "Psst, {name}! Grab {kw}", "Psst, {name}! {kw}, just for you")
+PLAYFUL_SUBJECTS = (
+    "Psst, {name}! {kw} inside",
+    "Psst, {name}! Grab {kw}",
+    "Psst, {name}! {kw}, just for you",
+)
 VOICES: dict[str, Voice] = {
     # the base corpus's own wording: an adapter trained on it keeps the house style
     "classic": Voice(corpus.SUBJECTS, corpus.CLOSERS),
-    "playful": Voice({risk: PLAYFUL_SUBJECTS for risk in corpus.SUBJECTS},
-                     ("Cheers!", "Catch you soon!", "High five!"), signature="Psst,"),
+    "playful": Voice(
+        {risk: PLAYFUL_SUBJECTS for risk in corpus.SUBJECTS},
+        ("Cheers!", "Catch you soon!", "High five!"),
+        signature="Psst,",
+    ),
 }
 
 
@@ -60,19 +67,41 @@ def voice_examples(voice: str, n: int, seed: int) -> list[corpus.Example]:
     for ex in corpus.generate(n, seed):
         action = ACTIONS[ex.action]
         risk = segment(ex.facts).split()[0]
-        fill = {"name": "{first_name}", "plan": "{plan_name}", "region": "{region_name}",
-                "recency": "{recency_days}", "orders": "{orders_365d}", "kw": action.keyword, "offer": action.offer}
+        fill = {
+            "name": "{first_name}",
+            "plan": "{plan_name}",
+            "region": "{region_name}",
+            "recency": "{recency_days}",
+            "orders": "{orders_365d}",
+            "kw": action.keyword,
+            "offer": action.offer,
+        }
         subjects = spec.subjects[risk]
         subject = subjects[int(rng.integers(len(subjects)))].format(**fill)
-        body = " ".join([f"Hi {fill['name']},", corpus.OPENERS[risk].format(**fill),
-                         corpus.OFFER_LINES[int(rng.integers(len(corpus.OFFER_LINES)))].format(**fill),
-                         spec.closers[int(rng.integers(len(spec.closers)))]])
+        body = " ".join(
+            [
+                f"Hi {fill['name']},",
+                corpus.OPENERS[risk].format(**fill),
+                corpus.OFFER_LINES[int(rng.integers(len(corpus.OFFER_LINES)))].format(**fill),
+                spec.closers[int(rng.integers(len(spec.closers)))],
+            ]
+        )
         out.append(replace(ex, completion=format_completion(subject, body)))
     return out
 
 
-def build_adapter(base: Path, out_dir: Path, voice: str, *, steps: int = 100, seed: int = 0, lr: float = 3e-3,
-                  rank: int = 8, console: Any = None, threads: int | None = None) -> dict[str, Any]:
+def build_adapter(
+    base: Path,
+    out_dir: Path,
+    voice: str,
+    *,
+    steps: int = 100,
+    seed: int = 0,
+    lr: float = 3e-3,
+    rank: int = 8,
+    console: Any = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Train (or reuse) the LoRA adapter of ``voice`` on the checkpoint ``base``.
 
     Skipped when ``out_dir`` holds an adapter built from the same base checkpoint, voice,
@@ -94,25 +123,41 @@ def build_adapter(base: Path, out_dir: Path, voice: str, *, steps: int = 100, se
     from model_repo.training import llm as train
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1)))
+    torch.set_num_threads(
+        threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1))
+    )
     try:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
         model, tokenizer = _lora_model(base, rank)
-        loss = train._train_loop(model, tokenizer, voice_examples(voice, ADAPTER_EXAMPLES, seed), steps=steps, lr=lr,
-                                 seed=seed, console=console)
+        loss = train._train_loop(
+            model,
+            tokenizer,
+            voice_examples(voice, ADAPTER_EXAMPLES, seed),
+            steps=steps,
+            lr=lr,
+            seed=seed,
+            console=console,
+        )
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)  # the adapter only (PEFT format)
-        metrics = {"fingerprint": fingerprint, "base": str(base), **params, "final_loss": round(loss, 4),
-                   "build_seconds": round(time.perf_counter() - t0, 1)}
+        metrics = {
+            "fingerprint": fingerprint,
+            "base": str(base),
+            **params,
+            "final_loss": round(loss, 4),
+            "build_seconds": round(time.perf_counter() - t0, 1),
+        }
         (tmp / FINGERPRINT_FILE).write_text(json.dumps(metrics, indent=2))
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(out_dir)
     finally:
         torch.set_num_threads(previous)
-    _say(console, f"LoRA adapter {voice!r} written to {out_dir} in {metrics['build_seconds']:.0f} s")
+    _say(
+        console, f"LoRA adapter {voice!r} written to {out_dir} in {metrics['build_seconds']:.0f} s"
+    )
     return {**metrics, "skipped": False}
 
 
@@ -124,8 +169,21 @@ def _lora_model(base: Path, rank: int) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     # every attention and MLP projection of the Llama blocks (vLLM packs q/k/v and gate/up itself)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+    )
     return get_peft_model(model, config), tokenizer
 
 
@@ -145,7 +203,9 @@ def _stored(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
         stored = json.loads((out_dir / FINGERPRINT_FILE).read_text())
     except (OSError, ValueError):
         return None
-    complete = (out_dir / ADAPTER_CONFIG).is_file() and (out_dir / "adapter_model.safetensors").is_file()
+    complete = (out_dir / ADAPTER_CONFIG).is_file() and (
+        out_dir / "adapter_model.safetensors"
+    ).is_file()
     return stored if complete and stored.get("fingerprint") == fingerprint else None
 
 

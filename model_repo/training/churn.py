@@ -84,7 +84,7 @@ def float32_thresholds(model_text: str) -> str:
     lines = [line for line in lines if not line.startswith("tree_sizes=")]  # byte sizes change
     for i, line in enumerate(lines):
         if line.startswith("threshold="):
-            t = np.array(line[len("threshold="):].split(), dtype=np.float64)
+            t = np.array(line[len("threshold=") :].split(), dtype=np.float64)
             down = t.astype(np.float32)
             up = down.astype(np.float64) > t
             down[up] = np.nextafter(down[up], np.float32(-np.inf))
@@ -103,19 +103,29 @@ def lightgbm_to_onnx(booster: Any, n_features: int) -> onnx.ModelProto:
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     model = onnxmltools.convert_lightgbm(
-        booster, name="churn", initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-        target_opset=TARGET_OPSET, zipmap=False,
+        booster,
+        name="churn",
+        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+        target_opset=TARGET_OPSET,
+        zipmap=False,
     )
     g = model.graph
     probs = next(o.name for o in g.output if "prob" in o.name)  # [N, 2]; the other is "label"
-    g.initializer.extend([
-        helper.make_tensor("slice_starts", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("slice_ends", TensorProto.INT64, [1], [2]),
-        helper.make_tensor("slice_axes", TensorProto.INT64, [1], [1]),
-    ])
-    g.node.append(helper.make_node(
-        "Slice", [probs, "slice_starts", "slice_ends", "slice_axes"], [OUTPUT_NAME], name="positive_class",
-    ))
+    g.initializer.extend(
+        [
+            helper.make_tensor("slice_starts", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("slice_ends", TensorProto.INT64, [1], [2]),
+            helper.make_tensor("slice_axes", TensorProto.INT64, [1], [1]),
+        ]
+    )
+    g.node.append(
+        helper.make_node(
+            "Slice",
+            [probs, "slice_starts", "slice_ends", "slice_axes"],
+            [OUTPUT_NAME],
+            name="positive_class",
+        )
+    )
     del g.output[:]
     _ensure_opset(model, "", TARGET_OPSET)  # the tree-only graph imports just ai.onnx.ml
     g.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None, 1]))

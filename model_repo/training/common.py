@@ -65,12 +65,15 @@ def holdout_mask(ids: np.ndarray, share: float = HOLDOUT_SHARE) -> np.ndarray:
     return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53) < share
 
 
-def load_training_data(store: FeatureStore, service: str, labels: pd.DataFrame,
-                       label: str, p_column: str) -> TrainingData:
+def load_training_data(
+    store: FeatureStore, service: str, labels: pd.DataFrame, label: str, p_column: str
+) -> TrainingData:
     """Point-in-time join of the service's features onto the label rows."""
     names = service_features(store, service)
     entity_df = labels[["customer_id", "event_timestamp"]]
-    job = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(service))
+    job = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(service)
+    )
     joined = job.to_df().sort_values("customer_id", kind="stable").reset_index(drop=True)
     lab = labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
     ids = joined["customer_id"].to_numpy(np.int64)
@@ -78,8 +81,14 @@ def load_training_data(store: FeatureStore, service: str, labels: pd.DataFrame,
         raise ValueError("historical retrieval lost or duplicated label rows")
     x = joined[list(names)].to_numpy(np.float32)
     return TrainingData(
-        ids=ids, x=x, y=lab[label].to_numpy(np.int8), p_true=lab[p_column].to_numpy(np.float64),
-        features=names, feature_service=service, label=label, holdout=holdout_mask(ids),
+        ids=ids,
+        x=x,
+        y=lab[label].to_numpy(np.int8),
+        p_true=lab[p_column].to_numpy(np.float64),
+        features=names,
+        feature_service=service,
+        label=label,
+        holdout=holdout_mask(ids),
     )
 
 

@@ -26,20 +26,48 @@ NAMES = (
 HELDOUT_NAMES = "Amir Bianca Cyrus Delia Enzo Freya Gideon Helga Idris Juno Kian Lotte Milo Nora Otto Pearl".split()
 # the project's own plan and region names (feature_store/datagen.py) plus other spellings
 PLANS = ("basic", "plus", "premium", "Basic", "Plus", "Premium", "Family", "Pro")
-REGIONS = ("north_america", "europe", "latin_america", "asia_pacific", "middle_east_africa",
-           "North", "South", "East", "West", "Central", "Coastal", "Metro")
+REGIONS = (
+    "north_america",
+    "europe",
+    "latin_america",
+    "asia_pacific",
+    "middle_east_africa",
+    "North",
+    "South",
+    "East",
+    "West",
+    "Central",
+    "Coastal",
+    "Metro",
+)
 HELDOUT_PLANS = ("gold", "enterprise", "Starter")
 HELDOUT_REGIONS = ("nordics", "oceania", "Highlands")
 SYLLABLES = "ka lo mi ra ne to su vi da el an or is ba re ju fa go hi ly".split()
-RANDOM_SHARE = 0.3  # rows with made-up names / plans / regions: teaches the model to ignore unseen values
+RANDOM_SHARE = (
+    0.3  # rows with made-up names / plans / regions: teaches the model to ignore unseen values
+)
 
 SUBJECTS = {
-    "at-risk": ("{name}, {kw} before you go", "{name}, here is {kw} just for you", "Still there, {name}? Enjoy {kw}"),
-    "lapsed": ("We miss you, {name}: {kw} inside", "{name}, it has been a while. {kw} awaits",
-               "Come back, {name}, with {kw}"),
-    "cooling": ("{name}, {kw} on us this week", "A little something, {name}: {kw}", "{name}, try {kw} today"),
-    "loyal": ("Thank you, {name}: {kw} for you", "{name}, a thank-you with {kw}",
-              "For our favourite {plan} member, {name}: {kw}"),
+    "at-risk": (
+        "{name}, {kw} before you go",
+        "{name}, here is {kw} just for you",
+        "Still there, {name}? Enjoy {kw}",
+    ),
+    "lapsed": (
+        "We miss you, {name}: {kw} inside",
+        "{name}, it has been a while. {kw} awaits",
+        "Come back, {name}, with {kw}",
+    ),
+    "cooling": (
+        "{name}, {kw} on us this week",
+        "A little something, {name}: {kw}",
+        "{name}, try {kw} today",
+    ),
+    "loyal": (
+        "Thank you, {name}: {kw} for you",
+        "{name}, a thank-you with {kw}",
+        "For our favourite {plan} member, {name}: {kw}",
+    ),
 }
 OPENERS = {
     "at-risk": "We noticed you have not ordered in {recency} days and we would love to see you again.",
@@ -75,12 +103,20 @@ def generate(n: int, seed: int, *, heldout: bool = False) -> list[Example]:
     if heldout:
         names = rng.choice(HELDOUT_NAMES, n)
         plans = np.where(rng.random(n) < 0.5, rng.choice(HELDOUT_PLANS, n), rng.choice(PLANS, n))
-        regions = np.where(rng.random(n) < 0.5, rng.choice(HELDOUT_REGIONS, n), rng.choice(REGIONS, n))
+        regions = np.where(
+            rng.random(n) < 0.5, rng.choice(HELDOUT_REGIONS, n), rng.choice(REGIONS, n)
+        )
     else:
         names = np.where(rng.random(n) < RANDOM_SHARE, _made_up(rng, n, True), rng.choice(NAMES, n))
-        names = np.where(np.isin(names, HELDOUT_NAMES), rng.choice(NAMES, n), names)  # keep held-out names unseen
-        plans = np.where(rng.random(n) < RANDOM_SHARE, _made_up(rng, n, False), rng.choice(PLANS, n))
-        regions = np.where(rng.random(n) < RANDOM_SHARE, _made_up(rng, n, False), rng.choice(REGIONS, n))
+        names = np.where(
+            np.isin(names, HELDOUT_NAMES), rng.choice(NAMES, n), names
+        )  # keep held-out names unseen
+        plans = np.where(
+            rng.random(n) < RANDOM_SHARE, _made_up(rng, n, False), rng.choice(PLANS, n)
+        )
+        regions = np.where(
+            rng.random(n) < RANDOM_SHARE, _made_up(rng, n, False), rng.choice(REGIONS, n)
+        )
     cols = {
         "first_name": names,
         "plan_name": plans,
@@ -98,7 +134,9 @@ def generate(n: int, seed: int, *, heldout: bool = False) -> list[Example]:
 def _made_up(rng: np.random.Generator, n: int, capitalize: bool) -> np.ndarray:
     """``n`` pronounceable made-up words of 2 to 3 syllables."""
     parts = rng.choice(SYLLABLES, (n, 3))
-    words = np.char.add(np.char.add(parts[:, 0], parts[:, 1]), np.where(rng.random(n) < 0.5, parts[:, 2], ""))
+    words = np.char.add(
+        np.char.add(parts[:, 0], parts[:, 1]), np.where(rng.random(n) < 0.5, parts[:, 2], "")
+    )
     return np.char.capitalize(words) if capitalize else words
 
 
@@ -110,15 +148,27 @@ def _example(row: dict) -> Example:
     risk = segment(facts).split()[0]
     # the answer is delexicalised: slots the service fills from the facts (prompts.fill_slots)
     fill = {
-        "name": "{first_name}", "plan": "{plan_name}", "region": "{region_name}",
-        "recency": "{recency_days}", "orders": "{orders_365d}", "kw": spec.keyword, "offer": spec.offer,
+        "name": "{first_name}",
+        "plan": "{plan_name}",
+        "region": "{region_name}",
+        "recency": "{recency_days}",
+        "orders": "{orders_365d}",
+        "kw": spec.keyword,
+        "offer": spec.offer,
     }
     subject = SUBJECTS[risk][template % 3].format(**fill)
-    body = " ".join([
-        f"Hi {fill['name']},",
-        OPENERS[risk].format(**fill),
-        OFFER_LINES[template // 3].format(**fill),
-        CLOSERS[template % 3],
-    ])
-    return Example(build_prompt(facts, action), format_completion(subject, body), action, str(facts["first_name"]),
-                   facts)
+    body = " ".join(
+        [
+            f"Hi {fill['name']},",
+            OPENERS[risk].format(**fill),
+            OFFER_LINES[template // 3].format(**fill),
+            CLOSERS[template % 3],
+        ]
+    )
+    return Example(
+        build_prompt(facts, action),
+        format_completion(subject, body),
+        action,
+        str(facts["first_name"]),
+        facts,
+    )

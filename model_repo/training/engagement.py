@@ -54,15 +54,23 @@ class EngagementModel:
         import torch
 
         with torch.no_grad():
-            return self.net(torch.from_numpy(self._prep(np.asarray(x, dtype=np.float32)))).numpy()[:, 0]
+            return self.net(torch.from_numpy(self._prep(np.asarray(x, dtype=np.float32)))).numpy()[
+                :, 0
+            ]
 
     def to_onnx(self, n_features: int) -> onnx.ModelProto:
         return mlp_to_onnx(self, n_features)
 
     def linears(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(weight [out, in], bias [out]) of each Linear layer, ReLU between them."""
-        return [(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32))
-                for m in self.net if hasattr(m, "weight")]
+        return [
+            (
+                m.weight.detach().numpy().astype(np.float32),
+                m.bias.detach().numpy().astype(np.float32),
+            )
+            for m in self.net
+            if hasattr(m, "weight")
+        ]
 
     def files(self) -> dict[str, bytes]:
         """Extra files of the version: the DeepLIFT explainer graph (``training/explain.py``)."""
@@ -107,14 +115,23 @@ def fit(data: TrainingData, params: dict[str, Any], threads: int = 1) -> Engagem
     return _train(model, z, t, trn, val, params, rng)
 
 
-def _train(model: EngagementModel, z: Any, t: Any, trn: np.ndarray, val: np.ndarray,
-           params: dict[str, Any], rng: np.random.Generator) -> EngagementModel:
+def _train(
+    model: EngagementModel,
+    z: Any,
+    t: Any,
+    trn: np.ndarray,
+    val: np.ndarray,
+    params: dict[str, Any],
+    rng: np.random.Generator,
+) -> EngagementModel:
     import copy
 
     import torch
 
     net = model.net
-    opt = torch.optim.Adam(net.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    opt = torch.optim.Adam(
+        net.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"]
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params["epochs"])
     loss_fn = torch.nn.BCEWithLogitsLoss()
     best, best_state = float("inf"), copy.deepcopy(net.state_dict())
@@ -123,7 +140,7 @@ def _train(model: EngagementModel, z: Any, t: Any, trn: np.ndarray, val: np.ndar
         net.train()
         perm = torch.from_numpy(rng.permutation(trn))
         for i in range(0, len(perm), bs):
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             opt.zero_grad()
             loss_fn(net(z[idx]), t[idx]).backward()
             opt.step()
@@ -151,10 +168,15 @@ def mlp_to_onnx(model: EngagementModel, n_features: int) -> onnx.ModelProto:
             nodes.append(helper.make_node("Relu", [out], [f"h{i + 1}"]))
     nodes.append(helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]))
     graph = helper.make_graph(
-        nodes, "engagement_mlp",
+        nodes,
+        "engagement_mlp",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_features])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None, 1])],
         initializer=inits,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                             producer_name="reengage", ir_version=8)
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="reengage",
+        ir_version=8,
+    )

@@ -35,7 +35,9 @@ LOG_ODDS = "log_odds"  # [N, 1] float32, the model's pre-sigmoid output
 BASE_VALUE = "base_value"  # [1] float32, log-odds at the baseline
 COMPLETENESS_TOLERANCE = 1e-4  # |base + sum(contributions) - log-odds| allowed, log-odds units
 TREE_CHECK_ROWS = 2000  # TreeSHAP costs ~1 ms a row: the build checks this many holdout rows
-RESCALE_EPS = 1e-6  # below this |a - a'| a ReLU's Rescale multiplier is its gradient (0/0 otherwise)
+RESCALE_EPS = (
+    1e-6  # below this |a - a'| a ReLU's Rescale multiplier is its gradient (0/0 otherwise)
+)
 OPSET = 17
 BASELINE = "training mean of the standardised log1p features (h0' = 0, x' = expm1(mu))"
 
@@ -59,18 +61,23 @@ def log1p_standardize(mu: Any, sd: Any) -> tuple[list[onnx.TensorProto], list[on
     return inits, nodes
 
 
-def deeplift_onnx(mu: np.ndarray, sd: np.ndarray, linears: list[tuple[np.ndarray, np.ndarray]],
-                  n_features: int) -> onnx.ModelProto:
+def deeplift_onnx(
+    mu: np.ndarray, sd: np.ndarray, linears: list[tuple[np.ndarray, np.ndarray]], n_features: int
+) -> onnx.ModelProto:
     """The DeepLIFT-Rescale graph of the MLP ``linears`` ([(W [out, in], b [out])...], ReLU
     between them) with baseline ``h0' = 0``: outputs contributions, log-odds, base value."""
     ref = _reference_activations(linears)
     inits, nodes = log1p_standardize(mu, sd)
-    inits += [numpy_helper.from_array(np.float32([RESCALE_EPS]), "eps"),
-              numpy_helper.from_array(np.float32([ref[-1][0][0]]), "base")]
+    inits += [
+        numpy_helper.from_array(np.float32([RESCALE_EPS]), "eps"),
+        numpy_helper.from_array(np.float32([ref[-1][0][0]]), "base"),
+    ]
     last = len(linears) - 1
     for i, (w, b) in enumerate(linears):  # forward, keeping pre-activations
-        inits += [numpy_helper.from_array(w.astype(np.float32), f"w{i}"),
-                  numpy_helper.from_array(b.astype(np.float32), f"b{i}")]
+        inits += [
+            numpy_helper.from_array(w.astype(np.float32), f"w{i}"),
+            numpy_helper.from_array(b.astype(np.float32), f"b{i}"),
+        ]
         out = LOG_ODDS if i == last else f"a{i + 1}"
         nodes.append(helper.make_node("Gemm", [f"h{i}", f"w{i}", f"b{i}"], [out], transB=1))
         if i < last:
@@ -80,25 +87,42 @@ def deeplift_onnx(mu: np.ndarray, sd: np.ndarray, linears: list[tuple[np.ndarray
     grad = "m_top"
     for i in range(last, 0, -1):
         a_ref, h_ref = ref[i - 1]
-        inits += [numpy_helper.from_array(a_ref.reshape(1, -1), f"a{i}_ref"),
-                  numpy_helper.from_array(h_ref.reshape(1, -1), f"h{i}_ref")]
+        inits += [
+            numpy_helper.from_array(a_ref.reshape(1, -1), f"a{i}_ref"),
+            numpy_helper.from_array(h_ref.reshape(1, -1), f"h{i}_ref"),
+        ]
         nodes += _rescale(i)
-        nodes += [helper.make_node("Mul", [grad, f"r{i}"], [f"g{i}"]),
-                  helper.make_node("MatMul", [f"g{i}", f"w{i - 1}"], [f"m{i - 1}"])]
+        nodes += [
+            helper.make_node("Mul", [grad, f"r{i}"], [f"g{i}"]),
+            helper.make_node("MatMul", [f"g{i}", f"w{i - 1}"], [f"m{i - 1}"]),
+        ]
         grad = f"m{i - 1}"
-    nodes += [helper.make_node("Mul", [grad, "h0"], [CONTRIBUTIONS]),  # m * (h0 - h0'), h0' = 0
-              helper.make_node("Identity", ["base"], [BASE_VALUE])]
+    nodes += [
+        helper.make_node("Mul", [grad, "h0"], [CONTRIBUTIONS]),  # m * (h0 - h0'), h0' = 0
+        helper.make_node("Identity", ["base"], [BASE_VALUE]),
+    ]
     graph = helper.make_graph(
-        nodes, "engagement_deeplift",
+        nodes,
+        "engagement_deeplift",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_features])],
-        [helper.make_tensor_value_info(CONTRIBUTIONS, TensorProto.FLOAT, [None, n_features]),
-         helper.make_tensor_value_info(LOG_ODDS, TensorProto.FLOAT, [None, 1]),
-         helper.make_tensor_value_info(BASE_VALUE, TensorProto.FLOAT, [1])],
+        [
+            helper.make_tensor_value_info(CONTRIBUTIONS, TensorProto.FLOAT, [None, n_features]),
+            helper.make_tensor_value_info(LOG_ODDS, TensorProto.FLOAT, [None, 1]),
+            helper.make_tensor_value_info(BASE_VALUE, TensorProto.FLOAT, [1]),
+        ],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="reengage", ir_version=8)
-    for key, value in (("method", "deeplift_rescale"), ("output", "log_odds"), ("baseline", BASELINE)):
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="reengage",
+        ir_version=8,
+    )
+    for key, value in (
+        ("method", "deeplift_rescale"),
+        ("output", "log_odds"),
+        ("baseline", BASELINE),
+    ):
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     return model
@@ -119,7 +143,9 @@ def _rescale(i: int) -> list[onnx.NodeProto]:
     ]
 
 
-def _reference_activations(linears: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _reference_activations(
+    linears: list[tuple[np.ndarray, np.ndarray]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(pre-activation, activation) of every layer at the baseline ``h0' = 0``, float32."""
     h = np.zeros(linears[0][0].shape[1], np.float32)
     out = []
@@ -130,7 +156,9 @@ def _reference_activations(linears: list[tuple[np.ndarray, np.ndarray]]) -> list
     return out
 
 
-def run_explainer(model: onnx.ModelProto | bytes, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_explainer(
+    model: onnx.ModelProto | bytes, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(contributions [N, F], log-odds [N], base value [N]) from an explainer graph."""
     import onnxruntime as ort
 
@@ -138,7 +166,9 @@ def run_explainer(model: onnx.ModelProto | bytes, x: np.ndarray) -> tuple[np.nda
     opts.intra_op_num_threads = 1
     blob = model if isinstance(model, bytes) else model.SerializeToString()
     sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-    c, z, base = sess.run([CONTRIBUTIONS, LOG_ODDS, BASE_VALUE], {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
+    c, z, base = sess.run(
+        [CONTRIBUTIONS, LOG_ODDS, BASE_VALUE], {INPUT_NAME: np.ascontiguousarray(x, np.float32)}
+    )
     return c, z[:, 0], np.full(len(x), float(base[0]))
 
 
@@ -160,19 +190,36 @@ def check(name: str, fitted: Any, files: dict[str, bytes], x: np.ndarray) -> dic
         reference = fitted.logit(x) if hasattr(fitted, "logit") else _logit(fitted.predict(x))
         method, source = "deeplift_rescale", EXPLAINER_FILE
         extra = {"baseline": BASELINE}
-        drift = float(np.max(np.abs(z - reference), initial=0.0))  # the graph's forward vs the model
+        drift = float(
+            np.max(np.abs(z - reference), initial=0.0)
+        )  # the graph's forward vs the model
     elif getattr(fitted, "booster", None) is not None:
         x = x[:TREE_CHECK_ROWS]
         c, z, base = tree_shap(fitted.booster, x)
-        method, source, extra, drift = "tree_shap", "model.txt", {"baseline": "path-dependent (tree covers)"}, 0.0
+        method, source, extra, drift = (
+            "tree_shap",
+            "model.txt",
+            {"baseline": "path-dependent (tree covers)"},
+            0.0,
+        )
     else:
         return {}
     gap = float(np.max(np.abs(base + c.sum(axis=1, dtype=np.float64) - z), initial=0.0))
     if gap > COMPLETENESS_TOLERANCE or drift > 1e-3:
-        raise ValueError(f"{name}: explainer completeness gap {gap:.2e} (forward drift {drift:.2e}) "
-                         f"exceeds {COMPLETENESS_TOLERANCE:g}")
-    return {"explainer": {"method": method, "file": source, "output": "log_odds",
-                          "max_completeness_gap": gap, "tolerance": COMPLETENESS_TOLERANCE, **extra}}
+        raise ValueError(
+            f"{name}: explainer completeness gap {gap:.2e} (forward drift {drift:.2e}) "
+            f"exceeds {COMPLETENESS_TOLERANCE:g}"
+        )
+    return {
+        "explainer": {
+            "method": method,
+            "file": source,
+            "output": "log_odds",
+            "max_completeness_gap": gap,
+            "tolerance": COMPLETENESS_TOLERANCE,
+            **extra,
+        }
+    }
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -25,11 +25,15 @@ from tritonclient.grpc import model_config_pb2 as mc
 INPUT_NAME = "features"
 OUTPUT_NAME = "probability"
 MAX_BATCH_SIZE = 10_000
-MAX_QUEUE_DELAY_US = 0  # batch what is queued (arrivals during a run join the next one): no added latency
+MAX_QUEUE_DELAY_US = (
+    0  # batch what is queued (arrivals during a run join the next one): no added latency
+)
 
 
 def combined_fingerprint(data_fp: str, code_fp: str, params: dict[str, Any]) -> str:
-    blob = json.dumps({"data": data_fp, "code": code_fp, "params": params}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"data": data_fp, "code": code_fp, "params": params}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -56,7 +60,9 @@ def find_version(model_dir: Path, fingerprint: str) -> int | None:
     return found[-1] if newest.get("fingerprint") == fingerprint else None
 
 
-def config_proto(name: str, n_features: int, feature_service: str, runtime: str | None = None) -> mc.ModelConfig:
+def config_proto(
+    name: str, n_features: int, feature_service: str, runtime: str | None = None
+) -> mc.ModelConfig:
     """The Triton ModelConfig every reengage ONNX model shares; ``runtime`` names a compiled runtime."""
     cfg = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=MAX_BATCH_SIZE)
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[n_features])
@@ -65,7 +71,9 @@ def config_proto(name: str, n_features: int, feature_service: str, runtime: str 
     cfg.version_policy.all.SetInParent()  # every version servable: v2 routes take /versions/{v}
     cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     cfg.parameters["feature_service"].string_value = feature_service
-    if runtime is not None:  # Triton's ONNX Runtime backend ignores it; serving.runtime.runtime_for reads it
+    if (
+        runtime is not None
+    ):  # Triton's ONNX Runtime backend ignores it; serving.runtime.runtime_for reads it
         cfg.parameters["runtime"].string_value = runtime
     return cfg
 
@@ -83,7 +91,9 @@ def read_config(model_dir: Path) -> mc.ModelConfig:
     return text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
 
 
-def set_feature_metadata(onnx_model: onnx.ModelProto, features: tuple[str, ...], **extra: str) -> None:
+def set_feature_metadata(
+    onnx_model: onnx.ModelProto, features: tuple[str, ...], **extra: str
+) -> None:
     """Feature names (comma-joined) and provenance in the model's metadata_props."""
     props = {"feature_names": ",".join(features), **extra}
     del onnx_model.metadata_props[:]
@@ -97,8 +107,12 @@ def check_model(model: onnx.ModelProto, n_features: int) -> None:
     g = model.graph
     init = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in init]
-    ok = (len(inputs) == 1 and inputs[0].name == INPUT_NAME and len(g.output) == 1
-          and g.output[0].name == OUTPUT_NAME)
+    ok = (
+        len(inputs) == 1
+        and inputs[0].name == INPUT_NAME
+        and len(g.output) == 1
+        and g.output[0].name == OUTPUT_NAME
+    )
     if not ok:
         raise ValueError("ONNX graph must have one input 'features' and one output 'probability'")
     for vi, width in ((inputs[0], n_features), (g.output[0], 1)):
@@ -117,8 +131,13 @@ def onnx_predict(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return sess.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
-def write_version(model_dir: Path, model: onnx.ModelProto, metrics: dict[str, Any],
-                  cfg: mc.ModelConfig, files: dict[str, bytes] | None = None) -> int:
+def write_version(
+    model_dir: Path,
+    model: onnx.ModelProto,
+    metrics: dict[str, Any],
+    cfg: mc.ModelConfig,
+    files: dict[str, bytes] | None = None,
+) -> int:
     """Add the next version atomically (temp dir, then rename); never overwrite one.
 
     ``files`` are extra files of the version (the booster text, a compiled artifact),

@@ -36,9 +36,18 @@ HELDOUT_EXAMPLES = 128
 SCRATCH = {"vocab_size": 1024, "n_positions": 384, "n_embd": 128, "n_layer": 4, "n_head": 4}
 
 
-def build_checkpoint(out_dir: Path, *, base_model: Path | None = None, lora: bool = False, steps: int | None = None,
-                     seed: int = 0, console: Any = None, size: dict[str, int] | None = None,
-                     heldout: int = HELDOUT_EXAMPLES, threads: int | None = None) -> dict[str, Any]:
+def build_checkpoint(
+    out_dir: Path,
+    *,
+    base_model: Path | None = None,
+    lora: bool = False,
+    steps: int | None = None,
+    seed: int = 0,
+    console: Any = None,
+    size: dict[str, int] | None = None,
+    heldout: int = HELDOUT_EXAMPLES,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Train (or reuse) the checkpoint in ``out_dir``; returns its metrics.
 
     Deterministic by ``seed``. Skipped when ``out_dir`` holds a checkpoint built from the
@@ -51,8 +60,14 @@ def build_checkpoint(out_dir: Path, *, base_model: Path | None = None, lora: boo
     out_dir = Path(out_dir)
     steps = steps or (600 if base_model is None else 200)
     size = {**SCRATCH, **(size or {})}
-    params = {"base_model": str(base_model) if base_model else None, "lora": lora, "steps": steps, "seed": seed,
-              "size": size, "heldout": heldout}
+    params = {
+        "base_model": str(base_model) if base_model else None,
+        "lora": lora,
+        "steps": steps,
+        "seed": seed,
+        "size": size,
+        "heldout": heldout,
+    }
     fingerprint = _fingerprint(params, base_model)
     stored = _stored_metrics(out_dir, fingerprint)
     if stored is not None:
@@ -62,15 +77,29 @@ def build_checkpoint(out_dir: Path, *, base_model: Path | None = None, lora: boo
     import torch
 
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1)))
+    torch.set_num_threads(
+        threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1))
+    )
     try:
-        return _build(out_dir, base_model, lora, steps, seed, size, heldout, params, fingerprint, console)
+        return _build(
+            out_dir, base_model, lora, steps, seed, size, heldout, params, fingerprint, console
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _build(out_dir: Path, base_model: Path | None, lora: bool, steps: int, seed: int, size: dict[str, int],
-           heldout: int, params: dict[str, Any], fingerprint: str, console: Any) -> dict[str, Any]:
+def _build(
+    out_dir: Path,
+    base_model: Path | None,
+    lora: bool,
+    steps: int,
+    seed: int,
+    size: dict[str, int],
+    heldout: int,
+    params: dict[str, Any],
+    fingerprint: str,
+    console: Any,
+) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(seed)
@@ -92,21 +121,32 @@ def _build(out_dir: Path, base_model: Path | None, lora: bool, steps: int, seed:
     model = _save(model, tokenizer, tmp, lora)
     model.eval()
     metrics = {
-        "fingerprint": fingerprint, **params, "train_examples": len(train), "final_loss": round(loss, 4),
-        "train_seconds": round(train_s, 1), "parameters": int(sum(p.numel() for p in model.parameters())),
+        "fingerprint": fingerprint,
+        **params,
+        "train_examples": len(train),
+        "final_loss": round(loss, 4),
+        "train_seconds": round(train_s, 1),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
         **evaluate(model, tokenizer, held),
     }
     metrics["build_seconds"] = round(time.perf_counter() - t0, 1)
     (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    (tmp / FINGERPRINT_FILE).write_text(json.dumps({"fingerprint": fingerprint, **params}, indent=2))
+    (tmp / FINGERPRINT_FILE).write_text(
+        json.dumps({"fingerprint": fingerprint, **params}, indent=2)
+    )
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    _say(console, f"LLM checkpoint written to {out_dir}: held-out action mention "
-                  f"{metrics['heldout_action_mention_rate']:.0%}, built in {metrics['build_seconds']:.0f} s")
+    _say(
+        console,
+        f"LLM checkpoint written to {out_dir}: held-out action mention "
+        f"{metrics['heldout_action_mention_rate']:.0%}, built in {metrics['build_seconds']:.0f} s",
+    )
     return {**metrics, "skipped": False}
 
 
-def evaluate(model: Any, tokenizer: Any, heldout: list[corpus_mod.Example], batch: int = 16) -> dict[str, Any]:
+def evaluate(
+    model: Any, tokenizer: Any, heldout: list[corpus_mod.Example], batch: int = 16
+) -> dict[str, Any]:
     """Greedy generations for held-out prompts: how often the subject names the action's offer."""
     from serving.llm.transformers_engine import generate_batch
 
@@ -115,20 +155,28 @@ def evaluate(model: Any, tokenizer: Any, heldout: list[corpus_mod.Example], batc
     cfg = GuardrailConfig()
     mention = passed = 0
     for i in range(0, len(heldout), batch):
-        chunk = heldout[i:i + batch]
-        for ex, gen in zip(chunk, generate_batch(model, tokenizer, [e.prompt for e in chunk], params)):
+        chunk = heldout[i : i + batch]
+        for ex, gen in zip(
+            chunk, generate_batch(model, tokenizer, [e.prompt for e in chunk], params)
+        ):
             subject, body = parse_completion(fill_slots(gen.text, ex.facts))
             mention += ACTIONS[ex.action].keyword.lower() in subject.lower()
             passed += check_email(subject, body, ex.facts, ex.action, cfg) is None
     n = max(len(heldout), 1)
-    return {"heldout_prompts": len(heldout), "heldout_action_mention_rate": round(mention / n, 4),
-            "heldout_guardrail_pass_rate": round(passed / n, 4)}
+    return {
+        "heldout_prompts": len(heldout),
+        "heldout_action_mention_rate": round(mention / n, 4),
+        "heldout_guardrail_pass_rate": round(passed / n, 4),
+    }
 
 
 def _fingerprint(params: dict[str, Any], base_model: Path | None) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({**params, "corpus": corpus_mod.CORPUS_VERSION, "n": TRAIN_EXAMPLES},
-                        sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {**params, "corpus": corpus_mod.CORPUS_VERSION, "n": TRAIN_EXAMPLES}, sort_keys=True
+        ).encode()
+    )
     for module in (corpus_mod, prompts_mod):
         h.update(inspect.getsource(module).encode())
     h.update(Path(__file__).read_bytes())
@@ -143,7 +191,9 @@ def _stored_metrics(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
         metrics = json.loads((out_dir / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    complete = all((out_dir / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
+    complete = all(
+        (out_dir / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")
+    )
     return metrics if complete and stored.get("fingerprint") == fingerprint else None
 
 
@@ -154,11 +204,22 @@ def _train_tokenizer(texts: list[str], size: dict[str, int]) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=size["vocab_size"], special_tokens=[EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=size["vocab_size"],
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS,
-                                   unk_token=EOS, padding_side="left", model_max_length=size["n_positions"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOS,
+        eos_token=EOS,
+        pad_token=EOS,
+        unk_token=EOS,
+        padding_side="left",
+        model_max_length=size["n_positions"],
+    )
 
 
 def _scratch_model(tokenizer: Any, size: dict[str, int]) -> Any:
@@ -166,10 +227,19 @@ def _scratch_model(tokenizer: Any, size: dict[str, int]) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     eos = tokenizer.convert_tokens_to_ids(EOS)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size["n_embd"], intermediate_size=(8 * size["n_embd"] // 3 + 31) // 32 * 32,
-                         num_hidden_layers=size["n_layer"], num_attention_heads=size["n_head"],
-                         num_key_value_heads=size["n_head"], max_position_embeddings=size["n_positions"],
-                         tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size["n_embd"],
+        intermediate_size=(8 * size["n_embd"] // 3 + 31) // 32 * 32,
+        num_hidden_layers=size["n_layer"],
+        num_attention_heads=size["n_head"],
+        num_key_value_heads=size["n_head"],
+        max_position_embeddings=size["n_positions"],
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -184,23 +254,44 @@ def _load_base(path: Path, lora: bool) -> tuple[Any, Any]:
         from peft import LoraConfig, get_peft_model
 
         try:
-            model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM"))
+            model = get_peft_model(
+                model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM")
+            )
         except ValueError:  # an architecture peft has no default target modules for
-            model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                                     target_modules="all-linear"))
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=8,
+                    lora_alpha=16,
+                    lora_dropout=0.0,
+                    task_type="CAUSAL_LM",
+                    target_modules="all-linear",
+                ),
+            )
     return model, tokenizer
 
 
 def _encode(tokenizer: Any, examples: list[corpus_mod.Example]) -> list[tuple[list[int], int]]:
     """(token ids ending in EOS, prompt length) per example; the loss skips the prompt."""
     prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
-    full = tokenizer([e.prompt + e.completion for e in examples], add_special_tokens=False)["input_ids"]
+    full = tokenizer([e.prompt + e.completion for e in examples], add_special_tokens=False)[
+        "input_ids"
+    ]
     eos = tokenizer.eos_token_id
     return [(ids + [eos], len(p)) for ids, p in zip(full, prompts)]
 
 
-def _train_loop(model: Any, tokenizer: Any, examples: list[corpus_mod.Example], *, steps: int, lr: float,
-                seed: int, console: Any, batch_size: int = 16) -> float:
+def _train_loop(
+    model: Any,
+    tokenizer: Any,
+    examples: list[corpus_mod.Example],
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    console: Any,
+    batch_size: int = 16,
+) -> float:
     import torch
 
     data = _encode(tokenizer, examples)
@@ -209,7 +300,11 @@ def _train_loop(model: Any, tokenizer: Any, examples: list[corpus_mod.Example], 
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+        ),
+    )
     pad = tokenizer.pad_token_id
     device = "cuda" if torch.cuda.is_available() else "cpu"  # a real base model on a GPU machine
     model.to(device)
@@ -218,7 +313,9 @@ def _train_loop(model: Any, tokenizer: Any, examples: list[corpus_mod.Example], 
     progress, task = _progress(console, steps)
     try:
         for step in range(steps):
-            ids, labels, mask = (t.to(device) for t in _batch(data, rng.integers(0, len(data), batch_size), pad))
+            ids, labels, mask = (
+                t.to(device) for t in _batch(data, rng.integers(0, len(data), batch_size), pad)
+            )
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -227,7 +324,9 @@ def _train_loop(model: Any, tokenizer: Any, examples: list[corpus_mod.Example], 
             opt.zero_grad(set_to_none=True)
             loss_ema = loss.item() if step == 0 else 0.95 * loss_ema + 0.05 * loss.item()
             if progress is not None:
-                progress.update(task, advance=1, description=f"training email writer (loss {loss_ema:.3f})")
+                progress.update(
+                    task, advance=1, description=f"training email writer (loss {loss_ema:.3f})"
+                )
     finally:
         if progress is not None:
             progress.stop()
@@ -261,8 +360,12 @@ def _save(model: Any, tokenizer: Any, out: Path, lora: bool) -> Any:
         model = model.merge_and_unload()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    GenerationConfig(max_new_tokens=160, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                     bos_token_id=tokenizer.bos_token_id).save_pretrained(out)
+    GenerationConfig(
+        max_new_tokens=160,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    ).save_pretrained(out)
     _portable_tokenizer_config(out)
     return model
 
@@ -283,8 +386,13 @@ def _progress(console: Any, steps: int) -> tuple[Any, Any]:
         return None, None
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
-    progress = Progress("[progress.description]{task.description}", BarColumn(), TimeElapsedColumn(),
-                        console=console, transient=True)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     progress.start()
     return progress, progress.add_task("training email writer", total=steps)
 

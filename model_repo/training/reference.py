@@ -27,8 +27,9 @@ QUANTILE_BINS = 10
 MAX_CATEGORIES = 12
 
 
-def column_bins(x: np.ndarray, *, bins: int = QUANTILE_BINS, lo: float | None = None,
-                hi: float | None = None) -> dict[str, Any]:
+def column_bins(
+    x: np.ndarray, *, bins: int = QUANTILE_BINS, lo: float | None = None, hi: float | None = None
+) -> dict[str, Any]:
     """Edges for one column (NaN is missing) and its counts in them."""
     x = np.asarray(x, dtype=np.float64)
     ok = x[~np.isnan(x)]
@@ -56,8 +57,13 @@ def counts(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return np.bincount(idx, minlength=len(edges) + 3)
 
 
-def build(model: str, version_fingerprint: str, features: tuple[str, ...], x: np.ndarray,
-          scores: np.ndarray) -> dict[str, Any]:
+def build(
+    model: str,
+    version_fingerprint: str,
+    features: tuple[str, ...],
+    x: np.ndarray,
+    scores: np.ndarray,
+) -> dict[str, Any]:
     """The reference document of one version: ``x`` (N, F) the training rows, ``scores`` the
     version's outputs on them."""
     return {

@@ -72,31 +72,58 @@ class OPEReport:
         return asdict(self)
 
 
-def records_from_batches(batches: list[BatchRecord], rewards: dict[tuple[str, int], float]) -> LogRecords:
+def records_from_batches(
+    batches: list[BatchRecord], rewards: dict[tuple[str, int], float]
+) -> LogRecords:
     """Concatenate per-batch records (one loop over batches, arrays inside)."""
     if not batches:
         return _empty((), ())
     last = batches[-1]
     same = [b for b in batches if b.arms == last.arms and b.context_names == last.context_names]
-    rid = np.concatenate([np.strings.add(b.batch_id + "-", np.arange(b.n).astype(np.str_)) for b in same])
-    reward = np.fromiter((rewards.get((k[:16], int(k[17:])), np.nan) for k in rid.tolist()), float, len(rid))
+    rid = np.concatenate(
+        [np.strings.add(b.batch_id + "-", np.arange(b.n).astype(np.str_)) for b in same]
+    )
+    reward = np.fromiter(
+        (rewards.get((k[:16], int(k[17:])), np.nan) for k in rid.tolist()), float, len(rid)
+    )
     rep = lambda f: np.concatenate([np.full(b.n, f(b), dtype=object) for b in same])  # noqa: E731
     return LogRecords(
-        rid.astype(object), np.concatenate([np.full(b.n, b.t) for b in same]),
-        np.concatenate([b.customer_ids for b in same]), np.concatenate([b.context for b in same]),
-        np.concatenate([b.arm_index for b in same]).astype(np.int64), np.concatenate([b.propensity for b in same]),
-        reward, np.concatenate([b.reason for b in same]), rep(lambda b: b.policy_version),
-        rep(lambda b: b.model_versions), last.arms, last.context_names,
+        rid.astype(object),
+        np.concatenate([np.full(b.n, b.t) for b in same]),
+        np.concatenate([b.customer_ids for b in same]),
+        np.concatenate([b.context for b in same]),
+        np.concatenate([b.arm_index for b in same]).astype(np.int64),
+        np.concatenate([b.propensity for b in same]),
+        reward,
+        np.concatenate([b.reason for b in same]),
+        rep(lambda b: b.policy_version),
+        rep(lambda b: b.model_versions),
+        last.arms,
+        last.context_names,
     )
 
 
 def _empty(arms: tuple[str, ...], names: tuple[str, ...]) -> LogRecords:
     z = np.zeros(0)
-    return LogRecords(z.astype(object), z, z.astype(np.int64), np.zeros((0, len(names)), np.float32),
-                      z.astype(np.int64), z, z, z.astype(np.uint8), z.astype(object), z.astype(object), arms, names)
+    return LogRecords(
+        z.astype(object),
+        z,
+        z.astype(np.int64),
+        np.zeros((0, len(names)), np.float32),
+        z.astype(np.int64),
+        z,
+        z,
+        z.astype(np.uint8),
+        z.astype(object),
+        z.astype(object),
+        arms,
+        names,
+    )
 
 
-def load_log(settings: Any, *, since: float | None = None, store: StateStore | None = None) -> LogRecords:
+def load_log(
+    settings: Any, *, since: float | None = None, store: StateStore | None = None
+) -> LogRecords:
     """The durable decision log joined with rewards; ``settings``: Settings or BanditSettings."""
     bandit = getattr(settings, "bandit", settings)
     own = store is None
@@ -109,9 +136,15 @@ def load_log(settings: Any, *, since: float | None = None, store: StateStore | N
     return records_from_batches(batches, rewards)
 
 
-def evaluate(records: LogRecords, candidate: Candidate, *, confidence: float = 0.95,
-             missing_reward: Literal["drop", "zero"] = "drop", name: str | None = None,
-             seed: int = 0) -> OPEReport:
+def evaluate(
+    records: LogRecords,
+    candidate: Candidate,
+    *,
+    confidence: float = 0.95,
+    missing_reward: Literal["drop", "zero"] = "drop",
+    name: str | None = None,
+    seed: int = 0,
+) -> OPEReport:
     """IPS, SNIPS and DR estimates of ``candidate``'s value on the rewarded policy rows.
 
     candidate: an (n, K) probability matrix over ``records`` rows, a callable
@@ -124,7 +157,12 @@ def evaluate(records: LogRecords, candidate: Candidate, *, confidence: float = 0
         return OPEReport(label, 0, 0.0, confidence, nan, nan, nan, nan)
     probs_all = _candidate_probs(records, candidate)
     reward = records.reward if missing_reward == "drop" else np.nan_to_num(records.reward, nan=0.0)
-    rows = (records.reason == Reason.POLICY) & (records.arm >= 0) & (records.propensity > 0) & np.isfinite(reward)
+    rows = (
+        (records.reason == Reason.POLICY)
+        & (records.arm >= 0)
+        & (records.propensity > 0)
+        & np.isfinite(reward)
+    )
     recs, pi, r = records.select(rows), probs_all[rows], reward[rows]
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     n = len(recs)
@@ -138,17 +176,32 @@ def evaluate(records: LogRecords, candidate: Candidate, *, confidence: float = 0
     snips = float((w * r).sum() / w.sum()) if w.sum() > 0 else np.nan
     snips_se = float(np.sqrt(((w * (r - snips)) ** 2).sum()) / w.sum()) if w.sum() > 0 else np.nan
     ess = float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
-    return OPEReport(label, n, ess, confidence, _mean(r, z), _mean(w * r, z), _est(snips, snips_se, z),
-                     _mean(dr_terms, z))
+    return OPEReport(
+        label,
+        n,
+        ess,
+        confidence,
+        _mean(r, z),
+        _mean(w * r, z),
+        _est(snips, snips_se, z),
+        _mean(dr_terms, z),
+    )
 
 
-def uplift(records: LogRecords, *, confidence: float = 0.95,
-           missing_reward: Literal["drop", "zero"] = "drop") -> Estimate:
+def uplift(
+    records: LogRecords,
+    *,
+    confidence: float = 0.95,
+    missing_reward: Literal["drop", "zero"] = "drop",
+) -> Estimate:
     """Mean reward of treated customers minus the holdout's (Welch interval): what the
     router adds over never contacting, measured on the stable per-customer holdout."""
     reward = records.reward if missing_reward == "drop" else np.nan_to_num(records.reward, nan=0.0)
     seen = np.isfinite(reward) & (records.arm >= 0)
-    treated, held = reward[seen & (records.reason == Reason.POLICY)], reward[seen & (records.reason == Reason.HOLDOUT)]
+    treated, held = (
+        reward[seen & (records.reason == Reason.POLICY)],
+        reward[seen & (records.reason == Reason.HOLDOUT)],
+    )
     if len(treated) < 2 or len(held) < 2:
         return Estimate(np.nan, np.nan, np.nan, np.nan)
     se = float(np.sqrt(treated.var(ddof=1) / len(treated) + held.var(ddof=1) / len(held)))
@@ -164,8 +217,16 @@ def _est(v: float, se: float, z: float) -> Estimate:
     return Estimate(v, se, v - z * se, v + z * se)
 
 
-def cross_fit_rewards(context: np.ndarray, arm: np.ndarray, reward: np.ndarray, n_arms: int, *,
-                      folds: int = 2, ridge: float = 1.0, seed: int = 0) -> np.ndarray:
+def cross_fit_rewards(
+    context: np.ndarray,
+    arm: np.ndarray,
+    reward: np.ndarray,
+    n_arms: int,
+    *,
+    folds: int = 2,
+    ridge: float = 1.0,
+    seed: int = 0,
+) -> np.ndarray:
     """(n, K) reward predictions by per-arm ridge regression, each row predicted by a model
     fitted on the other folds, so DR's correction term is not fitted to its own noise."""
     x = with_intercept(context)
@@ -177,7 +238,11 @@ def cross_fit_rewards(context: np.ndarray, arm: np.ndarray, reward: np.ndarray, 
         test, train = fold == f, fold != f
         for k in range(n_arms):
             m = train & (arm == k)
-            theta = np.linalg.solve(x[m].T @ x[m] + eye, x[m].T @ reward[m]) if m.any() else np.zeros(x.shape[1])
+            theta = (
+                np.linalg.solve(x[m].T @ x[m] + eye, x[m].T @ reward[m])
+                if m.any()
+                else np.zeros(x.shape[1])
+            )
             out[test, k] = x[test] @ theta
     return out
 
@@ -186,15 +251,27 @@ def _candidate_probs(records: LogRecords, candidate: Candidate) -> np.ndarray:
     k = len(records.arms)
     if isinstance(candidate, str):
         candidate = candidate_policy(candidate, records.arms)
-    probs = candidate(records.context) if callable(candidate) else np.asarray(candidate, dtype=np.float64)
+    probs = (
+        candidate(records.context)
+        if callable(candidate)
+        else np.asarray(candidate, dtype=np.float64)
+    )
     if probs.shape != (len(records), k):
-        raise InvalidRequest(f"candidate probabilities must be (n={len(records)}, K={k}), got {probs.shape}",
-                             field="candidate")
+        raise InvalidRequest(
+            f"candidate probabilities must be (n={len(records)}, K={k}), got {probs.shape}",
+            field="candidate",
+        )
     return probs
 
 
-def candidate_policy(name: str, arms: tuple[str, ...], *, stats: np.ndarray | None = None,
-                     settings: Any = None, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+def candidate_policy(
+    name: str,
+    arms: tuple[str, ...],
+    *,
+    stats: np.ndarray | None = None,
+    settings: Any = None,
+    seed: int = 0,
+) -> Callable[[np.ndarray], np.ndarray]:
     """A named candidate: ``uniform``, ``arm:<name>`` (always that arm), or a learning policy
     (``thompson``, ``linucb``, ``lin_ts``, ``greedy``) frozen at ``stats``."""
     k = len(arms)
@@ -207,11 +284,19 @@ def candidate_policy(name: str, arms: tuple[str, ...], *, stats: np.ndarray | No
         onehot = np.eye(k)[arms.index(arm)]
         return lambda x: np.broadcast_to(onehot, (len(x), k)).copy()
     if stats is None or settings is None:
-        raise InvalidRequest(f"candidate {name!r} needs learned statistics (use run_ope)", field="candidate")
+        raise InvalidRequest(
+            f"candidate {name!r} needs learned statistics (use run_ope)", field="candidate"
+        )
     rng = np.random.default_rng(seed)
     try:
-        policy = Policy(name, Layout(k, _dim(stats.shape[1])), epsilon=settings.epsilon,
-                        alpha=settings.alpha, ridge=settings.ridge, samples=max(settings.ts_samples, 256))
+        policy = Policy(
+            name,
+            Layout(k, _dim(stats.shape[1])),
+            epsilon=settings.epsilon,
+            alpha=settings.alpha,
+            ridge=settings.ridge,
+            samples=max(settings.ts_samples, 256),
+        )
     except ValueError as exc:
         raise InvalidRequest(str(exc), field="candidate") from None
     return lambda x: policy.probabilities(x, stats, rng)
@@ -232,9 +317,16 @@ def fit_stats(records: LogRecords, *, discount: float = 1.0) -> np.ndarray:
     return aggregate(layout, r.arm, row_increments(layout, r.context, r.reward), w)
 
 
-def run_ope(settings: Any, candidate: str, console: Any = None, *, train_share: float = 0.5,
-            confidence: float = 0.95, missing_reward: Literal["drop", "zero"] = "drop",
-            epsilon: float | None = None) -> OPEReport:
+def run_ope(
+    settings: Any,
+    candidate: str,
+    console: Any = None,
+    *,
+    train_share: float = 0.5,
+    confidence: float = 0.95,
+    missing_reward: Literal["drop", "zero"] = "drop",
+    epsilon: float | None = None,
+) -> OPEReport:
     """``reengage ope``: evaluate ``candidate`` against the logging policy and print a table.
 
     A learning candidate (thompson / linucb / lin_ts / greedy) is trained on the first
@@ -252,14 +344,21 @@ def run_ope(settings: Any, candidate: str, console: Any = None, *, train_share: 
         report = evaluate(records, candidate, confidence=confidence, missing_reward=missing_reward)
     else:
         cut = int(len(records) * train_share)
-        train, test = records.select(np.arange(len(records)) < cut), records.select(np.arange(len(records)) >= cut)
+        train, test = (
+            records.select(np.arange(len(records)) < cut),
+            records.select(np.arange(len(records)) >= cut),
+        )
         policy = candidate_policy(candidate, records.arms, stats=fit_stats(train), settings=bandit)
-        report = evaluate(test, policy, confidence=confidence, missing_reward=missing_reward, name=candidate)
+        report = evaluate(
+            test, policy, confidence=confidence, missing_reward=missing_reward, name=candidate
+        )
     print_report(report, console)
     lift = uplift(records, confidence=confidence, missing_reward=missing_reward)
     if np.isfinite(lift.value) and console is not None:
-        console.print(f"uplift over the holdout (policy - holdout mean reward): {lift.value:.4f} "
-                      f"\\[{lift.low:.4f}, {lift.high:.4f}]")
+        console.print(
+            f"uplift over the holdout (policy - holdout mean reward): {lift.value:.4f} "
+            f"\\[{lift.low:.4f}, {lift.high:.4f}]"
+        )
     return report
 
 
@@ -270,14 +369,20 @@ def print_report(report: OPEReport, console: Any = None) -> None:
 
     console = console or Console()
     pct = int(round(report.confidence * 100))
-    table = Table(title=f"Off-policy evaluation: {report.candidate} "
-                        f"(n={report.n}, effective n={report.effective_sample_size:.0f})")
+    table = Table(
+        title=f"Off-policy evaluation: {report.candidate} "
+        f"(n={report.n}, effective n={report.effective_sample_size:.0f})"
+    )
     table.add_column("estimator")
     table.add_column("value", justify="right")
     table.add_column("std error", justify="right")
     table.add_column(f"{pct}% interval", justify="right")
-    for label, e in (("logging policy (on-policy mean)", report.logging), ("IPS", report.ips),
-                     ("SNIPS", report.snips), ("doubly robust", report.dr)):
+    for label, e in (
+        ("logging policy (on-policy mean)", report.logging),
+        ("IPS", report.ips),
+        ("SNIPS", report.snips),
+        ("doubly robust", report.dr),
+    ):
         interval = escape(f"[{e.low:.4f}, {e.high:.4f}]") if np.isfinite(e.low) else "n/a"
         table.add_row(label, f"{e.value:.4f}", f"{e.std_error:.4f}", interval)
     console.print(table)
@@ -285,5 +390,17 @@ def print_report(report: OPEReport, console: Any = None) -> None:
         console.print("[yellow]no rewarded policy decisions in the log[/yellow]")
 
 
-__all__ = ["LogRecords", "Estimate", "OPEReport", "evaluate", "load_log", "run_ope", "candidate_policy", "uplift",
-           "cross_fit_rewards", "fit_stats", "records_from_batches", "REASONS"]
+__all__ = [
+    "LogRecords",
+    "Estimate",
+    "OPEReport",
+    "evaluate",
+    "load_log",
+    "run_ope",
+    "candidate_policy",
+    "uplift",
+    "cross_fit_rewards",
+    "fit_stats",
+    "records_from_batches",
+    "REASONS",
+]

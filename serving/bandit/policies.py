@@ -55,7 +55,9 @@ def row_increments(layout: Layout, context: np.ndarray, reward: np.ndarray) -> n
     return np.hstack([np.ones((len(x), 1)), r[:, None], r[:, None] * x, outer])
 
 
-def aggregate(layout: Layout, arms: np.ndarray, rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def aggregate(
+    layout: Layout, arms: np.ndarray, rows: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Sum per-row increments into (K, m) by arm (one scatter-add, no loop over rows)."""
     out = layout.zeros()
     w = rows if weights is None else rows * weights[:, None]
@@ -88,15 +90,25 @@ def posterior(layout: Layout, stats: np.ndarray, ridge: float) -> Posterior:
 class Policy:
     """Action probabilities (N, K) for N contexts; ``kind`` one of POLICIES."""
 
-    def __init__(self, kind: str, layout: Layout, *, epsilon: float, alpha: float = 1.0,
-                 ridge: float = 1.0, samples: int = 64) -> None:
+    def __init__(
+        self,
+        kind: str,
+        layout: Layout,
+        *,
+        epsilon: float,
+        alpha: float = 1.0,
+        ridge: float = 1.0,
+        samples: int = 64,
+    ) -> None:
         if kind not in POLICIES:
             raise ValueError(f"unknown policy {kind!r}; one of {POLICIES}")
         self.kind, self.layout = kind, layout
         self.epsilon, self.alpha, self.ridge, self.samples = epsilon, alpha, ridge, samples
         self._arm_probs: tuple[np.ndarray, np.ndarray] | None = None  # (stats it was drawn for, P)
 
-    def probabilities(self, context: np.ndarray, stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def probabilities(
+        self, context: np.ndarray, stats: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         n, k = context.shape[0], self.layout.n_arms
         if n == 0:
             return np.zeros((0, k))

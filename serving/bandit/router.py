@@ -31,8 +31,21 @@ from pathlib import Path
 import numpy as np
 
 from serving.bandit.policies import Layout, Policy, row_increments, sample_actions, sample_one
-from serving.bandit.state import (REASONS, BatchRecord, GroupCommitter, Pending, Reason, Reservation, Retention,
-                                  RewardStatus, RewardUpdate, StateStore, Trimmed, Waiter, open_store)
+from serving.bandit.state import (
+    REASONS,
+    BatchRecord,
+    GroupCommitter,
+    Pending,
+    Reason,
+    Reservation,
+    Retention,
+    RewardStatus,
+    RewardUpdate,
+    StateStore,
+    Trimmed,
+    Waiter,
+    open_store,
+)
 from serving.bandit.state.deadletter import DeadLetters
 from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest
 from serving.hashing import salted_hash, salted_hash_one
@@ -114,19 +127,34 @@ def state_fingerprint(settings: BanditSettings) -> str:
 class BanditRouter:
     """Decides actions for batches of customers and learns from rewards (shared state)."""
 
-    def __init__(self, settings: BanditSettings, *, store: StateStore | None = None,
-                 pseudonym_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        settings: BanditSettings,
+        *,
+        store: StateStore | None = None,
+        pseudonym_key: bytes | None = None,
+    ) -> None:
         self.settings = settings
-        self.pseudonym_key = pseudonym_key  # the decision log holds keyed pseudonyms (serving.privacy)
+        self.pseudonym_key = (
+            pseudonym_key  # the decision log holds keyed pseudonyms (serving.privacy)
+        )
         self.arms = tuple(settings.arms)
         self.context_names = tuple(settings.context_features)
         self.layout = Layout(len(self.arms), len(self.context_names))
-        self.policy = Policy(settings.policy, self.layout, epsilon=settings.epsilon, alpha=settings.alpha,
-                             ridge=settings.ridge, samples=settings.ts_samples)
+        self.policy = Policy(
+            settings.policy,
+            self.layout,
+            epsilon=settings.epsilon,
+            alpha=settings.alpha,
+            ridge=settings.ridge,
+            samples=settings.ts_samples,
+        )
         self.store = store if store is not None else open_store(settings)
         self.fingerprint = state_fingerprint(settings)
         self.state_key = f":state:{self.fingerprint}"
-        self.control = self.arms.index(settings.control_arm) if settings.control_arm in self.arms else -1
+        self.control = (
+            self.arms.index(settings.control_arm) if settings.control_arm in self.arms else -1
+        )
         self._rng = np.random.default_rng(settings.seed)
         self._lock = threading.Lock()
         self._version, self._stats = -1, self.layout.zeros()
@@ -134,10 +162,19 @@ class BanditRouter:
         self._next_trim = 0.0  # the first housekeeping turn trims
         self.sync(force=True)
         self.committer = GroupCommitter(
-            self.store, flush_interval_s=settings.flush_interval_s, queue_rows=settings.log_queue_rows,
-            flush_rows=settings.flush_rows, ttl_s=settings.reward_window_s, refresh=self._housekeeping,
-            refresh_interval_s=settings.sync_interval_s, name=settings.name, max_tries=settings.dead_letter_tries,
-            dead_letters=DeadLetters(_dead_letter_path(settings), settings.dead_letter_rotation, settings.name))
+            self.store,
+            flush_interval_s=settings.flush_interval_s,
+            queue_rows=settings.log_queue_rows,
+            flush_rows=settings.flush_rows,
+            ttl_s=settings.reward_window_s,
+            refresh=self._housekeeping,
+            refresh_interval_s=settings.sync_interval_s,
+            name=settings.name,
+            max_tries=settings.dead_letter_tries,
+            dead_letters=DeadLetters(
+                _dead_letter_path(settings), settings.dead_letter_rotation, settings.name
+            ),
+        )
 
     # ------------------------------------------------------------------ state sync
     @property
@@ -162,7 +199,9 @@ class BanditRouter:
         """A version check, a read only on change; decisions then use the new snapshot."""
         if not force and self.store.state_version(self.state_key) == self._version:
             return False
-        version, stats = self.store.read_state(self.state_key, (self.layout.n_arms, self.layout.width))
+        version, stats = self.store.read_state(
+            self.state_key, (self.layout.n_arms, self.layout.width)
+        )
         with self._lock:
             self._version, self._stats = version, stats
         return True
@@ -186,19 +225,37 @@ class BanditRouter:
         """Apply the retention settings to the shared log (any replica may; it is idempotent)."""
         s, now = self.settings, time.time() if now is None else now
         max_bytes = None if s.log_max_mb is None else int(s.log_max_mb * 2**20)
-        done = self.store.trim(Retention(now - s.log_retention_s, now - s.reward_window_s, max_bytes,
-                                         now - s.contact_window_s))
+        done = self.store.trim(
+            Retention(
+                now - s.log_retention_s,
+                now - s.reward_window_s,
+                max_bytes,
+                now - s.contact_window_s,
+            )
+        )
         if done.over_size:
-            log.warning("bandit decision log holds %.0f MB, over bandit.log_max_mb, and every decision left "
-                        "is inside its reward window: raise the cap or shorten the window", done.bytes_after / 2**20)
+            log.warning(
+                "bandit decision log holds %.0f MB, over bandit.log_max_mb, and every decision left "
+                "is inside its reward window: raise the cap or shorten the window",
+                done.bytes_after / 2**20,
+            )
         elif done.decisions:
-            log.info("bandit decision log trimmed: %d decisions, %.1f -> %.1f MB", done.decisions,
-                     done.bytes_before / 2**20, done.bytes_after / 2**20)
+            log.info(
+                "bandit decision log trimmed: %d decisions, %.1f -> %.1f MB",
+                done.decisions,
+                done.bytes_before / 2**20,
+                done.bytes_after / 2**20,
+            )
         return done
 
     # ------------------------------------------------------------------ context
-    def build_context(self, features: np.ndarray, feature_names: Sequence[str], churn: np.ndarray,
-                      engagement: np.ndarray) -> np.ndarray:
+    def build_context(
+        self,
+        features: np.ndarray,
+        feature_names: Sequence[str],
+        churn: np.ndarray,
+        engagement: np.ndarray,
+    ) -> np.ndarray:
         """(N, d) float32 context in ``context_features`` order, NaN as 0: one column per
         context feature is copied, never the whole feature matrix."""
         sources = self._context_sources(tuple(feature_names))
@@ -220,43 +277,88 @@ class BanditRouter:
     def check_feature_names(self, feature_names: Sequence[str]) -> None:
         """Fail fast (at replica start) when ``context_features`` names a feature not served:
         a configuration error, not the caller's, so a ValueError rather than a 4xx."""
-        missing = [c for c in self.context_names if c not in feature_names and c not in SCORE_COLUMNS]
+        missing = [
+            c for c in self.context_names if c not in feature_names and c not in SCORE_COLUMNS
+        ]
         if missing:
-            raise ValueError(f"bandit.context_features {missing} are not among the features read "
-                             f"({list(feature_names)}) nor the scores {list(SCORE_COLUMNS)}")
+            raise ValueError(
+                f"bandit.context_features {missing} are not among the features read "
+                f"({list(feature_names)}) nor the scores {list(SCORE_COLUMNS)}"
+            )
 
     # ------------------------------------------------------------------ decide
-    async def decide(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
-                     model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
-                     feature_ts: np.ndarray | None = None, now: float | None = None,
-                     opted_out: np.ndarray | None = None) -> Decisions:
+    async def decide(
+        self,
+        customer_ids: np.ndarray,
+        context: np.ndarray,
+        *,
+        eligible: np.ndarray,
+        model_versions: dict[str, str],
+        feature_digest: np.ndarray | None = None,
+        feature_ts: np.ndarray | None = None,
+        now: float | None = None,
+        opted_out: np.ndarray | None = None,
+    ) -> Decisions:
         """Actions for N customers, for the event loop: no store call here. Only a batch with
         rows that contact a customer awaits its reservation (the committer's next group).
         ``opted_out`` rows get the control arm, reason ``opted_out``, propensity 1."""
-        record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now,
-                                      asyncio.get_running_loop(), opted_out)
+        record, waiter = self._submit(
+            customer_ids,
+            context,
+            eligible,
+            model_versions,
+            feature_digest,
+            feature_ts,
+            now,
+            asyncio.get_running_loop(),
+            opted_out,
+        )
         if isinstance(waiter, asyncio.Future):
             await waiter
         return self._answer(record)
 
-    def decide_sync(self, customer_ids: np.ndarray, context: np.ndarray, *, eligible: np.ndarray,
-                    model_versions: dict[str, str], feature_digest: np.ndarray | None = None,
-                    feature_ts: np.ndarray | None = None, now: float | None = None,
-                    opted_out: np.ndarray | None = None) -> Decisions:
+    def decide_sync(
+        self,
+        customer_ids: np.ndarray,
+        context: np.ndarray,
+        *,
+        eligible: np.ndarray,
+        model_versions: dict[str, str],
+        feature_digest: np.ndarray | None = None,
+        feature_ts: np.ndarray | None = None,
+        now: float | None = None,
+        opted_out: np.ndarray | None = None,
+    ) -> Decisions:
         """``decide`` for offline callers: re-reads the statistics first (``sync``), so a loop
         of decide / feedback learns round by round, and blocks on the reservation."""
         self.sync()
-        record, waiter = self._submit(customer_ids, context, eligible, model_versions, feature_digest, feature_ts, now,
-                                      None, opted_out)
+        record, waiter = self._submit(
+            customer_ids,
+            context,
+            eligible,
+            model_versions,
+            feature_digest,
+            feature_ts,
+            now,
+            None,
+            opted_out,
+        )
         if isinstance(waiter, Future):
             waiter.result()
         return self._answer(record)
 
-    def _submit(self, customer_ids: np.ndarray, context: np.ndarray, eligible: np.ndarray,
-                model_versions: dict[str, str], feature_digest: np.ndarray | None,
-                feature_ts: np.ndarray | None, now: float | None,
-                loop: asyncio.AbstractEventLoop | None = None,
-                opted_out: np.ndarray | None = None) -> tuple[BatchRecord, Waiter | None]:
+    def _submit(
+        self,
+        customer_ids: np.ndarray,
+        context: np.ndarray,
+        eligible: np.ndarray,
+        model_versions: dict[str, str],
+        feature_digest: np.ndarray | None,
+        feature_ts: np.ndarray | None,
+        now: float | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        opted_out: np.ndarray | None = None,
+    ) -> tuple[BatchRecord, Waiter | None]:
         """Consent, holdout, then the policy on this replica's snapshot; the record (before
         contact caps) goes to the committer with the reservation its contacting rows need."""
         now = time.time() if now is None else float(now)
@@ -266,9 +368,23 @@ class BanditRouter:
         reason, arm, prop, version = one(ids, x, ok & ~out if out is not None else ok)
         if out is not None:  # withdrawn consent outranks everything, found or not
             reason[out], arm[out], prop[out] = _OPTED_OUT, self.control, 1.0
-        rec = BatchRecord(secrets.token_hex(8), now, self.settings.policy, version, dict(model_versions), self.arms,
-                          self.context_names, ids, x, arm, prop, reason, feature_digest, feature_ts,
-                          pseudonym_key=self.pseudonym_key)
+        rec = BatchRecord(
+            secrets.token_hex(8),
+            now,
+            self.settings.policy,
+            version,
+            dict(model_versions),
+            self.arms,
+            self.context_names,
+            ids,
+            x,
+            arm,
+            prop,
+            reason,
+            feature_digest,
+            feature_ts,
+            pseudonym_key=self.pseudonym_key,
+        )
         return rec, self.committer.submit(rec, self._reservation(rec), loop=loop)
 
     def _opted_out(self, opted_out: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -281,28 +397,36 @@ class BanditRouter:
         if not out.any():
             return None
         if self.control < 0:
-            raise ValueError(f"bandit.control_arm {self.settings.control_arm!r} is not among the arms: "
-                             "opted-out customers need a no-contact arm")
+            raise ValueError(
+                f"bandit.control_arm {self.settings.control_arm!r} is not among the arms: "
+                "opted-out customers need a no-contact arm"
+            )
         return out
 
-    def _decide_rows(self, ids: np.ndarray, x: np.ndarray,
-                     ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    def _decide_rows(
+        self, ids: np.ndarray, x: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         """(reason, arm, propensity, policy version) per row: holdout, then one policy
         evaluation and one categorical draw over the rows left."""
         reason = np.where(ok, _POLICY, _NOT_FOUND).astype(np.uint8)
-        reason[ok & holdout_mask(ids, self.settings.holdout_share, self.settings.holdout_salt)] = _HOLDOUT
+        reason[ok & holdout_mask(ids, self.settings.holdout_share, self.settings.holdout_salt)] = (
+            _HOLDOUT
+        )
         arm = np.full(len(ids), -1, dtype=np.int16)
         prop = np.full(len(ids), np.nan)
         pol = reason == _POLICY
         with self._lock:
             version = self.policy_version
-            arm[pol], prop[pol] = sample_actions(self.policy.probabilities(x[pol], self._stats, self._rng), self._rng)
+            arm[pol], prop[pol] = sample_actions(
+                self.policy.probabilities(x[pol], self._stats, self._rng), self._rng
+            )
         held = reason == _HOLDOUT
         arm[held], prop[held] = self.control, 1.0
         return reason, arm, prop, version
 
-    def _decide_one(self, ids: np.ndarray, x: np.ndarray,
-                    ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    def _decide_one(
+        self, ids: np.ndarray, x: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         """``_decide_rows`` for a single customer, in scalars: the same holdout hash, policy and
         draw (tests check both paths agree row for row), without numpy's fixed cost per call on
         one-element arrays, which was most of a single-customer decision's CPU."""
@@ -314,20 +438,27 @@ class BanditRouter:
                 code, arm, prop = _HOLDOUT, self.control, 1.0
             elif ok[0]:
                 code = _POLICY
-                arm, prop = sample_one(self.policy.probabilities(x, self._stats, self._rng)[0], self._rng)
+                arm, prop = sample_one(
+                    self.policy.probabilities(x, self._stats, self._rng)[0], self._rng
+                )
         return np.array([code], np.uint8), np.array([arm], np.int16), np.array([prop]), version
 
-    def _validate(self, customer_ids: np.ndarray, context: np.ndarray,
-                  eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _validate(
+        self, customer_ids: np.ndarray, context: np.ndarray, eligible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Owned copies: the record is written later, by another thread."""
         ids = np.array(customer_ids, dtype=np.int64).reshape(-1)
         x = np.array(context, dtype=np.float32)
         ok = np.asarray(eligible, dtype=bool).reshape(-1)
         if x.ndim != 2 or x.shape != (len(ids), len(self.context_names)):
-            raise InvalidRequest(f"context must be (N={len(ids)}, d={len(self.context_names)}), got {x.shape}",
-                                 field="context")
+            raise InvalidRequest(
+                f"context must be (N={len(ids)}, d={len(self.context_names)}), got {x.shape}",
+                field="context",
+            )
         if ok.shape != ids.shape:
-            raise InvalidRequest(f"eligible must be ({len(ids)},), got {ok.shape}", field="eligible")
+            raise InvalidRequest(
+                f"eligible must be ({len(ids)},), got {ok.shape}", field="eligible"
+            )
         return ids, x, ok
 
     def _reservation(self, rec: BatchRecord) -> Reservation | None:
@@ -341,14 +472,26 @@ class BanditRouter:
             rows = np.zeros(1 if contacts else 0, np.intp)
         else:
             rows = np.flatnonzero((rec.reason == _POLICY) & (rec.arm_index != self.control))
-        return Reservation(rec, rows, self.settings.contact_window_s, cap, self.control) if len(rows) else None
+        return (
+            Reservation(rec, rows, self.settings.contact_window_s, cap, self.control)
+            if len(rows)
+            else None
+        )
 
     def _answer(self, rec: BatchRecord) -> Decisions:
-        return Decisions(rec.arm_index.astype(np.int64), rec.propensity.copy(), rec.reason.astype(np.uint8),
-                         self.arms, rec.policy_version, rec.batch_id)
+        return Decisions(
+            rec.arm_index.astype(np.int64),
+            rec.propensity.copy(),
+            rec.reason.astype(np.uint8),
+            self.arms,
+            rec.policy_version,
+            rec.batch_id,
+        )
 
     # ------------------------------------------------------------------ feedback
-    async def feedback(self, decision_id: str, reward: float, *, now: float | None = None) -> dict[str, object]:
+    async def feedback(
+        self, decision_id: str, reward: float, *, now: float | None = None
+    ) -> dict[str, object]:
         """``feedback_sync`` in a worker thread. An id not found is looked up once more after
         two flush intervals: the replica that decided it may not have committed it yet."""
         try:
@@ -357,11 +500,15 @@ class BanditRouter:
             await asyncio.sleep(2 * self.settings.flush_interval_s)
             return await asyncio.to_thread(self.feedback_sync, decision_id, reward, now=now)
 
-    def feedback_sync(self, decision_id: str, reward: float, *, now: float | None = None) -> dict[str, object]:
+    def feedback_sync(
+        self, decision_id: str, reward: float, *, now: float | None = None
+    ) -> dict[str, object]:
         """Record one reward; 404 unknown/expired, 409 second reward, 422 malformed."""
         if not isinstance(decision_id, str) or not _ID.match(decision_id):
-            raise InvalidRequest("decision_id must look like '<16 hex>-<row>' as returned by a decision",
-                                 field="decision_id")
+            raise InvalidRequest(
+                "decision_id must look like '<16 hex>-<row>' as returned by a decision",
+                field="decision_id",
+            )
         try:
             value = float(reward)
         except (TypeError, ValueError):
@@ -369,20 +516,30 @@ class BanditRouter:
         self._check_reward(np.array([value]))
         status, pend, update = self._record([decision_id], np.array([value]), now)
         if status[0] == RewardStatus.UNKNOWN_DECISION:
-            raise DecisionNotFound(f"unknown or expired decision id {decision_id!r}", field="decision_id")
+            raise DecisionNotFound(
+                f"unknown or expired decision id {decision_id!r}", field="decision_id"
+            )
         if status[0] == RewardStatus.ALREADY_REWARDED:
             raise Conflict(f"decision {decision_id!r} already has a reward", field="decision_id")
         arm = int(pend.arm[0])
-        return {"decision_id": decision_id, "reward": value, "action": self.arms[arm] if arm < len(self.arms) else None,
-                "reason": REASONS[int(pend.reason[0])], "policy_updated": bool(update[0])}
+        return {
+            "decision_id": decision_id,
+            "reward": value,
+            "action": self.arms[arm] if arm < len(self.arms) else None,
+            "reason": REASONS[int(pend.reason[0])],
+            "policy_updated": bool(update[0]),
+        }
 
-    def feedback_many(self, decision_ids: Sequence[str], rewards: np.ndarray, *,
-                      now: float | None = None) -> np.ndarray:
+    def feedback_many(
+        self, decision_ids: Sequence[str], rewards: np.ndarray, *, now: float | None = None
+    ) -> np.ndarray:
         """Batch rewards (simulation, bulk import): status per id, "ok" | "not_found" | "conflict" | "invalid"."""
         r = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if len(r) != len(decision_ids):
             raise InvalidRequest("one reward per decision id", field="reward")
-        valid = np.array([isinstance(d, str) and bool(_ID.match(d)) for d in decision_ids], dtype=bool)
+        valid = np.array(
+            [isinstance(d, str) and bool(_ID.match(d)) for d in decision_ids], dtype=bool
+        )
         valid &= self._reward_ok(r)
         out = np.full(len(r), "invalid", dtype=object)
         idx = np.flatnonzero(valid)
@@ -399,29 +556,51 @@ class BanditRouter:
 
     def _check_reward(self, r: np.ndarray) -> None:
         if not self._reward_ok(r).all():
-            rng = " in [0, 1] (Beta-Bernoulli Thompson sampling)" if self.settings.policy == "thompson" else ""
+            rng = (
+                " in [0, 1] (Beta-Bernoulli Thompson sampling)"
+                if self.settings.policy == "thompson"
+                else ""
+            )
             raise InvalidRequest(f"reward must be a finite number{rng}", field="reward")
 
-    def _record(self, decision_ids: Sequence[str], rewards: np.ndarray,
-                now: float | None) -> tuple[np.ndarray, Pending, np.ndarray]:
+    def _record(
+        self, decision_ids: Sequence[str], rewards: np.ndarray, now: float | None
+    ) -> tuple[np.ndarray, Pending, np.ndarray]:
         now = time.time() if now is None else float(now)
         parts = [_ID.match(d).groups() for d in decision_ids]  # type: ignore[union-attr]
         bids = [p[0] for p in parts]
         rows = np.array([int(p[1]) for p in parts], dtype=np.int64)
         if not self.committer.wait_for(bids, FEEDBACK_WAIT_S):
-            raise DependencyUnavailable("bandit state: the decision is not written yet (state store slow or down)")
+            raise DependencyUnavailable(
+                "bandit state: the decision is not written yet (state store slow or down)"
+            )
         pend = self.store.pending(bids, rows, self.layout.dim)
         live = pend.found & (pend.arm >= 0) & (pend.t + self.settings.reward_window_s >= now)
-        update = live & (pend.reason == Reason.POLICY) & pend.dim_ok & (pend.arm < self.layout.n_arms)
+        update = (
+            live & (pend.reason == Reason.POLICY) & pend.dim_ok & (pend.arm < self.layout.n_arms)
+        )
         status = np.full(len(bids), RewardStatus.UNKNOWN_DECISION, dtype=np.int8)
         sel = np.flatnonzero(live)
         if len(sel):
             inc = row_increments(self.layout, pend.context[sel], rewards[sel])
-            status[sel] = self.store.record_rewards(RewardUpdate(
-                self.state_key, (self.layout.n_arms, self.layout.width), self.settings.discount,
-                [bids[i] for i in sel], rows[sel], rewards[sel], now, inc, np.maximum(pend.arm[sel], 0), update[sel]))
+            status[sel] = self.store.record_rewards(
+                RewardUpdate(
+                    self.state_key,
+                    (self.layout.n_arms, self.layout.width),
+                    self.settings.discount,
+                    [bids[i] for i in sel],
+                    rows[sel],
+                    rewards[sel],
+                    now,
+                    inc,
+                    np.maximum(pend.arm[sel], 0),
+                    update[sel],
+                )
+            )
         if (status == RewardStatus.RECORDED).any():
-            self._checked = -np.inf  # this replica's own reward counts at once: offline sync re-reads,
+            self._checked = (
+                -np.inf
+            )  # this replica's own reward counts at once: offline sync re-reads,
             self.committer.refresh_soon()  # and the committer thread refreshes the serving snapshot
         return status, pend, update & (status == RewardStatus.RECORDED)
 
@@ -430,8 +609,11 @@ class BanditRouter:
         """Every decision-log row of the customer made unlinkable (``records.tombstone``), its
         rewards and contact times deleted. Decisions still queued are written first."""
         self.flush(FEEDBACK_WAIT_S)
-        pseudonym = int(pseudonyms(np.array([customer_id], np.int64), self.pseudonym_key)[0]) \
-            if self.pseudonym_key is not None else int(customer_id)
+        pseudonym = (
+            int(pseudonyms(np.array([customer_id], np.int64), self.pseudonym_key)[0])
+            if self.pseudonym_key is not None
+            else int(customer_id)
+        )
         return self.store.erase(int(customer_id), pseudonym)
 
     # ------------------------------------------------------------------ lifecycle
@@ -453,4 +635,8 @@ def _dead_letter_path(settings: BanditSettings) -> Path | None:
     """``bandit.dead_letter_file`` (``Settings`` fills it), else beside the embedded state."""
     if settings.dead_letter_file is not None:
         return Path(settings.dead_letter_file)
-    return Path(settings.state_path) / "dead_letters.jsonl" if settings.state_path is not None else None
+    return (
+        Path(settings.state_path) / "dead_letters.jsonl"
+        if settings.state_path is not None
+        else None
+    )

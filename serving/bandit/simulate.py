@@ -60,13 +60,25 @@ class SimResult:
         return float(self.regret[-1]) if len(self.regret) else 0.0
 
 
-def simulate(router: BanditRouter, env: Environment, *, rounds: int, batch: int, seed: int = 0,
-             start: float | None = None, step_s: float = 1.0, shift: Environment | None = None,
-             shift_at: int | None = None, progress: Any = None) -> SimResult:
+def simulate(
+    router: BanditRouter,
+    env: Environment,
+    *,
+    rounds: int,
+    batch: int,
+    seed: int = 0,
+    start: float | None = None,
+    step_s: float = 1.0,
+    shift: Environment | None = None,
+    shift_at: int | None = None,
+    progress: Any = None,
+) -> SimResult:
     """Run ``rounds`` decide/feedback rounds of ``batch`` customers; optionally switch to the
     ``shift`` environment at round ``shift_at`` (non-stationarity)."""
     rng = np.random.default_rng(seed)
-    start = time.time() if start is None else start  # simulated time from now: retention trims the past
+    start = (
+        time.time() if start is None else start
+    )  # simulated time from now: retention trims the past
     regret, rewards = [], []
     counts = np.zeros(env.n_arms, dtype=np.int64)
     task = progress.add_task("simulating", total=rounds) if progress is not None else None
@@ -75,7 +87,9 @@ def simulate(router: BanditRouter, env: Environment, *, rounds: int, batch: int,
         x = e.contexts(batch, rng)
         ids = rng.integers(0, 1 << 40, batch)
         now = start + t * step_s
-        dec = router.decide_sync(ids, x, eligible=np.ones(batch, bool), model_versions={"sim": "1"}, now=now)
+        dec = router.decide_sync(
+            ids, x, eligible=np.ones(batch, bool), model_versions={"sim": "1"}, now=now
+        )
         arm = dec.arm_index
         mu = e.means(x)
         regret.append(mu.max(axis=1) - mu[np.arange(batch), arm])
@@ -86,4 +100,6 @@ def simulate(router: BanditRouter, env: Environment, *, rounds: int, batch: int,
         if task is not None:
             progress.advance(task)
     router.flush()  # the whole simulated log is readable once this returns
-    return SimResult(np.cumsum(np.concatenate(regret)), float(np.concatenate(rewards).mean()), counts)
+    return SimResult(
+        np.cumsum(np.concatenate(regret)), float(np.concatenate(rewards).mean()), counts
+    )

@@ -42,7 +42,9 @@ class ResponseMeta(Protocol):
     id: str | None
 
 
-def decode_infer_request(body: bytes, header_length: int | None) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
+def decode_infer_request(
+    body: bytes, header_length: int | None
+) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
     """Parse an infer body into the request and one ndarray per input, in input order.
 
     Binary inputs are ``np.frombuffer`` views on ``body`` (read-only, no copy); JSON
@@ -60,17 +62,23 @@ def decode_infer_request(body: bytes, header_length: int | None) -> tuple[Infere
             arrays[tensor.name] = to_ndarray(tensor)
             continue
         if header_length is None:
-            raise MalformedBody(f"binary_data_size without an {HEADER_LENGTH} header",
-                                f"inputs[{tensor.name}].parameters.binary_data_size")
+            raise MalformedBody(
+                f"binary_data_size without an {HEADER_LENGTH} header",
+                f"inputs[{tensor.name}].parameters.binary_data_size",
+            )
         if tensor.data is not None:
             raise InvalidRequest("both data and binary_data_size given", f"inputs[{tensor.name}]")
         if offset + size > len(body):
-            raise MalformedBody(f"binary section ends {offset + size - len(body)} bytes early",
-                                f"inputs[{tensor.name}].parameters.binary_data_size")
+            raise MalformedBody(
+                f"binary section ends {offset + size - len(body)} bytes early",
+                f"inputs[{tensor.name}].parameters.binary_data_size",
+            )
         arrays[tensor.name] = _from_binary(tensor, body, offset, size)
         offset += size
     if header_length is not None and offset != len(body):
-        raise MalformedBody(f"{len(body) - offset} bytes after the last binary input", HEADER_LENGTH)
+        raise MalformedBody(
+            f"{len(body) - offset} bytes after the last binary input", HEADER_LENGTH
+        )
     return request, arrays
 
 
@@ -78,7 +86,9 @@ def _split(body: bytes, header_length: int | None) -> tuple[memoryview, int]:
     if header_length is None:
         return memoryview(body), len(body)
     if not 0 < header_length <= len(body):
-        raise MalformedBody(f"{header_length} is outside the body of {len(body)} bytes", HEADER_LENGTH)
+        raise MalformedBody(
+            f"{header_length} is outside the body of {len(body)} bytes", HEADER_LENGTH
+        )
     return memoryview(body)[:header_length], header_length
 
 
@@ -102,7 +112,11 @@ def _field(loc: tuple[Any, ...], obj: dict[str, Any]) -> str:
     node: Any = obj
     for part in loc:
         if isinstance(part, int):
-            name = node[part].get("name") if isinstance(node, list) and isinstance(node[part], dict) else None
+            name = (
+                node[part].get("name")
+                if isinstance(node, list) and isinstance(node[part], dict)
+                else None
+            )
             out += f"[{name if isinstance(name, str) else part}]"
             node = node[part] if isinstance(node, list) else None
         else:
@@ -119,12 +133,17 @@ def _from_binary(tensor: RequestInput, body: bytes, offset: int, size: int) -> n
         try:
             flat = deserialize_bytes_tensor(memoryview(body)[offset : offset + size], count)
         except ValueError as exc:
-            raise InvalidRequest(f"BYTES data does not match shape {tensor.shape}: {exc}", field) from None
+            raise InvalidRequest(
+                f"BYTES data does not match shape {tensor.shape}: {exc}", field
+            ) from None
         return flat.reshape(tensor.shape)
     dtype = numpy_dtype(tensor.datatype)
     if count * dtype.itemsize != size:
-        raise InvalidRequest(f"binary_data_size {size} does not match shape {tensor.shape} of "
-                             f"{tensor.datatype.value} ({count * dtype.itemsize} bytes)", f"{field}.parameters.binary_data_size")
+        raise InvalidRequest(
+            f"binary_data_size {size} does not match shape {tensor.shape} of "
+            f"{tensor.datatype.value} ({count * dtype.itemsize} bytes)",
+            f"{field}.parameters.binary_data_size",
+        )
     if count == 0:
         return np.empty(tensor.shape, dtype=dtype)
     return np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(tensor.shape)
@@ -155,7 +174,10 @@ def encode_infer_response(
     head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not raws:
         return head, {"Content-Type": JSON_CONTENT_TYPE}
-    return b"".join([head, *raws]), {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(head))}
+    return b"".join([head, *raws]), {
+        "Content-Type": BINARY_CONTENT_TYPE,
+        HEADER_LENGTH: str(len(head)),
+    }
 
 
 def _selection(outputs: dict[str, np.ndarray], request: InferenceRequest) -> list[tuple[str, bool]]:
@@ -165,7 +187,9 @@ def _selection(outputs: dict[str, np.ndarray], request: InferenceRequest) -> lis
     chosen: list[tuple[str, bool]] = []
     for out in request.outputs:
         if out.name not in outputs:
-            raise InvalidRequest(f"unknown output; this model has {sorted(outputs)}", f"outputs[{out.name}]")
+            raise InvalidRequest(
+                f"unknown output; this model has {sorted(outputs)}", f"outputs[{out.name}]"
+            )
         flag = out.parameters.binary_data if out.parameters else None
         chosen.append((out.name, default if flag is None else bool(flag)))
     return chosen
@@ -177,10 +201,14 @@ def validate_inputs(arrays: dict[str, np.ndarray], spec: list[MetadataTensor]) -
     expected = {t.name: t for t in spec}
     missing = [n for n in expected if n not in arrays]
     if missing:
-        raise InvalidRequest(f"missing input; the model needs {list(expected)}", f"inputs[{missing[0]}]")
+        raise InvalidRequest(
+            f"missing input; the model needs {list(expected)}", f"inputs[{missing[0]}]"
+        )
     unexpected = [n for n in arrays if n not in expected]
     if unexpected:
-        raise InvalidRequest(f"unexpected input; the model takes {list(expected)}", f"inputs[{unexpected[0]}]")
+        raise InvalidRequest(
+            f"unexpected input; the model takes {list(expected)}", f"inputs[{unexpected[0]}]"
+        )
     for name, array in arrays.items():
         _check_tensor(name, array, expected[name])
 
@@ -188,9 +216,14 @@ def validate_inputs(arrays: dict[str, np.ndarray], spec: list[MetadataTensor]) -
 def _check_tensor(name: str, array: np.ndarray, want: MetadataTensor) -> None:
     got = datatype_of(array.dtype)
     if got is not want.datatype:
-        raise InvalidRequest(f"datatype {got.value}, the model takes {want.datatype.value}", f"inputs[{name}].datatype")
+        raise InvalidRequest(
+            f"datatype {got.value}, the model takes {want.datatype.value}",
+            f"inputs[{name}].datatype",
+        )
     shape = array.shape
     ok = len(shape) == len(want.shape) and all(w == -1 or w == s for w, s in zip(want.shape, shape))
     if not ok:
-        raise InvalidRequest(f"shape {list(shape)} does not fit the model's {want.shape} (-1: any)",
-                             f"inputs[{name}].shape")
+        raise InvalidRequest(
+            f"shape {list(shape)} does not fit the model's {want.shape} (-1: any)",
+            f"inputs[{name}].shape",
+        )

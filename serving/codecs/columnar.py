@@ -47,7 +47,9 @@ SMALL_ROWS = 32
 def json_bytes(columns: dict[str, Any]) -> bytes:
     """One JSON object; arrays via orjson's numpy path, string columns as byte matrices."""
     if all(_rows(v) < SMALL_ROWS for v in columns.values()):
-        return orjson.dumps({k: _small(v) for k, v in columns.items()}, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(
+            {k: _small(v) for k, v in columns.items()}, option=orjson.OPT_SERIALIZE_NUMPY
+        )
     parts = [b"{"]
     for i, (name, value) in enumerate(columns.items()):
         parts.append(b"%s%s:" % (b"," if i else b"", orjson.dumps(name)))
@@ -109,7 +111,9 @@ def _vocabulary_json(column: Vocabulary) -> bytes:
 def _row_ids_json(column: RowIds) -> bytes:
     """Rows of ``"prefix-`` + digits (NUL-padded) + ``",``; null rows ``null,``."""
     n = len(column.mask)
-    head = np.frombuffer(orjson.dumps(column.prefix + "-")[:-1], np.uint8)  # without the closing quote
+    head = np.frombuffer(
+        orjson.dumps(column.prefix + "-")[:-1], np.uint8
+    )  # without the closing quote
     out = np.zeros((n, len(head) + _DIGITS + 2), dtype=np.uint8)
     out[:, : len(head)] = head
     out[:, len(head) : len(head) + _DIGITS] = _digits(n)[0]
@@ -144,6 +148,7 @@ def row_id_strings(column: RowIds) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- Arrow
+
 
 def arrow_bytes(columns: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
     """An Arrow IPC stream of one record batch; dict-valued columns go to the metadata."""
@@ -190,8 +195,10 @@ def _row_ids_arrow(column: RowIds) -> Any:
     np.cumsum(sizes, out=offsets[1:])
     body = np.zeros((n, len(head) + _DIGITS), np.uint8)
     body[:, : len(head)] = np.frombuffer(head, np.uint8)
-    body[:, len(head):] = digits
+    body[:, len(head) :] = digits
     keep = (body != 0) & mask[:, None]
     data = body[keep].tobytes()
     validity = pa.array(mask).buffers()[1]
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data), validity)
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data), validity
+    )

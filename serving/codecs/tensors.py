@@ -98,7 +98,9 @@ def to_ndarray(tensor: RequestInput) -> np.ndarray:
     raw = _conform_shape(raw, tensor.shape, field)
     if tensor.datatype is Datatype.BYTES:
         return _strings_to_bytes(raw, field)
-    if (dtype == np.uint64 and raw.dtype.kind == "f") or (dtype.kind in "iu" and raw.dtype.kind == "O"):
+    if (dtype == np.uint64 and raw.dtype.kind == "f") or (
+        dtype.kind in "iu" and raw.dtype.kind == "O"
+    ):
         raw = _exact_ints(tensor.data, tensor.shape, dtype, field)
     return _cast_checked(raw, dtype, tensor.datatype, field)
 
@@ -124,8 +126,12 @@ def _conform_shape(raw: np.ndarray, shape: list[int], field: str) -> np.ndarray:
     if raw.ndim == 1 and raw.size == element_count(want):
         return raw.reshape(want)  # the spec's flat row-major form
     if raw.ndim <= 1:
-        raise InvalidRequest(f"shape {list(want)} needs {element_count(want)} elements, got {raw.size}", field)
-    raise InvalidRequest(f"nested data has shape {list(raw.shape)}, declared shape is {list(want)}", field)
+        raise InvalidRequest(
+            f"shape {list(want)} needs {element_count(want)} elements, got {raw.size}", field
+        )
+    raise InvalidRequest(
+        f"nested data has shape {list(raw.shape)}, declared shape is {list(want)}", field
+    )
 
 
 def _cast_checked(raw: np.ndarray, dtype: np.dtype, datatype: Datatype, field: str) -> np.ndarray:
@@ -133,26 +139,38 @@ def _cast_checked(raw: np.ndarray, dtype: np.dtype, datatype: Datatype, field: s
         return np.empty(raw.shape, dtype=dtype)
     allowed = _JSON_KINDS[dtype.kind]
     if raw.dtype.kind not in allowed:
-        got = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers with fractions",
-               "U": "strings", "O": "mixed values or nulls"}.get(raw.dtype.kind, str(raw.dtype))
+        got = {
+            "b": "booleans",
+            "i": "integers",
+            "u": "integers",
+            "f": "numbers with fractions",
+            "U": "strings",
+            "O": "mixed values or nulls",
+        }.get(raw.dtype.kind, str(raw.dtype))
         raise InvalidRequest(f"{datatype.value} tensor got {got}", field)
     if dtype.kind in "iu" and raw.dtype != dtype:
         info = np.iinfo(dtype)
         lo, hi = raw.min(), raw.max()
         if lo < info.min or hi > info.max:
-            raise InvalidRequest(f"values outside the {datatype.value} range [{info.min}, {info.max}]", field)
+            raise InvalidRequest(
+                f"values outside the {datatype.value} range [{info.min}, {info.max}]", field
+            )
     return raw.astype(dtype, copy=False)
 
 
 def _strings_to_bytes(raw: np.ndarray, field: str) -> np.ndarray:
     if raw.size and raw.dtype.kind != "U":
-        raise InvalidRequest("BYTES data in JSON must be strings (use binary data for raw bytes)", field)
+        raise InvalidRequest(
+            "BYTES data in JSON must be strings (use binary data for raw bytes)", field
+        )
     out = np.empty(raw.shape, dtype=object)
     out.reshape(-1)[:] = [s.encode("utf-8") for s in raw.reshape(-1).tolist()]
     return out
 
 
-def from_ndarray(name: str, array: np.ndarray, binary: bool = False) -> tuple[dict[str, Any], bytes | memoryview | None]:
+def from_ndarray(
+    name: str, array: np.ndarray, binary: bool = False
+) -> tuple[dict[str, Any], bytes | memoryview | None]:
     """One output's JSON header and, when ``binary``, its raw bytes.
 
     JSON data is the flat contiguous ndarray itself (serialise with
@@ -162,8 +180,14 @@ def from_ndarray(name: str, array: np.ndarray, binary: bool = False) -> tuple[di
     datatype = datatype_of(array.dtype)
     header: dict[str, Any] = {"name": name, "datatype": datatype.value, "shape": list(array.shape)}
     if binary:
-        raw = serialize_bytes_tensor(array) if datatype is Datatype.BYTES else _raw_view(array, datatype)
-        header["parameters"] = {"binary_data_size": len(raw) if isinstance(raw, bytes) else raw.nbytes}
+        raw = (
+            serialize_bytes_tensor(array)
+            if datatype is Datatype.BYTES
+            else _raw_view(array, datatype)
+        )
+        header["parameters"] = {
+            "binary_data_size": len(raw) if isinstance(raw, bytes) else raw.nbytes
+        }
         return header, raw
     header["data"] = _json_data(name, array, datatype)
     return header, None
@@ -177,9 +201,14 @@ def _raw_view(array: np.ndarray, datatype: Datatype) -> memoryview:
 def _json_data(name: str, array: np.ndarray, datatype: Datatype) -> Any:
     if datatype is Datatype.BYTES:
         try:
-            return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.reshape(-1).tolist()]
+            return [
+                v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                for v in array.reshape(-1).tolist()
+            ]
         except UnicodeDecodeError:
-            raise InvalidRequest("output is not UTF-8: request it as binary data", f"outputs[{name}]") from None
+            raise InvalidRequest(
+                "output is not UTF-8: request it as binary data", f"outputs[{name}]"
+            ) from None
     if datatype is Datatype.BF16:
         array = array.astype(np.float32)
     # orjson needs native byte order and C order

@@ -23,23 +23,32 @@ class Features(Protocol):
 
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]: ...
 
-    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]: ...
+    async def forget(
+        self, customer_id: int, suppressed: list[str], key_source: str
+    ) -> dict[str, int]: ...
 
     async def ready(self) -> bool: ...
 
 
 class Model(Protocol):
-    async def score(self, values: np.ndarray, names: tuple[str, ...],
-                    version: str | None = None) -> tuple[str, np.ndarray]: ...
+    async def score(
+        self, values: np.ndarray, names: tuple[str, ...], version: str | None = None
+    ) -> tuple[str, np.ndarray]: ...
 
-    async def explain(self, values: np.ndarray, names: tuple[str, ...],
-                      version: str | None = None) -> Explanation: ...
+    async def explain(
+        self, values: np.ndarray, names: tuple[str, ...], version: str | None = None
+    ) -> Explanation: ...
 
-    async def score_rows(self, values: np.ndarray, names: tuple[str, ...],
-                         customer_ids: np.ndarray) -> tuple[str, np.ndarray, Any]: ...
+    async def score_rows(
+        self, values: np.ndarray, names: tuple[str, ...], customer_ids: np.ndarray
+    ) -> tuple[str, np.ndarray, Any]: ...
 
-    async def set_traffic(self, config: dict[str, Any] | None, feature_names: tuple[str, ...] | None = None,
-                          extra: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    async def set_traffic(
+        self,
+        config: dict[str, Any] | None,
+        feature_names: tuple[str, ...] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]: ...
 
     async def promote(self, version: str | None = None) -> dict[str, Any]: ...
 
@@ -65,9 +74,16 @@ class Model(Protocol):
 
 
 class Bandit(Protocol):
-    async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
-                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str],
-                     opted_out: np.ndarray | None = None) -> Any: ...
+    async def decide(
+        self,
+        customer_ids: np.ndarray,
+        batch: FeatureBatch,
+        churn: np.ndarray,
+        engagement: np.ndarray,
+        found: np.ndarray,
+        model_versions: dict[str, str],
+        opted_out: np.ndarray | None = None,
+    ) -> Any: ...
 
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]: ...
 
@@ -77,9 +93,15 @@ class Bandit(Protocol):
 
 
 class Writer(Protocol):
-    async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],
-                    max_tokens: int | None = None, temperature: float | None = None,
-                    adapter: str | None = None) -> dict[str, Any]: ...
+    async def write(
+        self,
+        facts: dict[str, Any],
+        action: str,
+        scores: dict[str, Any],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        adapter: str | None = None,
+    ) -> dict[str, Any]: ...
 
     async def complete(self, request: Any) -> Any: ...
 

@@ -26,13 +26,25 @@ class BanditService:
         """``pseudonym_key``: the decision log holds keyed pseudonyms, not customer ids."""
         self.router = BanditRouter(settings, pseudonym_key=pseudonym_key)
 
-    async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
-                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str],
-                     opted_out: np.ndarray | None = None) -> Any:
+    async def decide(
+        self,
+        customer_ids: np.ndarray,
+        batch: FeatureBatch,
+        churn: np.ndarray,
+        engagement: np.ndarray,
+        found: np.ndarray,
+        model_versions: dict[str, str],
+        opted_out: np.ndarray | None = None,
+    ) -> Any:
         context = self.router.build_context(batch.values, batch.names, churn, engagement)
         decisions = await self.router.decide(
-            customer_ids, context, eligible=found, model_versions=model_versions,
-            feature_digest=row_digest(batch.values), feature_ts=batch.event_ts, opted_out=opted_out,
+            customer_ids,
+            context,
+            eligible=found,
+            model_versions=model_versions,
+            feature_digest=row_digest(batch.values),
+            feature_ts=batch.event_ts,
+            opted_out=opted_out,
         )
         metrics.decisions(decisions.arm_index, decisions.reason_code, decisions.arms, REASONS)
         return decisions
@@ -59,7 +71,9 @@ def row_digest(values: np.ndarray) -> np.ndarray:
     """A 64-bit digest per row of a float32 matrix (replay check), vectorized: the rows'
     bit patterns folded by a fixed odd multiplier per column."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return (bits * _digest_weights(bits.shape[1])).sum(axis=1, dtype=np.uint64)  # uint64 wraps silently
+    return (bits * _digest_weights(bits.shape[1])).sum(
+        axis=1, dtype=np.uint64
+    )  # uint64 wraps silently
 
 
 @functools.lru_cache(maxsize=8)

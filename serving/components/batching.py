@@ -63,7 +63,9 @@ class AsyncBatcher:
     ``max_batch_size`` rows and leaves the rest for the next flush.
     """
 
-    def __init__(self, run_group: RunGroup, max_batch_size: int = 1024, wait_s: float = 0.0) -> None:
+    def __init__(
+        self, run_group: RunGroup, max_batch_size: int = 1024, wait_s: float = 0.0
+    ) -> None:
         self._run_group = run_group
         self._queue: list[tuple[Inputs, str, asyncio.Future[Inputs]]] = []
         self._flushing = False

@@ -18,8 +18,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def call_with_deadline(pool: ThreadPoolExecutor, timeout_s: float, on_timeout: Callable[[], Exception],
-                             fn: Callable[..., T], *args: object) -> T:
+async def call_with_deadline(
+    pool: ThreadPoolExecutor,
+    timeout_s: float,
+    on_timeout: Callable[[], Exception],
+    fn: Callable[..., T],
+    *args: object,
+) -> T:
     """``fn(*args)`` on ``pool``; ``on_timeout()`` is raised when it has not returned within ``timeout_s``."""
     future = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
     try:

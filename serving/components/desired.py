@@ -28,8 +28,16 @@ from serving.shared_state import SharedState, open_state_spec
 
 
 def fresh_state() -> dict[str, Any]:
-    return {"generation": 0, "loaded": True, "policy": None, "excluded": [], "activate_at": 0.0,
-            "changed_at": 0.0, "config": None, "previous": None}
+    return {
+        "generation": 0,
+        "loaded": True,
+        "policy": None,
+        "excluded": [],
+        "activate_at": 0.0,
+        "changed_at": 0.0,
+        "config": None,
+        "previous": None,
+    }
 
 
 class ModelStates:
@@ -40,7 +48,9 @@ class ModelStates:
     actor is created with), or None (memory only). ``ns``: the store namespace (one per
     Serve application)."""
 
-    def __init__(self, store: SharedState | dict[str, Any] | None = None, ns: str = "rollout") -> None:
+    def __init__(
+        self, store: SharedState | dict[str, Any] | None = None, ns: str = "rollout"
+    ) -> None:
         self.epoch = secrets.token_hex(4)
         self.store = open_state_spec(store) if isinstance(store, dict) else store
         self.ns = ns
@@ -75,9 +85,16 @@ class ModelStates:
             state["changed_at"] = time.time()
             if self.store is not None:
                 self.store.put(self.ns, model, state)
-                self.store.put(f"{self.ns}.history", f"{model}:{state['generation']:010d}",
-                               {"at": state["changed_at"], "model": model, "generation": state["generation"],
-                                "changes": changes})
+                self.store.put(
+                    f"{self.ns}.history",
+                    f"{model}:{state['generation']:010d}",
+                    {
+                        "at": state["changed_at"],
+                        "model": model,
+                        "generation": state["generation"],
+                        "changes": changes,
+                    },
+                )
             self._state[model] = state
             return {**state, "epoch": state.get("epoch") or self.epoch}
 
@@ -90,7 +107,9 @@ class ModelStates:
         out = [entries[k] for k in sorted(entries) if k.startswith(f"{model}:")]
         return out[-last:] if last else out
 
-    def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float) -> dict[str, Any]:
+    def seed(
+        self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float
+    ) -> dict[str, Any]:
         """The Serve config's policy: applied when it differs from the config seen last, so
         `serve deploy` of a changed policy wins, and live changes survive a replica (or
         app) restart."""
@@ -98,7 +117,9 @@ class ModelStates:
             state = self._model(model)
             if (state or {}).get("config") == fingerprint:
                 return self.get(model)
-            return self.update(model, {"policy": policy, "config": fingerprint, "activate_at": activate_at})
+            return self.update(
+                model, {"policy": policy, "config": fingerprint, "activate_at": activate_at}
+            )
 
     def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:
         """A replica's poll: its report in, the desired state out (one round trip)."""
@@ -110,7 +131,11 @@ class ModelStates:
         """Reports of the replicas seen within ``max_age_s`` (gone replicas drop out)."""
         now = time.time()
         with self._lock:
-            live = {r: v for r, v in self._reports.get(model, {}).items() if now - v["seen_at"] <= max_age_s}
+            live = {
+                r: v
+                for r, v in self._reports.get(model, {}).items()
+                if now - v["seen_at"] <= max_age_s
+            }
             self._reports[model] = live
         return live
 
@@ -123,8 +148,9 @@ class DesiredState(Protocol):
 
     async def get(self, model: str) -> dict[str, Any]: ...
 
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]: ...
+    async def seed(
+        self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float
+    ) -> dict[str, Any]: ...
 
     async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -146,8 +172,9 @@ class LocalDesiredState:
     async def get(self, model: str) -> dict[str, Any]:
         return await self._call(self.states.get, model)
 
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]:
+    async def seed(
+        self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float
+    ) -> dict[str, Any]:
         return await self._call(self.states.seed, model, policy, fingerprint, activate_at)
 
     async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:

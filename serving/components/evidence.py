@@ -78,11 +78,17 @@ def half_width(variance: float, alpha: float, scale: float) -> float:
     if variance <= 0:
         return 0.0
     tau2 = scale * scale
-    return math.sqrt(variance * (variance + tau2) / tau2 * (2 * math.log(1 / alpha) + math.log((variance + tau2) / variance)))
+    return math.sqrt(
+        variance
+        * (variance + tau2)
+        / tau2
+        * (2 * math.log(1 / alpha) + math.log((variance + tau2) / variance))
+    )
 
 
-def needed_per_arm(var_c: float, var_d: float, target: float, alpha: float, scale: float,
-                   z: float = 0.0) -> int | None:
+def needed_per_arm(
+    var_c: float, var_d: float, target: float, alpha: float, scale: float, z: float = 0.0
+) -> int | None:
     """The fewest decisions per arm at which the bound's half-width (plus ``z`` standard
     errors) is within ``target``; None when no n is (``target`` <= 0, or no variance)."""
     if target <= 0 or var_c + var_d <= 0:
@@ -107,11 +113,20 @@ def promotes_equal_at(variance: float, *, confidence: float, margin: float) -> i
     """Decisions per arm at which a candidate as good as the default passes the gate with
     probability at least 1 - alpha/2 (normal approximation): the n stated in the answers."""
     alpha = 1 - confidence
-    return needed_per_arm(variance, variance, margin, alpha, margin, NormalDist().inv_cdf(1 - alpha / 2))
+    return needed_per_arm(
+        variance, variance, margin, alpha, margin, NormalDist().inv_cdf(1 - alpha / 2)
+    )
 
 
-def compare(stats: dict[str, Stats], default: str, candidate: str, *, confidence: float = 0.95,
-            margin: float = 0.01, min_decisions: int = 200) -> dict[str, Any]:
+def compare(
+    stats: dict[str, Stats],
+    default: str,
+    candidate: str,
+    *,
+    confidence: float = 0.95,
+    margin: float = 0.01,
+    min_decisions: int = 200,
+) -> dict[str, Any]:
     """Candidate against default: the difference, its confidence-sequence bounds and a
     verdict: ``better`` (lower bound > 0), ``non_inferior`` (lower bound > -margin),
     ``inferior`` (upper bound < -margin), else ``inconclusive``; ``insufficient`` below
@@ -120,43 +135,79 @@ def compare(stats: dict[str, Stats], default: str, candidate: str, *, confidence
     d, c = stats.get(default, Stats()), stats.get(candidate, Stats())
     alpha = 1 - confidence
     out: dict[str, Any] = {
-        "default": default, "candidate": candidate, "confidence": confidence, "margin": margin,
+        "default": default,
+        "candidate": candidate,
+        "confidence": confidence,
+        "margin": margin,
         "method": "normal-mixture confidence sequence (mixture SPRT), always valid",
-        "min_decisions": min_decisions, "default_value": d.to_dict(), "candidate_value": c.to_dict(),
-        "difference": None, "needed_per_arm": None, "more_per_arm": None,
+        "min_decisions": min_decisions,
+        "default_value": d.to_dict(),
+        "candidate_value": c.to_dict(),
+        "difference": None,
+        "needed_per_arm": None,
+        "more_per_arm": None,
     }
     var_c, var_d = c.var, d.var
     if var_c + var_d <= 0 and c.n >= 2 and d.n >= 2:
         var_c = var_d = max(c.mean * (1 - c.mean), d.mean * (1 - d.mean), 0.0)  # all equal so far
     if c.n < min_decisions or d.n < min_decisions or var_c + var_d <= 0:
         guess = var_c + var_d if var_c + var_d > 0 else None
-        needed = max(min_decisions, needed_per_arm(guess, 0.0, margin, alpha, margin) or 0) if guess else min_decisions
-        return {**out, "verdict": "insufficient", "needed_per_arm": needed,
-                "more_per_arm": max(needed - min(c.n, d.n), 0)}
+        needed = (
+            max(min_decisions, needed_per_arm(guess, 0.0, margin, alpha, margin) or 0)
+            if guess
+            else min_decisions
+        )
+        return {
+            **out,
+            "verdict": "insufficient",
+            "needed_per_arm": needed,
+            "more_per_arm": max(needed - min(c.n, d.n), 0),
+        }
     variance = var_c / c.n + var_d / d.n
     diff = c.mean - d.mean
     width = half_width(variance, alpha, margin)
     low, high = diff - width, diff + width
-    verdict = ("better" if low > 0 else "non_inferior" if low > -margin
-               else "inferior" if high < -margin else "inconclusive")
+    verdict = (
+        "better"
+        if low > 0
+        else "non_inferior"
+        if low > -margin
+        else "inferior"
+        if high < -margin
+        else "inconclusive"
+    )
     at_estimate = needed_per_arm(var_c, var_d, margin + min(diff, 0.0), alpha, margin)
     more = None if at_estimate is None else max(at_estimate - min(c.n, d.n), 0)
-    return {**out, "verdict": verdict, "needed_per_arm": at_estimate, "more_per_arm": 0 if verdict in PROMOTABLE else more,
-            "difference": {"value": diff, "std_error": math.sqrt(variance), "low": low, "high": high}}
+    return {
+        **out,
+        "verdict": verdict,
+        "needed_per_arm": at_estimate,
+        "more_per_arm": 0 if verdict in PROMOTABLE else more,
+        "difference": {"value": diff, "std_error": math.sqrt(variance), "low": low, "high": high},
+    }
 
 
-def refusal_message(name: str, target: str | None, default: str | None, verdict: dict[str, Any],
-             evidence: dict[str, Any]) -> str:
+def refusal_message(
+    name: str,
+    target: str | None,
+    default: str | None,
+    verdict: dict[str, Any],
+    evidence: dict[str, Any],
+) -> str:
     """A refused promotion's message: the verdict, the estimates, what it takes to pass."""
     if not verdict:
         why = evidence.get("reason") or "name the candidate to promote"
         return f"no evidence for {name} v{target}: {why}; force overrides (audited)"
     d, c, diff = verdict["default_value"], verdict["candidate_value"], verdict.get("difference")
-    text = (f"{name} v{target} is not shown non-inferior to the default v{default} (verdict "
-            f"{verdict['verdict']}, margin {verdict['margin']:g}): n={c['n']} vs n={d['n']} resolved decisions")
+    text = (
+        f"{name} v{target} is not shown non-inferior to the default v{default} (verdict "
+        f"{verdict['verdict']}, margin {verdict['margin']:g}): n={c['n']} vs n={d['n']} resolved decisions"
+    )
     if diff:
-        text += (f", reward {c['value']:.4f} vs {d['value']:.4f}, difference {diff['value']:.4f} "
-                 f"[{diff['low']:.4f}, {diff['high']:.4f}] at {verdict['confidence']:.0%} (always valid)")
+        text += (
+            f", reward {c['value']:.4f} vs {d['value']:.4f}, difference {diff['value']:.4f} "
+            f"[{diff['low']:.4f}, {diff['high']:.4f}] at {verdict['confidence']:.0%} (always valid)"
+        )
     if verdict.get("more_per_arm") is not None:
         text += f"; about {verdict['more_per_arm']} more decisions per arm needed"
     return text + "; force overrides (audited)"

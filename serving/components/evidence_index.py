@@ -39,7 +39,9 @@ class RolloutLedger:
     model: str
     since: float
     window_s: float
-    decisions: Counter[tuple[str, int]] = field(default_factory=Counter)  # (version, minute), window open
+    decisions: Counter[tuple[str, int]] = field(
+        default_factory=Counter
+    )  # (version, minute), window open
     rewarded: Counter[tuple[str, int]] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)  # decisions whose window closed
     total: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -80,13 +82,17 @@ class RolloutLedger:
 
     def close(self, now: float) -> None:
         """Fold the minutes whose reward window has closed; forget their batches."""
-        last = int((now - self.window_s) // 60) - 1  # minute m closes once (m + 1) * 60 + window <= now
+        last = (
+            int((now - self.window_s) // 60) - 1
+        )  # minute m closes once (m + 1) * 60 + window <= now
         if last > self.closed_minute:
             self.closed_minute = last
             for key in [k for k in self.decisions if k[1] <= last]:
                 self.closed[key[0]] += self.decisions.pop(key)
                 self.rewarded.pop(key, None)
-        horizon = now - self.window_s - 60  # a reward recorded at its window's end may be read a little later
+        horizon = (
+            now - self.window_s - 60
+        )  # a reward recorded at its window's end may be read a little later
         while self.batches:  # in read order, i.e. by decision time: the oldest first
             bid, (t, _, _) = next(iter(self.batches.items()))
             if t >= horizon:
@@ -98,7 +104,10 @@ class RolloutLedger:
         for (version, _), count in self.rewarded.items():
             resolved[version] += count
         versions = set(self.closed) | {v for v, _ in self.decisions}
-        return {v: Stats(resolved[v], float(self.total[v]), float(self.squares[v])) for v in sorted(versions)}
+        return {
+            v: Stats(resolved[v], float(self.total[v]), float(self.squares[v]))
+            for v in sorted(versions)
+        }
 
 
 class EvidenceIndex:

@@ -74,8 +74,16 @@ class Explainers:
             got: Attribution = explainer.explain(x)
         else:  # LightGBM and ONNX Runtime release the GIL while they compute
             got = await asyncio.to_thread(explainer.explain, x)
-        return Explanation(self.model, runtime.version.version, got.method, tuple(runtime.features),
-                           np.asarray(x, np.float32), got.contributions, got.base_value, got.log_odds)
+        return Explanation(
+            self.model,
+            runtime.version.version,
+            got.method,
+            tuple(runtime.features),
+            np.asarray(x, np.float32),
+            got.contributions,
+            got.base_value,
+            got.log_odds,
+        )
 
 
 def top_k(contributions: np.ndarray, k: int) -> np.ndarray:
@@ -85,7 +93,9 @@ def top_k(contributions: np.ndarray, k: int) -> np.ndarray:
     return order[:, :k]
 
 
-Part = tuple[Explanation, np.ndarray]  # an explanation and the answer rows (request positions) it covers
+Part = tuple[
+    Explanation, np.ndarray
+]  # an explanation and the answer rows (request positions) it covers
 
 
 def block(parts: list[Part], n: int, k: int) -> dict[str, Any]:
@@ -101,9 +111,13 @@ def block(parts: list[Part], n: int, k: int) -> dict[str, Any]:
             break
         for row, item in zip(rows.tolist(), per_row):
             contributions[row] = item
-    return {"version": ",".join(dict.fromkeys(e.version for e, _ in parts)), "output": "log_odds",
-            "method": ",".join(dict.fromkeys(e.method for e, _ in parts)),
-            "base_value": base, "contributions": contributions}
+    return {
+        "version": ",".join(dict.fromkeys(e.version for e, _ in parts)),
+        "output": "log_odds",
+        "method": ",".join(dict.fromkeys(e.method for e, _ in parts)),
+        "base_value": base,
+        "contributions": contributions,
+    }
 
 
 def _rows(expl: Explanation, k: int) -> list[list[dict[str, Any]]]:
@@ -112,7 +126,14 @@ def _rows(expl: Explanation, k: int) -> list[list[dict[str, Any]]]:
     names = np.asarray(expl.features, dtype=object)[order].tolist()
     contrib = np.take_along_axis(expl.contributions, order, axis=1).tolist()
     # float32 -> shortest decimal that round-trips (0.1, not 0.10000000149011612), vectorised
-    values = np.take_along_axis(expl.values, order, axis=1).astype(np.float32).astype(str).astype(np.float64)
+    values = (
+        np.take_along_axis(expl.values, order, axis=1)
+        .astype(np.float32)
+        .astype(str)
+        .astype(np.float64)
+    )
     values = np.where(np.isfinite(values), values, np.nan).tolist()
-    return [[{"feature": f, "value": v, "contribution": c} for f, v, c in zip(fr, vr, cr)]
-            for fr, vr, cr in zip(names, values, contrib)]
+    return [
+        [{"feature": f, "value": v, "contribution": c} for f, v, c in zip(fr, vr, cr)]
+        for fr, vr, cr in zip(names, values, contrib)
+    ]

@@ -34,12 +34,18 @@ class FeatureLookup:
         self.health = store_health(self.store, self.reader.views, settings)
         # Redis reads: a pool of our own and a deadline the caller enforces (connect + read timeouts)
         self.deadline_s = 2 * settings.timeout_s
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix="features") if settings.backend == "redis" else None
+        self._pool = (
+            ThreadPoolExecutor(4, thread_name_prefix="features")
+            if settings.backend == "redis"
+            else None
+        )
 
     async def lookup(self, entity_ids: np.ndarray) -> FeatureBatch:
         start = time.perf_counter()
         if self._pool is None:  # embedded: in-memory reads inline up to offload_rows
-            batch = await offload(len(entity_ids), self.settings.offload_rows, self.reader.read, entity_ids)
+            batch = await offload(
+                len(entity_ids), self.settings.offload_rows, self.reader.read, entity_ids
+            )
         else:
             batch = await self._network(self.reader.read, entity_ids)
         metrics.feature_read(batch, 1e3 * (time.perf_counter() - start))
@@ -70,24 +76,32 @@ class FeatureLookup:
 
         def read() -> dict[str, Any]:
             online = self.store.get_online_features(
-                features=self.store.get_feature_service(service), entity_rows=[{"customer_id": int(entity_id)}]
+                features=self.store.get_feature_service(service),
+                entity_rows=[{"customer_id": int(entity_id)}],
             ).to_dict()
             return {k: v[0] for k, v in online.items() if k != "customer_id"}
 
         # Feast's own path (registry, protos): a looser deadline than the batch read's
-        return await (asyncio.to_thread(read) if self._pool is None else self._network(read, deadline_s=2.0))
+        return await (
+            asyncio.to_thread(read) if self._pool is None else self._network(read, deadline_s=2.0)
+        )
 
-
-    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]:
+    async def forget(
+        self, customer_id: int, suppressed: list[str], key_source: str
+    ) -> dict[str, int]:
         """Erase one customer's online records (every view) and export the suppression
         entries (``suppressed``: keyed pseudonyms) so materialization skips them."""
         from feature_store.repo import export_suppression, forget
 
         def run() -> dict[str, int]:
-            export_suppression(self.store, key_source, suppressed)  # first: a concurrent write skips them
+            export_suppression(
+                self.store, key_source, suppressed
+            )  # first: a concurrent write skips them
             return forget(self.store, [customer_id])
 
-        return await (asyncio.to_thread(run) if self._pool is None else self._network(run, deadline_s=10.0))
+        return await (
+            asyncio.to_thread(run) if self._pool is None else self._network(run, deadline_s=10.0)
+        )
 
 
 def store_health(store: Any, views: tuple[str, ...], settings: FeatureSettings) -> Any:
@@ -95,8 +109,12 @@ def store_health(store: Any, views: tuple[str, ...], settings: FeatureSettings) 
     from feature_store.health import StoreHealth
     from feature_store.online_store import kv_store_for
 
-    health = StoreHealth.for_store(store, views, kv_store_for(store.config, settings.timeout_s),
-                                   deadline_s=max(1.0, 4 * settings.timeout_s))
+    health = StoreHealth.for_store(
+        store,
+        views,
+        kv_store_for(store.config, settings.timeout_s),
+        deadline_s=max(1.0, 4 * settings.timeout_s),
+    )
     health.check()
     return health
 

@@ -25,7 +25,9 @@ async def offload(rows: int, limit: int, fn: Callable[..., T], *args: Any, **kwa
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-async def both(rows: int, limit: int, first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -> tuple[T, U]:
+async def both(
+    rows: int, limit: int, first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]
+) -> tuple[T, U]:
     """Two calls over the same ``rows``: one after the other when they run inline (below
     ``limit``), since neither then waits for anything and ``gather``'s two tasks cost ~30 us
     a request; together when they run in threads, where they overlap on two cores."""

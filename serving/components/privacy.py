@@ -26,7 +26,9 @@ from serving.privacy.consent import CONSENT, SUPPRESSION
 from serving.privacy.pseudonym import key_source
 from serving.settings import Settings
 
-LOG_ERASURE = "pseudonymised beyond recovery"  # what happens to decision-log rows (records.tombstone)
+LOG_ERASURE = (
+    "pseudonymised beyond recovery"  # what happens to decision-log rows (records.tombstone)
+)
 
 
 class PrivacyService:
@@ -51,21 +53,45 @@ class PrivacyService:
         now = time.time()
         async with audit.action(self.settings, "customer.erase", actor=actor) as entry:
             entry["details"]["pseudonym"] = book.pseudonym(customer_id)
-            had_consent = (await asyncio.to_thread(book.store.get, CONSENT, str(customer_id))) is not None
-            await asyncio.to_thread(book.set, customer_id, True, "all", now)  # 1: no contact from here on
-            await asyncio.to_thread(book.store.put, SUPPRESSION, book.pseudonym(customer_id), {"erased_at": round(now, 6)})
+            had_consent = (
+                await asyncio.to_thread(book.store.get, CONSENT, str(customer_id))
+            ) is not None
+            await asyncio.to_thread(
+                book.set, customer_id, True, "all", now
+            )  # 1: no contact from here on
+            await asyncio.to_thread(
+                book.store.put,
+                SUPPRESSION,
+                book.pseudonym(customer_id),
+                {"erased_at": round(now, 6)},
+            )
             suppressed = sorted(await asyncio.to_thread(book.store.items, SUPPRESSION))
-            online = await self.features.forget(customer_id, suppressed, key_source(self.settings.privacy))  # 2
+            online = await self.features.forget(
+                customer_id, suppressed, key_source(self.settings.privacy)
+            )  # 2
             decisions = await self._erase_decisions(customer_id)  # 3
             await asyncio.to_thread(book.store.delete, CONSENT, str(customer_id))  # 4
-            removed = {"online_store": {"records": sum(online.values()), "by_view": online},
-                       "decision_log": decisions, "consent_record": had_consent}
+            removed = {
+                "online_store": {"records": sum(online.values()), "by_view": online},
+                "decision_log": decisions,
+                "consent_record": had_consent,
+            }
             entry["details"]["removed"] = removed
-        return {"customer_id": customer_id, "erased_at": round(now, 6), "removed": removed, "suppressed": True}
+        return {
+            "customer_id": customer_id,
+            "erased_at": round(now, 6),
+            "removed": removed,
+            "suppressed": True,
+        }
 
     async def _erase_decisions(self, customer_id: int) -> dict[str, Any]:
         if self.bandit is None or not self.settings.bandit.enabled:
             return {"available": False, "reason": "the bandit is disabled on this server"}
         done = await self.bandit.erase(customer_id)
-        return {"available": True, "rows": done["decision_rows"], "rows_treatment": LOG_ERASURE,
-                "rewards": done["rewards"], "contact_ledger": done["contacts"]}
+        return {
+            "available": True,
+            "rows": done["decision_rows"],
+            "rows_treatment": LOG_ERASURE,
+            "rewards": done["rewards"],
+            "contact_ledger": done["contacts"],
+        }

@@ -34,9 +34,21 @@ from serving.errors import Conflict, InvalidRequest
 from serving.hashing import salted_hash
 from serving.settings import TrafficPolicyConfig
 
-__all__ = ["BUCKETS", "DesiredState", "LocalDesiredState", "ModelStates", "PromotionRefused", "ShadowStats",
-           "TrafficPolicy", "VersionRefused", "fresh_state", "new_salt", "rebalance", "row_token",
-           "versions_from_token"]
+__all__ = [
+    "BUCKETS",
+    "DesiredState",
+    "LocalDesiredState",
+    "ModelStates",
+    "PromotionRefused",
+    "ShadowStats",
+    "TrafficPolicy",
+    "VersionRefused",
+    "fresh_state",
+    "new_salt",
+    "rebalance",
+    "row_token",
+    "versions_from_token",
+]
 
 BUCKETS = 10_000  # assignment resolution: 0.01 percent of customers
 Ranges = list[list[int]]  # [[start, end), ...] bucket ranges
@@ -55,7 +67,9 @@ class PromotionRefused(Conflict):
 
     error_type = "promotion_refused"
 
-    def __init__(self, message: str, field: str | None = None, evidence: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, field: str | None = None, evidence: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message, field)
         self.evidence = evidence
 
@@ -77,7 +91,9 @@ def bucket_counts(candidates: list[tuple[str, float]]) -> list[int]:
     """Buckets per candidate for its percent weight (0.01 percent resolution)."""
     counts = [int(round(w * BUCKETS / 100)) for _, w in candidates]
     if sum(counts) > BUCKETS:
-        raise InvalidRequest("candidate weights add up to more than 100 percent", field="candidates")
+        raise InvalidRequest(
+            "candidate weights add up to more than 100 percent", field="candidates"
+        )
     return counts
 
 
@@ -97,7 +113,9 @@ def owner_table(versions: list[str], buckets: dict[str, Ranges] | None) -> np.nd
     return owner
 
 
-def rebalance(candidates: list[tuple[str, float]], previous: dict[str, Ranges] | None) -> dict[str, Ranges]:
+def rebalance(
+    candidates: list[tuple[str, float]], previous: dict[str, Ranges] | None
+) -> dict[str, Ranges]:
     """Bucket ranges per candidate for ``candidates`` from the ``previous`` ranges, moving
     the fewest customers: a candidate that shrinks gives its highest buckets back to the
     default; one that grows (or is new) takes the lowest buckets the default held before
@@ -131,11 +149,18 @@ class TrafficPolicy:
     shadow_percent: float = 0.0
     salt: str = ""
     buckets: dict[str, Ranges] = field(default_factory=dict, compare=False)
-    _table: np.ndarray = field(default_factory=lambda: np.zeros(BUCKETS, np.int8), compare=False, repr=False)
+    _table: np.ndarray = field(
+        default_factory=lambda: np.zeros(BUCKETS, np.int8), compare=False, repr=False
+    )
 
     @classmethod
-    def build(cls, model: str, config: TrafficPolicyConfig, default: str,
-              previous: dict[str, Ranges] | None = None) -> "TrafficPolicy":
+    def build(
+        cls,
+        model: str,
+        config: TrafficPolicyConfig,
+        default: str,
+        previous: dict[str, Ranges] | None = None,
+    ) -> "TrafficPolicy":
         """The policy of ``config``; its bucket ranges are ``config.buckets`` when set (a
         stored policy), else rebalanced from ``previous`` (a change) or laid out afresh."""
         cands = tuple((c.version, float(c.weight)) for c in config.candidates if c.weight > 0)
@@ -143,13 +168,25 @@ class TrafficPolicy:
         if config.buckets is not None:
             buckets = {v: [list(r) for r in config.buckets.get(v, [])] for v, _ in cands}
             if [sum(e - s for s, e in buckets[v]) for v, _ in cands] != bucket_counts(list(cands)):
-                raise InvalidRequest("bucket ranges do not match the candidate weights", field="buckets")
+                raise InvalidRequest(
+                    "bucket ranges do not match the candidate weights", field="buckets"
+                )
         else:
             buckets = rebalance(list(cands), previous)
-        table = (owner_table([v for v, _ in cands], buckets) + 1).astype(np.int8)  # 0 default, i candidate i
+        table = (owner_table([v for v, _ in cands], buckets) + 1).astype(
+            np.int8
+        )  # 0 default, i candidate i
         shadow = config.shadow
-        return cls(model, default, cands, shadow.version if shadow else None, shadow.percent if shadow else 0.0,
-                   salt, buckets, table)
+        return cls(
+            model,
+            default,
+            cands,
+            shadow.version if shadow else None,
+            shadow.percent if shadow else 0.0,
+            salt,
+            buckets,
+            table,
+        )
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -164,9 +201,15 @@ class TrafficPolicy:
         return bool(self.candidates)
 
     def to_config(self) -> dict[str, Any]:
-        return {"default": self.default, "candidates": [{"version": v, "weight": w} for v, w in self.candidates],
-                "shadow": {"version": self.shadow, "percent": self.shadow_percent} if self.shadow else None,
-                "salt": self.salt, "buckets": self.buckets}
+        return {
+            "default": self.default,
+            "candidates": [{"version": v, "weight": w} for v, w in self.candidates],
+            "shadow": {"version": self.shadow, "percent": self.shadow_percent}
+            if self.shadow
+            else None,
+            "salt": self.salt,
+            "buckets": self.buckets,
+        }
 
     def bucket_of(self, customer_ids: np.ndarray) -> np.ndarray:
         return (salted_hash(customer_ids, self.salt) % np.uint64(BUCKETS)).astype(np.intp)
@@ -183,7 +226,9 @@ class TrafficPolicy:
         depend on the buckets (nor move when candidates change)."""
         if self.shadow_percent >= 100:
             return np.ones(len(customer_ids), bool)
-        unit = (salted_hash(customer_ids, f"{self.salt}\x00shadow") >> np.uint64(11)).astype(np.float64)
+        unit = (salted_hash(customer_ids, f"{self.salt}\x00shadow") >> np.uint64(11)).astype(
+            np.float64
+        )
         return unit / float(1 << 53) < self.shadow_percent / 100
 
 
@@ -235,7 +280,9 @@ class ShadowStats:
         self.sum_diff += float(diff.sum())
         self.sum_abs += float(a.sum())
         self.max_abs = max(self.max_abs, float(a.max()) if len(a) else 0.0)
-        for i, n in enumerate(np.bincount(np.searchsorted(DIFF_EDGES, a), minlength=len(self.abs_hist)).tolist()):
+        for i, n in enumerate(
+            np.bincount(np.searchsorted(DIFF_EDGES, a), minlength=len(self.abs_hist)).tolist()
+        ):
             self.abs_hist[i] += n
         self.shadow_ms += latency_ms
         self.shadow_calls += 1
@@ -272,6 +319,10 @@ class ShadowStats:
             "max_abs_diff": total.max_abs if n else None,
             "abs_diff_histogram": {f"<{e:g}": c for e, c in zip(DIFF_EDGES, total.abs_hist)}
             | {f">={DIFF_EDGES[-1]:g}": total.abs_hist[-1]},
-            "shadow_latency_ms": total.shadow_ms / total.shadow_calls if total.shadow_calls else None,
-            "default_latency_ms": total.default_ms / total.default_calls if total.default_calls else None,
+            "shadow_latency_ms": total.shadow_ms / total.shadow_calls
+            if total.shadow_calls
+            else None,
+            "default_latency_ms": total.default_ms / total.default_calls
+            if total.default_calls
+            else None,
         }

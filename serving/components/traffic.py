@@ -34,31 +34,49 @@ class TrafficControl:
     _started: bool
 
     # -- rollout control ----------------------------------------------------------------------
-    def check_versions(self, versions: tuple[str, ...] | list[str], names: tuple[str, ...] | None) -> None:
+    def check_versions(
+        self, versions: tuple[str, ...] | list[str], names: tuple[str, ...] | None
+    ) -> None:
         """Each version loaded, fed by the features read (``names``, when known) and warmed
         by one call; else ``VersionRefused`` naming the version and the cause."""
         failures = self.registry.failures(self.name)
         for version in versions:
             if version in self._excluded:
-                raise VersionRefused(f"model {self.name} version {version} is unloaded; load it first",
-                                     field="version")
+                raise VersionRefused(
+                    f"model {self.name} version {version} is unloaded; load it first",
+                    field="version",
+                )
             if version in failures:
-                raise VersionRefused(f"model {self.name} version {version} cannot load: {failures[version]}",
-                                     field="version")
+                raise VersionRefused(
+                    f"model {self.name} version {version} cannot load: {failures[version]}",
+                    field="version",
+                )
             try:
                 runtime = self.registry.get(self.name, version)
             except ModelNotFound as exc:
-                raise VersionRefused(f"model {self.name} version {version}: {exc.message}", field="version") from None
+                raise VersionRefused(
+                    f"model {self.name} version {version}: {exc.message}", field="version"
+                ) from None
             features = runtime.features
-            width = runtime.inputs[0].shape[-1] if runtime.inputs and runtime.inputs[0].shape else len(features)
+            width = (
+                runtime.inputs[0].shape[-1]
+                if runtime.inputs and runtime.inputs[0].shape
+                else len(features)
+            )
             if features and width > 0 and len(features) != width:
-                raise VersionRefused(f"model {self.name} version {version} lists {len(features)} features in "
-                                     f"metrics.json but its input takes {width}", field="version")
+                raise VersionRefused(
+                    f"model {self.name} version {version} lists {len(features)} features in "
+                    f"metrics.json but its input takes {width}",
+                    field="version",
+                )
             if names is not None:
                 missing = [f for f in features if f not in names]
                 if missing:
-                    raise VersionRefused(f"model {self.name} version {version} needs features the feature "
-                                         f"service does not provide: {missing}", field="version")
+                    raise VersionRefused(
+                        f"model {self.name} version {version} needs features the feature "
+                        f"service does not provide: {missing}",
+                        field="version",
+                    )
             try:  # warm-up: one real call, so a graph that cannot run is refused before traffic
                 x = np.zeros((2, width if width > 0 else len(features)), np.float32)
                 out = runtime.predict({runtime.inputs[0].name: x})
@@ -66,16 +84,23 @@ class TrafficControl:
                 if len(scores) != 2:
                     raise ValueError(f"answered {len(scores)} rows for 2")
             except Exception as exc:
-                raise VersionRefused(f"model {self.name} version {version} fails its warm-up call: "
-                                     f"{type(exc).__name__}: {exc}"[:600], field="version") from None
+                raise VersionRefused(
+                    f"model {self.name} version {version} fails its warm-up call: "
+                    f"{type(exc).__name__}: {exc}"[:600],
+                    field="version",
+                ) from None
 
     def _activation_s(self) -> float:
         if self.settings.rollout_activation_s is not None:
             return self.settings.rollout_activation_s
         return self.settings.poll_interval_s + 0.5 if self._poll_enabled else 0.0
 
-    async def set_traffic(self, config: dict[str, Any] | None, feature_names: tuple[str, ...] | None = None,
-                          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def set_traffic(
+        self,
+        config: dict[str, Any] | None,
+        feature_names: tuple[str, ...] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Validate on this replica (load, warm, signature), publish, wait until every live
         replica has applied it; the answer holds the measured propagation."""
         if not self._started:
@@ -86,8 +111,9 @@ class TrafficControl:
             try:
                 parsed = TrafficPolicyConfig.model_validate(config)
             except ValueError as exc:
-                raise InvalidRequest(str(exc).splitlines()[-1][:300] if str(exc) else "bad policy",
-                                     field="policy") from None
+                raise InvalidRequest(
+                    str(exc).splitlines()[-1][:300] if str(exc) else "bad policy", field="policy"
+                ) from None
             current = (await self._desired.get(self.name)).get("policy") or {}
             policy = self._next_policy(parsed, current)
             await self._prepare(policy.versions, names)
@@ -99,7 +125,9 @@ class TrafficControl:
         after = (policy_dict or {}).get("candidates") or []
         if after and {c["version"] for c in after} != {c["version"] for c in before}:
             extra["started_at"] = changed  # evidence for this rollout counts from here
-        state = await self._publish({"policy": policy_dict, "activate_at": changed + activation, **extra})
+        state = await self._publish(
+            {"policy": policy_dict, "activate_at": changed + activation, **extra}
+        )
         await self._apply(state)
         await self._send_report()
         return await self._await_replicas(state, changed, activation)
@@ -109,7 +137,9 @@ class TrafficControl:
         (same salt: the running one unless the change names another; with no candidate
         or shadow running, a new random one)."""
         default = parsed.default or self._current_default()
-        running = current.get("salt") if current.get("candidates") or current.get("shadow") else None
+        running = (
+            current.get("salt") if current.get("candidates") or current.get("shadow") else None
+        )
         salt = parsed.salt or running or new_salt()
         previous = current.get("buckets") if salt == current.get("salt") else None
         config = parsed.model_copy(update={"default": default, "salt": salt, "buckets": None})
@@ -119,7 +149,9 @@ class TrafficControl:
         if self.settings.control_mode != "none":
             missing = set(versions) - set(self.registry.loaded_versions(self.name))
             if missing or set(versions) & set(self.registry.failures(self.name)):
-                spec = await asyncio.to_thread(self.registry.load, self.name, self._excluded, versions)
+                spec = await asyncio.to_thread(
+                    self.registry.load, self.name, self._excluded, versions
+                )
                 self._configure(spec)
                 self._columns.clear()
         self.check_versions(versions, names)
@@ -129,7 +161,9 @@ class TrafficControl:
             return self._policy.default
         return self.registry.get(self.name).version.version
 
-    async def _await_replicas(self, state: dict[str, Any], changed: float, activation: float) -> dict[str, Any]:
+    async def _await_replicas(
+        self, state: dict[str, Any], changed: float, activation: float
+    ) -> dict[str, Any]:
         generation = state["generation"]
         activate_at = float(state["activate_at"])
         deadline = activate_at + 2 * max(self.settings.poll_interval_s, 0.5) + 5.0
@@ -137,21 +171,37 @@ class TrafficControl:
         while True:
             reports = await self._desired.reports(self.name, max_age)
             pending = [r for r, v in reports.items() if v.get("generation", 0) < generation]
-            failed = {r: v.get("cause") for r, v in reports.items()
-                      if v.get("generation") == generation and not v.get("ok", True)}
+            failed = {
+                r: v.get("cause")
+                for r, v in reports.items()
+                if v.get("generation") == generation and not v.get("ok", True)
+            }
             now = time.time()
             if failed or (not pending and now >= activate_at) or now > deadline:
                 break
             await asyncio.sleep(0.05)
-        acked = {r: round(v["seen_at"] - changed, 3) for r, v in reports.items() if v.get("generation", 0) >= generation}
+        acked = {
+            r: round(v["seen_at"] - changed, 3)
+            for r, v in reports.items()
+            if v.get("generation", 0) >= generation
+        }
         if failed:  # one replica cannot serve it: every replica goes back to what it served
             await self._publish({"policy": state.get("previous"), "activate_at": time.time()})
-            raise VersionRefused(f"model {self.name}: the change was refused on {len(failed)} replica(s) and "
-                                 f"reverted: {next(iter(failed.values()))}", field="version")
-        return {"model": self.name, "generation": generation, "policy": state.get("policy"),
-                "activation_delay_s": round(activation, 3), "effective_at": activate_at,
-                "acknowledged_after_s": acked, "late_replicas": pending,
-                "propagation_s": max(acked.values(), default=0.0)}
+            raise VersionRefused(
+                f"model {self.name}: the change was refused on {len(failed)} replica(s) and "
+                f"reverted: {next(iter(failed.values()))}",
+                field="version",
+            )
+        return {
+            "model": self.name,
+            "generation": generation,
+            "policy": state.get("policy"),
+            "activation_delay_s": round(activation, 3),
+            "effective_at": activate_at,
+            "acknowledged_after_s": acked,
+            "late_replicas": pending,
+            "propagation_s": max(acked.values(), default=0.0),
+        }
 
     async def promote(self, version: str | None = None) -> dict[str, Any]:
         """The candidate (the only one, or ``version``) becomes the default; candidates and
@@ -163,12 +213,16 @@ class TrafficControl:
         candidates = [c["version"] for c in (config or {}).get("candidates", [])]
         if version is None:
             if len(candidates) != 1:
-                raise Conflict(f"model {self.name} has {len(candidates)} candidates; name the version to promote",
-                               field="version")
+                raise Conflict(
+                    f"model {self.name} has {len(candidates)} candidates; name the version to promote",
+                    field="version",
+                )
             version = candidates[0]
         previous = config["default"] if config else self._current_default()
         if version == previous:
-            raise Conflict(f"model {self.name} version {version} is already the default", field="version")
+            raise Conflict(
+                f"model {self.name} version {version} is already the default", field="version"
+            )
         return await self.set_traffic({"default": version}, extra={"promoted_from": previous})
 
     async def rollback(self) -> dict[str, Any]:
@@ -197,11 +251,19 @@ class TrafficControl:
         current = list(state.get("excluded") or [])
         if excluded:
             config = state.get("policy")
-            in_use = TrafficPolicy.build(self.name, TrafficPolicyConfig.model_validate(config),
-                                         config["default"]).versions if config else (self._current_default(),)
+            in_use = (
+                TrafficPolicy.build(
+                    self.name, TrafficPolicyConfig.model_validate(config), config["default"]
+                ).versions
+                if config
+                else (self._current_default(),)
+            )
             if version in in_use:
-                raise Conflict(f"model {self.name} version {version} takes traffic (policy: {list(in_use)}); "
-                               "roll back or promote first", field="version")
+                raise Conflict(
+                    f"model {self.name} version {version} takes traffic (policy: {list(in_use)}); "
+                    "roll back or promote first",
+                    field="version",
+                )
             current = sorted(set(current) | {version}, key=int)
         else:
             current = [v for v in current if v != version]
@@ -215,18 +277,31 @@ class TrafficControl:
         """The desired state, what each live replica reports, and the shadow summary."""
         if not self._started:
             await self._ensure_started()
-        state = await self._send_report()  # this replica's figures are current; the others' one poll old
-        reports = await self._desired.reports(self.name, max(3 * self.settings.poll_interval_s, 10.0))
+        state = (
+            await self._send_report()
+        )  # this replica's figures are current; the others' one poll old
+        reports = await self._desired.reports(
+            self.name, max(3 * self.settings.poll_interval_s, 10.0)
+        )
         shadows = [r["shadow"] for r in reports.values() if r.get("shadow")]
         return {
-            "model": self.name, "generation": state["generation"], "loaded": state["loaded"],
-            "policy": state.get("policy"), "effective_at": state.get("activate_at"),
-            "promoted_from": state.get("promoted_from"), "excluded": state.get("excluded") or [],
+            "model": self.name,
+            "generation": state["generation"],
+            "loaded": state["loaded"],
+            "policy": state.get("policy"),
+            "effective_at": state.get("activate_at"),
+            "promoted_from": state.get("promoted_from"),
+            "excluded": state.get("excluded") or [],
             "started_at": state.get("started_at"),
             "control_mode": self.settings.control_mode,
-            "versions": self.registry.loaded_versions(self.name), "failures": self.registry.failures(self.name),
-            "replicas": {r: {k: v.get(k) for k in ("generation", "ok", "cause", "versions", "policy")}
-                         for r, v in reports.items()},
+            "versions": self.registry.loaded_versions(self.name),
+            "failures": self.registry.failures(self.name),
+            "replicas": {
+                r: {k: v.get(k) for k in ("generation", "ok", "cause", "versions", "policy")}
+                for r, v in reports.items()
+            },
             "shadow": ShadowStats.summary(shadows) if shadows else None,
-            "history": await self._desired.history(self.name, 20),  # the last changes (durable state)
+            "history": await self._desired.history(
+                self.name, 20
+            ),  # the last changes (durable state)
         }

@@ -26,13 +26,20 @@ class WriterService:
             self._started = asyncio.get_running_loop().create_task(self.writer.start())
         await asyncio.shield(self._started)
 
-    async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],
-                    max_tokens: int | None = None, temperature: float | None = None,
-                    adapter: str | None = None) -> dict[str, Any]:
+    async def write(
+        self,
+        facts: dict[str, Any],
+        action: str,
+        scores: dict[str, Any],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        adapter: str | None = None,
+    ) -> dict[str, Any]:
         """One email; ``adapter`` names the LoRA adapter (brand voice) to write it, None the base model."""
         await self._ready()
-        result = await self.writer.write(facts, action, scores, max_tokens=max_tokens, temperature=temperature,
-                                         lora=adapter)
+        result = await self.writer.write(
+            facts, action, scores, max_tokens=max_tokens, temperature=temperature, lora=adapter
+        )
         if result.written:
             metrics.email(result.backend, result.fallback)
         return result.to_dict()

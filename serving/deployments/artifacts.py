@@ -55,21 +55,33 @@ def stage(settings: Settings, dest: Path) -> Path:
     """Copy (hard-link where possible) what replicas read into ``dest``; returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     models = settings.models.repo_path
-    found = [d for d in sorted(models.iterdir()) if (d / "config.pbtxt").is_file()] if models.is_dir() else []
+    found = (
+        [d for d in sorted(models.iterdir()) if (d / "config.pbtxt").is_file()]
+        if models.is_dir()
+        else []
+    )
     if not found:
-        raise ArtifactsMissing(f"no model in {models} (a folder with config.pbtxt): run `reengage build` first")
+        raise ArtifactsMissing(
+            f"no model in {models} (a folder with config.pbtxt): run `reengage build` first"
+        )
     for d in found:
         _copytree(d, dest / MODELS / d.name)
     repo = settings.features.repo_path
     registry = _registry_path(settings)
     if registry is not None and not registry.is_file():
-        raise ArtifactsMissing(f"the Feast registry {registry} does not exist: run `reengage build` (feast apply) first")
+        raise ArtifactsMissing(
+            f"the Feast registry {registry} does not exist: run `reengage build` (feast apply) first"
+        )
     (dest / FEATURES / "data").mkdir(parents=True, exist_ok=True)
     for name in FEATURE_FILES:
         if (repo / name).is_file():
             _link_or_copy(repo / name, dest / FEATURES / name)
     if registry is not None:  # a file registry travels; a SQL or object-store one is reached by URL
-        rel = registry.relative_to(repo) if registry.is_relative_to(repo) else Path("data") / registry.name
+        rel = (
+            registry.relative_to(repo)
+            if registry.is_relative_to(repo)
+            else Path("data") / registry.name
+        )
         _link_or_copy(registry, dest / FEATURES / rel)
     llm = settings.llm
     if llm.enabled and llm.backend != "remote" and llm.model_path.is_dir():
@@ -102,13 +114,17 @@ def for_replicas(settings: Settings) -> Settings:
     if settings.server.artifacts != "working_dir":
         return settings
     if settings.features.backend != "redis" or settings.bandit.backend != "redis":
-        raise ValueError("server.artifacts=working_dir ships read-only files; the online features and the "
-                         "shared state (bandit, tokens) must be in Redis (state: redis, redis_url: redis://HOST:6379/0)")
-    return settings.model_copy(update={
-        "features": settings.features.model_copy(update={"repo_path": Path(FEATURES)}),
-        "models": settings.models.model_copy(update={"repo_path": Path(MODELS)}),
-        "llm": settings.llm.model_copy(update={"model_path": Path(LLM)}),
-    })
+        raise ValueError(
+            "server.artifacts=working_dir ships read-only files; the online features and the "
+            "shared state (bandit, tokens) must be in Redis (state: redis, redis_url: redis://HOST:6379/0)"
+        )
+    return settings.model_copy(
+        update={
+            "features": settings.features.model_copy(update={"repo_path": Path(FEATURES)}),
+            "models": settings.models.model_copy(update={"repo_path": Path(MODELS)}),
+            "llm": settings.llm.model_copy(update={"model_path": Path(LLM)}),
+        }
+    )
 
 
 # ------------------------------------------------------------------ each replica's side
@@ -116,11 +132,15 @@ def anchor(settings: Settings, root: Path | None = None, check: bool = True) -> 
     """Relative (shipped) paths resolved against this replica's working directory, then
     checked: a missing registry or model repository stops the replica with its cause."""
     root = root or Path.cwd()
-    settings = settings.model_copy(update={
-        "features": settings.features.model_copy(update={"repo_path": _under(root, settings.features.repo_path)}),
-        "models": anchor_models(settings.models, root, check=False),
-        "llm": anchor_llm(settings.llm, root),
-    })
+    settings = settings.model_copy(
+        update={
+            "features": settings.features.model_copy(
+                update={"repo_path": _under(root, settings.features.repo_path)}
+            ),
+            "models": anchor_models(settings.models, root, check=False),
+            "llm": anchor_llm(settings.llm, root),
+        }
+    )
     if not check:
         return settings
     check_models(settings.models)
@@ -128,11 +148,14 @@ def anchor(settings: Settings, root: Path | None = None, check: bool = True) -> 
     if registry is not None and not registry.is_file():
         raise ArtifactsMissing(
             f"the Feast registry {registry} is missing on this node: ship it (server.artifacts=working_dir, "
-            "docs/cluster.md), put it on shared storage, or run `reengage build` here")
+            "docs/cluster.md), put it on shared storage, or run `reengage build` here"
+        )
     return settings
 
 
-def anchor_models(models: ModelSettings, root: Path | None = None, check: bool = True) -> ModelSettings:
+def anchor_models(
+    models: ModelSettings, root: Path | None = None, check: bool = True
+) -> ModelSettings:
     out = models.model_copy(update={"repo_path": _under(root or Path.cwd(), models.repo_path)})
     if check:
         check_models(out)
@@ -148,7 +171,8 @@ def check_models(models: ModelSettings) -> None:
     if not repo.is_dir() or not any((d / "config.pbtxt").is_file() for d in repo.iterdir()):
         raise ArtifactsMissing(
             f"the model repository {repo} is missing or empty on this node: ship it (server.artifacts=working_dir, "
-            "docs/cluster.md), put it on shared storage, or run `reengage build` here")
+            "docs/cluster.md), put it on shared storage, or run `reengage build` here"
+        )
 
 
 def _under(root: Path, path: Path) -> Path:
@@ -184,5 +208,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _copytree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*.tmp"),
-                    copy_function=lambda s, d: _link_or_copy(Path(s), Path(d)))
+    shutil.copytree(
+        src,
+        dst,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*.tmp"),
+        copy_function=lambda s, d: _link_or_copy(Path(s), Path(d)),
+    )

@@ -23,9 +23,15 @@ def _rows(items: list[Inputs]) -> int:
 
 
 class ServeBatcher:
-    def __init__(self, run_group: RunGroup, max_batch_size: int = 1024, wait_s: float = 0.0) -> None:
-        self._run: Any = serve.batch(run_group, max_batch_size=max_batch_size, batch_wait_timeout_s=wait_s,
-                                     batch_size_fn=_rows)
+    def __init__(
+        self, run_group: RunGroup, max_batch_size: int = 1024, wait_s: float = 0.0
+    ) -> None:
+        self._run: Any = serve.batch(
+            run_group,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_s=wait_s,
+            batch_size_fn=_rows,
+        )
 
     async def submit(self, inputs: Inputs, version: str) -> Inputs:
         return await self._run(inputs, version)

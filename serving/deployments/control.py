@@ -40,8 +40,12 @@ class RayDesiredState:
 
     def _connect(self) -> Any:
         actor_cls = ray.remote(num_cpus=0)(ModelStates)
-        return actor_cls.options(name=f"{CONTROL_ACTOR}:{self._app}", namespace="reengage",
-                                 lifetime="detached", get_if_exists=True).remote(self._spec, f"rollout:{self._app}")
+        return actor_cls.options(
+            name=f"{CONTROL_ACTOR}:{self._app}",
+            namespace="reengage",
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(self._spec, f"rollout:{self._app}")
 
     async def _call(self, method: str, *args: Any) -> Any:
         try:
@@ -56,8 +60,9 @@ class RayDesiredState:
     async def get(self, model: str) -> dict[str, Any]:
         return await self._call("get", model)
 
-    async def seed(self, model: str, policy: dict[str, Any] | None, fingerprint: str,
-                   activate_at: float) -> dict[str, Any]:
+    async def seed(
+        self, model: str, policy: dict[str, Any] | None, fingerprint: str, activate_at: float
+    ) -> dict[str, Any]:
         return await self._call("seed", model, policy, fingerprint, activate_at)
 
     async def sync(self, model: str, replica: str, report: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,9 @@ def start_watcher(app: str, replica: str, state: DrainState = STATE) -> threadin
                     asked = kv._internal_kv_get(_key(app))
                     if asked is not None and float(asked) > started:
                         state.start()
-                        log.warning("draining: new requests get 503, %d in flight finish", state.inflight)
+                        log.warning(
+                            "draining: new requests get 503, %d in flight finish", state.inflight
+                        )
                 if state.draining:
                     kv._internal_kv_put(report, str(state.inflight).encode(), overwrite=True)
             except Exception:  # noqa: BLE001 - the GCS going away at shutdown ends nothing here
@@ -71,8 +73,11 @@ def drain(app: str, settle_s: float, timeout_s: float) -> dict[str, float]:
         seen = {k: int(kv._internal_kv_get(k) or b"0") for k in kv._internal_kv_list(prefix)}
         if time.time() - start >= max(settle_s, 2 * POLL_S) and seen and not any(seen.values()):
             break
-    return {"drain_wait_s": time.time() - start, "replicas": float(len(seen)),
-            "left_inflight": float(sum(seen.values()))}
+    return {
+        "drain_wait_s": time.time() - start,
+        "replicas": float(len(seen)),
+        "left_inflight": float(sum(seen.values())),
+    }
 
 
 def clear(app: str) -> None:

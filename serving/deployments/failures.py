@@ -27,12 +27,18 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from serving.errors import DependencyUnavailable, Overloaded, ReengageError, Timeout
 
 # Serve names replicas' deployments like this; the component a client reads in the error
-COMPONENTS = {"EmailWriter": "email writer", "FeatureLookup": "feature lookup", "BanditRouter": "bandit router"}
+COMPONENTS = {
+    "EmailWriter": "email writer",
+    "FeatureLookup": "feature lookup",
+    "BanditRouter": "bandit router",
+}
 
 
 def component_name(handle: DeploymentHandle) -> str:
     name = handle.deployment_name
-    return COMPONENTS.get(name) or (f"model {name.removeprefix('Model_')}" if name.startswith("Model_") else name)
+    return COMPONENTS.get(name) or (
+        f"model {name.removeprefix('Model_')}" if name.startswith("Model_") else name
+    )
 
 
 def as_ours(component: str, exc: BaseException) -> ReengageError | None:
@@ -41,19 +47,28 @@ def as_ours(component: str, exc: BaseException) -> ReengageError | None:
     if isinstance(exc, RayActorError):
         return DependencyUnavailable(
             f"the {component} is unavailable: the replica serving this request died or became unreachable "
-            f"({kind}); Serve replaces it, retry shortly")
+            f"({kind}); Serve replaces it, retry shortly"
+        )
     if isinstance(exc, DeploymentUnavailableError):
-        return DependencyUnavailable(f"the {component} is unavailable: its deployment failed to start ({kind})")
+        return DependencyUnavailable(
+            f"the {component} is unavailable: its deployment failed to start ({kind})"
+        )
     if isinstance(exc, BackPressureError):
-        return Overloaded(f"the {component} is at capacity ({kind}): retry shortly", retry_after_s=1.0)
+        return Overloaded(
+            f"the {component} is at capacity ({kind}): retry shortly", retry_after_s=1.0
+        )
     return None
 
 
 class NamedHandle:
     """A DeploymentHandle whose calls fail as our errors naming ``component``."""
 
-    def __init__(self, handle: DeploymentHandle, component: str | None = None,
-                 deadline_s: float | None = None) -> None:
+    def __init__(
+        self,
+        handle: DeploymentHandle,
+        component: str | None = None,
+        deadline_s: float | None = None,
+    ) -> None:
         self._h = handle
         self.component = component or component_name(handle)
         self.deadline_s = deadline_s
@@ -78,9 +93,15 @@ class _Method:
 
 async def _result(component: str, response: Awaitable[Any], deadline_s: float | None = None) -> Any:
     try:
-        return await asyncio.wait_for(response, deadline_s) if deadline_s is not None else await response
+        return (
+            await asyncio.wait_for(response, deadline_s)
+            if deadline_s is not None
+            else await response
+        )
     except TimeoutError:
-        raise Timeout(f"the {component} did not answer within {deadline_s:g} s (the caller's deadline)") from None
+        raise Timeout(
+            f"the {component} did not answer within {deadline_s:g} s (the caller's deadline)"
+        ) from None
     except Exception as exc:
         ours = as_ours(component, exc)
         if ours is None:
@@ -99,5 +120,7 @@ async def _stream(component: str, response: AsyncIterator[Any]) -> AsyncIterator
         raise ours from exc
 
 
-def named(handle: DeploymentHandle, component: str | None = None, deadline_s: float | None = None) -> NamedHandle:
+def named(
+    handle: DeploymentHandle, component: str | None = None, deadline_s: float | None = None
+) -> NamedHandle:
     return NamedHandle(handle, component, deadline_s)

@@ -31,7 +31,9 @@ class RemoteFeatureLookup:
     async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, Any]:
         return await self._h.contact.remote(entity_id, service)
 
-    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]:
+    async def forget(
+        self, customer_id: int, suppressed: list[str], key_source: str
+    ) -> dict[str, int]:
         return await self._h.forget.remote(customer_id, suppressed, key_source)
 
     async def ready(self) -> bool:
@@ -42,19 +44,27 @@ class RemoteModel:
     def __init__(self, handle: DeploymentHandle) -> None:
         self._h = named(handle)
 
-    async def score(self, values: np.ndarray, names: tuple[str, ...],
-                    version: str | None = None) -> tuple[str, np.ndarray]:
+    async def score(
+        self, values: np.ndarray, names: tuple[str, ...], version: str | None = None
+    ) -> tuple[str, np.ndarray]:
         return await self._h.score.remote(values, names, version)
 
-    async def explain(self, values: np.ndarray, names: tuple[str, ...], version: str | None = None) -> Explanation:
+    async def explain(
+        self, values: np.ndarray, names: tuple[str, ...], version: str | None = None
+    ) -> Explanation:
         return await self._h.explain.remote(values, names, version)
 
-    async def score_rows(self, values: np.ndarray, names: tuple[str, ...],
-                         customer_ids: np.ndarray) -> tuple[str, np.ndarray, Any]:
+    async def score_rows(
+        self, values: np.ndarray, names: tuple[str, ...], customer_ids: np.ndarray
+    ) -> tuple[str, np.ndarray, Any]:
         return await self._h.score_rows.remote(values, names, customer_ids)
 
-    async def set_traffic(self, config: dict[str, Any] | None, feature_names: tuple[str, ...] | None = None,
-                          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def set_traffic(
+        self,
+        config: dict[str, Any] | None,
+        feature_names: tuple[str, ...] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return await self._h.set_traffic.remote(config, feature_names, extra)
 
     async def promote(self, version: str | None = None) -> dict[str, Any]:
@@ -95,10 +105,19 @@ class RemoteBandit:
     def __init__(self, handle: DeploymentHandle) -> None:
         self._h = named(handle, "bandit router")
 
-    async def decide(self, customer_ids: np.ndarray, batch: FeatureBatch, churn: np.ndarray,
-                     engagement: np.ndarray, found: np.ndarray, model_versions: dict[str, str],
-                     opted_out: np.ndarray | None = None) -> Any:
-        return await self._h.decide.remote(customer_ids, batch, churn, engagement, found, model_versions, opted_out)
+    async def decide(
+        self,
+        customer_ids: np.ndarray,
+        batch: FeatureBatch,
+        churn: np.ndarray,
+        engagement: np.ndarray,
+        found: np.ndarray,
+        model_versions: dict[str, str],
+        opted_out: np.ndarray | None = None,
+    ) -> Any:
+        return await self._h.decide.remote(
+            customer_ids, batch, churn, engagement, found, model_versions, opted_out
+        )
 
     async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
         return await self._h.feedback.remote(decision_id, reward)
@@ -123,9 +142,15 @@ class RemoteWriter:
         self._h = named(handle.options(_by_reference=True), "email writer", deadline_s)
         self._stream = self._h.options(stream=True)
 
-    async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any],
-                    max_tokens: int | None = None, temperature: float | None = None,
-                    adapter: str | None = None) -> dict[str, Any]:
+    async def write(
+        self,
+        facts: dict[str, Any],
+        action: str,
+        scores: dict[str, Any],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        adapter: str | None = None,
+    ) -> dict[str, Any]:
         return await self._h.write.remote(facts, action, scores, max_tokens, temperature, adapter)
 
     async def complete(self, request: Any) -> Any:

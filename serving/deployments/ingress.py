@@ -42,21 +42,36 @@ class Ingress:
         fused = features is None or models is None
         # shipped paths resolved in this node's working dir; a missing registry or model repo stops here
         settings = anchor(settings, check=fused)
-        warn_embedded_state(settings)  # a replica on a multi-node cluster with node-local state: its log says so
+        warn_embedded_state(
+            settings
+        )  # a replica on a multi-node cluster with node-local state: its log says so
         start_exporter()
         install_log_redaction()  # no credential in any log line of this replica
         context = serve.get_replica_context()  # `reengage stop` drains every ingress replica
         start_drain_watcher(context.app_name, context.replica_id.unique_id)
         # the writer's own generation timeout, plus a margin for the hop and queueing
-        remote_writer = RemoteWriter(writer, settings.llm.timeout_s + 2.0) if writer is not None else None
+        remote_writer = (
+            RemoteWriter(writer, settings.llm.timeout_s + 2.0) if writer is not None else None
+        )
         if fused:
             local_features, local_models, local_bandit = fused_components(settings)
-            self.dataplane = DataPlane(settings, local_features, local_models, local_bandit, remote_writer,
-                                       open_monitor(settings))
+            self.dataplane = DataPlane(
+                settings,
+                local_features,
+                local_models,
+                local_bandit,
+                remote_writer,
+                open_monitor(settings),
+            )
         else:
             self.dataplane = DataPlane(
-                settings, RemoteFeatureLookup(features), {n: RemoteModel(h) for n, h in models.items()},
-                RemoteBandit(bandit) if bandit is not None else None, remote_writer, open_monitor(settings))
+                settings,
+                RemoteFeatureLookup(features),
+                {n: RemoteModel(h) for n, h in models.items()},
+                RemoteBandit(bandit) if bandit is not None else None,
+                remote_writer,
+                open_monitor(settings),
+            )
         self.grpc = GrpcAdapter(self.dataplane)
 
     @classmethod
@@ -71,10 +86,16 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> Any:
         replica = serve.get_replica_context().replica_id.unique_id
         if self.dataplane.settings.server.request_log:
-            request_log.configure(True, stream=request_log_file(replica,
-                                                                 self.dataplane.settings.server.request_log_rotation))
+            request_log.configure(
+                True,
+                stream=request_log_file(
+                    replica, self.dataplane.settings.server.request_log_rotation
+                ),
+            )
         # which replica answered; Serve's own RequestIdMiddleware makes and echoes X-Request-ID
-        return create_app(self.dataplane, headers={"x-reengage-replica": replica}, echo_request_id=False)
+        return create_app(
+            self.dataplane, headers={"x-reengage-replica": replica}, echo_request_id=False
+        )
 
     # KServe v2 gRPC (GRPCInferenceService): Serve's gRPC ingress calls the method named
     # like the RPC, passing ``grpc_context`` so errors can carry their gRPC status.
@@ -117,5 +138,11 @@ def request_log_file(replica: str, rotation: RotationSettings | None = None) -> 
     rotation = rotation or RotationSettings()
     path = Path(get_serve_logs_dir()) / f"reengage_requests_{replica}.jsonl"
     # one writer (this replica): a line reaches the file when written, no per-line stat
-    return RotatingFile(path, max_bytes=rotation.max_bytes, max_age_s=rotation.max_age_s, backups=rotation.backups,
-                        mode=0o640, shared=False)
+    return RotatingFile(
+        path,
+        max_bytes=rotation.max_bytes,
+        max_age_s=rotation.max_age_s,
+        backups=rotation.backups,
+        mode=0o640,
+        shared=False,
+    )

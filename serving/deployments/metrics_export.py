@@ -32,10 +32,10 @@ _started = threading.Lock()
 _exporter: "Exporter | None" = None
 
 
-
 def _tags(definition: MetricDef) -> Any:
     """The tag names as Ray takes them (any length; its annotation says a 1-tuple)."""
     return definition.tag_keys
+
 
 class Exporter:
     def __init__(self, recorder: Recorder, interval_s: float, max_observations: int = 25) -> None:
@@ -49,12 +49,20 @@ class Exporter:
         metric = self._metrics.get(definition.name)
         if metric is None:
             if definition.kind == "counter":
-                metric = Counter(definition.name, description=definition.description, tag_keys=_tags(definition))
+                metric = Counter(
+                    definition.name, description=definition.description, tag_keys=_tags(definition)
+                )
             elif definition.kind == "gauge":
-                metric = Gauge(definition.name, description=definition.description, tag_keys=_tags(definition))
+                metric = Gauge(
+                    definition.name, description=definition.description, tag_keys=_tags(definition)
+                )
             else:
-                metric = Histogram(definition.name, description=definition.description,
-                                   boundaries=list(definition.boundaries), tag_keys=_tags(definition))
+                metric = Histogram(
+                    definition.name,
+                    description=definition.description,
+                    boundaries=list(definition.boundaries),
+                    tag_keys=_tags(definition),
+                )
             self._metrics[definition.name] = metric
         return metric
 

@@ -50,8 +50,13 @@ class TextDelta(str):
     prompt_tokens: int | None
     completion_tokens: int | None
 
-    def __new__(cls, text: str, finish_reason: FinishReason | None = None, prompt_tokens: int | None = None,
-                completion_tokens: int | None = None) -> "TextDelta":
+    def __new__(
+        cls,
+        text: str,
+        finish_reason: FinishReason | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> "TextDelta":
         obj = super().__new__(cls, text)
         obj.finish_reason = finish_reason
         obj.prompt_tokens = prompt_tokens
@@ -64,7 +69,9 @@ class LLMEngine(abc.ABC):
 
     backend: str = "base"
     model_name: str = ""
-    adapters: tuple[str, ...] = ()  # the LoRA adapters a request may name in ``SamplingParams.lora``
+    adapters: tuple[
+        str, ...
+    ] = ()  # the LoRA adapters a request may name in ``SamplingParams.lora``
 
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from serving.settings import LLMSettings
 
 # {x}, {{, }}, [First Name], <NAME>, %s-style leftovers: signs of an unfilled template
-_PLACEHOLDER = re.compile(r"\{[^{}\n]{0,40}\}|\{\{|\}\}|\[\s*[A-Za-z_][A-Za-z_ ]{0,30}\s*\]|<[A-Z_]{2,}>|%\(\w+\)s")
+_PLACEHOLDER = re.compile(
+    r"\{[^{}\n]{0,40}\}|\{\{|\}\}|\[\s*[A-Za-z_][A-Za-z_ ]{0,30}\s*\]|<[A-Z_]{2,}>|%\(\w+\)s"
+)
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,18 @@ class GuardrailConfig:
 
     @classmethod
     def from_settings(cls, s: "LLMSettings") -> "GuardrailConfig":
-        return cls(s.subject_max_chars, s.body_min_chars, s.body_max_chars, s.unsubscribe_footer, s.unsubscribe_url)
+        return cls(
+            s.subject_max_chars,
+            s.body_min_chars,
+            s.body_max_chars,
+            s.unsubscribe_footer,
+            s.unsubscribe_url,
+        )
 
 
-def check_email(subject: str, body: str, facts: Mapping[str, Any], action: str, cfg: GuardrailConfig) -> str | None:
+def check_email(
+    subject: str, body: str, facts: Mapping[str, Any], action: str, cfg: GuardrailConfig
+) -> str | None:
     """The first reason the draft is unfit to send, or None when it passes."""
     spec = action_spec(action)
     text = f"{subject}\n{body}"
@@ -69,8 +79,14 @@ def unsupported_numbers(text: str, facts: Mapping[str, Any], offer: str = "") ->
     even if the sentence attaches it to another feature.
     """
     allowed = {_norm(n) for n in _NUMBER.findall(offer)}
-    known = [float(v) for v in facts.values() if isinstance(v, (int, float)) and not isinstance(v, bool)
-             and v == v and abs(v) != float("inf")]
+    known = [
+        float(v)
+        for v in facts.values()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and v == v
+        and abs(v) != float("inf")
+    ]
     out = []
     for token in _NUMBER.findall(text):
         n = _norm(token)
@@ -83,7 +99,9 @@ def unsupported_numbers(text: str, facts: Mapping[str, Any], offer: str = "") ->
 
 
 # a number not glued to a word or another number: 45, 1,250, 29.99 (not the 2 of "B2B")
-_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.,])\d+(?:\.\d+)?(?![\w])")
+_NUMBER = re.compile(
+    r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.,])\d+(?:\.\d+)?(?![\w])"
+)
 
 
 def _norm(token: str) -> str:
@@ -95,8 +113,10 @@ def fallback_email(facts: Mapping[str, Any], action: str) -> tuple[str, str]:
     spec = action_spec(action)
     name = str(facts.get("first_name") or "").strip() or "there"
     subject = f"{name}, {spec.keyword} for you"
-    body = (f"Hi {name}, thank you for being with us. We have {spec.offer} waiting for you. "
-            "We hope to see you again soon.")
+    body = (
+        f"Hi {name}, thank you for being with us. We have {spec.offer} waiting for you. "
+        "We hope to see you again soon."
+    )
     return subject, body
 
 

@@ -56,7 +56,9 @@ def segment(features: Mapping[str, Any]) -> str:
     return f"{risk} {value}"
 
 
-def build_prompt(facts: Mapping[str, Any], action: str, scores: Mapping[str, Any] | None = None) -> str:
+def build_prompt(
+    facts: Mapping[str, Any], action: str, scores: Mapping[str, Any] | None = None
+) -> str:
     """The model's input for one customer and action; the answer starts after it."""
     spec = action_spec(action)
     merged = {**facts, **(scores or {})}

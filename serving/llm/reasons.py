@@ -36,8 +36,13 @@ for _topic, _name, _windows in (
 ):
     for _i, _days in enumerate(_windows):
         _a, _b = (_i, _i + 1) if _i + 1 < len(_windows) else (_i - 1, _i)
-        _TRENDS[f"{_name}_{_days}d"] = (f"{_name}_{_windows[_a]}d", f"{_name}_{_windows[_b]}d",
-                                        _windows[_a], _windows[_b], _topic)
+        _TRENDS[f"{_name}_{_days}d"] = (
+            f"{_name}_{_windows[_a]}d",
+            f"{_name}_{_windows[_b]}d",
+            _windows[_a],
+            _windows[_b],
+            _topic,
+        )
 
 # the short window's daily rate must differ from the long one's by this factor to be a trend
 TREND_RATIO = 1.25
@@ -84,8 +89,9 @@ def phrase(feature: str, facts: Mapping[str, Any]) -> str | None:
     return template.format(v=number_text(value))
 
 
-def churn_reasons(features: Sequence[str], contributions: np.ndarray, facts: Mapping[str, Any],
-                  k: int) -> list[dict[str, Any]]:
+def churn_reasons(
+    features: Sequence[str], contributions: np.ndarray, facts: Mapping[str, Any], k: int
+) -> list[dict[str, Any]]:
     """Up to ``k`` reasons among the features that raised churn risk, strongest first.
 
     ``contributions`` are one customer's churn log-odds contributions in ``features``
@@ -103,8 +109,15 @@ def churn_reasons(features: Sequence[str], contributions: np.ndarray, facts: Map
         if text is None or text in seen:
             continue
         seen.add(text)
-        out.append({"model": "churn", "feature": features[i], "value": _num(facts.get(features[i])),
-                    "contribution": float(c[i]), "phrase": text})
+        out.append(
+            {
+                "model": "churn",
+                "feature": features[i],
+                "value": _num(facts.get(features[i])),
+                "contribution": float(c[i]),
+                "phrase": text,
+            }
+        )
     return out
 
 

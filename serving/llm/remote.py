@@ -39,15 +39,21 @@ class RemoteEngine(LLMEngine):
     def __init__(self, settings: "LLMSettings") -> None:
         self.settings = settings
         self.model_name = settings.remote_model
-        self.adapters = tuple(settings.lora_adapters)  # served by the remote server under these model names
+        self.adapters = tuple(
+            settings.lora_adapters
+        )  # served by the remote server under these model names
         self._client: Any = None
 
     async def start(self) -> None:
         if self._client is None:
             from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(base_url=self.settings.remote_url, api_key=self.settings.remote_api_key,
-                                       timeout=self.settings.timeout_s, max_retries=0)
+            self._client = AsyncOpenAI(
+                base_url=self.settings.remote_url,
+                api_key=self.settings.remote_api_key,
+                timeout=self.settings.timeout_s,
+                max_retries=0,
+            )
 
     async def stop(self) -> None:
         if self._client is not None:
@@ -59,10 +65,14 @@ class RemoteEngine(LLMEngine):
         try:
             models = await self._client.models.list()
         except Exception as exc:
-            raise DependencyUnavailable(f"remote LLM at {self.settings.remote_url} unreachable: {exc}") from exc
+            raise DependencyUnavailable(
+                f"remote LLM at {self.settings.remote_url} unreachable: {exc}"
+            ) from exc
         names = [m.id for m in models.data]
         if self.settings.remote_model not in names:
-            raise DependencyUnavailable(f"remote LLM serves {names}, not {self.settings.remote_model!r}")
+            raise DependencyUnavailable(
+                f"remote LLM serves {names}, not {self.settings.remote_model!r}"
+            )
 
     async def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
         await self.start()
@@ -73,20 +83,31 @@ class RemoteEngine(LLMEngine):
         try:
             answer = await self._client.completions.create(prompt=prompt, **kwargs)
         except Exception as exc:
-            raise DependencyUnavailable(f"remote LLM at {self.settings.remote_url} failed: {exc}") from exc
+            raise DependencyUnavailable(
+                f"remote LLM at {self.settings.remote_url} failed: {exc}"
+            ) from exc
         choice = answer.choices[0]
         usage = answer.usage
-        return Generation(choice.text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
-                          "length" if choice.finish_reason == "length" else "stop")
+        return Generation(
+            choice.text,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            "length" if choice.finish_reason == "length" else "stop",
+        )
 
     async def generate_stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
         await self.start()
         try:
             stream = await self._client.completions.create(
-                prompt=prompt, stream=True, stream_options={"include_usage": True},
-                **request_kwargs(self.settings, params))
+                prompt=prompt,
+                stream=True,
+                stream_options={"include_usage": True},
+                **request_kwargs(self.settings, params),
+            )
         except Exception as exc:
-            raise DependencyUnavailable(f"remote LLM at {self.settings.remote_url} failed: {exc}") from exc
+            raise DependencyUnavailable(
+                f"remote LLM at {self.settings.remote_url} failed: {exc}"
+            ) from exc
         reason, usage = None, None
         async for chunk in stream:
             usage = chunk.usage or usage
@@ -94,6 +115,9 @@ class RemoteEngine(LLMEngine):
                 reason = choice.finish_reason or reason
                 if choice.text:
                     yield TextDelta(choice.text)
-        yield TextDelta("", finish_reason="length" if reason == "length" else "stop",
-                        prompt_tokens=usage.prompt_tokens if usage else None,
-                        completion_tokens=usage.completion_tokens if usage else None)
+        yield TextDelta(
+            "",
+            finish_reason="length" if reason == "length" else "stop",
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )

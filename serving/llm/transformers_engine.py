@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serving.errors import DependencyUnavailable, InvalidRequest
-from serving.llm.engine import FinishReason, Generation, LLMEngine, SamplingParams, TextDelta, truncate_at_stop
+from serving.llm.engine import (
+    FinishReason,
+    Generation,
+    LLMEngine,
+    SamplingParams,
+    TextDelta,
+    truncate_at_stop,
+)
 
 if TYPE_CHECKING:
     from serving.settings import LLMSettings
@@ -35,8 +42,13 @@ def torch_dtype(dtype: str, cuda: bool) -> Any:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def load_model(path: Path, *, adapters: dict[str, Path] | None = None, dtype: str = "auto",
-               device: str | None = None) -> tuple[Any, Any]:
+def load_model(
+    path: Path,
+    *,
+    adapters: dict[str, Path] | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+) -> tuple[Any, Any]:
     """(model, tokenizer) ready for batched generation (eval mode, left padding).
 
     On CUDA when a GPU is there (``device`` None), in ``dtype``. With ``adapters`` the model
@@ -50,7 +62,9 @@ def load_model(path: Path, *, adapters: dict[str, Path] | None = None, dtype: st
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype, device.startswith("cuda")))
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch_dtype(dtype, device.startswith("cuda"))
+    )
     if adapters:
         from peft import PeftModel
 
@@ -67,22 +81,34 @@ def adapter_context(model: Any, name: str | None) -> contextlib.AbstractContextM
     """Run the base model (``name`` None) or one loaded LoRA adapter for the next generate call."""
     if not hasattr(model, "peft_config"):
         if name is not None:
-            raise InvalidRequest(f"unknown LoRA adapter {name!r}; this server has none", field="adapter")
+            raise InvalidRequest(
+                f"unknown LoRA adapter {name!r}; this server has none", field="adapter"
+            )
         return contextlib.nullcontext()
     if name is None:
         return model.disable_adapter()
     if name not in model.peft_config:
-        raise InvalidRequest(f"unknown LoRA adapter {name!r}; this server has {list(model.peft_config)}",
-                             field="adapter")
+        raise InvalidRequest(
+            f"unknown LoRA adapter {name!r}; this server has {list(model.peft_config)}",
+            field="adapter",
+        )
     model.set_adapter(name)
     return contextlib.nullcontext()
 
 
-def _generate_kwargs(model: Any, tokenizer: Any, params: SamplingParams, prompt_len: int) -> dict[str, Any]:
-    limit = int(getattr(model.config, "n_positions", 0) or getattr(model.config, "max_position_embeddings", 0) or 0)
+def _generate_kwargs(
+    model: Any, tokenizer: Any, params: SamplingParams, prompt_len: int
+) -> dict[str, Any]:
+    limit = int(
+        getattr(model.config, "n_positions", 0)
+        or getattr(model.config, "max_position_embeddings", 0)
+        or 0
+    )
     max_new = params.max_tokens if not limit else min(params.max_tokens, limit - prompt_len)
     if max_new < 1:
-        raise InvalidRequest(f"the prompt ({prompt_len} tokens) fills the model's context of {limit}", field="prompt")
+        raise InvalidRequest(
+            f"the prompt ({prompt_len} tokens) fills the model's context of {limit}", field="prompt"
+        )
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new,
         "pad_token_id": tokenizer.pad_token_id,
@@ -96,7 +122,9 @@ def _generate_kwargs(model: Any, tokenizer: Any, params: SamplingParams, prompt_
     return kwargs
 
 
-def generate_batch(model: Any, tokenizer: Any, prompts: list[str], params: SamplingParams) -> list[Generation]:
+def generate_batch(
+    model: Any, tokenizer: Any, prompts: list[str], params: SamplingParams
+) -> list[Generation]:
     """One ``model.generate`` call for all prompts (blocking; run it off the event loop)."""
     import torch
 
@@ -112,13 +140,17 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], params: Sampl
     if tokenizer.pad_token_id is not None:
         ended |= new == tokenizer.pad_token_id
     any_end = ended.any(dim=1)
-    lengths = torch.where(any_end, ended.int().argmax(dim=1), torch.full_like(any_end, new.shape[1], dtype=torch.long))
+    lengths = torch.where(
+        any_end, ended.int().argmax(dim=1), torch.full_like(any_end, new.shape[1], dtype=torch.long)
+    )
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)
     prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
     results = []
     for text, n_prompt, n_new, eos in zip(texts, prompt_tokens, lengths.tolist(), any_end.tolist()):
         text, hit_stop = truncate_at_stop(text, params.stop)
-        finish: FinishReason = "stop" if (eos or hit_stop or n_new < kwargs["max_new_tokens"]) else "length"
+        finish: FinishReason = (
+            "stop" if (eos or hit_stop or n_new < kwargs["max_new_tokens"]) else "length"
+        )
         results.append(Generation(text, int(n_prompt), int(n_new), finish))
     return results
 
@@ -139,15 +171,25 @@ class _Cancel:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
 
 
 class TransformersEngine(LLMEngine):
     backend = "transformers"
 
-    def __init__(self, model_path: Path, *, model_name: str = "email_writer", max_batch_size: int = 8,
-                 batch_wait_s: float = 0.01, num_threads: int = 0, adapters: dict[str, Path] | None = None,
-                 dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_name: str = "email_writer",
+        max_batch_size: int = 8,
+        batch_wait_s: float = 0.01,
+        num_threads: int = 0,
+        adapters: dict[str, Path] | None = None,
+        dtype: str = "auto",
+    ) -> None:
         self.model_path = Path(model_path)
         self.model_name = model_name
         self.adapter_paths = dict(adapters or {})
@@ -166,28 +208,39 @@ class TransformersEngine(LLMEngine):
 
     @classmethod
     def from_settings(cls, settings: "LLMSettings") -> "TransformersEngine":
-        return cls(settings.model_path, model_name=settings.served_model_name, max_batch_size=settings.max_batch_size,
-                   batch_wait_s=settings.batch_wait_s, num_threads=settings.num_threads,
-                   adapters=settings.adapters(), dtype=settings.dtype)
+        return cls(
+            settings.model_path,
+            model_name=settings.served_model_name,
+            max_batch_size=settings.max_batch_size,
+            batch_wait_s=settings.batch_wait_s,
+            num_threads=settings.num_threads,
+            adapters=settings.adapters(),
+            dtype=settings.dtype,
+        )
 
     async def start(self) -> None:
         if self.model is not None:
             return
         if not (self.model_path / "config.json").is_file():
             raise DependencyUnavailable(
-                f"no LLM checkpoint at {self.model_path}: run `reengage build` first", field="llm.model_path")
+                f"no LLM checkpoint at {self.model_path}: run `reengage build` first",
+                field="llm.model_path",
+            )
         if self.num_threads:
             import torch
 
             torch.set_num_threads(self.num_threads)
-        self.model, self.tokenizer = await asyncio.to_thread(load_model, self.model_path,
-                                                             adapters=self.adapter_paths, dtype=self.dtype)
+        self.model, self.tokenizer = await asyncio.to_thread(
+            load_model, self.model_path, adapters=self.adapter_paths, dtype=self.dtype
+        )
 
     async def check_health(self) -> None:
         if self.model is None:
             raise DependencyUnavailable("the transformers engine is not started")
         if self._worker is not None and self._worker.done() and not self._worker.cancelled():
-            raise DependencyUnavailable(f"the transformers batch worker died: {self._worker.exception()!r}")
+            raise DependencyUnavailable(
+                f"the transformers batch worker died: {self._worker.exception()!r}"
+            )
 
     async def stop(self) -> None:
         if self._worker is not None:
@@ -231,7 +284,9 @@ class TransformersEngine(LLMEngine):
         group: list[_Pending] = []
         rest: list[_Pending] = []
         for item in held:
-            if not group or (item.params == first.params and size + len(item.prompts) <= self.max_batch_size):
+            if not group or (
+                item.params == first.params and size + len(item.prompts) <= self.max_batch_size
+            ):
                 group.append(item)
                 size += len(item.prompts)
             else:
@@ -246,7 +301,9 @@ class TransformersEngine(LLMEngine):
         assert self._run_lock is not None
         try:
             async with self._run_lock:
-                results = await asyncio.to_thread(generate_batch, self.model, self.tokenizer, prompts, live[0].params)
+                results = await asyncio.to_thread(
+                    generate_batch, self.model, self.tokenizer, prompts, live[0].params
+                )
             self.batches_run += 1
         except Exception as exc:  # delivered to every caller of the batch
             for p in live:
@@ -256,7 +313,7 @@ class TransformersEngine(LLMEngine):
         start = 0
         for p in live:
             if not p.future.done():
-                p.future.set_result(results[start:start + len(p.prompts)])
+                p.future.set_result(results[start : start + len(p.prompts)])
             start += len(p.prompts)
 
     async def generate_stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
@@ -268,13 +325,17 @@ class TransformersEngine(LLMEngine):
         tok = self.tokenizer
         enc = tok([prompt], return_tensors="pt").to(self.model.device)
         kwargs = _generate_kwargs(self.model, tok, params, int(enc["input_ids"].shape[1]))
-        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=60.0)
+        streamer = TextIteratorStreamer(
+            tok, skip_prompt=True, skip_special_tokens=True, timeout=60.0
+        )
         cancel = _Cancel()
         kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([cancel]))
         holdback = max((len(s) for s in params.stop), default=1) - 1
         sent, text, counter = 0, "", _TokenCounter()
         async with self._run_lock:
-            thread = threading.Thread(target=self._stream_worker, args=(enc, kwargs, params, counter), daemon=True)
+            thread = threading.Thread(
+                target=self._stream_worker, args=(enc, kwargs, params, counter), daemon=True
+            )
             thread.start()
             try:
                 iterator = iter(streamer)
@@ -299,11 +360,16 @@ class TransformersEngine(LLMEngine):
         tail = cut[sent:]
         at_limit = counter.new_tokens >= kwargs["max_new_tokens"] and not counter.eos
         finish: FinishReason = "length" if (at_limit and not hit) else "stop"
-        yield TextDelta(tail, finish_reason=finish, prompt_tokens=int(enc["input_ids"].shape[1]),
-                        completion_tokens=counter.new_tokens)
+        yield TextDelta(
+            tail,
+            finish_reason=finish,
+            prompt_tokens=int(enc["input_ids"].shape[1]),
+            completion_tokens=counter.new_tokens,
+        )
 
-    def _stream_worker(self, enc: Any, kwargs: dict[str, Any], params: SamplingParams,
-                       counter: "_TokenCounter") -> None:
+    def _stream_worker(
+        self, enc: Any, kwargs: dict[str, Any], params: SamplingParams, counter: "_TokenCounter"
+    ) -> None:
         import torch
 
         try:
@@ -311,7 +377,7 @@ class TransformersEngine(LLMEngine):
                 torch.manual_seed(params.seed)
             with torch.inference_mode(), adapter_context(self.model, params.lora):
                 out = self.model.generate(**enc, **kwargs)
-            new = out[0, enc["input_ids"].shape[1]:]
+            new = out[0, enc["input_ids"].shape[1] :]
             eos = (new == self.tokenizer.eos_token_id).nonzero()
             counter.eos = bool(len(eos))
             counter.new_tokens = int(eos[0, 0]) if len(eos) else int(new.shape[0])

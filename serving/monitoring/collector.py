@@ -100,20 +100,39 @@ class Bucket:
         models: dict[str, dict[str, Any]] = {}
         for (model, version), c in self.models.items():
             models.setdefault(model, {})[version] = {
-                "rows": c.rows, "fingerprint": c.fingerprint,
+                "rows": c.rows,
+                "fingerprint": c.fingerprint,
                 "features": None if c.features is None else c.features.tolist(),
-                "score": None if c.score is None else c.score.tolist()}
-        return {"t": self.t, "replica": replica, "rows": self.rows, "decided": self.decided,
-                "contacts": self.contacts, "holdouts": self.holdouts, "churn_sum": self.churn_sum,
-                "actions": self.actions, "min_propensity": self.min_propensity,
-                "segments": self.segments.tolist(), "models": models}
+                "score": None if c.score is None else c.score.tolist(),
+            }
+        return {
+            "t": self.t,
+            "replica": replica,
+            "rows": self.rows,
+            "decided": self.decided,
+            "contacts": self.contacts,
+            "holdouts": self.holdouts,
+            "churn_sum": self.churn_sum,
+            "actions": self.actions,
+            "min_propensity": self.min_propensity,
+            "segments": self.segments.tolist(),
+            "models": models,
+        }
 
 
 class Monitor:
     """This replica's collector; ``observe`` is the only call on the scoring path."""
 
-    def __init__(self, store: SharedState, references: References, *, flush_interval_s: float = 1.0,
-                 retention_s: float = 3600.0, queue_max: int = 10_000, replica: str | None = None) -> None:
+    def __init__(
+        self,
+        store: SharedState,
+        references: References,
+        *,
+        flush_interval_s: float = 1.0,
+        retention_s: float = 3600.0,
+        queue_max: int = 10_000,
+        replica: str | None = None,
+    ) -> None:
         self.store, self.references = store, references
         self.flush_interval_s, self.retention_s = flush_interval_s, retention_s
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -124,7 +143,9 @@ class Monitor:
         self._buckets: dict[int, Bucket] = {}
         self._dirty: set[int] = set()
         self._columns: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
-        self._subsets: dict[tuple[int, int], np.ndarray | None] = {}  # binners live as long as References
+        self._subsets: dict[
+            tuple[int, int], np.ndarray | None
+        ] = {}  # binners live as long as References
         self._n_segments = len(segment_names())
         self._lock = threading.Lock()  # one flusher at a time (the thread, close, tests)
         self._stop = threading.Event()
@@ -176,13 +197,21 @@ class Monitor:
     def flush(self, closed: bool = False) -> int:
         """Bin the queue, write every second touched since the last flush; returns rows binned."""
         with self._lock:
-            drained_at = time.time()  # what is queued later is stamped later: its seconds stay in memory
+            drained_at = (
+                time.time()
+            )  # what is queued later is stamped later: its seconds stay in memory
             rows = self._drain()
             for second in sorted(self._dirty):
                 bucket = self._buckets[second]
-                self.store.put(BUCKET_NS + str(second // 60), f"{self.replica}:{second}", bucket.doc(self.replica))
+                self.store.put(
+                    BUCKET_NS + str(second // 60),
+                    f"{self.replica}:{second}",
+                    bucket.doc(self.replica),
+                )
             self._dirty.clear()
-            for second in [s for s in self._buckets if s < int(drained_at) - 1]:  # closed and written
+            for second in [
+                s for s in self._buckets if s < int(drained_at) - 1
+            ]:  # closed and written
                 del self._buckets[second]
             now = time.time()
             self.last_flush = now
@@ -214,9 +243,17 @@ class Monitor:
         return rows
 
     def _heartbeat(self, closed: bool) -> None:
-        self.store.put(REPLICAS_NS, self.replica, {
-            "started": self.started, "flushed": self.last_flush or self.started, "closed": closed,
-            "dropped_rows": self._dropped_rows, "flush_interval_s": self.flush_interval_s})
+        self.store.put(
+            REPLICAS_NS,
+            self.replica,
+            {
+                "started": self.started,
+                "flushed": self.last_flush or self.started,
+                "closed": closed,
+                "dropped_rows": self._dropped_rows,
+                "flush_interval_s": self.flush_interval_s,
+            },
+        )
 
     def _sweep(self, now: float) -> None:
         """Delete the buckets of minutes past retention (any replica's), once per minute."""
@@ -247,24 +284,39 @@ class Monitor:
         idx = codes[valid]
         weights = [np.ones(n), np.nan_to_num(obs.churn.astype(np.float64))]
         if contact is not None and obs.holdout is not None and obs.arm_index is not None:
-            weights += [(obs.arm_index >= 0).astype(np.float64), contact.astype(np.float64),
-                        obs.holdout.astype(np.float64)]
+            weights += [
+                (obs.arm_index >= 0).astype(np.float64),
+                contact.astype(np.float64),
+                obs.holdout.astype(np.float64),
+            ]
         for col, w in enumerate(weights):
-            bucket.segments[:, col] += np.bincount(idx, np.broadcast_to(w[:, None], codes.shape)[valid],
-                                                   minlength=self._n_segments)
+            bucket.segments[:, col] += np.bincount(
+                idx, np.broadcast_to(w[:, None], codes.shape)[valid], minlength=self._n_segments
+            )
 
-    def _add_model(self, bucket: Bucket, obs: Observation, model: str, scored: Scored,
-                   binned: list[tuple[Binner, np.ndarray]]) -> None:
+    def _add_model(
+        self,
+        bucket: Bucket,
+        obs: Observation,
+        model: str,
+        scored: Scored,
+        binned: list[tuple[Binner, np.ndarray]],
+    ) -> None:
         if scored.codes is None:
             parts = [(scored.version, None)]
         else:
-            parts = [(scored.versions[c], scored.codes == c) for c in np.unique(scored.codes).tolist() if c >= 0]
+            parts = [
+                (scored.versions[c], scored.codes == c)
+                for c in np.unique(scored.codes).tolist()
+                if c >= 0
+            ]
         for version, mask in parts:
             binner = self.references.get(model, version)
             counts = bucket.models.get((model, version))
             if counts is None:
                 counts = bucket.models[(model, version)] = _VersionCounts(
-                    fingerprint=binner.fingerprint if binner else None)
+                    fingerprint=binner.fingerprint if binner else None
+                )
             scores = scored.scores if mask is None else scored.scores[mask]
             counts.rows += len(scores)
             if binner is None:
@@ -278,7 +330,9 @@ class Monitor:
             counts.features = f if counts.features is None else counts.features + f
             counts.score = s if counts.score is None else counts.score + s
 
-    def _shared_counts(self, obs: Observation, binner: Binner, binned: list[tuple[Binner, np.ndarray]]) -> np.ndarray:
+    def _shared_counts(
+        self, obs: Observation, binner: Binner, binned: list[tuple[Binner, np.ndarray]]
+    ) -> np.ndarray:
         """Feature counts of all rows, taking the slots of features another binner of this batch
         already binned the same way (the engagement model reads a subset of churn's columns,
         binned from the same training rows)."""
@@ -304,7 +358,9 @@ class Monitor:
         key = (names, binner.features)
         index = self._columns.get(key)
         if index is None:
-            index = self._columns[key] = np.array([names.index(f) for f in binner.features], dtype=np.intp)
+            index = self._columns[key] = np.array(
+                [names.index(f) for f in binner.features], dtype=np.intp
+            )
         return index
 
     def _decisions(self, bucket: Bucket, obs: Observation) -> np.ndarray | None:
@@ -325,15 +381,25 @@ class Monitor:
         if obs.propensity is not None and decided.any():
             low = float(np.nanmin(np.where(decided, obs.propensity, np.nan)))
             if low == low:
-                bucket.min_propensity = low if bucket.min_propensity is None else min(bucket.min_propensity, low)
+                bucket.min_propensity = (
+                    low if bucket.min_propensity is None else min(bucket.min_propensity, low)
+                )
         return contact
 
 
 def _layout(obs: Observation) -> tuple[Any, ...]:
     """What batches must share to be binned as one: second, columns, versions, decisions."""
     models = tuple((m, sc.version, sc.versions, sc.codes is None) for m, sc in obs.models.items())
-    return (int(obs.t), obs.names, models, obs.arms, obs.control_arm,
-            obs.arm_index is None, obs.propensity is None, obs.holdout is None)
+    return (
+        int(obs.t),
+        obs.names,
+        models,
+        obs.arms,
+        obs.control_arm,
+        obs.arm_index is None,
+        obs.propensity is None,
+        obs.holdout is None,
+    )
 
 
 def join(batch: list[Observation]) -> Observation:
@@ -343,9 +409,24 @@ def join(batch: list[Observation]) -> Observation:
     def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
         return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
 
-    models = {m: Scored(sc.version, np.concatenate([o.models[m].scores for o in batch]),
-                        cat([o.models[m].codes for o in batch]), sc.versions)
-              for m, sc in first.models.items()}
-    return Observation(first.t, np.concatenate([o.values for o in batch]), first.names, models,
-                       np.concatenate([o.churn for o in batch]), cat([o.arm_index for o in batch]), first.arms,
-                       cat([o.propensity for o in batch]), cat([o.holdout for o in batch]), first.control_arm)
+    models = {
+        m: Scored(
+            sc.version,
+            np.concatenate([o.models[m].scores for o in batch]),
+            cat([o.models[m].codes for o in batch]),
+            sc.versions,
+        )
+        for m, sc in first.models.items()
+    }
+    return Observation(
+        first.t,
+        np.concatenate([o.values for o in batch]),
+        first.names,
+        models,
+        np.concatenate([o.churn for o in batch]),
+        cat([o.arm_index for o in batch]),
+        first.arms,
+        cat([o.propensity for o in batch]),
+        cat([o.holdout for o in batch]),
+        first.control_arm,
+    )

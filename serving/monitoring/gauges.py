@@ -21,8 +21,14 @@ log = logging.getLogger("reengage")
 def refresh(monitor: Monitor, m: MonitorSettings) -> dict[str, Any]:
     """One answer over the last ``window_s`` seconds, set as gauges; returned for callers."""
     now = time.time()
-    answer = report(monitor.store, monitor.references, Thresholds(m.psi_threshold, m.min_rows),
-                    int(now) - m.window_s + 1, int(now), now)
+    answer = report(
+        monitor.store,
+        monitor.references,
+        Thresholds(m.psi_threshold, m.min_rows),
+        int(now) - m.window_s + 1,
+        int(now),
+        now,
+    )
     metrics.monitor_report(answer)
     return answer
 

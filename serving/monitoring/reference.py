@@ -62,12 +62,19 @@ class Binner:
         sizes = np.array([len(c["counts"]) for c in cols], dtype=np.int64)
         score = doc["score"]
         return cls(
-            model=doc["model"], fingerprint=doc["fingerprint"], rows=int(doc["rows"]),
-            features=tuple(c["feature"] for c in cols), edges=edges,
+            model=doc["model"],
+            fingerprint=doc["fingerprint"],
+            rows=int(doc["rows"]),
+            features=tuple(c["feature"] for c in cols),
+            edges=edges,
             hi=np.array([c["hi"] for c in cols], dtype=np.float64),
-            offsets=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), sizes=sizes,
-            reference=np.concatenate([np.asarray(c["counts"], np.int64) for c in cols]) if cols else np.zeros(0, np.int64),
-            score_edges=np.asarray([score["lo"], *score["cuts"]], np.float64), score_hi=float(score["hi"]),
+            offsets=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+            sizes=sizes,
+            reference=np.concatenate([np.asarray(c["counts"], np.int64) for c in cols])
+            if cols
+            else np.zeros(0, np.int64),
+            score_edges=np.asarray([score["lo"], *score["cuts"]], np.float64),
+            score_hi=float(score["hi"]),
             score_reference=np.asarray(score["counts"], np.int64),
         )
 
@@ -105,12 +112,14 @@ class Binner:
     def keys(self) -> tuple[tuple[Any, ...], ...]:
         """Each feature's name and bins: two versions or models whose features share a key
         bin those values identically (``Monitor`` bins them once)."""
-        return tuple((name, tuple(row[~np.isnan(row)].tolist()), float(hi))
-                     for name, row, hi in zip(self.features, self.edges, self.hi))
+        return tuple(
+            (name, tuple(row[~np.isnan(row)].tolist()), float(hi))
+            for name, row, hi in zip(self.features, self.edges, self.hi)
+        )
 
     @cached_property
     def _edge_cols(self) -> list[np.ndarray]:
-        return [np.ascontiguousarray(self.edges[:, k:k + 1]) for k in range(self.edges.shape[1])]
+        return [np.ascontiguousarray(self.edges[:, k : k + 1]) for k in range(self.edges.shape[1])]
 
     @cached_property
     def _f32(self) -> tuple[list[np.ndarray], np.ndarray]:
@@ -123,7 +132,7 @@ class Binner:
         hi = self.hi.astype(np.float32)
         high = hi.astype(np.float64) > self.hi
         hi[high] = np.nextafter(hi[high], np.float32(-np.inf))
-        return [np.ascontiguousarray(up[:, k:k + 1]) for k in range(up.shape[1])], hi[:, None]
+        return [np.ascontiguousarray(up[:, k : k + 1]) for k in range(up.shape[1])], hi[:, None]
 
     @cached_property
     def _hi_col(self) -> np.ndarray:

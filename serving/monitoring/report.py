@@ -64,7 +64,9 @@ class Totals:
             self.actions[arm] = self.actions.get(arm, 0) + int(c)
         low = doc.get("min_propensity")
         if low is not None:
-            self.min_propensity = low if self.min_propensity is None else min(self.min_propensity, low)
+            self.min_propensity = (
+                low if self.min_propensity is None else min(self.min_propensity, low)
+            )
         seg = np.asarray(doc["segments"], np.float64)
         if seg.shape == self.segments.shape:
             self.segments += seg
@@ -97,24 +99,42 @@ def lost(store: SharedState, start: int, end: int, now: float) -> list[dict[str,
         flushed, interval = float(doc["flushed"]), float(doc.get("flush_interval_s", 1.0))
         dead = not doc["closed"] and flushed < now - max(3 * interval, 2.0)
         if (dead and start - interval <= flushed <= end) or doc.get("dropped_rows", 0):
-            out.append({"replica": replica, "after": iso(flushed) if dead else None,
-                        "dropped_rows": int(doc.get("dropped_rows", 0)),
-                        "reason": "stopped without flushing" if dead else "queue overrun"})
+            out.append(
+                {
+                    "replica": replica,
+                    "after": iso(flushed) if dead else None,
+                    "dropped_rows": int(doc.get("dropped_rows", 0)),
+                    "reason": "stopped without flushing" if dead else "queue overrun",
+                }
+            )
     return out
 
 
-def answer(totals: Totals, references: References, thresholds: Thresholds, start: int, end: int,
-           lost_rows: list[dict[str, Any]]) -> dict[str, Any]:
+def answer(
+    totals: Totals,
+    references: References,
+    thresholds: Thresholds,
+    start: int,
+    end: int,
+    lost_rows: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The answer's JSON (the shape docs/api.md gives)."""
     models: dict[str, Any] = {}
     for model in sorted({m for m, _ in totals.versions}):
-        entries = [_version_entry(model, version, v, references.get(model, version), thresholds)
-                   for (m, version), v in sorted(totals.versions.items(), key=lambda kv: -kv[1].rows) if m == model]
+        entries = [
+            _version_entry(model, version, v, references.get(model, version), thresholds)
+            for (m, version), v in sorted(totals.versions.items(), key=lambda kv: -kv[1].rows)
+            if m == model
+        ]
         models[model] = {**entries[0], "versions": entries}
     if totals.rows < thresholds.min_rows:
         status = "insufficient_data"
     else:
-        status = "drift" if any(e["status"] == "drift" for m in models.values() for e in m["versions"]) else "ok"
+        status = (
+            "drift"
+            if any(e["status"] == "drift" for m in models.values() for e in m["versions"])
+            else "ok"
+        )
     return {
         "window": {"start": iso(start), "end": iso(end + 1), "rows": totals.rows},
         "status": status,
@@ -127,53 +147,106 @@ def answer(totals: Totals, references: References, thresholds: Thresholds, start
     }
 
 
-def _version_entry(model: str, version: str, v: _Version, binner: Binner | None,
-                   thresholds: Thresholds) -> dict[str, Any]:
+def _version_entry(
+    model: str, version: str, v: _Version, binner: Binner | None, thresholds: Thresholds
+) -> dict[str, Any]:
     base = {"version": version, "rows": v.rows}
     if binner is None or v.features is None or v.score is None or len(v.features) != binner.total:
-        return {**base, "status": "no_reference", "reference_rows": None,
-                "score": {"psi": None, "drift": False}, "features": []}
+        return {
+            **base,
+            "status": "no_reference",
+            "reference_rows": None,
+            "score": {"psi": None, "drift": False},
+            "features": [],
+        }
     enough = v.rows >= thresholds.min_rows
     features = []
-    for name, ref, cur in zip(binner.features, binner.split(binner.reference), binner.split(v.features)):
+    for name, ref, cur in zip(
+        binner.features, binner.split(binner.reference), binner.split(v.features)
+    ):
         value = psi(ref, cur)
         n = max(int(cur.sum()), 1)
-        features.append({"feature": name, "psi": value, "missing_rate": float(cur[0]) / n,
-                         "out_of_range_rate": float(cur[1] + cur[-1]) / n,
-                         "drift": bool(enough and value is not None and value > thresholds.psi)})
+        features.append(
+            {
+                "feature": name,
+                "psi": value,
+                "missing_rate": float(cur[0]) / n,
+                "out_of_range_rate": float(cur[1] + cur[-1]) / n,
+                "drift": bool(enough and value is not None and value > thresholds.psi),
+            }
+        )
     score_psi = psi(binner.score_reference, v.score)
-    score = {"psi": score_psi, "drift": bool(enough and score_psi is not None and score_psi > thresholds.psi),
-             "bins": {"edges": [*binner.score_edges.tolist(), binner.score_hi],
-                      "reference": binner.score_reference.tolist(), "current": v.score.tolist()}}
+    score = {
+        "psi": score_psi,
+        "drift": bool(enough and score_psi is not None and score_psi > thresholds.psi),
+        "bins": {
+            "edges": [*binner.score_edges.tolist(), binner.score_hi],
+            "reference": binner.score_reference.tolist(),
+            "current": v.score.tolist(),
+        },
+    }
     drift = score["drift"] or any(f["drift"] for f in features)
     status = "insufficient_data" if not enough else ("drift" if drift else "ok")
-    return {**base, "status": status, "reference_rows": binner.rows, "score": score, "features": features}
+    return {
+        **base,
+        "status": status,
+        "reference_rows": binner.rows,
+        "score": score,
+        "features": features,
+    }
 
 
 def _actions(t: Totals) -> dict[str, Any]:
     decided = sum(t.actions.values())
-    return {"decided": decided, "share": {a: c / decided for a, c in sorted(t.actions.items())} if decided else {},
-            "min_propensity": t.min_propensity}
+    return {
+        "decided": decided,
+        "share": {a: c / decided for a, c in sorted(t.actions.items())} if decided else {},
+        "min_propensity": t.min_propensity,
+    }
 
 
 def _segments(t: Totals) -> list[dict[str, Any]]:
     overall = t.contacts / t.decided if t.decided else None
     out = []
-    for (label, value), (rows, churn, decided, contacts, holdouts) in zip(segment_names(), t.segments.tolist()):
+    for (label, value), (rows, churn, decided, contacts, holdouts) in zip(
+        segment_names(), t.segments.tolist()
+    ):
         rate = contacts / decided if decided else None
-        out.append({"feature": label, "value": value, "rows": int(rows),
-                    "mean_churn": churn / rows if rows else None,
-                    "contact_rate": rate, "holdout_share": holdouts / decided if decided else None,
-                    "contact_rate_ratio": rate / overall if rate is not None and overall else None})
+        out.append(
+            {
+                "feature": label,
+                "value": value,
+                "rows": int(rows),
+                "mean_churn": churn / rows if rows else None,
+                "contact_rate": rate,
+                "holdout_share": holdouts / decided if decided else None,
+                "contact_rate_ratio": rate / overall if rate is not None and overall else None,
+            }
+        )
     return out
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
 
 
-def report(store: SharedState, references: References, thresholds: Thresholds, start: int, end: int,
-           now: float | None = None) -> dict[str, Any]:
+def report(
+    store: SharedState,
+    references: References,
+    thresholds: Thresholds,
+    start: int,
+    end: int,
+    now: float | None = None,
+) -> dict[str, Any]:
     """The answer for ``[start, end]`` (epoch seconds, inclusive): blocking store reads."""
     now = time.time() if now is None else now
-    return answer(read_window(store, start, end), references, thresholds, start, end, lost(store, start, end, now))
+    return answer(
+        read_window(store, start, end),
+        references,
+        thresholds,
+        start,
+        end,
+        lost(store, start, end, now),
+    )

@@ -12,8 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PLAN_TIERS = ("basic", "plus", "premium")  # plan_tier 0, 1, 2 (feature_store.datagen names them too)
-REGIONS = ("north_america", "europe", "latin_america", "asia_pacific", "middle_east_africa")  # region_code 0..4
+PLAN_TIERS = (
+    "basic",
+    "plus",
+    "premium",
+)  # plan_tier 0, 1, 2 (feature_store.datagen names them too)
+REGIONS = (
+    "north_america",
+    "europe",
+    "latin_america",
+    "asia_pacific",
+    "middle_east_africa",
+)  # region_code 0..4
 AGE_EDGES = (25.0, 35.0, 45.0, 55.0, 65.0)
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 

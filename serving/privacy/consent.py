@@ -40,12 +40,17 @@ class ConsentBook:
     def pseudonym(self, customer_id: int) -> str:
         return pseudonym_hex(customer_id, self._key)
 
-    def set(self, customer_id: int, opted_out: bool, channel: str = "all", now: float | None = None) -> Doc:
+    def set(
+        self, customer_id: int, opted_out: bool, channel: str = "all", now: float | None = None
+    ) -> Doc:
         """Record a choice (the latest one wins). Every arm of the bandit reaches the customer
         by email, so either channel governs every contact. An opt-in after an erasure is a
         new consent: it lifts the suppression entry too."""
-        doc = {"opted_out": bool(opted_out), "channel": channel,
-               "effective_at": round(time.time() if now is None else now, 6)}
+        doc = {
+            "opted_out": bool(opted_out),
+            "channel": channel,
+            "effective_at": round(time.time() if now is None else now, 6),
+        }
         self.store.put(CONSENT, str(int(customer_id)), doc)
         if not opted_out:
             self.store.delete(SUPPRESSION, self.pseudonym(customer_id))
@@ -64,8 +69,11 @@ class ConsentBook:
     def suppress(self, customer_id: int, now: float | None = None) -> bool:
         """Erasure's last step: drop the consent record (it holds the id) and keep only the
         keyed pseudonym; True when the customer had a consent record."""
-        self.store.put(SUPPRESSION, self.pseudonym(customer_id),
-                       {"erased_at": round(time.time() if now is None else now, 6)})
+        self.store.put(
+            SUPPRESSION,
+            self.pseudonym(customer_id),
+            {"erased_at": round(time.time() if now is None else now, 6)},
+        )
         return self.store.delete(CONSENT, str(int(customer_id)))
 
 
@@ -132,7 +140,9 @@ class ConsentView:
         return self.loaded
 
     def _rebuild(self, snapshot: dict[str, Doc]) -> None:
-        ids = np.fromiter((int(k) for k, v in snapshot.items() if v.get("opted_out")), dtype=np.int64)
+        ids = np.fromiter(
+            (int(k) for k, v in snapshot.items() if v.get("opted_out")), dtype=np.int64
+        )
         ids.sort()
         self.opted_out = OptedOut(ids)  # replaced whole: a reader sees the old or the new one
 
@@ -141,12 +151,16 @@ class ConsentView:
         Before the first load every decision is refused: consent fails closed."""
         held = self.opted_out
         if self.watched.generation < 0:
-            raise DependencyUnavailable(f"consent is not loaded yet from the {self.watched.store.name}")
+            raise DependencyUnavailable(
+                f"consent is not loaded yet from the {self.watched.store.name}"
+            )
         return held.mask(customer_ids) if len(held) else None
 
     def is_opted_out(self, customer_id: int) -> bool:
         if self.watched.generation < 0:
-            raise DependencyUnavailable(f"consent is not loaded yet from the {self.watched.store.name}")
+            raise DependencyUnavailable(
+                f"consent is not loaded yet from the {self.watched.store.name}"
+            )
         return self.opted_out.holds(customer_id)
 
     def close(self) -> None:
@@ -165,6 +179,7 @@ def consent_view(settings: Any) -> ConsentView:
     with _lock:
         view = _views.get(where)
         if view is None:
-            view = _views[where] = ConsentView(open_shared_state(settings), settings.privacy.consent_refresh_s)
+            view = _views[where] = ConsentView(
+                open_shared_state(settings), settings.privacy.consent_refresh_s
+            )
         return view
-

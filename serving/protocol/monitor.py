@@ -24,7 +24,9 @@ class Thresholds(_Answer):
 
 
 class ScoreBins(_Answer):
-    edges: list[float] = Field(description="lo, the inner cuts, hi: bins are [missing, below, ..., above]")
+    edges: list[float] = Field(
+        description="lo, the inner cuts, hi: bins are [missing, below, ..., above]"
+    )
     reference: list[int]
     current: list[int]
 
@@ -71,7 +73,9 @@ class Segment(_Answer):
     mean_churn: float | None
     contact_rate: float | None
     holdout_share: float | None
-    contact_rate_ratio: float | None = Field(description="contact_rate over the overall rate (four-fifths rule)")
+    contact_rate_ratio: float | None = Field(
+        description="contact_rate over the overall rate (four-fifths rule)"
+    )
 
 
 class Lost(_Answer):

@@ -19,7 +19,9 @@ FinishReason = Literal["stop", "length"]
 
 class _Wire(BaseModel):
     # answers are sent with every field (``model_dump``): required in the schema
-    model_config = ConfigDict(protected_namespaces=(), json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(
+        protected_namespaces=(), json_schema_serialization_defaults_required=True
+    )
 
 
 class StreamOptions(_Wire):
@@ -28,8 +30,14 @@ class StreamOptions(_Wire):
 
 
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "n": (1,), "best_of": (None, 1), "echo": (False,), "logprobs": (None,), "suffix": (None,),
-    "presence_penalty": (0.0,), "frequency_penalty": (0.0,), "logit_bias": (None, {}),
+    "n": (1,),
+    "best_of": (None, 1),
+    "echo": (False,),
+    "logprobs": (None,),
+    "suffix": (None,),
+    "presence_penalty": (0.0,),
+    "frequency_penalty": (0.0,),
+    "logit_bias": (None, {}),
 }
 
 
@@ -38,7 +46,9 @@ class CompletionRequest(_Wire):
 
     model: str = Field(min_length=1)
     prompt: str | list[str]
-    max_tokens: int | None = Field(None, ge=1, le=4096, description="None: the server's configured default")
+    max_tokens: int | None = Field(
+        None, ge=1, le=4096, description="None: the server's configured default"
+    )
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1)
@@ -72,8 +82,16 @@ class CompletionRequest(_Wire):
             raise ValueError("at most 4 stop sequences")
         return v
 
-    @field_validator("n", "best_of", "echo", "logprobs", "suffix", "presence_penalty", "frequency_penalty",
-                     "logit_bias")
+    @field_validator(
+        "n",
+        "best_of",
+        "echo",
+        "logprobs",
+        "suffix",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+    )
     @classmethod
     def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
         """Accepted at their neutral values only; the error names the field."""
@@ -87,7 +105,11 @@ class CompletionRequest(_Wire):
 
     @property
     def stop_list(self) -> list[str]:
-        return [] if self.stop is None else ([self.stop] if isinstance(self.stop, str) else list(self.stop))
+        return (
+            []
+            if self.stop is None
+            else ([self.stop] if isinstance(self.stop, str) else list(self.stop))
+        )
 
 
 class CompletionUsage(_Wire):
@@ -145,4 +167,8 @@ def sse_error(status: int, body: dict[str, Any]) -> str:
     """The event that ends a stream that failed after it started: our error body (type,
     message, field) with the HTTP status it would have had as ``code``; the ``openai``
     client raises ``APIError`` on it."""
-    return "data: " + json.dumps({"error": {**body["error"], "code": status}}, separators=(",", ":")) + "\n\n"
+    return (
+        "data: "
+        + json.dumps({"error": {**body["error"], "code": status}}, separators=(",", ":"))
+        + "\n\n"
+    )

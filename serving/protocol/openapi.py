@@ -36,8 +36,9 @@ def error_responses(model: type[BaseModel], *codes: int) -> dict[int | str, dict
     return {key: {"model": model, "description": ERROR_STATUS[key]} for key in keys}
 
 
-def request_body(model: type[BaseModel], *, required: bool = True,
-                 extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def request_body(
+    model: type[BaseModel], *, required: bool = True, extra: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """``openapi_extra=`` declaring ``model`` as the JSON request body (plus ``extra``
     media types, e.g. the binary tensor extension)."""
     content: dict[str, dict[str, Any]] = {"application/json": {"schema": inline_schema(model)}}

@@ -15,18 +15,24 @@ Channel = Literal["email", "all"]
 class ConsentRequest(_Strict):
     customer_id: CustomerId
     opted_out: StrictBool
-    channel: Channel = Field("all", description="every action reaches the customer by email: both govern every contact")
+    channel: Channel = Field(
+        "all", description="every action reaches the customer by email: both govern every contact"
+    )
 
 
 class ConsentResponse(_Strict):
     customer_id: int
     channel: Channel
     opted_out: bool
-    effective_at: float | None = Field(description="epoch seconds the choice took effect; null: never recorded")
+    effective_at: float | None = Field(
+        description="epoch seconds the choice took effect; null: never recorded"
+    )
 
 
 class ConsentStatus(ConsentResponse):
-    suppressed: bool = Field(description="erased: only a suppression entry (keyed pseudonym) remains; opted out")
+    suppressed: bool = Field(
+        description="erased: only a suppression entry (keyed pseudonym) remains; opted out"
+    )
 
 
 class OnlineRemoved(_Strict):
@@ -37,8 +43,11 @@ class OnlineRemoved(_Strict):
 class DecisionsRemoved(_Strict):
     available: bool
     rows: int | None = None
-    rows_treatment: str | None = Field(None, description="pseudonymised beyond recovery: random pseudonym, "
-                                                         "no context, no action; offsets kept")
+    rows_treatment: str | None = Field(
+        None,
+        description="pseudonymised beyond recovery: random pseudonym, "
+        "no context, no action; offsets kept",
+    )
     rewards: int | None = None
     contact_ledger: int | None = None
     reason: str | None = None

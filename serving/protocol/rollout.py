@@ -29,8 +29,12 @@ class RolloutRequest(TrafficPolicyConfig):
 
 
 class PromoteRequest(_Strict):
-    version: str | None = Field(None, pattern=r"^[0-9]+$", description="the candidate to promote (default: the only one)")
-    force: bool = Field(False, description="promote although the evidence says the candidate is worse (audited)")
+    version: str | None = Field(
+        None, pattern=r"^[0-9]+$", description="the candidate to promote (default: the only one)"
+    )
+    force: bool = Field(
+        False, description="promote although the evidence says the candidate is worse (audited)"
+    )
     confidence: float = Field(0.95, gt=0, lt=1, description="of the evidence's intervals")
 
 
@@ -45,11 +49,19 @@ class RolloutChange(BaseModel):
 
     model: str
     generation: int
-    policy: dict[str, Any] | None = Field(description="the policy now in force (null: newest version, no split)")
-    activation_delay_s: float = Field(description="the change takes effect on every replica this long after it was made")
+    policy: dict[str, Any] | None = Field(
+        description="the policy now in force (null: newest version, no split)"
+    )
+    activation_delay_s: float = Field(
+        description="the change takes effect on every replica this long after it was made"
+    )
     effective_at: float = Field(description="unix time it took effect")
-    acknowledged_after_s: dict[str, float] = Field(description="per replica: when it had applied the change")
-    late_replicas: list[str] = Field(description="replicas that had not acknowledged within the bound")
+    acknowledged_after_s: dict[str, float] = Field(
+        description="per replica: when it had applied the change"
+    )
+    late_replicas: list[str] = Field(
+        description="replicas that had not acknowledged within the bound"
+    )
     propagation_s: float = Field(description="the slowest replica's acknowledgement, measured")
 
 
@@ -64,5 +76,9 @@ class RolloutStatus(BaseModel):
     versions: list[str]
     failures: dict[str, str] = Field(description="versions that could not load, and why")
     replicas: dict[str, dict[str, Any]]
-    shadow: dict[str, Any] | None = Field(description="shadow against default: score differences, latency")
-    evidence: dict[str, Any] = Field(description="per-version value from the decision log with intervals")
+    shadow: dict[str, Any] | None = Field(
+        description="shadow against default: score differences, latency"
+    )
+    evidence: dict[str, Any] = Field(
+        description="per-version value from the decision log with intervals"
+    )

@@ -28,17 +28,23 @@ class _Strict(BaseModel):
 
 class ScoreRequest(_Strict):
     customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_IDS)
-    explain: TopK | None = Field(None, description="add each model's top-k contributions (`explanations`)")
+    explain: TopK | None = Field(
+        None, description="add each model's top-k contributions (`explanations`)"
+    )
 
 
 class ExplainRequest(_Strict):
     customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_IDS)
-    top_k: TopK = Field(5, description="contributions per customer; at or above the number of features, all")
+    top_k: TopK = Field(
+        5, description="contributions per customer; at or above the number of features, all"
+    )
 
 
 class Contribution(_Strict):
     feature: str
-    value: float | None = Field(description="the customer's value of the feature (the model's input)")
+    value: float | None = Field(
+        description="the customer's value of the feature (the model's input)"
+    )
     contribution: float = Field(description="its share of the log-odds")
 
 
@@ -49,7 +55,9 @@ class ExplanationBlock(_Strict):
     output: Literal["log_odds"]
     method: str = Field(description="tree_shap (churn) or deeplift_rescale (engagement)")
     base_value: list[float | None]
-    contributions: list[list[Contribution] | None] = Field(description="sorted by |contribution|, top-k")
+    contributions: list[list[Contribution] | None] = Field(
+        description="sorted by |contribution|, top-k"
+    )
 
 
 class Explanations(_Strict):
@@ -84,18 +92,29 @@ class ScoreResponse(_Strict):
     action: list[str | None]
     decision_id: list[str | None]
     propensity: list[float | None]
-    reason: list[Reason | None] = Field(description="why this action: policy, holdout, contact_cap, not_found, opted_out")
-    feature_age_s: list[float | None] = Field(description="age of each customer's oldest feature view")
-    features_defaulted: list[bool] = Field(description="a stale or missing view was scored with defaults")
+    reason: list[Reason | None] = Field(
+        description="why this action: policy, holdout, contact_cap, not_found, opted_out"
+    )
+    feature_age_s: list[float | None] = Field(
+        description="age of each customer's oldest feature view"
+    )
+    features_defaulted: list[bool] = Field(
+        description="a stale or missing view was scored with defaults"
+    )
     model_versions: ModelVersions
     explanations: Explanations | None = Field(None, description="only with `explain`")
     pinned: dict[str, str] | None = Field(
-        None, description="only when an X-Reengage-Version header pinned a version (admin tokens): role -> version")
+        None,
+        description="only when an X-Reengage-Version header pinned a version (admin tokens): role -> version",
+    )
     churn_version: list[str | None] | None = Field(
-        None, description="only when a rollout split the rows: the churn version of each row "
-                          "(model_versions.churn then lists the versions used, comma-separated)")
+        None,
+        description="only when a rollout split the rows: the churn version of each row "
+        "(model_versions.churn then lists the versions used, comma-separated)",
+    )
     engagement_version: list[str | None] | None = Field(
-        None, description="only when a rollout split the rows: the engagement version of each row")
+        None, description="only when a rollout split the rows: the engagement version of each row"
+    )
 
 
 class ReengageRequest(_Strict):
@@ -103,9 +122,15 @@ class ReengageRequest(_Strict):
     max_tokens: int | None = Field(None, ge=1, le=2048)
     temperature: float | None = Field(None, ge=0, le=2)
     action: str | None = Field(None, description="force an action instead of the bandit's choice")
-    explain: TopK | None = Field(None, description="give the writer up to this many churn reasons (`reasons`)")
-    adapter: str | None = Field(None, min_length=1, max_length=64,
-                                description="the brand voice: a LoRA adapter /v1/models lists; null: the base model")
+    explain: TopK | None = Field(
+        None, description="give the writer up to this many churn reasons (`reasons`)"
+    )
+    adapter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the brand voice: a LoRA adapter /v1/models lists; null: the base model",
+    )
 
 
 class ReasonGiven(_Strict):
@@ -121,11 +146,15 @@ class ReasonGiven(_Strict):
 class LLMInfo(_Strict):
     backend: str
     model: str
-    fallback: bool = Field(description="the model's draft failed a guardrail: the safe template was sent")
+    fallback: bool = Field(
+        description="the model's draft failed a guardrail: the safe template was sent"
+    )
     fallback_reason: str | None
     written: bool = Field(description="false for actions that send no email (no_contact)")
     completion_tokens: int
-    adapter: str | None = Field(description="the LoRA adapter (brand voice) that wrote it; null: the base model")
+    adapter: str | None = Field(
+        description="the LoRA adapter (brand voice) that wrote it; null: the base model"
+    )
 
 
 class ReengageResponse(_Strict):
@@ -136,8 +165,12 @@ class ReengageResponse(_Strict):
     found: bool
     churn_probability: float
     engagement_probability: float
-    action: str | None = Field(description="null only without the bandit (then no_contact is written)")
-    decision_id: str | None = Field(description="null without the bandit or when the action was forced")
+    action: str | None = Field(
+        description="null only without the bandit (then no_contact is written)"
+    )
+    decision_id: str | None = Field(
+        description="null without the bandit or when the action was forced"
+    )
     propensity: float | None
     reason: Reason | Literal["forced"] | None
     feature_age_s: float | None
@@ -145,7 +178,9 @@ class ReengageResponse(_Strict):
     subject: str | None = Field(description="null when no email is sent (no_contact)")
     body: str | None
     llm: LLMInfo
-    reasons: list[ReasonGiven] | None = Field(None, description="only with `explain`: the reasons the writer got")
+    reasons: list[ReasonGiven] | None = Field(
+        None, description="only with `explain`: the reasons the writer got"
+    )
 
 
 class FeedbackRequest(_Strict):
@@ -160,19 +195,25 @@ class FeedbackResponse(_Strict):
     reward: float
     action: str | None = Field(description="the action the decision took")
     reason: Reason = Field(description="why that action was taken (the decision's reason)")
-    policy_updated: bool = Field(description="the policy learned from it: false for holdout, contact-cap and "
-                                              "opted-out rows, and for a context recorded under another layout")
+    policy_updated: bool = Field(
+        description="the policy learned from it: false for holdout, contact-cap and "
+        "opted-out rows, and for a context recorded under another layout"
+    )
 
 
 # ---- errors ------------------------------------------------------------------------
 
 
 class ErrorDetail(_Strict):
-    type: str = Field(description="serving.errors: invalid_request, malformed_body, not_found, model_not_found, "
-                                  "decision_not_found, conflict, opted_out, explainer_unavailable, model_not_ready, dependency_unavailable, timeout, "
-                                  "internal_error")
+    type: str = Field(
+        description="serving.errors: invalid_request, malformed_body, not_found, model_not_found, "
+        "decision_not_found, conflict, opted_out, explainer_unavailable, model_not_ready, dependency_unavailable, timeout, "
+        "internal_error"
+    )
     message: str
-    field: str | None = Field(description="the request field at fault, e.g. customer_ids[3]; null if none")
+    field: str | None = Field(
+        description="the request field at fault, e.g. customer_ids[3]; null if none"
+    )
 
 
 class ErrorResponse(_Strict):

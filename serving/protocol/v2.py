@@ -168,8 +168,11 @@ class InferenceResponse(_Answer):
     there. ``id`` is sent only when the request had one; ``model_version`` always
     (optional here only so a codec can be called without one)."""
 
-    model_config = ConfigDict(protected_namespaces=(), extra="forbid",
-                              json_schema_extra={"required": ["model_name", "model_version", "outputs"]})
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        extra="forbid",
+        json_schema_extra={"required": ["model_name", "model_version", "outputs"]},
+    )
 
     model_name: str
     model_version: str | None = None
@@ -190,7 +193,9 @@ class RepositoryIndexResponseItem(_Answer):
     name: str
     version: str
     state: Literal["READY", "UNAVAILABLE"]
-    reason: str = Field(description='"" when ready; "unloaded" or "not in version_policy" otherwise')
+    reason: str = Field(
+        description='"" when ready; "unloaded" or "not in version_policy" otherwise'
+    )
 
 
 class RepositoryIndexResponse(RootModel[list[RepositoryIndexResponseItem]]):
@@ -209,6 +214,8 @@ class OIPErrorResponse(_Answer):
     """The Open Inference Protocol's error body, which tritonclient shows as the
     exception message, with our error type and field beside it (``serving.http.error_response``)."""
 
-    error: str = Field(description='the message, prefixed with the field when there is one: "field: message"')
+    error: str = Field(
+        description='the message, prefixed with the field when there is one: "field: message"'
+    )
     error_type: str = Field(description="the error type, as in the v1 error body (serving.errors)")
     field: str | None = Field(description="the request field at fault; null if none")

@@ -30,7 +30,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def find_route(router: APIRouter, method: str, path: str) -> APIRoute:
     """The router's own route object (what Starlette's router puts in the scope)."""
-    return next(r for r in router.routes if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ()))
+    return next(
+        r
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
+    )
 
 
 class FastPath:
@@ -43,7 +47,11 @@ class FastPath:
         self.endpoint: Endpoint = route.endpoint
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != self.method or route_path(scope) != self.path:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != self.method
+            or route_path(scope) != self.path
+        ):
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route  # as the router sets it: metrics and the log name the template

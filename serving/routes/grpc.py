@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from serving.codecs.tensors import datatype_of, deserialize_bytes_tensor, numpy_dtype, serialize_bytes_tensor
+from serving.codecs.tensors import (
+    datatype_of,
+    deserialize_bytes_tensor,
+    numpy_dtype,
+    serialize_bytes_tensor,
+)
 from serving.dataplane import DataPlane
 from serving.audit import audit_log
 from serving.errors import InvalidRequest, ReengageError, grpc_code, status_and_body
@@ -26,11 +31,16 @@ from serving.security import ANONYMOUS, GRPC_GROUPS, Authenticator, Principal
 # range-checked on the way down. FP16 and BF16 have no typed field (raw only).
 _CONTENTS: dict[str, tuple[str, np.dtype]] = {
     "BOOL": ("bool_contents", np.dtype(np.bool_)),
-    "INT8": ("int_contents", np.dtype(np.int32)), "INT16": ("int_contents", np.dtype(np.int32)),
-    "INT32": ("int_contents", np.dtype(np.int32)), "INT64": ("int64_contents", np.dtype(np.int64)),
-    "UINT8": ("uint_contents", np.dtype(np.uint32)), "UINT16": ("uint_contents", np.dtype(np.uint32)),
-    "UINT32": ("uint_contents", np.dtype(np.uint32)), "UINT64": ("uint64_contents", np.dtype(np.uint64)),
-    "FP32": ("fp32_contents", np.dtype(np.float32)), "FP64": ("fp64_contents", np.dtype(np.float64)),
+    "INT8": ("int_contents", np.dtype(np.int32)),
+    "INT16": ("int_contents", np.dtype(np.int32)),
+    "INT32": ("int_contents", np.dtype(np.int32)),
+    "INT64": ("int64_contents", np.dtype(np.int64)),
+    "UINT8": ("uint_contents", np.dtype(np.uint32)),
+    "UINT16": ("uint_contents", np.dtype(np.uint32)),
+    "UINT32": ("uint_contents", np.dtype(np.uint32)),
+    "UINT64": ("uint64_contents", np.dtype(np.uint64)),
+    "FP32": ("fp32_contents", np.dtype(np.float32)),
+    "FP64": ("fp64_contents", np.dtype(np.float64)),
     "BYTES": ("bytes_contents", np.dtype(object)),
 }
 
@@ -45,7 +55,9 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
-        raise InvalidRequest("raw_input_contents must hold one entry per input", field="raw_input_contents")
+        raise InvalidRequest(
+            "raw_input_contents must hold one entry per input", field="raw_input_contents"
+        )
     for i, tensor in enumerate(request.inputs):
         field = f"inputs[{tensor.name}]"
         shape = tuple(int(d) for d in tensor.shape)
@@ -55,37 +67,52 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
         try:
             dtype = numpy_dtype(tensor.datatype)
         except Exception:
-            raise InvalidRequest(f"unknown datatype '{tensor.datatype}'", field=f"{field}.datatype") from None
+            raise InvalidRequest(
+                f"unknown datatype '{tensor.datatype}'", field=f"{field}.datatype"
+            ) from None
         if raw:
             if tensor.HasField("contents"):
-                raise InvalidRequest("typed contents and raw_input_contents given together", field=f"{field}.contents")
+                raise InvalidRequest(
+                    "typed contents and raw_input_contents given together",
+                    field=f"{field}.contents",
+                )
             arrays[tensor.name] = _from_raw(raw[i], tensor.datatype, dtype, shape, count, field)
         else:
             arrays[tensor.name] = _from_contents(tensor, dtype, shape, count, field)
     return arrays
 
 
-def _from_raw(buf: bytes, datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, field: str) -> np.ndarray:
+def _from_raw(
+    buf: bytes, datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, field: str
+) -> np.ndarray:
     if datatype == "BYTES":
         try:
             return deserialize_bytes_tensor(buf, count).reshape(shape)
         except ValueError as exc:
-            raise InvalidRequest(f"BYTES data does not match shape {list(shape)}: {exc}", field=field) from None
+            raise InvalidRequest(
+                f"BYTES data does not match shape {list(shape)}: {exc}", field=field
+            ) from None
     if len(buf) != count * dtype.itemsize:
         raise InvalidRequest(f"{len(buf)} bytes for shape {list(shape)} of {datatype}", field=field)
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
-def _from_contents(tensor: Any, dtype: np.dtype, shape: tuple[int, ...], count: int, field: str) -> np.ndarray:
+def _from_contents(
+    tensor: Any, dtype: np.dtype, shape: tuple[int, ...], count: int, field: str
+) -> np.ndarray:
     entry = _CONTENTS.get(tensor.datatype)
     if entry is None:
-        raise InvalidRequest(f"{tensor.datatype} has no typed contents: send it in raw_input_contents",
-                             field=f"{field}.contents")
+        raise InvalidRequest(
+            f"{tensor.datatype} has no typed contents: send it in raw_input_contents",
+            field=f"{field}.contents",
+        )
     name, held = entry
     values = getattr(tensor.contents, name)
     if len(values) != count:
-        raise InvalidRequest(f"{len(values)} values in contents.{name} for shape {list(shape)} of {tensor.datatype}",
-                             field=f"{field}.contents")
+        raise InvalidRequest(
+            f"{len(values)} values in contents.{name} for shape {list(shape)} of {tensor.datatype}",
+            field=f"{field}.contents",
+        )
     if held.kind == "O":
         out = np.empty(count, dtype=object)
         out[:] = list(values)
@@ -94,8 +121,10 @@ def _from_contents(tensor: Any, dtype: np.dtype, shape: tuple[int, ...], count: 
     if held != dtype:  # a narrower integer type than its field
         info = np.iinfo(dtype)
         if count and (int(array.min()) < info.min or int(array.max()) > info.max):
-            raise InvalidRequest(f"values outside the {tensor.datatype} range [{info.min}, {info.max}]",
-                                 field=f"{field}.contents")
+            raise InvalidRequest(
+                f"values outside the {tensor.datatype} range [{info.min}, {info.max}]",
+                field=f"{field}.contents",
+            )
         array = array.astype(dtype)
     return array.reshape(shape)
 
@@ -104,11 +133,17 @@ def encode_outputs(response: Any, outputs: dict[str, np.ndarray], request: Any) 
     wanted = [o.name for o in request.outputs] or list(outputs)
     for name in wanted:
         if name not in outputs:
-            raise InvalidRequest(f"unknown output; this model has {sorted(outputs)}", field=f"outputs[{name}]")
+            raise InvalidRequest(
+                f"unknown output; this model has {sorted(outputs)}", field=f"outputs[{name}]"
+            )
         array = outputs[name]
         datatype = datatype_of(array.dtype).value
         response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
-        raw = serialize_bytes_tensor(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+        raw = (
+            serialize_bytes_tensor(array)
+            if datatype == "BYTES"
+            else np.ascontiguousarray(array).tobytes()
+        )
         response.raw_output_contents.append(raw)
 
 
@@ -145,7 +180,9 @@ class GrpcAdapter:
             status, body = status_and_body(exc)
             err = body["error"]
             grpc_context.set_code(grpc_code(status))
-            grpc_context.set_details(err["message"] if not err.get("field") else f"{err['field']}: {err['message']}")
+            grpc_context.set_details(
+                err["message"] if not err.get("field") else f"{err['field']}: {err['message']}"
+            )
             return getattr(service_pb2, f"{method}Response")()
 
     def _caller(self, method: str, group: str, grpc_context: Any) -> Principal | None:
@@ -155,15 +192,21 @@ class GrpcAdapter:
         try:
             return self.auth.check(group, authorization)
         except ReengageError as exc:
-            if group == "admin":  # refused admin calls are audited (not fsync'd: a flood must stay cheap)
+            if (
+                group == "admin"
+            ):  # refused admin calls are audited (not fsync'd: a flood must stay cheap)
                 forbidden = exc.status_code == 403  # ``exc`` is unbound once the except block ends
 
                 def actor() -> str:  # called later, on the audit writer's thread
                     principal = self.auth.identify(authorization) if forbidden else None
                     return principal.name if principal else ANONYMOUS
 
-                audit_log(self.dp.settings).refused(f"grpc {method}", actor=actor, source=_peer(grpc_context),
-                                                    message=f"{exc.status_code} {exc.error_type}: {exc.message}")
+                audit_log(self.dp.settings).refused(
+                    f"grpc {method}",
+                    actor=actor,
+                    source=_peer(grpc_context),
+                    message=f"{exc.status_code} {exc.error_type}: {exc.message}",
+                )
             raise
 
     async def ServerLive(self, request: Any) -> Any:
@@ -173,25 +216,41 @@ class GrpcAdapter:
         return service_pb2.ServerReadyResponse(ready=await self.dp.ready())
 
     async def ModelReady(self, request: Any) -> Any:
-        return service_pb2.ModelReadyResponse(ready=await self.dp.model_ready(request.name, _version(request.version)))
+        return service_pb2.ModelReadyResponse(
+            ready=await self.dp.model_ready(request.name, _version(request.version))
+        )
 
     async def ServerMetadata(self, request: Any) -> Any:
         meta = self.dp.server_metadata()
-        return service_pb2.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+        return service_pb2.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
 
     async def ModelMetadata(self, request: Any) -> Any:
         meta = await self.dp.model_metadata(request.name, _version(request.version))
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         return service_pb2.ModelMetadataResponse(
-            name=meta["name"], versions=meta["versions"], platform=meta["platform"],
-            inputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["inputs"]],
-            outputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["outputs"]],
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[
+                tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in meta["inputs"]
+            ],
+            outputs=[
+                tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in meta["outputs"]
+            ],
         )
 
     async def ModelInfer(self, request: Any) -> Any:
         arrays = decode_inputs(request)
-        served, outputs = await self.dp.infer(request.model_name, _version(request.model_version), arrays)
-        response = service_pb2.ModelInferResponse(model_name=request.model_name, model_version=served, id=request.id)
+        served, outputs = await self.dp.infer(
+            request.model_name, _version(request.model_version), arrays
+        )
+        response = service_pb2.ModelInferResponse(
+            model_name=request.model_name, model_version=served, id=request.id
+        )
         encode_outputs(response, outputs, request)
         return response
 

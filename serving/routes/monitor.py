@@ -25,7 +25,9 @@ def parse_since(text: str) -> float:
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidRequest("since must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z", field="since") from None
+        raise InvalidRequest(
+            "since must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z", field="since"
+        ) from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
@@ -33,7 +35,9 @@ def parse_window(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise InvalidRequest("window_s must be a whole number of seconds", field="window_s") from None
+        raise InvalidRequest(
+            "window_s must be a whole number of seconds", field="window_s"
+        ) from None
     if n < 1:
         raise InvalidRequest("window_s must be at least 1", field="window_s")
     return n
@@ -42,8 +46,12 @@ def parse_window(text: str) -> int:
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["admin"], default_response_class=JSONResponse)
 
-    @r.get("/v1/monitor", response_model=MonitorReport, responses=_ERRORS,
-           summary="Feature and score drift per model version, actions, contact rates by segment")
+    @r.get(
+        "/v1/monitor",
+        response_model=MonitorReport,
+        responses=_ERRORS,
+        summary="Feature and score drift per model version, actions, contact rates by segment",
+    )
     async def monitor(since: str | None = None, window_s: str | None = None) -> Response:
         """Window: ``since`` (ISO time) to now, or the last ``window_s`` seconds (default
         ``monitor.window_s``), at 1 s granularity."""
@@ -53,11 +61,17 @@ def router(dataplane: DataPlane) -> APIRouter:
         n = parse_window(window_s) if window_s is not None else None
         return json_response(await dataplane.monitor_report(start, n))
 
-    @r.get("/v2/models/{model_name}/versions/{model_version}/card", tags=["metadata"], response_model=ModelCard,
-           responses=error_responses(OIPErrorResponse, 404, 503),
-           summary="The version's model card (Markdown in text, written by the build)")
+    @r.get(
+        "/v2/models/{model_name}/versions/{model_version}/card",
+        tags=["metadata"],
+        response_model=ModelCard,
+        responses=error_responses(OIPErrorResponse, 404, 503),
+        summary="The version's model card (Markdown in text, written by the build)",
+    )
     async def card(model_name: str, model_version: str) -> Response:
         text = await dataplane.model_card(model_name, model_version)
-        return json_response({"name": model_name, "version": model_version, "format": "markdown", "text": text})
+        return json_response(
+            {"name": model_name, "version": model_version, "format": "markdown", "text": text}
+        )
 
     return r

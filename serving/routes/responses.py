@@ -14,7 +14,9 @@ from serving.codecs.columnar import ARROW_STREAM, arrow_bytes, json_bytes
 from serving.errors import InvalidRequest, MalformedBody, ReengageError
 
 
-def json_response(content: object, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: object, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """orjson with numpy arrays encoded natively (no ``tolist``), NaN as null."""
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
@@ -24,7 +26,13 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ReengageE
     """The first pydantic error as one of ours, naming the field (``customer_ids[3]``)."""
     err = exc.errors()[0]
     loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-    field = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc)) or None
+    field = (
+        "".join(
+            f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+            for i, p in enumerate(loc)
+        )
+        or None
+    )
     if err.get("type") == "json_invalid":
         return MalformedBody(f"body is not valid JSON: {err.get('msg')}")
     message = err.get("msg", "invalid value")
@@ -35,8 +43,9 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ReengageE
     return InvalidRequest(message, field=field)
 
 
-def error_response(request: Request, status: int, body: dict[str, Any],
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     """The error body of docs/api.md ("Errors"); on /v2 routes the Open Inference Protocol's ``{"error": str}``
     (what tritonclient parses), with our type and field kept beside it."""
     if request.url.path.startswith("/v2"):

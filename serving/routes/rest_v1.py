@@ -31,9 +31,13 @@ def router(dataplane: DataPlane) -> APIRouter:
     # JSONResponse: the media type the schema states; handlers build their own Response
     r = APIRouter(tags=["v1"], default_response_class=JSONResponse)
 
-    @r.post("/v1/score", response_model=ScoreResponse, summary="Score 1 to 10,000 customers",
-            responses=error_responses(ErrorResponse, 400, 403, 404, 422, 503, 504),
-            openapi_extra=request_body(ScoreRequest))
+    @r.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        summary="Score 1 to 10,000 customers",
+        responses=error_responses(ErrorResponse, 400, 403, 404, 422, 503, 504),
+        openapi_extra=request_body(ScoreRequest),
+    )
     async def score(request: Request) -> Response:
         # Parsed from raw bytes by pydantic's JSON parser: no intermediate dict of 10k ints.
         req = ScoreRequest.model_validate_json(await request.body())
@@ -42,24 +46,44 @@ def router(dataplane: DataPlane) -> APIRouter:
         result = await dataplane.score(parse_ids(req.customer_ids), req.explain, pins)
         return columnar_response(request, result.columns())
 
-    @r.post("/v1/explain", response_model=ExplainResponse, summary="Why each model scored 1 to 10,000 customers",
-            responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),
-            openapi_extra=request_body(ExplainRequest))
+    @r.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        summary="Why each model scored 1 to 10,000 customers",
+        responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),
+        openapi_extra=request_body(ExplainRequest),
+    )
     async def explain(request: Request) -> Response:
         req = ExplainRequest.model_validate_json(await request.body())
         return json_response(await dataplane.explain(parse_ids(req.customer_ids), req.top_k))
 
-    @r.post("/v1/reengage", response_model=ReengageResponse, summary="Score one customer and write the email",
-            responses=error_responses(ErrorResponse, 400, 404, 422, 503, 504),
-            openapi_extra=request_body(ReengageRequest))
+    @r.post(
+        "/v1/reengage",
+        response_model=ReengageResponse,
+        summary="Score one customer and write the email",
+        responses=error_responses(ErrorResponse, 400, 404, 422, 503, 504),
+        openapi_extra=request_body(ReengageRequest),
+    )
     async def reengage(request: Request) -> Response:
         req = ReengageRequest.model_validate_json(await request.body())
-        return json_response(await dataplane.reengage(req.customer_id, req.action, req.max_tokens, req.temperature,
-                                                      req.explain, req.adapter))
+        return json_response(
+            await dataplane.reengage(
+                req.customer_id,
+                req.action,
+                req.max_tokens,
+                req.temperature,
+                req.explain,
+                req.adapter,
+            )
+        )
 
-    @r.post("/v1/feedback", response_model=FeedbackResponse, summary="Post the reward of a decision",
-            responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),
-            openapi_extra=request_body(FeedbackRequest))
+    @r.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        summary="Post the reward of a decision",
+        responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),
+        openapi_extra=request_body(FeedbackRequest),
+    )
     async def feedback(request: Request) -> Response:
         req = FeedbackRequest.model_validate_json(await request.body())
         return json_response(await dataplane.feedback(req.decision_id, float(req.reward)))
@@ -73,10 +97,14 @@ def _admin_pins(request: Request, header: str) -> dict[str, str]:
     principal = request.scope.get("auth")
     if not isinstance(principal, Principal):
         authenticator = getattr(request.app.state, "authenticator", None)
-        principal = authenticator.identify(request.headers.get("authorization")) if authenticator else None
+        principal = (
+            authenticator.identify(request.headers.get("authorization")) if authenticator else None
+        )
     if principal is None or ADMIN not in principal.roles:
-        raise PermissionDenied("X-Reengage-Version pins a model version: it needs a token with the admin role",
-                               field="x-reengage-version")
+        raise PermissionDenied(
+            "X-Reengage-Version pins a model version: it needs a token with the admin role",
+            field="x-reengage-version",
+        )
     return parse_pins(header)
 
 
@@ -86,7 +114,9 @@ def parse_pins(header: str) -> dict[str, str]:
     for part in header.split(","):
         role, sep, version = (x.strip() for x in part.partition("="))
         if not sep or role not in ("churn", "engagement") or not version.isdigit() or role in pins:
-            raise InvalidRequest("write the pin as 'churn=<version>' or 'churn=<v>, engagement=<v>'",
-                                 field="x-reengage-version")
+            raise InvalidRequest(
+                "write the pin as 'churn=<version>' or 'churn=<v>, engagement=<v>'",
+                field="x-reengage-version",
+            )
         pins[role] = version
     return pins

@@ -25,17 +25,28 @@ def runtime_for(spec: ModelSpec, version: VersionSpec, threads: int) -> ModelRun
     from serving.runtime.onnx import OnnxRuntime
 
     if spec.runtime not in RUNTIMES:
-        raise ValueError(f"model '{spec.name}': config.pbtxt runtime '{spec.runtime}' is not one of {RUNTIMES}")
+        raise ValueError(
+            f"model '{spec.name}': config.pbtxt runtime '{spec.runtime}' is not one of {RUNTIMES}"
+        )
     if spec.runtime == "lleaves":
         from serving.runtime.lleaves import LleavesRuntime, Unavailable, check_artifact
 
         try:
             manifest = check_artifact(version.path)
             runtime = LleavesRuntime(spec, version)
-            log.info("model %s version %s: runtime lleaves (%s, %s)", spec.name, version.version,
-                     manifest["artifact"], manifest["target_cpu"])
+            log.info(
+                "model %s version %s: runtime lleaves (%s, %s)",
+                spec.name,
+                version.version,
+                manifest["artifact"],
+                manifest["target_cpu"],
+            )
             return runtime
         except Unavailable as exc:
-            log.warning("model %s version %s: runtime lleaves unavailable (%s); serving it with ONNX Runtime",
-                        spec.name, version.version, exc)
+            log.warning(
+                "model %s version %s: runtime lleaves unavailable (%s); serving it with ONNX Runtime",
+                spec.name,
+                version.version,
+                exc,
+            )
     return OnnxRuntime(spec, version, intra_op_threads=threads)

@@ -64,8 +64,12 @@ class TreeShapExplainer(Explainer):
         super().__init__(version, threads)
         try:
             import lightgbm as lgb
-        except ImportError as exc:  # a dependency of the package; an install without it cannot explain trees
-            raise ExplainerUnavailable(f"lightgbm is not importable ({exc})", field="explain") from None
+        except (
+            ImportError
+        ) as exc:  # a dependency of the package; an install without it cannot explain trees
+            raise ExplainerUnavailable(
+                f"lightgbm is not importable ({exc})", field="explain"
+            ) from None
         self._booster: Any = lgb.Booster(model_file=str(version.path / BOOSTER_FILE))
 
     def explain(self, x: np.ndarray) -> Attribution:
@@ -90,17 +94,26 @@ class OnnxGraphExplainer(Explainer):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(version.path / GRAPH_FILE), opts,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(version.path / GRAPH_FILE), opts, providers=["CPUExecutionProvider"]
+        )
         self._input = self._session.get_inputs()[0].name
         method = self._session.get_modelmeta().custom_metadata_map.get("method")
-        self.method = method or (version.metrics.get("explainer") or {}).get("method") or self.method
+        self.method = (
+            method or (version.metrics.get("explainer") or {}).get("method") or self.method
+        )
 
     def explain(self, x: np.ndarray) -> Attribution:
         rows = np.ascontiguousarray(x, dtype=np.float32)
-        c, z, base = self._session.run(["contributions", "log_odds", "base_value"], {self._input: rows})
-        return Attribution(c.astype(np.float64), np.full(len(rows), float(base[0])),
-                           z[:, 0].astype(np.float64), self.method)
+        c, z, base = self._session.run(
+            ["contributions", "log_odds", "base_value"], {self._input: rows}
+        )
+        return Attribution(
+            c.astype(np.float64),
+            np.full(len(rows), float(base[0])),
+            z[:, 0].astype(np.float64),
+            self.method,
+        )
 
 
 def explainer_for(name: str, version: VersionSpec, threads: int = 1) -> Explainer:
@@ -112,4 +125,6 @@ def explainer_for(name: str, version: VersionSpec, threads: int = 1) -> Explaine
         return TreeShapExplainer(version, threads)
     raise ExplainerUnavailable(
         f"model '{name}' version {version.version} has no explainer (no {GRAPH_FILE} or {BOOSTER_FILE}); "
-        "rebuild it with `reengage build`", field="explain")
+        "rebuild it with `reengage build`",
+        field="explain",
+    )

@@ -41,10 +41,22 @@ BLOCK_TREES = 34  # lleaves' default cache blocking of trees
 # Code tuned for the building host (AVX-512 here) measured no faster than the x86-64
 # baseline, and would die of SIGILL on an older serving CPU: compile for the baseline.
 _PORTABLE_CPU = {"x86_64": "x86-64", "AMD64": "x86-64"}
-_MANIFEST_KEYS = {"entry", "n_features", "booster_sha256", "artifact_sha256", "triple", "target_cpu",
-                  "target_cpu_features"}
-_ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
-                               ctypes.c_int32, ctypes.c_int32)
+_MANIFEST_KEYS = {
+    "entry",
+    "n_features",
+    "booster_sha256",
+    "artifact_sha256",
+    "triple",
+    "target_cpu",
+    "target_cpu_features",
+}
+_ENTRY_TYPE = ctypes.CFUNCTYPE(
+    None,
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.c_int32,
+    ctypes.c_int32,
+)
 
 
 class Unavailable(RuntimeError):
@@ -69,18 +81,28 @@ class CompiledForest:
         engine.set_object_cache(getbuffer_func=lambda _module: blob)
         engine.finalize_object()
         engine.run_static_constructors()
-        return cls(engine, _ENTRY_TYPE(engine.get_function_address(ENTRY)), int(manifest["n_features"]))
+        return cls(
+            engine, _ENTRY_TYPE(engine.get_function_address(ENTRY)), int(manifest["n_features"])
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim != 2 or x.shape[1] != self.n_features:  # the code reads n_features doubles a row, unchecked
-            raise InvalidRequest(f"expected rows of {self.n_features} features, got shape {list(x.shape)}")
+        if (
+            x.ndim != 2 or x.shape[1] != self.n_features
+        ):  # the code reads n_features doubles a row, unchecked
+            raise InvalidRequest(
+                f"expected rows of {self.n_features} features, got shape {list(x.shape)}"
+            )
         if len(x) >= 2**31:
             raise InvalidRequest("too many rows for one call")
         rows = np.ascontiguousarray(x, dtype=np.float64)
         out = np.empty(len(rows), dtype=np.float64)
         # one thread, like ONNX Runtime's setting; ctypes drops the GIL for the call
-        self.entry(rows.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-                   out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), 0, len(rows))
+        self.entry(
+            rows.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            0,
+            len(rows),
+        )
         return out
 
 
@@ -98,7 +120,9 @@ def compile_version(version_dir: Path) -> dict[str, Any]:
         raise Unavailable(f"no {BOOSTER} in {version_dir}")
     forest = parse_to_ast(str(booster))
     if forest.n_classes != 1:
-        raise Unavailable(f"lleaves runtime serves binary models; this one has {forest.n_classes} classes")
+        raise Unavailable(
+            f"lleaves runtime serves binary models; this one has {forest.n_classes} classes"
+        )
     forest.raw_score = False  # probabilities, as the ONNX graph outputs
     ir = llvmlite.ir.Module(name="forest")
     gen_forest(forest, ir, BLOCK_TREES, ENTRY, True)  # True: float64 sums
@@ -115,10 +139,17 @@ def compile_version(version_dir: Path) -> dict[str, Any]:
     engine.finalize_object()
     (version_dir / ARTIFACT).write_bytes(emitted[0])
     manifest = {
-        "runtime": NAME, "artifact": ARTIFACT, "entry": ENTRY, "n_features": forest.n_args,
-        "booster_sha256": _sha256(booster), "artifact_sha256": _sha256(version_dir / ARTIFACT),
-        "triple": llvm.get_process_triple(), "target_cpu": cpu, "target_cpu_features": features,
-        "lleaves": _version("lleaves"), "llvmlite": _version("llvmlite"),
+        "runtime": NAME,
+        "artifact": ARTIFACT,
+        "entry": ENTRY,
+        "n_features": forest.n_args,
+        "booster_sha256": _sha256(booster),
+        "artifact_sha256": _sha256(version_dir / ARTIFACT),
+        "triple": llvm.get_process_triple(),
+        "target_cpu": cpu,
+        "target_cpu_features": features,
+        "lleaves": _version("lleaves"),
+        "llvmlite": _version("llvmlite"),
     }
     (version_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
@@ -144,16 +175,22 @@ def check_artifact(version_dir: Path) -> dict[str, Any]:
     manifest = json.loads((version_dir / MANIFEST).read_text())
     missing = sorted(_MANIFEST_KEYS - set(manifest))
     if missing or manifest.get("entry") != ENTRY:
-        raise Unavailable(f"{MANIFEST} is from another compiler version (lacks {missing or ['entry ' + ENTRY]})")
+        raise Unavailable(
+            f"{MANIFEST} is from another compiler version (lacks {missing or ['entry ' + ENTRY]})"
+        )
     if manifest.get("booster_sha256") != _sha256(version_dir / BOOSTER):
         raise Unavailable(f"{ARTIFACT} was compiled from another {BOOSTER}")
     if manifest.get("artifact_sha256") != _sha256(version_dir / ARTIFACT):
         raise Unavailable(f"{ARTIFACT} does not match its manifest (truncated or replaced)")
     if manifest.get("triple") != llvm.get_process_triple():
-        raise Unavailable(f"{ARTIFACT} targets {manifest.get('triple')}, this machine is {llvm.get_process_triple()}")
+        raise Unavailable(
+            f"{ARTIFACT} targets {manifest.get('triple')}, this machine is {llvm.get_process_triple()}"
+        )
     cpu = manifest.get("target_cpu")
     if cpu not in _PORTABLE_CPU.values() and cpu != llvm.get_host_cpu_name():
-        raise Unavailable(f"{ARTIFACT} is tuned for CPU {cpu}, this one is {llvm.get_host_cpu_name()}")
+        raise Unavailable(
+            f"{ARTIFACT} is tuned for CPU {cpu}, this one is {llvm.get_host_cpu_name()}"
+        )
     return manifest
 
 

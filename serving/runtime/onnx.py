@@ -23,8 +23,14 @@ class OnnxRuntime(ModelRuntime):
         # One replica per core scales better than threads fighting over 2 cores; 0 = ORT default.
         opts.intra_op_num_threads = self.intra_op_threads
         opts.inter_op_num_threads = 1
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self._session = ort.InferenceSession(str(self.version.model_file), opts, providers=providers)
+        providers = [
+            p
+            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+            if p in ort.get_available_providers()
+        ]
+        self._session = ort.InferenceSession(
+            str(self.version.model_file), opts, providers=providers
+        )
         self._outputs = [o.name for o in self._session.get_outputs()]
         self.ready = True
 

@@ -24,6 +24,20 @@ from serving.security.tokens import (
 from serving.security.shared_tokens import TokenBook, ensure_admin_token
 
 __all__ = [
-    "ANONYMOUS", "GROUPS", "GRPC_GROUPS", "TOKEN_ENV", "Authenticator", "Principal", "TokenBook", "TokenStore", "actor_of", "classify",
-    "bearer_headers", "client_token", "ensure_admin_token", "group_of_path", "hash_token", "new_token",
+    "ANONYMOUS",
+    "GROUPS",
+    "GRPC_GROUPS",
+    "TOKEN_ENV",
+    "Authenticator",
+    "Principal",
+    "TokenBook",
+    "TokenStore",
+    "actor_of",
+    "classify",
+    "bearer_headers",
+    "client_token",
+    "ensure_admin_token",
+    "group_of_path",
+    "hash_token",
+    "new_token",
 ]

@@ -41,7 +41,7 @@ def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root = scope.get("root_path")
     if root and path.startswith(root) and path != root and path[len(root)] == "/":
-        return path[len(root):]
+        return path[len(root) :]
     return path
 
 
@@ -55,10 +55,17 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 class AuthMiddleware:
     """Checks each request against its route group (``groups.classify``)."""
 
-    def __init__(self, app: Any, authenticator: Authenticator, audit: AuditLog | None = None,
-                 declared: Callable[[Scope], bool] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        authenticator: Authenticator,
+        audit: AuditLog | None = None,
+        declared: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
-        self.declared = declared or (lambda scope: False)  # a route of the app takes this non-HTTP scope
+        self.declared = declared or (
+            lambda scope: False
+        )  # a route of the app takes this non-HTTP scope
         self.auth = authenticator
         self.protected = authenticator.protected
         self.audit = audit
@@ -139,9 +146,17 @@ class AuthMiddleware:
             body = {"error": text, "error_type": err["type"], "field": err.get("field")}
         payload = orjson.dumps(body)
         challenge = _REALM if status == 401 else _REALM + ', error="insufficient_scope"'
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-            (b"www-authenticate", challenge.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"www-authenticate", challenge.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     def _audit_refusal(self, scope: Scope, exc: ReengageError) -> None:
@@ -153,9 +168,12 @@ class AuthMiddleware:
             return principal.name if principal is not None else ANONYMOUS
 
         client = scope.get("client")
-        self.audit.refused(f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",  # type: ignore[union-attr]
-                           actor=actor, source=str(client[0]) if client else "unknown",
-                           message=f"{exc.status_code} {exc.error_type}: {exc.message}")
+        self.audit.refused(
+            f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",  # type: ignore[union-attr]
+            actor=actor,
+            source=str(client[0]) if client else "unknown",
+            message=f"{exc.status_code} {exc.error_type}: {exc.message}",
+        )
 
 
 def declares(app: Any, scope: Scope) -> bool:
@@ -176,9 +194,10 @@ def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[
     the group needs a token, ``security`` plus the 401 and 403 answers in its error body."""
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
-        "type": "http", "scheme": "bearer",
+        "type": "http",
+        "scheme": "bearer",
         "description": "a reengage token (`reengage token create`, or the admin token a first "
-                       "`reengage serve` writes to <data_dir>/auth/admin.token)",
+        "`reengage serve` writes to <data_dir>/auth/admin.token)",
     }
     for path, operations in schema.get("paths", {}).items():
         group = group_of_path(path)
@@ -193,16 +212,24 @@ def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[
             operation["security"] = [{BEARER_SCHEME: []}]
             answers = operation.setdefault("responses", {})
             error = answers.get("default", {}).get("content")
-            for status, text in (("401", "no token, or an unknown one"),
-                                 ("403", f"the token lacks the '{group}' role")):
-                answers.setdefault(status, {"description": text, **({"content": error} if error else {})})
+            for status, text in (
+                ("401", "no token, or an unknown one"),
+                ("403", f"the token lacks the '{group}' role"),
+            ):
+                answers.setdefault(
+                    status, {"description": text, **({"content": error} if error else {})}
+                )
     return schema
 
 
 def install(app: Any, authenticator: Authenticator, audit: AuditLog | None = None) -> None:
     """Register the middleware on a FastAPI ``app`` and declare the scheme in its OpenAPI."""
-    app.add_middleware(AuthMiddleware, authenticator=authenticator, audit=audit,
-                       declared=lambda scope: declares(app, scope))
+    app.add_middleware(
+        AuthMiddleware,
+        authenticator=authenticator,
+        audit=audit,
+        declared=lambda scope: declares(app, scope),
+    )
     build_schema = app.openapi
 
     def openapi() -> dict[str, Any]:

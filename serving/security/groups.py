@@ -29,28 +29,47 @@ API_PREFIXES = ("/v1/", "/v2/")
 _M, _V = "/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"
 # (template, group): a template's {param} matches one path segment
 _ROUTES: tuple[tuple[str, str], ...] = (
-    ("/v2/health/live", "health"), ("/v2/health/ready", "health"),
-    (_M + "/ready", "health"), (_V + "/ready", "health"),
-    (_M + "/infer", "inference"), (_V + "/infer", "inference"),
-    (_M, "metadata"), (_V, "metadata"), (_V + "/card", "metadata"), ("/v2", "metadata"),
+    ("/v2/health/live", "health"),
+    ("/v2/health/ready", "health"),
+    (_M + "/ready", "health"),
+    (_V + "/ready", "health"),
+    (_M + "/infer", "inference"),
+    (_V + "/infer", "inference"),
+    (_M, "metadata"),
+    (_V, "metadata"),
+    (_V + "/card", "metadata"),
+    ("/v2", "metadata"),
     ("/v2/repository/index", "admin"),
-    ("/v2/repository/models/{model_name}/load", "admin"), ("/v2/repository/models/{model_name}/unload", "admin"),
-    ("/v1/score", "inference"), ("/v1/explain", "inference"), ("/v1/reengage", "inference"),
+    ("/v2/repository/models/{model_name}/load", "admin"),
+    ("/v2/repository/models/{model_name}/unload", "admin"),
+    ("/v1/score", "inference"),
+    ("/v1/explain", "inference"),
+    ("/v1/reengage", "inference"),
     ("/v1/completions", "inference"),
-    ("/v1/feedback", "feedback"), ("/v1/consent", "feedback"), ("/v1/consent/{customer_id}", "feedback"),
+    ("/v1/feedback", "feedback"),
+    ("/v1/consent", "feedback"),
+    ("/v1/consent/{customer_id}", "feedback"),
     ("/v1/models", "metadata"),
     ("/v1/monitor", "admin"),
-    ("/openapi.json", "metadata"), ("/docs", "metadata"), ("/docs/oauth2-redirect", "metadata"), ("/redoc", "metadata"),
+    ("/openapi.json", "metadata"),
+    ("/docs", "metadata"),
+    ("/docs/oauth2-redirect", "metadata"),
+    ("/redoc", "metadata"),
 )
 # prefixes whose every path is one group (routes another module adds beneath them)
 _PREFIXES: tuple[tuple[str, str], ...] = (("/v1/admin/", "admin"), ("/v2/repository/", "admin"))
 
 # KServe v2 gRPC (tritonclient's GRPCInferenceService) method -> group
 GRPC_GROUPS: dict[str, str] = {
-    "ServerLive": "health", "ServerReady": "health", "ModelReady": "health",
-    "ServerMetadata": "metadata", "ModelMetadata": "metadata",
+    "ServerLive": "health",
+    "ServerReady": "health",
+    "ModelReady": "health",
+    "ServerMetadata": "metadata",
+    "ModelMetadata": "metadata",
     "ModelInfer": "inference",
-    "RepositoryIndex": "admin", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin",
+    "RepositoryIndex": "admin",
+    "RepositoryModelLoad": "admin",
+    "RepositoryModelUnload": "admin",
 }
 
 
@@ -59,7 +78,8 @@ def _compile(template: str) -> re.Pattern[str]:
 
 
 _RULES: tuple[tuple[re.Pattern[str], str, Any], ...] = tuple(
-    (_compile(t), g, SimpleNamespace(path=t)) for t, g in _ROUTES)
+    (_compile(t), g, SimpleNamespace(path=t)) for t, g in _ROUTES
+)
 
 
 def classify(path: str) -> tuple[str, Any] | None:

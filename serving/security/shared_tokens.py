@@ -65,7 +65,9 @@ def watch_tokens(settings: Settings) -> Watched:
     try:
         watched.refresh()
     except DependencyUnavailable as exc:
-        log.warning("tokens: %s; only the settings' tokens are accepted until it answers", exc.message)
+        log.warning(
+            "tokens: %s; only the settings' tokens are accepted until it answers", exc.message
+        )
     if fresh:
         watched.start(settings.auth.reload_interval_s)
     return watched
@@ -100,17 +102,24 @@ class TokenBook:
 
     def put(self, name: str, sha256: str, roles: Iterable[str]) -> None:
         if name in self.configured:
-            raise ValueError(f"token {name!r} comes from the settings (auth.tokens): rotate it there, "
-                             "or choose another name")
-        self.state.put(NS, name, {"sha256": sha256, "roles": sorted(set(roles), key=GROUPS.index),
-                                  "created": _now()})
+            raise ValueError(
+                f"token {name!r} comes from the settings (auth.tokens): rotate it there, "
+                "or choose another name"
+            )
+        self.state.put(
+            NS,
+            name,
+            {"sha256": sha256, "roles": sorted(set(roles), key=GROUPS.index), "created": _now()},
+        )
 
     def revoke(self, name: str) -> bool:
         """Refuse ``name``'s token on every replica; False when there is no valid one."""
         doc = self.state.get(NS, name)
         if doc is not None and not doc.get("revoked"):
             sha = doc["sha256"]
-        elif name in self.configured and (doc is None or doc.get("sha256") != self.configured[name].sha256):
+        elif name in self.configured and (
+            doc is None or doc.get("sha256") != self.configured[name].sha256
+        ):
             sha = self.configured[name].sha256
         else:
             return False
@@ -120,14 +129,29 @@ class TokenBook:
     def rows(self) -> list[dict[str, Any]]:
         """name, roles, created, source, state: never a hash."""
         docs = self.state.items(NS)
-        out = [{"name": n, "roles": d.get("roles", []), "created": d.get("created", ""), "source": "shared state",
-                "state": f"revoked {d['revoked']}" if d.get("revoked") else "valid"}
-               for n, d in sorted(docs.items()) if n not in self.configured]
+        out = [
+            {
+                "name": n,
+                "roles": d.get("roles", []),
+                "created": d.get("created", ""),
+                "source": "shared state",
+                "state": f"revoked {d['revoked']}" if d.get("revoked") else "valid",
+            }
+            for n, d in sorted(docs.items())
+            if n not in self.configured
+        ]
         for t in self.configured.values():
             revoked = docs.get(t.name, {})
             dead = revoked.get("revoked") and revoked.get("sha256") == t.sha256
-            out.append({"name": t.name, "roles": list(t.roles), "created": "", "source": "settings (auth.tokens)",
-                        "state": f"revoked {revoked['revoked']}" if dead else "valid"})
+            out.append(
+                {
+                    "name": t.name,
+                    "roles": list(t.roles),
+                    "created": "",
+                    "source": "settings (auth.tokens)",
+                    "state": f"revoked {revoked['revoked']}" if dead else "valid",
+                }
+            )
         return out
 
 
@@ -183,8 +207,17 @@ def import_token_file(settings: Settings, state: SharedState) -> int:
         return 0
     try:
         doc = json.loads(file.read_text())
-        entries = [(str(t["name"]), {"sha256": str(t["sha256"]), "roles": list(t["roles"]),
-                                     "created": t.get("created", _now())}) for t in doc["tokens"]]
+        entries = [
+            (
+                str(t["name"]),
+                {
+                    "sha256": str(t["sha256"]),
+                    "roles": list(t["roles"]),
+                    "created": t.get("created", _now()),
+                },
+            )
+            for t in doc["tokens"]
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:  # left in place for the operator
         log.warning("token file %s unreadable, not imported: %s", file, type(exc).__name__)
         return 0

@@ -66,7 +66,9 @@ def bearer(authorization: str | bytes | None) -> str | None:
         authorization = authorization.decode("latin-1")
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("send the token as 'Authorization: Bearer <token>'", field="authorization")
+        raise Unauthenticated(
+            "send the token as 'Authorization: Bearer <token>'", field="authorization"
+        )
     return token.strip()
 
 
@@ -81,7 +83,9 @@ class TokenStore:
     """
 
     def __init__(self, configured: Iterable[AuthToken], watched: Watched | None = None) -> None:
-        self._configured = [(t.name, t.sha256, Principal(t.name, frozenset(t.roles))) for t in configured]
+        self._configured = [
+            (t.name, t.sha256, Principal(t.name, frozenset(t.roles))) for t in configured
+        ]
         self._entries = [(sha.encode(), who) for _, sha, who in self._configured]
         self._lock = threading.Lock()
         self.watched = watched
@@ -104,11 +108,17 @@ class TokenStore:
         with self._lock:
             docs = self.watched.snapshot
             revoked = {(name, str(d.get("sha256"))) for name, d in docs.items() if d.get("revoked")}
-            entries = [(sha.encode(), who) for name, sha, who in self._configured if (name, sha) not in revoked]
+            entries = [
+                (sha.encode(), who)
+                for name, sha, who in self._configured
+                if (name, sha) not in revoked
+            ]
             for name, doc in docs.items():
                 if doc.get("revoked") or not isinstance(doc.get("sha256"), str):
                     continue
-                entries.append((doc["sha256"].encode(), Principal(name, frozenset(doc.get("roles", ())))))
+                entries.append(
+                    (doc["sha256"].encode(), Principal(name, frozenset(doc.get("roles", ()))))
+                )
             self._entries = entries
 
 
@@ -129,14 +139,19 @@ class Authenticator:
         token, ``PermissionDenied`` (403) when the token lacks the group's role."""
         token = bearer(authorization)
         if token is None:
-            raise Unauthenticated(f"the {group} routes need a token: send 'Authorization: Bearer <token>'",
-                                  field="authorization")
+            raise Unauthenticated(
+                f"the {group} routes need a token: send 'Authorization: Bearer <token>'",
+                field="authorization",
+            )
         principal = self.store.identify(token)
         if principal is None:
             raise Unauthenticated("unknown or revoked token", field="authorization")
         if group not in principal.roles:
-            raise PermissionDenied(f"token '{principal.name}' lacks the '{group}' role "
-                                   f"(it has {sorted(principal.roles, key=GROUPS.index)})", field="authorization")
+            raise PermissionDenied(
+                f"token '{principal.name}' lacks the '{group}' role "
+                f"(it has {sorted(principal.roles, key=GROUPS.index)})",
+                field="authorization",
+            )
         return principal
 
     def identify(self, authorization: str | bytes | None) -> Principal | None:

@@ -34,12 +34,16 @@ def _factory(base: dict[str, Any]) -> Iterator[RouterFactory]:
 @pytest.fixture
 def embedded_router(tmp_path: Path) -> Iterator[RouterFactory]:
     """Routers sharing one sqlite file, as replicas on one machine do."""
-    yield from _factory({"backend": "embedded", "state_path": tmp_path, "seed": 0, "sync_interval_s": 0})
+    yield from _factory(
+        {"backend": "embedded", "state_path": tmp_path, "seed": 0, "sync_interval_s": 0}
+    )
 
 
 @pytest.fixture
 def redis_router(redis_url: str) -> Iterator[RouterFactory]:
-    yield from _factory({"backend": "redis", "redis_url": redis_url, "seed": 0, "sync_interval_s": 0})
+    yield from _factory(
+        {"backend": "redis", "redis_url": redis_url, "seed": 0, "sync_interval_s": 0}
+    )
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -74,7 +78,9 @@ def stored_contacts(settings: BanditSettings) -> Counter[int]:
         if settings.backend == "redis":
             prefix = store.prefix + ":cap:"  # type: ignore[attr-defined]
             keys = list(store.r.scan_iter(match=prefix + "*"))  # type: ignore[attr-defined]
-            return Counter({int(k.decode()[len(prefix):]): len(store.r.get(k).split(b",")) for k in keys})  # type: ignore[attr-defined]
+            return Counter(
+                {int(k.decode()[len(prefix) :]): len(store.r.get(k).split(b",")) for k in keys}
+            )  # type: ignore[attr-defined]
         return Counter(store.ledger.counts())  # type: ignore[attr-defined]
     finally:
         store.close()

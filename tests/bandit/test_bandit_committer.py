@@ -19,21 +19,31 @@ from serving.bandit.state import BatchRecord, Group, GroupCommitter, Reason, Res
 from serving.errors import DependencyUnavailable, Overloaded, status_and_body
 from tests.bandit.conftest import contexts, logged_batches, logged_contacts, stored_contacts
 
-CAPPED: dict[str, Any] = {"policy": "uniform", "epsilon": 1.0, "holdout_share": 0.0, "contact_cap": 2,
-                          "arms": ["a", "b", "no_contact"]}
+CAPPED: dict[str, Any] = {
+    "policy": "uniform",
+    "epsilon": 1.0,
+    "holdout_share": 0.0,
+    "contact_cap": 2,
+    "arms": ["a", "b", "no_contact"],
+}
 LOG_ONLY: dict[str, Any] = {"holdout_share": 0.0, "contact_cap": 0}
 
 
 def log_only(router: BanditRouter, ids: Any) -> Decisions:
     """Not-found rows: logged, never a reservation, so the call never waits for the store."""
     ids = np.asarray(ids)
-    return router.decide_sync(ids, contexts(len(ids)), eligible=np.zeros(len(ids), bool), model_versions={})
+    return router.decide_sync(
+        ids, contexts(len(ids)), eligible=np.zeros(len(ids), bool), model_versions={}
+    )
 
 
 def test_overloaded_is_a_503_that_pickles() -> None:
     err = pickle.loads(pickle.dumps(Overloaded("queue full", retry_after_s=2.5)))
     assert isinstance(err, Overloaded) and err.retry_after_s == 2.5 and err.message == "queue full"
-    assert status_and_body(err) == (503, {"error": {"type": "overloaded", "message": "queue full", "field": None}})
+    assert status_and_body(err) == (
+        503,
+        {"error": {"type": "overloaded", "message": "queue full", "field": None}},
+    )
 
 
 class FlakyStore:
@@ -52,8 +62,20 @@ class FlakyStore:
 
 
 def record(bid: str, n: int = 1) -> BatchRecord:
-    return BatchRecord(bid, 0.0, "uniform", "v", {}, ("a", "b"), ("x",), np.arange(n), np.zeros((n, 1), np.float32),
-                       np.zeros(n, np.int16), np.ones(n), np.zeros(n, np.uint8))
+    return BatchRecord(
+        bid,
+        0.0,
+        "uniform",
+        "v",
+        {},
+        ("a", "b"),
+        ("x",),
+        np.arange(n),
+        np.zeros((n, 1), np.float32),
+        np.zeros(n, np.int16),
+        np.ones(n),
+        np.zeros(n, np.uint8),
+    )
 
 
 def test_a_failed_commit_refuses_its_reservations_and_keeps_its_records_in_order() -> None:
@@ -73,7 +95,9 @@ def test_a_failed_commit_refuses_its_reservations_and_keeps_its_records_in_order
         committer.close()
 
 
-def test_close_with_the_store_still_down_says_what_it_could_not_write(caplog: pytest.LogCaptureFixture) -> None:
+def test_close_with_the_store_still_down_says_what_it_could_not_write(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     committer = GroupCommitter(FlakyStore(failures=10**9), flush_interval_s=0.01)  # type: ignore[arg-type]
     committer.submit(record("a", n=3))
     committer.close(timeout_s=0.3)
@@ -89,7 +113,11 @@ def test_graceful_close_under_concurrent_decides_loses_nothing(any_router: Any) 
         while True:
             ids = rng.integers(0, 6, 3)
             try:
-                acked.append(await router.decide(ids, contexts(3), eligible=rng.random(3) < 0.8, model_versions={}))
+                acked.append(
+                    await router.decide(
+                        ids, contexts(3), eligible=rng.random(3) < 0.8, model_versions={}
+                    )
+                )
             except Overloaded:  # closing: refused before anything was queued
                 return
             await asyncio.sleep(0)
@@ -116,8 +144,17 @@ def test_concurrent_reservations_share_one_redis_group(redis_router: Any) -> Non
     router = redis_router(**CAPPED, flush_interval_s=1.0)
 
     async def main() -> list[Decisions]:
-        return await asyncio.gather(*(router.decide(np.arange(10 * k, 10 * k + 10), contexts(10),
-                                                    eligible=np.ones(10, bool), model_versions={}) for k in range(50)))
+        return await asyncio.gather(
+            *(
+                router.decide(
+                    np.arange(10 * k, 10 * k + 10),
+                    contexts(10),
+                    eligible=np.ones(10, bool),
+                    model_versions={},
+                )
+                for k in range(50)
+            )
+        )
 
     decided = asyncio.run(main())
     assert router.committer.committed == 50 and router.committer.commits < 10  # group commit
@@ -126,20 +163,32 @@ def test_concurrent_reservations_share_one_redis_group(redis_router: Any) -> Non
 
 def test_reserved_decisions_are_committed_when_answered_on_redis(redis_router: Any) -> None:
     router = redis_router(**CAPPED, flush_interval_s=0.5)
-    d = router.decide_sync(np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={})
+    d = router.decide_sync(
+        np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={}
+    )
     assert d.batch_id in logged_batches(router.settings)  # its reservation script, then its record
 
 
-def test_embedded_reservations_are_inline_and_every_record_lands_within_the_interval(embedded_router: Any) -> None:
+def test_embedded_reservations_are_inline_and_every_record_lands_within_the_interval(
+    embedded_router: Any,
+) -> None:
     router = embedded_router(**CAPPED, flush_interval_s=0.5)
     t0 = time.monotonic()
-    d = router.decide_sync(np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={})
+    d = router.decide_sync(
+        np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={}
+    )
     assert time.monotonic() - t0 < 0.25  # no wait for the group commit: the ledger reserved inline
     sent = (d.reason_code == Reason.POLICY) & (d.arm_index != router.control)
-    assert sent.any() and stored_contacts(router.settings) == Counter(np.flatnonzero(sent).tolist())  # counted at once
-    assert d.batch_id not in logged_batches(router.settings)  # the record follows within the interval
+    assert sent.any() and stored_contacts(router.settings) == Counter(
+        np.flatnonzero(sent).tolist()
+    )  # counted at once
+    assert d.batch_id not in logged_batches(
+        router.settings
+    )  # the record follows within the interval
     lazy = log_only(router, [1, 2])
-    assert time.monotonic() - t0 < 0.25 and lazy.batch_id not in logged_batches(router.settings)  # no wait
+    assert time.monotonic() - t0 < 0.25 and lazy.batch_id not in logged_batches(
+        router.settings
+    )  # no wait
     deadline = time.monotonic() + 5
     while lazy.batch_id not in logged_batches(router.settings):
         assert time.monotonic() < deadline
@@ -147,7 +196,9 @@ def test_embedded_reservations_are_inline_and_every_record_lands_within_the_inte
     assert time.monotonic() - t0 < 0.5 + 0.4  # one flush interval, plus a margin for a busy machine
 
 
-def test_full_queue_refuses_before_any_side_effect_then_logs_every_accepted(embedded_router: Any) -> None:
+def test_full_queue_refuses_before_any_side_effect_then_logs_every_accepted(
+    embedded_router: Any,
+) -> None:
     router = embedded_router(**CAPPED, log_queue_rows=40, flush_interval_s=0.01)
     blocker = sqlite3.connect(router.store.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -155,10 +206,14 @@ def test_full_queue_refuses_before_any_side_effect_then_logs_every_accepted(embe
     with pytest.raises(Overloaded) as full:
         for i in range(10):
             accepted.append(log_only(router, np.arange(10 * i, 10 * i + 10)))
-    assert len(accepted) == 4 and full.value.retry_after_s > 0 and router.committer.queued_rows == 40
+    assert (
+        len(accepted) == 4 and full.value.retry_after_s > 0 and router.committer.queued_rows == 40
+    )
     t0 = time.monotonic()
     with pytest.raises(Overloaded):  # would contact customer 999: refused at once, nothing reserved
-        router.decide_sync(np.array([999]), contexts(1), eligible=np.ones(1, bool), model_versions={})
+        router.decide_sync(
+            np.array([999]), contexts(1), eligible=np.ones(1, bool), model_versions={}
+        )
     assert time.monotonic() - t0 < 0.5
     blocker.execute("ROLLBACK")
     blocker.close()
@@ -168,11 +223,14 @@ def test_full_queue_refuses_before_any_side_effect_then_logs_every_accepted(embe
     assert 999 not in stored_contacts(router.settings)
 
 
-def test_redis_paused_fills_the_queue_then_every_accepted_decision_is_logged_once(redis_router: Any,
-                                                                                  redis_url: str) -> None:
+def test_redis_paused_fills_the_queue_then_every_accepted_decision_is_logged_once(
+    redis_router: Any, redis_url: str
+) -> None:
     router = redis_router(**LOG_ONLY, log_queue_rows=30, flush_interval_s=0.01, timeout_s=0.1)
     admin = redis.Redis.from_url(redis_url)
-    admin.client_pause(10_000, all=False)  # writes (and scripts) wait: the writer times out and retries
+    admin.client_pause(
+        10_000, all=False
+    )  # writes (and scripts) wait: the writer times out and retries
     accepted: list[Decisions] = []
     try:
         with pytest.raises(Overloaded):
@@ -188,8 +246,11 @@ def test_redis_paused_fills_the_queue_then_every_accepted_decision_is_logged_onc
 
 
 def test_hung_redis_is_a_fast_503_naming_the_bandit_state_and_the_loop_keeps_running(
-        redis_router: Any, redis_url: str) -> None:
-    router = redis_router(**{**CAPPED, "arms": ["a", "no_contact"]}, timeout_s=0.2, flush_interval_s=0.01)
+    redis_router: Any, redis_url: str
+) -> None:
+    router = redis_router(
+        **{**CAPPED, "arms": ["a", "no_contact"]}, timeout_s=0.2, flush_interval_s=0.01
+    )
     admin = redis.Redis.from_url(redis_url)
 
     async def main() -> list[float]:
@@ -202,10 +263,16 @@ def test_hung_redis_is_a_fast_503_naming_the_bandit_state_and_the_loop_keeps_run
                 lags.append(time.monotonic() - t - 0.01)
 
         tick = asyncio.create_task(ticker())
-        with pytest.raises(DependencyUnavailable, match="bandit state"):  # 20 rows: some contact someone
-            await router.decide(np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={})
+        with pytest.raises(
+            DependencyUnavailable, match="bandit state"
+        ):  # 20 rows: some contact someone
+            await router.decide(
+                np.arange(20), contexts(20), eligible=np.ones(20, bool), model_versions={}
+            )
         t0 = time.monotonic()
-        await router.decide(np.arange(3), contexts(3), eligible=np.zeros(3, bool), model_versions={})
+        await router.decide(
+            np.arange(3), contexts(3), eligible=np.zeros(3, bool), model_versions={}
+        )
         assert time.monotonic() - t0 < 0.05  # no reservation: answered without the store
         with pytest.raises(DependencyUnavailable, match="bandit state"):
             await router.feedback("0123456789abcdef-0", 1.0)

@@ -47,9 +47,13 @@ asyncio.run(main())
 """
 
 
-def run_and_kill(settings: dict[str, Any], run_s: float = 1.5) -> tuple[list[tuple[str, float]], float]:
+def run_and_kill(
+    settings: dict[str, Any], run_s: float = 1.5
+) -> tuple[list[tuple[str, float]], float]:
     """(batch id, acknowledged at) of every decision the child printed, and the kill time."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(settings)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(settings)], stdout=subprocess.PIPE, text=True
+    )
     acks: list[tuple[str, float]] = []
 
     def read() -> None:
@@ -71,10 +75,16 @@ def run_and_kill(settings: dict[str, Any], run_s: float = 1.5) -> tuple[list[tup
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
-def test_kill_9_loses_at_most_the_last_flush_interval(backend: str, tmp_path: Any,
-                                                      request: pytest.FixtureRequest) -> None:
-    settings: dict[str, Any] = {"state_path": str(tmp_path), "holdout_share": 0.0, "contact_cap": 0,
-                                "flush_interval_s": FLUSH_S, "seed": 0}
+def test_kill_9_loses_at_most_the_last_flush_interval(
+    backend: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    settings: dict[str, Any] = {
+        "state_path": str(tmp_path),
+        "holdout_share": 0.0,
+        "contact_cap": 0,
+        "flush_interval_s": FLUSH_S,
+        "seed": 0,
+    }
     if backend == "redis":
         settings.update(backend="redis", redis_url=request.getfixturevalue("redis_url"))
     acks, killed_at = run_and_kill(settings)
@@ -83,5 +93,7 @@ def test_kill_9_loses_at_most_the_last_flush_interval(backend: str, tmp_path: An
     assert len(old_enough) > 100
     assert [bid for bid in old_enough if bid not in logged] == []
     lost = [killed_at - t for bid, t in acks if bid not in logged]
-    print(f"{backend}: {len(acks)} acknowledged, {len(lost)} lost, acknowledged at most "
-          f"{max(lost, default=0) * 1e3:.0f} ms before the kill")
+    print(
+        f"{backend}: {len(acks)} acknowledged, {len(lost)} lost, acknowledged at most "
+        f"{max(lost, default=0) * 1e3:.0f} ms before the kill"
+    )

@@ -19,8 +19,20 @@ from tests.bandit.test_bandit_committer import FlakyStore
 
 
 def record(bid: str, n: int = 2, versions: dict[str, Any] | None = None) -> BatchRecord:
-    return BatchRecord(bid, 1.0, "uniform", "v", versions or {}, ("a", "b"), ("x",), np.arange(n, dtype=np.int64),
-                       np.zeros((n, 1), np.float32), np.zeros(n, np.int16), np.ones(n), np.zeros(n, np.uint8))
+    return BatchRecord(
+        bid,
+        1.0,
+        "uniform",
+        "v",
+        versions or {},
+        ("a", "b"),
+        ("x",),
+        np.arange(n, dtype=np.int64),
+        np.zeros((n, 1), np.float32),
+        np.zeros(n, np.int16),
+        np.ones(n),
+        np.zeros(n, np.uint8),
+    )
 
 
 def poison(bid: str) -> BatchRecord:
@@ -29,8 +41,9 @@ def poison(bid: str) -> BatchRecord:
     return record(bid, versions={"churn": {"1", "2"}})
 
 
-def test_a_poison_record_goes_to_the_dead_letters_and_the_log_moves_on(any_router: RouterFactory,
-                                                                       tmp_path: Path) -> None:
+def test_a_poison_record_goes_to_the_dead_letters_and_the_log_moves_on(
+    any_router: RouterFactory, tmp_path: Path
+) -> None:
     dead_file = tmp_path / "dead" / "dead_letters.jsonl"
     router = any_router(dead_letter_tries=3, dead_letter_file=str(dead_file), flush_interval_s=0.01)
     metrics.RECORDER.drain()
@@ -44,7 +57,7 @@ def test_a_poison_record_goes_to_the_dead_letters_and_the_log_moves_on(any_route
     logged = logged_batches(router.settings)
     assert {"good-1", "good-2", "good-3", "after"} <= set(logged) and "bad" not in logged
     assert committer.queued_rows == 0 and committer.healthy
-    (entry, rebuilt), = read_dead_letters(dead_file)
+    ((entry, rebuilt),) = read_dead_letters(dead_file)
     assert entry["batch_id"] == "bad" and entry["tries"] == 3 and entry["rows"] == 2
     assert "TypeError" in entry["error"] and "set" in entry["error"]
     assert rebuilt is None and entry["unencodable"].startswith("TypeError")  # kept field by field
@@ -80,6 +93,12 @@ def test_dead_letters_rotate_by_size(tmp_path: Path) -> None:
     assert [p.name for p in files] == ["dead.jsonl", "dead.jsonl.1", "dead.jsonl.2"]
     assert all(p.stat().st_size < 2 * 2048 for p in files)
     (_, first), *_ = read_dead_letters(files[-1])
-    assert first is not None and first.customer_ids.tolist() == list(range(20))  # replayable: decode_record
-    kept = [json.loads(line)["batch_id"] for p in reversed(files) for line in p.read_text().splitlines()]
-    assert kept == sorted(kept, key=lambda b: int(b[1:])) and kept[-1] == "r11"  # oldest dropped, order kept
+    assert first is not None and first.customer_ids.tolist() == list(
+        range(20)
+    )  # replayable: decode_record
+    kept = [
+        json.loads(line)["batch_id"] for p in reversed(files) for line in p.read_text().splitlines()
+    ]
+    assert (
+        kept == sorted(kept, key=lambda b: int(b[1:])) and kept[-1] == "r11"
+    )  # oldest dropped, order kept

@@ -14,8 +14,20 @@ from serving.bandit.state.ledger import ContactLedger
 
 def reservation(ids: list[int], now: float, cap: int = 2, window_s: float = 100.0) -> Reservation:
     n = len(ids)
-    rec = BatchRecord("b" * 16, now, "thompson", "v", {}, ("a", "no"), ("x",), np.array(ids, np.int64),
-                      np.zeros((n, 1), np.float32), np.zeros(n, np.int16), np.full(n, 0.5), np.zeros(n, np.uint8))
+    rec = BatchRecord(
+        "b" * 16,
+        now,
+        "thompson",
+        "v",
+        {},
+        ("a", "no"),
+        ("x",),
+        np.array(ids, np.int64),
+        np.zeros((n, 1), np.float32),
+        np.zeros(n, np.int16),
+        np.full(n, 0.5),
+        np.zeros(n, np.uint8),
+    )
     return Reservation(rec, np.arange(n), window_s, cap, control=1)
 
 
@@ -49,18 +61,25 @@ def test_sweep_drops_customers_with_no_live_contact_and_resumes(tmp_path: Path) 
 
 
 def test_the_cap_is_exact_across_processes(tmp_path: Path) -> None:
-    child = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r})\n"
-             "from tests.bandit.test_bandit_ledger import reservation\n"
-             "from serving.bandit.state.ledger import ContactLedger\n"
-             f"l = ContactLedger(__import__('pathlib').Path({str(tmp_path / 'c')!r}))\n"
-             "print(sum(int(l.reserve(reservation([i % 5], now=1.0, cap=3))[0]) for i in range(200)))")
-    procs = [subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    child = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r})\n"
+        "from tests.bandit.test_bandit_ledger import reservation\n"
+        "from serving.bandit.state.ledger import ContactLedger\n"
+        f"l = ContactLedger(__import__('pathlib').Path({str(tmp_path / 'c')!r}))\n"
+        "print(sum(int(l.reserve(reservation([i % 5], now=1.0, cap=3))[0]) for i in range(200)))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     granted = [int(p.communicate(timeout=60)[0]) for p in procs]
     assert sum(granted) == 15  # 5 customers x cap 3, whoever won each race
     assert ContactLedger(tmp_path / "c").counts() == {i: 3 for i in range(5)}
 
 
-def test_sweep_keeps_a_customer_contacted_after_the_chunk_was_read(tmp_path: Path, monkeypatch) -> None:
+def test_sweep_keeps_a_customer_contacted_after_the_chunk_was_read(
+    tmp_path: Path, monkeypatch
+) -> None:
     """The chunk is judged outside the writer lock; a reservation made before the deletes
     (another replica's, here made while the chunk is judged) must keep its customer."""
     import serving.bandit.state.ledger as ledger_module

@@ -18,7 +18,9 @@ from tests.bandit.test_bandit_ledger import reservation
 
 def test_holdout_one_is_the_vector_hash() -> None:
     rng = np.random.default_rng(0)
-    ids = np.concatenate([rng.integers(-(1 << 62), 1 << 62, 20_000), [0, -1, (1 << 63) - 1, -(1 << 63)]])
+    ids = np.concatenate(
+        [rng.integers(-(1 << 62), 1 << 62, 20_000), [0, -1, (1 << 63) - 1, -(1 << 63)]]
+    )
     for share, salt in ((0.05, "s1"), (0.5, "other salt"), (0.0, "s1")):
         one = np.array([holdout_one(int(i), share, salt) for i in ids])
         np.testing.assert_array_equal(one, holdout_mask(ids, share, salt))

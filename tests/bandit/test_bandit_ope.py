@@ -12,7 +12,9 @@ from serving.bandit.ope import evaluate, load_log, run_ope, uplift
 from serving.bandit.simulate import Environment, simulate
 from serving.errors import InvalidRequest
 
-ENV = Environment(np.array([[0.1, 0.6, 0.0], [0.7, -0.6, 0.0], [0.3, 0.0, 0.0], [0.3, 0.0, 0.0], [0.2, 0.0, 0.0]]))
+ENV = Environment(
+    np.array([[0.1, 0.6, 0.0], [0.7, -0.6, 0.0], [0.3, 0.0, 0.0], [0.3, 0.0, 0.0], [0.2, 0.0, 0.0]])
+)
 
 
 def true_value(rule: Any) -> float:
@@ -30,8 +32,13 @@ def threshold_rule(x: np.ndarray) -> np.ndarray:
 @pytest.fixture
 def logged(embedded_router: Any) -> Any:
     """3,000 decisions by an exploring LinUCB router (context-dependent propensities), rewarded."""
-    router = embedded_router(policy="linucb", epsilon=0.5, holdout_share=0.0, contact_cap=0,
-                             arms=["a0", "a1", "a2", "a3", "no_contact"])
+    router = embedded_router(
+        policy="linucb",
+        epsilon=0.5,
+        holdout_share=0.0,
+        contact_cap=0,
+        arms=["a0", "a1", "a2", "a3", "no_contact"],
+    )
     simulate(router, ENV, rounds=30, batch=100, seed=5)
     return router
 
@@ -70,12 +77,19 @@ def test_run_ope_trains_a_learning_candidate_and_prints(logged: Any) -> None:
     text = console.export_text()
     assert "doubly robust" in text and "SNIPS" in text and "greedy" in text
     assert report.n == 1500  # evaluated on the half it was not trained on
-    assert report.dr.value > report.logging.value  # exploiting the learned model beats exploring half the time
+    assert (
+        report.dr.value > report.logging.value
+    )  # exploiting the learned model beats exploring half the time
 
 
 def test_holdout_and_capped_rows_are_not_evaluated(embedded_router: Any) -> None:
     router = embedded_router(policy="uniform", holdout_share=0.5, contact_cap=0)
-    d = router.decide_sync(np.arange(100), np.zeros((100, 2), np.float32), eligible=np.ones(100, bool), model_versions={})
+    d = router.decide_sync(
+        np.arange(100),
+        np.zeros((100, 2), np.float32),
+        eligible=np.ones(100, bool),
+        model_versions={},
+    )
     router.feedback_many(list(d.decision_id), np.ones(100))
     report = evaluate(load_log(router.settings), "uniform")
     assert report.n == int((d.reason == "policy").sum()) < 100
@@ -84,7 +98,9 @@ def test_holdout_and_capped_rows_are_not_evaluated(embedded_router: Any) -> None
 def test_uplift_against_the_holdout(embedded_router: Any) -> None:
     router = embedded_router(policy="uniform", holdout_share=0.3, contact_cap=0)
     n = 4000
-    d = router.decide_sync(np.arange(n), np.zeros((n, 2), np.float32), eligible=np.ones(n, bool), model_versions={})
+    d = router.decide_sync(
+        np.arange(n), np.zeros((n, 2), np.float32), eligible=np.ones(n, bool), model_versions={}
+    )
     rng = np.random.default_rng(0)
     rate = np.where(d.reason == "holdout", 0.10, 0.25)  # contacting lifts the rate by 0.15
     router.feedback_many(list(d.decision_id), (rng.random(n) < rate).astype(float))

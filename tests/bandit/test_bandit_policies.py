@@ -24,7 +24,9 @@ def trained_stats(rng: np.random.Generator, n: int = 3000) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["uniform", "thompson", "linucb", "lin_ts", "greedy"])
 def test_probabilities_are_distributions_with_floor(kind: str) -> None:
     rng = np.random.default_rng(0)
-    p = Policy(kind, LAYOUT, epsilon=0.2).probabilities(rng.random((500, 2)), trained_stats(rng), rng)
+    p = Policy(kind, LAYOUT, epsilon=0.2).probabilities(
+        rng.random((500, 2)), trained_stats(rng), rng
+    )
     assert p.shape == (500, 4)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     assert p.min() >= 0.2 / 4 - 1e-12
@@ -72,7 +74,9 @@ def test_holdout_is_stable_sized_and_salted() -> None:
     ids = np.arange(200_000, dtype=np.int64)
     held = holdout_mask(ids, 0.05, "s1")
     assert abs(held.mean() - 0.05) < 0.003
-    np.testing.assert_array_equal(holdout_mask(ids[::-7], 0.05, "s1"), held[::-7])  # per id, not per batch
+    np.testing.assert_array_equal(
+        holdout_mask(ids[::-7], 0.05, "s1"), held[::-7]
+    )  # per id, not per batch
     assert (holdout_mask(ids, 0.05, "s2") != held).any()
     assert not holdout_mask(ids, 0.0, "s1").any()
 

@@ -20,12 +20,24 @@ KEY = bytes(range(16))
 T0 = time.time()
 
 
-def decide(router: BanditRouter, ids: Any, opted_out: Any = None, eligible: Any = None) -> Decisions:
+def decide(
+    router: BanditRouter, ids: Any, opted_out: Any = None, eligible: Any = None
+) -> Decisions:
     ids = np.asarray(ids, dtype=np.int64)
-    x = np.random.default_rng(len(ids)).random((len(ids), len(router.context_names))).astype(np.float32)
+    x = (
+        np.random.default_rng(len(ids))
+        .random((len(ids), len(router.context_names)))
+        .astype(np.float32)
+    )
     ok = np.ones(len(ids), bool) if eligible is None else np.asarray(eligible)
-    return router.decide_sync(ids, x, eligible=ok, model_versions={"churn": "1"}, now=T0,
-                              opted_out=None if opted_out is None else np.asarray(opted_out, bool))
+    return router.decide_sync(
+        ids,
+        x,
+        eligible=ok,
+        model_versions={"churn": "1"},
+        now=T0,
+        opted_out=None if opted_out is None else np.asarray(opted_out, bool),
+    )
 
 
 def _router(factory: Any, **kw: Any) -> BanditRouter:
@@ -40,9 +52,13 @@ def test_opted_out_rows_get_no_contact_with_propensity_one_on_both_paths(any_rou
     d = decide(router, ids, out, found)
     assert (d.reason[out] == "opted_out").all()
     assert (d.action[out] == "no_contact").all() and (d.propensity[out] == 1.0).all()
-    assert set(d.reason[~out & found]) == {"policy"} and set(d.reason[~out & ~found]) == {"not_found"}
+    assert set(d.reason[~out & found]) == {"policy"} and set(d.reason[~out & ~found]) == {
+        "not_found"
+    }
     one = decide(router, [42], [True])  # the single-customer path agrees
-    assert one.reason[0] == "opted_out" and one.action[0] == "no_contact" and one.propensity[0] == 1.0
+    assert (
+        one.reason[0] == "opted_out" and one.action[0] == "no_contact" and one.propensity[0] == 1.0
+    )
     none = decide(router, ids, np.zeros(len(ids), bool))  # an all-false mask changes nothing
     assert "opted_out" not in set(none.reason)
 
@@ -54,10 +70,14 @@ def test_opted_out_rows_reserve_no_contact_and_teach_the_policy_nothing(any_rout
     router.flush()
     contacts = stored_contacts(router.settings)
     assert contacts.get(5, 0) == 0  # never counted as a contact
-    before = router.store.read_state(router.state_key, (router.layout.n_arms, router.layout.width))[1]
+    before = router.store.read_state(router.state_key, (router.layout.n_arms, router.layout.width))[
+        1
+    ]
     fb = router.feedback_sync(d.decision_id[0], 1.0)
     assert fb["reason"] == "opted_out" and fb["action"] == "no_contact" and not fb["policy_updated"]
-    after = router.store.read_state(router.state_key, (router.layout.n_arms, router.layout.width))[1]
+    after = router.store.read_state(router.state_key, (router.layout.n_arms, router.layout.width))[
+        1
+    ]
     np.testing.assert_array_equal(before, after)
     log = load_log(router.settings, store=router.store)
     rows = log.reason == Reason.OPTED_OUT
@@ -75,10 +95,14 @@ def test_the_log_holds_keyed_pseudonyms_never_ids(any_router: Any) -> None:
     router.flush()
     logged = np.concatenate([b.customer_ids for b in logged_batches(router.settings).values()])
     assert not np.isin(logged, [*ids, 5000, 5001]).any()
-    assert set(logged.tolist()) == set(pseudonyms(np.array([*ids, 5001]), KEY).tolist()) | {0}  # equality survives
+    assert set(logged.tolist()) == set(pseudonyms(np.array([*ids, 5001]), KEY).tolist()) | {
+        0
+    }  # equality survives
 
 
-def test_erasure_makes_the_customers_rows_unlinkable_and_drops_rewards_and_contacts(any_router: Any) -> None:
+def test_erasure_makes_the_customers_rows_unlinkable_and_drops_rewards_and_contacts(
+    any_router: Any,
+) -> None:
     router = _router(any_router, holdout_share=0.0, contact_cap=5, epsilon=1.0)
     router.pseudonym_key = KEY
     a = decide(router, [7, 8, 9])
@@ -97,7 +121,9 @@ def test_erasure_makes_the_customers_rows_unlinkable_and_drops_rewards_and_conta
     assert all(gone not in bb.customer_ids for bb in batches)
     assert rows[a.batch_id].reason[0] == Reason.OPTED_OUT and rows[a.batch_id].arm_index[0] == -1
     assert not rows[a.batch_id].context[0].any() and np.isnan(rows[a.batch_id].propensity[0])
-    assert rows[a.batch_id].customer_ids[1] == pseudonyms(np.array([8]), KEY)[0]  # the others untouched
+    assert (
+        rows[a.batch_id].customer_ids[1] == pseudonyms(np.array([8]), KEY)[0]
+    )  # the others untouched
     assert (a.batch_id, 0) not in rewards and (a.batch_id, 1) in rewards
     assert 7 not in stored_contacts(router.settings)
     with pytest.raises(DecisionNotFound):  # a late reward for an erased row is refused

@@ -17,7 +17,9 @@ from serving.settings import BanditSettings
 
 def test_pending_keys_live_for_the_reward_window(redis_router: Any, redis_url: str) -> None:
     router = redis_router(holdout_share=0.0, contact_cap=0, reward_window_s=120)
-    d = router.decide_sync(np.arange(4), np.zeros((4, 2), np.float32), eligible=np.ones(4, bool), model_versions={})
+    d = router.decide_sync(
+        np.arange(4), np.zeros((4, 2), np.float32), eligible=np.ones(4, bool), model_versions={}
+    )
     router.feedback_sync(d.decision_id[0], 1.0)  # waits for its batch's group commit
     client = redis.Redis.from_url(redis_url)
     keys = [k.decode() for k in client.keys(f"*:p:{d.batch_id}:*")]

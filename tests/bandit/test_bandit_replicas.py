@@ -36,11 +36,19 @@ print(ok)
 
 def race(router: Any, settings: dict[str, Any]) -> list[int]:
     x = np.random.default_rng(0).random((200, len(router.context_names))).astype(np.float32)
-    d = router.decide_sync(np.arange(200), x, eligible=np.ones(200, bool), model_versions={}, now=T0)
+    d = router.decide_sync(
+        np.arange(200), x, eligible=np.ones(200, bool), model_versions={}, now=T0
+    )
     router.flush()  # the other processes look the decisions up in the store
     ids = list(d.decision_id)
-    payloads = [json.dumps({"settings": settings, "ids": order, "now": T0 + 1}) for order in (ids, ids[::-1])]
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, p], stdout=subprocess.PIPE, text=True) for p in payloads]
+    payloads = [
+        json.dumps({"settings": settings, "ids": order, "now": T0 + 1})
+        for order in (ids, ids[::-1])
+    ]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CHILD, p], stdout=subprocess.PIPE, text=True)
+        for p in payloads
+    ]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     return [int(o.strip()) for o in outs]
@@ -91,13 +99,20 @@ def contend(settings: dict[str, Any]) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", DECIDER, payload]) for _ in range(2)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     bandit = BanditSettings(**settings)
-    contacts = logged_contacts(logged_batches(bandit).values(), bandit.arms.index(bandit.control_arm))
+    contacts = logged_contacts(
+        logged_batches(bandit).values(), bandit.arms.index(bandit.control_arm)
+    )
     assert contacts == {c: 2 for c in range(10)}  # 80 tries per customer: cap reached, never passed
     assert stored_contacts(bandit) == contacts
 
 
-CAPS: dict[str, Any] = {"policy": "uniform", "epsilon": 1.0, "holdout_share": 0.0, "contact_cap": 2,
-                        "arms": ["a", "b", "no_contact"]}
+CAPS: dict[str, Any] = {
+    "policy": "uniform",
+    "epsilon": 1.0,
+    "holdout_share": 0.0,
+    "contact_cap": 2,
+    "arms": ["a", "b", "no_contact"],
+}
 
 
 def test_embedded_caps_are_exact_across_processes(tmp_path: Any) -> None:

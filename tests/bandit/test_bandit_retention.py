@@ -15,7 +15,9 @@ from tests.bandit.conftest import RouterFactory, contexts, logged_batches
 
 
 def _decide(router: BanditRouter, ids: np.ndarray) -> list[str]:
-    d = router.decide_sync(ids, contexts(len(ids)), eligible=np.ones(len(ids), bool), model_versions={})
+    d = router.decide_sync(
+        ids, contexts(len(ids)), eligible=np.ones(len(ids), bool), model_versions={}
+    )
     assert router.flush(5.0)
     return [i for i in d.decision_id.tolist() if i is not None]
 
@@ -25,11 +27,17 @@ def test_retention_below_the_reward_window_is_refused() -> None:
         BanditSettings(reward_window_s=3600, log_retention_s=60)
 
 
-def test_time_retention_drops_old_decisions_and_keeps_recent_ones(any_router: RouterFactory) -> None:
-    router = any_router(reward_window_s=3600, log_retention_s=7200, contact_cap=0, trim_interval_s=3600)
+def test_time_retention_drops_old_decisions_and_keeps_recent_ones(
+    any_router: RouterFactory,
+) -> None:
+    router = any_router(
+        reward_window_s=3600, log_retention_s=7200, contact_cap=0, trim_interval_s=3600
+    )
     _decide(router, np.arange(50))
     assert len(logged_batches(router.settings)) == 1
-    kept = router.trim(now=time.time() + 2 * 3600 - 60)  # 1 h 59 min later: inside the 2 h retention
+    kept = router.trim(
+        now=time.time() + 2 * 3600 - 60
+    )  # 1 h 59 min later: inside the 2 h retention
     assert kept.decisions == 0 and len(logged_batches(router.settings)) == 1
     gone = router.trim(now=time.time() + 2 * 3600 + 60)  # 2 h 1 min later: past it
     assert gone.decisions >= 1
@@ -37,8 +45,14 @@ def test_time_retention_drops_old_decisions_and_keeps_recent_ones(any_router: Ro
 
 
 def test_size_cap_trims_only_closed_reward_windows_oldest_first(any_router: RouterFactory) -> None:
-    router = any_router(reward_window_s=1.0, log_retention_s=3600, contact_cap=0, holdout_share=0.0,
-                        log_max_mb=1e-6, trim_interval_s=3600)  # a 1-byte cap: everything is "too big"
+    router = any_router(
+        reward_window_s=1.0,
+        log_retention_s=3600,
+        contact_cap=0,
+        holdout_share=0.0,
+        log_max_mb=1e-6,
+        trim_interval_s=3600,
+    )  # a 1-byte cap: everything is "too big"
     old = {b for b in logged_batches_after(router, np.arange(0, 40))}
     time.sleep(1.3)  # the first batches' reward window closes
     fresh_ids = _decide(router, np.arange(40, 80))

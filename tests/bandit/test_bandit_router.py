@@ -16,11 +16,15 @@ T0 = time.time()  # real time: retention trims decisions older than 30 days
 NO_HOLDOUT: dict[str, Any] = {"holdout_share": 0.0, "contact_cap": 0}
 
 
-def decide(router: BanditRouter, ids: Any, *, eligible: Any = None, now: float = T0, **kw: Any) -> Decisions:
+def decide(
+    router: BanditRouter, ids: Any, *, eligible: Any = None, now: float = T0, **kw: Any
+) -> Decisions:
     ids = np.asarray(ids, dtype=np.int64)
     x = np.random.default_rng(int(ids.sum()) % 1000).random((len(ids), len(router.context_names)))
     ok = np.ones(len(ids), bool) if eligible is None else np.asarray(eligible)
-    return router.decide_sync(ids, x.astype(np.float32), eligible=ok, model_versions={"churn": "3"}, now=now, **kw)
+    return router.decide_sync(
+        ids, x.astype(np.float32), eligible=ok, model_versions={"churn": "3"}, now=now, **kw
+    )
 
 
 def test_decisions_are_columnar_in_request_order(any_router: Any) -> None:
@@ -41,7 +45,9 @@ def test_decisions_are_columnar_in_request_order(any_router: Any) -> None:
 def test_bad_shapes_are_the_callers_mistake(any_router: Any) -> None:
     router = any_router()
     with pytest.raises(InvalidRequest) as e:
-        router.decide_sync(np.arange(3), np.zeros((3, 5), np.float32), eligible=np.ones(3, bool), model_versions={})
+        router.decide_sync(
+            np.arange(3), np.zeros((3, 5), np.float32), eligible=np.ones(3, bool), model_versions={}
+        )
     assert e.value.field == "context"
 
 
@@ -57,13 +63,21 @@ def test_holdout_customers_always_get_the_control_arm(any_router: Any) -> None:
 
 
 def test_contact_cap_within_window_then_released(any_router: Any) -> None:
-    router = any_router(policy="uniform", epsilon=1.0, holdout_share=0.0, contact_cap=2, contact_window_s=100,
-                        arms=["a", "b", "no_contact"])
+    router = any_router(
+        policy="uniform",
+        epsilon=1.0,
+        holdout_share=0.0,
+        contact_cap=2,
+        contact_window_s=100,
+        arms=["a", "b", "no_contact"],
+    )
     ids = np.full(60, 7)  # one customer decided 60 times in one batch: at most 2 contacts
     d = decide(router, ids)
     contacted = d.action != "no_contact"
     assert contacted.sum() == 2
-    assert (d.reason[d.reason == "contact_cap"].size > 0) and (d.propensity[d.reason == "contact_cap"] == 1).all()
+    assert (d.reason[d.reason == "contact_cap"].size > 0) and (
+        d.propensity[d.reason == "contact_cap"] == 1
+    ).all()
     later = decide(router, ids[:10], now=T0 + 50)
     assert (later.action == "no_contact").all()  # still inside the window
     fresh = decide(router, ids, now=T0 + 101)
@@ -90,7 +104,9 @@ def test_feedback_errors_404_409_422(any_router: Any) -> None:
         with pytest.raises(InvalidRequest) as e:
             router.feedback_sync(d.decision_id[2], bad, now=T0 + 1)  # type: ignore[arg-type]
         assert e.value.field == "reward"
-    statuses = router.feedback_many([d.decision_id[2], d.decision_id[2], "bad"], [1.0, 1.0, 0.0], now=T0 + 1)
+    statuses = router.feedback_many(
+        [d.decision_id[2], d.decision_id[2], "bad"], [1.0, 1.0, 0.0], now=T0 + 1
+    )
     assert list(statuses) == ["ok", "conflict", "invalid"]
 
 
@@ -133,8 +149,13 @@ def test_log_is_replayable_and_joins_rewards(any_router: Any) -> None:
     router = any_router(holdout_share=0.2, contact_cap=0)
     digest = np.arange(5, dtype=np.uint64)
     feature_ts = np.full((5, 2), T0 - 60.0)
-    d = decide(router, [10, 11, 12, 13, 14], eligible=[True, True, False, True, True], feature_digest=digest,
-               feature_ts=feature_ts)
+    d = decide(
+        router,
+        [10, 11, 12, 13, 14],
+        eligible=[True, True, False, True, True],
+        feature_digest=digest,
+        feature_ts=feature_ts,
+    )
     router.feedback_sync(d.decision_id[0], 1.0, now=T0 + 1)
     assert router.flush(timeout_s=10)
     log = load_log(router.settings, store=router.store)
@@ -153,9 +174,13 @@ def test_log_is_replayable_and_joins_rewards(any_router: Any) -> None:
 
 
 def test_build_context_gathers_features_and_scores(embedded_router: Any) -> None:
-    router = embedded_router(context_features=["engagement_probability", "recency_days", "churn_probability"])
+    router = embedded_router(
+        context_features=["engagement_probability", "recency_days", "churn_probability"]
+    )
     feats = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
-    ctx = router.build_context(feats, ["orders", "recency_days"], np.array([0.1, 0.2]), np.array([0.7, 0.8]))
+    ctx = router.build_context(
+        feats, ["orders", "recency_days"], np.array([0.1, 0.2]), np.array([0.7, 0.8])
+    )
     np.testing.assert_allclose(ctx, [[0.7, 2.0, 0.1], [0.8, 4.0, 0.2]], rtol=1e-6)
     assert ctx.dtype == np.float32
     with pytest.raises(ValueError, match="recency_days"):

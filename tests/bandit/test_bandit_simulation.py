@@ -11,8 +11,9 @@ from serving.bandit.simulate import Environment, simulate
 SIM: dict[str, Any] = {"holdout_share": 0.0, "contact_cap": 0}
 CONTEXT_FREE = Environment.context_free([0.10, 0.20, 0.30, 0.50, 0.25])
 # arm 0 pays for high x0, arm 1 for low x0: no single arm is good for everyone
-CONTEXTUAL = Environment(np.array([[0.1, 0.6, 0.0], [0.7, -0.6, 0.0], [0.3, 0.0, 0.0],
-                                   [0.3, 0.0, 0.0], [0.2, 0.0, 0.0]]))
+CONTEXTUAL = Environment(
+    np.array([[0.1, 0.6, 0.0], [0.7, -0.6, 0.0], [0.3, 0.0, 0.0], [0.3, 0.0, 0.0], [0.2, 0.0, 0.0]])
+)
 
 
 def run(make: Any, policy: str, env: Environment, name: str, **kw: Any) -> Any:
@@ -27,7 +28,9 @@ def test_thompson_regret_well_below_uniform(embedded_router: Any) -> None:
     assert thompson.arm_counts.argmax() == 3
 
 
-def test_contextual_policies_beat_context_free_when_rewards_depend_on_context(embedded_router: Any) -> None:
+def test_contextual_policies_beat_context_free_when_rewards_depend_on_context(
+    embedded_router: Any,
+) -> None:
     thompson = run(embedded_router, "thompson", CONTEXTUAL, "ts")
     for policy in ("linucb", "lin_ts"):
         contextual = run(embedded_router, policy, CONTEXTUAL, policy)

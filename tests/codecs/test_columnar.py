@@ -62,7 +62,9 @@ def test_small_and_large_answers_take_different_paths_to_the_same_text() -> None
 
     columns = _columns(columnar.SMALL_ROWS + 5, seed=9)
     large = columnar.json_bytes(columns)  # byte matrices
-    small = orjson.dumps({k: columnar._small(v) for k, v in columns.items()}, option=orjson.OPT_SERIALIZE_NUMPY)
+    small = orjson.dumps(
+        {k: columnar._small(v) for k, v in columns.items()}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
     assert json.loads(large) == json.loads(small)
 
 
@@ -82,5 +84,9 @@ def test_arrow_stream_holds_the_same_columns(n: int) -> None:
     for key in ("customer_ids", "found", "action", "decision_id"):
         assert got[key] == expected[key], key
     assert pa.types.is_dictionary(table.schema.field("action").type)
-    probs = np.array([np.nan if x is None else x for x in got["churn_probability"]], dtype=np.float32)
-    np.testing.assert_array_equal(np.isnan(probs), np.isnan(columns["churn_probability"]))  # NaN -> null
+    probs = np.array(
+        [np.nan if x is None else x for x in got["churn_probability"]], dtype=np.float32
+    )
+    np.testing.assert_array_equal(
+        np.isnan(probs), np.isnan(columns["churn_probability"])
+    )  # NaN -> null

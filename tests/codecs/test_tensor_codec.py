@@ -36,7 +36,10 @@ def test_dtype_table_agrees_with_tritonclient(datatype: Datatype) -> None:
 
 def test_every_datatype_has_a_dtype() -> None:
     assert set(DATATYPE_TO_DTYPE) == set(Datatype)
-    assert datatype_of(np.dtype("U3")) is Datatype.BYTES and datatype_of(np.dtype("S3")) is Datatype.BYTES
+    assert (
+        datatype_of(np.dtype("U3")) is Datatype.BYTES
+        and datatype_of(np.dtype("S3")) is Datatype.BYTES
+    )
     with pytest.raises(TypeError):
         datatype_of(np.dtype(np.complex64))
 
@@ -100,7 +103,9 @@ def test_empty_tensor() -> None:
         ("FP32", [2], None, "no data"),
     ],
 )
-def test_bad_data_is_rejected_naming_the_input(datatype: str, shape: list[int], data: object, needle: str) -> None:
+def test_bad_data_is_rejected_naming_the_input(
+    datatype: str, shape: list[int], data: object, needle: str
+) -> None:
     with pytest.raises(InvalidRequest) as info:
         to_ndarray(tensor(datatype, shape, data))
     assert info.value.field == "inputs[features].data"

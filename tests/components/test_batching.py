@@ -27,7 +27,9 @@ def call(n: int, start: int) -> Inputs:
 
 async def _gather(batcher: AsyncBatcher, sizes: list[int], versions: list[str]) -> list[Inputs]:
     starts = np.cumsum([0, *sizes])[:-1]
-    return await asyncio.gather(*(batcher.submit(call(n, int(s)), v) for n, s, v in zip(sizes, starts, versions)))
+    return await asyncio.gather(
+        *(batcher.submit(call(n, int(s)), v) for n, s, v in zip(sizes, starts, versions))
+    )
 
 
 def test_concurrent_calls_merge_into_one_group_and_split_back() -> None:
@@ -59,7 +61,9 @@ def test_a_failed_group_fails_each_of_its_callers_and_the_next_group_runs() -> N
 
     async def scenario() -> list[object]:
         batcher = AsyncBatcher(flaky, max_batch_size=2, wait_s=0.001)
-        return await asyncio.gather(*(batcher.submit(call(1, k), "1") for k in range(3)), return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.submit(call(1, k), "1") for k in range(3)), return_exceptions=True
+        )
 
     results = asyncio.run(scenario())
     assert [isinstance(r, RuntimeError) for r in results] == [True, True, False]

@@ -16,13 +16,19 @@ NAMES = ("a", "b", "c")
 
 
 def _service(model_repo: Path, **kwargs: object) -> ModelService:
-    settings = load_settings({"models": {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.002}})
+    settings = load_settings(
+        {"models": {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.002}}
+    )
     return ModelService("churn", settings.models, **kwargs)  # type: ignore[arg-type]
 
 
 def _batch_rows() -> dict[str, list[float]]:
     _, samples = metrics.RECORDER.drain()
-    return {tags[1]: values for (name, tags), values in samples.items() if name == "reengage_model_batch_rows"}
+    return {
+        tags[1]: values
+        for (name, tags), values in samples.items()
+        if name == "reengage_model_batch_rows"
+    }
 
 
 def test_requests_and_versions_merge_into_one_runtime_call_per_version(model_repo: Path) -> None:

@@ -12,7 +12,13 @@ import pytest
 
 from serving import metrics
 from serving.components.models import LocalDesiredState, ModelService
-from serving.components.rollout import ModelStates, TrafficPolicy, VersionRefused, row_token, versions_from_token
+from serving.components.rollout import (
+    ModelStates,
+    TrafficPolicy,
+    VersionRefused,
+    row_token,
+    versions_from_token,
+)
 from serving.errors import Conflict
 from serving.settings import TrafficPolicyConfig, load_settings
 
@@ -20,14 +26,23 @@ NAMES = ("a", "b", "c")
 
 
 def _service(model_repo: Path, **kwargs: object) -> ModelService:
-    models = {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.002, **kwargs.pop("models", {})}  # type: ignore[dict-item]
+    models = {
+        "repo_path": str(model_repo),
+        "batch_wait_timeout_s": 0.002,
+        **kwargs.pop("models", {}),
+    }  # type: ignore[dict-item]
     settings = load_settings({"models": models})
     return ModelService("churn", settings.models, **kwargs)  # type: ignore[arg-type]
 
 
-def _policy(weights: dict[str, float], default: str = "1", salt: str | None = None) -> TrafficPolicy:
-    config = TrafficPolicyConfig(default=default, salt=salt,
-                                 candidates=[{"version": v, "weight": w} for v, w in weights.items()])
+def _policy(
+    weights: dict[str, float], default: str = "1", salt: str | None = None
+) -> TrafficPolicy:
+    config = TrafficPolicyConfig(
+        default=default,
+        salt=salt,
+        candidates=[{"version": v, "weight": w} for v, w in weights.items()],
+    )
     return TrafficPolicy.build("churn", config, default)
 
 
@@ -40,7 +55,9 @@ def test_assignment_is_sticky_weighted_and_salted() -> None:
     for observed, expected in zip(share, (0.85, 0.10, 0.05)):  # binomial tolerance, 5 sigma
         assert abs(observed - expected) < 5 * np.sqrt(expected * (1 - expected) / len(ids))
     again, _ = policy.assign(ids[::-1].copy())
-    np.testing.assert_array_equal(again[::-1], codes)  # a customer's version does not depend on the batch
+    np.testing.assert_array_equal(
+        again[::-1], codes
+    )  # a customer's version does not depend on the batch
     other, _ = _policy({"2": 10.0, "3": 5.0}, salt="another rollout").assign(ids)
     assert 0.05 < np.mean((codes == 1) != (other == 1)) < 0.25  # a new salt reshuffles who is first
 
@@ -60,7 +77,9 @@ def test_the_decision_log_token_recovers_each_rows_version() -> None:
     codes = codes.astype(np.int64)
     codes[::7] = -1  # not scored (customer not found)
     expected = np.where(codes >= 0, np.asarray(versions, object)[np.maximum(codes, 0)], None)
-    np.testing.assert_array_equal(versions_from_token(row_token(codes, versions), len(ids)), expected)
+    np.testing.assert_array_equal(
+        versions_from_token(row_token(codes, versions), len(ids)), expected
+    )
     assert versions_from_token("not json", 3).tolist() == [None] * 3
 
 
@@ -70,7 +89,9 @@ def test_split_scores_each_row_by_its_version_with_one_call_per_version(model_re
     x = np.random.default_rng(0).normal(size=(400, 3)).astype(np.float32)
 
     async def run() -> tuple:
-        await service.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 25}]}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 25}]}, NAMES
+        )
         metrics.RECORDER.drain()
         got = await service.score_rows(x, NAMES, ids)
         counts, samples = metrics.RECORDER.drain()
@@ -80,14 +101,32 @@ def test_split_scores_each_row_by_its_version_with_one_call_per_version(model_re
 
     (label, scores, split), counts, samples, v1, v2 = asyncio.run(run())
     codes, versions, token = split
-    assert label == "1,2" and versions == ("1", "2") and token == service.policy.salt and len(token) == 16
-    np.testing.assert_array_equal(scores, np.where(codes == 1, v2, v1))  # scattered back to request order
-    rows = {tags[1]: v for (name, tags), v in samples.items() if name == "reengage_model_batch_rows"}
+    assert (
+        label == "1,2"
+        and versions == ("1", "2")
+        and token == service.policy.salt
+        and len(token) == 16
+    )
+    np.testing.assert_array_equal(
+        scores, np.where(codes == 1, v2, v1)
+    )  # scattered back to request order
+    rows = {
+        tags[1]: v for (name, tags), v in samples.items() if name == "reengage_model_batch_rows"
+    }
     assert rows == {"1": [float(np.sum(codes == 0))], "2": [float(np.sum(codes == 1))]}
-    per_version = {tags[1]: v for (name, tags), v in counts.items() if name == "reengage_model_version_rows_total"}
-    assert per_version == {"1": float(np.sum(codes == 0)), "2": float(np.sum(codes == 1))}  # evidence per version
+    per_version = {
+        tags[1]: v
+        for (name, tags), v in counts.items()
+        if name == "reengage_model_version_rows_total"
+    }
+    assert per_version == {
+        "1": float(np.sum(codes == 0)),
+        "2": float(np.sum(codes == 1)),
+    }  # evidence per version
     one, _, none = asyncio.run(service.score_rows(x[:1], NAMES, ids[:1]))
-    assert none is None and one == versions[codes[0]]  # one customer: no split column, its own version
+    assert (
+        none is None and one == versions[codes[0]]
+    )  # one customer: no split column, its own version
 
 
 def test_no_policy_scores_like_before(model_repo: Path) -> None:
@@ -105,21 +144,33 @@ def _corrupt(model_repo: Path, version: int) -> None:
     (vdir / "metrics.json").write_text(json.dumps({"features": list(NAMES)}))
 
 
-def test_broken_versions_are_refused_naming_the_cause_and_never_take_traffic(model_repo: Path) -> None:
+def test_broken_versions_are_refused_naming_the_cause_and_never_take_traffic(
+    model_repo: Path,
+) -> None:
     from tests.serving.conftest import write_version
 
     service = _service(model_repo)
     x = np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32)
     ids = np.arange(50, dtype=np.int64)
     _corrupt(model_repo, 3)  # a corrupt file
-    write_version(model_repo / "churn", 4, np.array([1.0, 1.0, 1.0]), 0.0, ("a", "b", "zzz"))  # unfed feature
-    write_version(model_repo / "churn", 5, np.array([1.0, 1.0]), 0.0, ("a", "b"))  # 2 inputs, config says 3
+    write_version(
+        model_repo / "churn", 4, np.array([1.0, 1.0, 1.0]), 0.0, ("a", "b", "zzz")
+    )  # unfed feature
+    write_version(
+        model_repo / "churn", 5, np.array([1.0, 1.0]), 0.0, ("a", "b")
+    )  # 2 inputs, config says 3
 
     async def run() -> None:
         await service.set_traffic({"default": "1"}, NAMES)
-        for version, cause in (("3", "cannot load"), ("4", r"does not provide: \['zzz'\]"), ("5", "lists 2 features")):
+        for version, cause in (
+            ("3", "cannot load"),
+            ("4", r"does not provide: \['zzz'\]"),
+            ("5", "lists 2 features"),
+        ):
             with pytest.raises(VersionRefused, match=cause) as info:
-                await service.set_traffic({"default": "1", "candidates": [{"version": version, "weight": 50}]}, NAMES)
+                await service.set_traffic(
+                    {"default": "1", "candidates": [{"version": version, "weight": 50}]}, NAMES
+                )
             assert info.value.status_code == 422 and f"version {version}" in info.value.message
             label, _, split = await service.score_rows(x, NAMES, ids)
             assert label == "1" and split is None  # the default keeps serving every row
@@ -135,15 +186,21 @@ def test_promote_then_rollback_and_rollback_with_a_broken_candidate(model_repo: 
     ids = np.arange(300, dtype=np.int64)
 
     async def run() -> None:
-        await service.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 30}]}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 30}]}, NAMES
+        )
         promoted = await service.promote()
         assert promoted["policy"]["default"] == "2" and promoted["policy"]["candidates"] == []
         assert (await service.score_rows(x, NAMES, ids))[0] == "2"
         back = await service.rollback()  # after a promotion: the previous default returns
-        assert back["policy"]["default"] == "1" and (await service.score_rows(x, NAMES, ids))[0] == "1"
+        assert (
+            back["policy"]["default"] == "1" and (await service.score_rows(x, NAMES, ids))[0] == "1"
+        )
         with pytest.raises(Conflict):
             await service.rollback()  # nothing left to roll back
-        await service.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 30}]}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 30}]}, NAMES
+        )
         broken = service.registry.get("churn", "2")
 
         def fail(inputs):  # type: ignore[no-untyped-def]
@@ -164,16 +221,24 @@ def test_shadow_scores_off_the_answer_and_is_summarised(model_repo: Path) -> Non
     ids = np.arange(64, dtype=np.int64)
 
     async def run() -> tuple:
-        await service.set_traffic({"default": "1", "shadow": {"version": "2", "percent": 100}}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "shadow": {"version": "2", "percent": 100}}, NAMES
+        )
         label, scores, split = await service.score_rows(x, NAMES, ids)
         await asyncio.sleep(0.05)  # the shadow task runs after the answer
         return label, scores, split, await service.traffic()
 
     label, scores, split, status = asyncio.run(run())
     assert label == "1" and split is None
-    np.testing.assert_array_equal(scores, asyncio.run(service.score(x, NAMES, "1"))[1])  # answers untouched
+    np.testing.assert_array_equal(
+        scores, asyncio.run(service.score(x, NAMES, "1"))[1]
+    )  # answers untouched
     shadow = status["shadow"]
-    assert shadow["rows"] == 64 and shadow["mean_abs_diff"] > 0 and shadow["shadow_latency_ms"] is not None
+    assert (
+        shadow["rows"] == 64
+        and shadow["mean_abs_diff"] > 0
+        and shadow["shadow_latency_ms"] is not None
+    )
 
 
 def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_repo: Path) -> None:
@@ -182,10 +247,14 @@ def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_r
     ids = np.arange(10, dtype=np.int64)
 
     async def run() -> tuple:
-        await service.set_traffic({"default": "1", "shadow": {"version": "2", "percent": 100}}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "shadow": {"version": "2", "percent": 100}}, NAMES
+        )
         metrics.RECORDER.drain()
         for _ in range(5):  # no await in between: the shadow tasks have not run yet
-            service._spawn_shadow(service.policy, x, NAMES, ids, np.zeros(10, np.int8), np.zeros(10, np.float32))
+            service._spawn_shadow(
+                service.policy, x, NAMES, ids, np.zeros(10, np.int8), np.zeros(10, np.float32)
+            )
         in_flight = len(service._tasks)
         await asyncio.sleep(0.05)
         return in_flight, metrics.RECORDER.drain()[0], await service.traffic()
@@ -193,21 +262,30 @@ def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_r
     in_flight, counts, status = asyncio.run(run())
     assert in_flight == 2
     assert counts[("reengage_shadow_skipped_rows_total", ("churn", "2"))] == 30
-    assert counts[("reengage_shadow_rows_total", ("churn", "2"))] == 20 and status["shadow"]["rows"] == 20
+    assert (
+        counts[("reengage_shadow_rows_total", ("churn", "2"))] == 20
+        and status["shadow"]["rows"] == 20
+    )
 
 
 def test_a_change_reaches_the_other_replica_at_the_activation_moment(model_repo: Path) -> None:
     states = ModelStates()
     models = {"poll_interval_s": 0.05, "rollout_activation_s": 0.3}
-    a = _service(model_repo, models=models, desired=LocalDesiredState(states), poll=True, replica="a")
-    b = _service(model_repo, models=models, desired=LocalDesiredState(states), poll=True, replica="b")
+    a = _service(
+        model_repo, models=models, desired=LocalDesiredState(states), poll=True, replica="a"
+    )
+    b = _service(
+        model_repo, models=models, desired=LocalDesiredState(states), poll=True, replica="b"
+    )
     x = np.random.default_rng(5).normal(size=(2, 3)).astype(np.float32)
 
     async def run() -> tuple:
         await a.score_rows(x, NAMES, np.arange(2))
         await b.score_rows(x, NAMES, np.arange(2))  # both replicas started and polling
         start = time.time()
-        answer = await a.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 50}]}, NAMES)
+        answer = await a.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 50}]}, NAMES
+        )
         took = time.time() - start
         return answer, took, a.policy, b.policy
 
@@ -226,18 +304,24 @@ def test_the_serve_config_policy_applies_on_start(model_repo: Path) -> None:
     assert service.policy is not None and service.policy.default == "1"
 
 
-def test_a_version_in_use_cannot_be_unloaded_and_control_mode_none_refuses(model_repo: Path) -> None:
+def test_a_version_in_use_cannot_be_unloaded_and_control_mode_none_refuses(
+    model_repo: Path,
+) -> None:
     service = _service(model_repo)
 
     async def run() -> None:
-        await service.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 10}]}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 10}]}, NAMES
+        )
         with pytest.raises(Conflict, match="takes traffic"):
             await service.exclude_version("2", True)
         await service.rollback()
         await service.exclude_version("2", True)
         assert service.registry.loaded_versions("churn") == ["1"]
         with pytest.raises(VersionRefused, match="unloaded"):
-            await service.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 10}]}, NAMES)
+            await service.set_traffic(
+                {"default": "1", "candidates": [{"version": "2", "weight": 10}]}, NAMES
+            )
         await service.exclude_version("2", False)
         assert service.registry.loaded_versions("churn") == ["1", "2"]
 
@@ -248,7 +332,9 @@ def test_a_version_in_use_cannot_be_unloaded_and_control_mode_none_refuses(model
 
 
 def test_a_request_in_flight_finishes_on_the_version_it_started_on(model_repo: Path) -> None:
-    service = _service(model_repo, models={"batch_wait_timeout_s": 0.05})  # requests wait 50 ms for company
+    service = _service(
+        model_repo, models={"batch_wait_timeout_s": 0.05}
+    )  # requests wait 50 ms for company
     x = np.random.default_rng(7).normal(size=(4, 3)).astype(np.float32)
 
     async def run() -> tuple:
@@ -280,7 +366,9 @@ def test_explicit_control_mode_leaves_new_versions_on_disk_alone(model_repo: Pat
     assert explicit.registry.loaded_versions("churn") == ["1", "2", "3"]
 
 
-def test_without_a_policy_a_newest_version_nobody_can_feed_never_becomes_the_default(model_repo: Path) -> None:
+def test_without_a_policy_a_newest_version_nobody_can_feed_never_becomes_the_default(
+    model_repo: Path,
+) -> None:
     from tests.serving.conftest import write_version
 
     service = _service(model_repo)
@@ -298,11 +386,18 @@ def test_replicas_follow_a_restarted_control_actor(model_repo: Path) -> None:
     service = _service(model_repo, desired=desired)
 
     async def run() -> None:
-        await service.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 10}]}, NAMES)
+        await service.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 10}]}, NAMES
+        )
         await service.promote()  # generation 3 in the first epoch
         desired.states = ModelStates()  # the actor restarted: a new epoch, generations from 0
-        await desired.update("churn", {"policy": {"default": "1", "candidates": [], "shadow": None, "salt": None},
-                                       "activate_at": 0.0})
+        await desired.update(
+            "churn",
+            {
+                "policy": {"default": "1", "candidates": [], "shadow": None, "salt": None},
+                "activate_at": 0.0,
+            },
+        )
         await service.reconcile()
 
     asyncio.run(run())

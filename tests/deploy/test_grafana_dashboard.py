@@ -23,7 +23,11 @@ def exported(d: MetricDef) -> dict[str, tuple[str, ...]]:
     gauges keep their name)."""
     base = "ray_" + d.name
     if d.kind == "histogram":
-        return {base + "_bucket": (*d.tag_keys, "le"), base + "_count": d.tag_keys, base + "_sum": d.tag_keys}
+        return {
+            base + "_bucket": (*d.tag_keys, "le"),
+            base + "_count": d.tag_keys,
+            base + "_sum": d.tag_keys,
+        }
     if d.kind == "gauge":
         return {base: d.tag_keys}
     return {base if base.endswith("_total") else base + "_total": d.tag_keys}
@@ -52,7 +56,9 @@ def test_every_query_names_an_exported_metric_and_its_labels(panels: list[dict])
                 assert name in SERIES, f"{panel['title']}: {name} is not exported by the server"
                 for group in BY.findall(expr):
                     for label in (x.strip() for x in group.split(",") if x.strip()):
-                        assert label in SERIES[name], f"{panel['title']}: {name} has no label {label}"
+                        assert label in SERIES[name], (
+                            f"{panel['title']}: {name} has no label {label}"
+                        )
             assert target["datasource"]["uid"] == "${datasource}"
 
 
@@ -66,6 +72,8 @@ def test_panels_do_not_overlap(panels: list[dict]) -> None:
     seen: set[tuple[int, int]] = set()
     for p in panels:
         g = p["gridPos"]
-        cells = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        cells = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
         assert not cells & seen, p["title"]
         seen |= cells

@@ -26,7 +26,9 @@ def test_features_reach_redis_before_the_application_starts() -> None:
         assert init["image"] == ray_container(groups(service(target))["head"])["image"]
         env = env_of(init)
         assert env["REENGAGE_STATE"] == "redis"
-        assert env["REENGAGE_REDIS_URL"] == {"secretKeyRef": {"name": "reengage-redis", "key": "url"}}
+        assert env["REENGAGE_REDIS_URL"] == {
+            "secretKeyRef": {"name": "reengage-redis", "key": "url"}
+        }
     [job] = [d for p in JOBS for d in yaml.safe_load_all(p.read_text()) if d["kind"] == "Job"]
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == MATERIALIZE
 
@@ -49,14 +51,20 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def _pod_labels(name: str, group: dict[str, Any]) -> dict[str, str]:
     """The template's labels plus those KubeRay adds (ray.io/node-type, ray.io/group)."""
-    return {**group["template"]["metadata"]["labels"], "ray.io/node-type": "head" if name == "head" else "worker",
-            "ray.io/group": "headgroup" if name == "head" else name}
+    return {
+        **group["template"]["metadata"]["labels"],
+        "ray.io/node-type": "head" if name == "head" else "worker",
+        "ray.io/group": "headgroup" if name == "head" else name,
+    }
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
 def test_pdbs_cover_the_head_and_every_worker_group(target: str) -> None:
     docs = render(target)
-    head, workers = one(docs, "PodDisruptionBudget", "reengage-head"), one(docs, "PodDisruptionBudget", "reengage-workers")
+    head, workers = (
+        one(docs, "PodDisruptionBudget", "reengage-head"),
+        one(docs, "PodDisruptionBudget", "reengage-workers"),
+    )
     assert head["spec"]["maxUnavailable"] == 0 and workers["spec"]["maxUnavailable"] == 1
     for name, group in groups(service(target)).items():
         labels = _pod_labels(name, group)
@@ -74,7 +82,9 @@ def test_the_podmonitor_scrapes_the_metrics_port_of_every_ray_pod(target: str) -
         assert _selects(monitor["spec"]["selector"], _pod_labels(name, group)), name
     for doc in render(target):
         if doc["kind"] == "StatefulSet":  # Redis is not a Ray pod
-            assert not _selects(monitor["spec"]["selector"], doc["spec"]["template"]["metadata"]["labels"])
+            assert not _selects(
+                monitor["spec"]["selector"], doc["spec"]["template"]["metadata"]["labels"]
+            )
 
 
 def _containers_and_pods(target: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -85,12 +95,24 @@ def _containers_and_pods(target: str) -> list[tuple[str, dict[str, Any], dict[st
         pod = group["template"]["spec"]
         for c in pod.get("initContainers", []) + pod["containers"]:
             out.append((f"{name}/{c['name']}", c, pod.get("securityContext", {})))
-    out.append(("autoscaler", {"securityContext": svc["spec"]["rayClusterConfig"]["autoscalerOptions"]["securityContext"]},
-                groups(svc)["head"]["template"]["spec"]["securityContext"]))
+    out.append(
+        (
+            "autoscaler",
+            {
+                "securityContext": svc["spec"]["rayClusterConfig"]["autoscalerOptions"][
+                    "securityContext"
+                ]
+            },
+            groups(svc)["head"]["template"]["spec"]["securityContext"],
+        )
+    )
     for doc in render(target):
         if doc["kind"] in ("StatefulSet", "Deployment"):
             pod = doc["spec"]["template"]["spec"]
-            out += [(f"{doc['metadata']['name']}/{c['name']}", c, pod.get("securityContext", {})) for c in pod["containers"]]
+            out += [
+                (f"{doc['metadata']['name']}/{c['name']}", c, pod.get("securityContext", {}))
+                for c in pod["containers"]
+            ]
     return out
 
 
@@ -101,7 +123,9 @@ def test_every_container_runs_restricted(target: str) -> None:
     jobs = [d for p in JOBS for d in yaml.safe_load_all(p.read_text())]
     found = _containers_and_pods(target) + [
         (f"job/{c['name']}", c, j["spec"]["template"]["spec"]["securityContext"])
-        for j in jobs for c in j["spec"]["template"]["spec"]["containers"]]
+        for j in jobs
+        for c in j["spec"]["template"]["spec"]["containers"]
+    ]
     assert len(found) >= 4
     for what, container, pod in found:
         sc = {**pod, **container.get("securityContext", {})}
@@ -120,9 +144,13 @@ def test_gcs_fault_tolerance_on_redis(target: str) -> None:
     ft = cluster["gcsFaultToleranceOptions"]
     host, _, port = ft["redisAddress"].partition(":")
     assert host and port.isdigit()
-    assert ft["redisPassword"] == {"valueFrom": {"secretKeyRef": {"name": "reengage-redis", "key": "password"}}}
+    assert ft["redisPassword"] == {
+        "valueFrom": {"secretKeyRef": {"name": "reengage-redis", "key": "password"}}
+    }
     head = cluster["headGroupSpec"]
-    assert not {"RAY_REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_USERNAME"} & set(env_of(ray_container(head)))
+    assert not {"RAY_REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_USERNAME"} & set(
+        env_of(ray_container(head))
+    )
     assert "redis-password" not in head["rayStartParams"]
     assert "ray.io/ft-enabled" not in service(target)["metadata"].get("annotations", {})
 
@@ -135,7 +163,12 @@ def test_the_redis_component_persists_and_never_evicts() -> None:
     sts = one(docs, "StatefulSet", "reengage-redis")
     assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     assert one(docs, "Service", "reengage-redis")["spec"]["ports"][0]["port"] == 6379
-    address = service("overlays/cpu")["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]["redisAddress"]
+    address = service("overlays/cpu")["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"][
+        "redisAddress"
+    ]
     assert address == "reengage-redis:6379"
     redis = sts["spec"]["template"]["spec"]["containers"][0]
-    assert "--requirepass" in redis["command"] and env_of(redis)["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "password"
+    assert (
+        "--requirepass" in redis["command"]
+        and env_of(redis)["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "password"
+    )

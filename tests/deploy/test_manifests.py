@@ -24,13 +24,29 @@ import yaml
 
 from serving.server import HAPROXY_ENV
 from serving.settings import load_settings
-from tests.deploy.k8skit import (DEPLOY, JOBS, OVERLAYS, RAY_CONTAINER, env_of, groups, ray_container, render,
-                                 serve_config, service, settings_of)
+from tests.deploy.k8skit import (
+    DEPLOY,
+    JOBS,
+    OVERLAYS,
+    RAY_CONTAINER,
+    env_of,
+    groups,
+    ray_container,
+    render,
+    serve_config,
+    service,
+    settings_of,
+)
+
 
 def test_every_overlay_renders_with_the_pieces_it_promises() -> None:
     base = {d["kind"] for d in render("base")}
     assert base == {"RayService", "PodDisruptionBudget", "PodMonitor"}
-    assert {d["kind"] for d in render("overlays/cpu")} == base | {"ConfigMap", "Service", "StatefulSet"}
+    assert {d["kind"] for d in render("overlays/cpu")} == base | {
+        "ConfigMap",
+        "Service",
+        "StatefulSet",
+    }
     assert {d["kind"] for d in render("overlays/gpu")} == base  # an external Redis
     assert set(groups(service("overlays/cpu"))) == {"head", "cpu"}
     assert set(groups(service("overlays/gpu"))) == {"head", "cpu", "gpu"}
@@ -44,7 +60,12 @@ def _validate(doc: dict[str, Any]) -> None:
 
 
 def _as_pod_template(template: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": template}
+    return {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": "check"},
+        "template": template,
+    }
 
 
 @pytest.mark.parametrize("target", ("base", *OVERLAYS))
@@ -56,7 +77,10 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(target: str) ->
     svc = service(target)
     for name, group in groups(svc).items():
         _validate(_as_pod_template(group["template"]))  # the CRD embeds a PodTemplateSpec
-    autoscaler = {"name": "autoscaler", "securityContext": svc["spec"]["rayClusterConfig"]["autoscalerOptions"]["securityContext"]}
+    autoscaler = {
+        "name": "autoscaler",
+        "securityContext": svc["spec"]["rayClusterConfig"]["autoscalerOptions"]["securityContext"],
+    }
     _validate(_as_pod_template({"spec": {"containers": [autoscaler]}}))
 
 
@@ -64,7 +88,10 @@ def test_the_jobs_validate() -> None:
     assert JOBS
     for path in JOBS:
         for doc in yaml.safe_load_all(path.read_text()):
-            named = {**doc, "metadata": {**doc["metadata"], "name": "check"}}  # generateName: `kubectl create`
+            named = {
+                **doc,
+                "metadata": {**doc["metadata"], "name": "check"},
+            }  # generateName: `kubectl create`
             _validate(named)
 
 
@@ -82,21 +109,71 @@ def test_a_typo_fails_the_schema_check() -> None:
 # Fields of the RayService v1 CRD (KubeRay v1.5.1 and v1.7.0: ray.io_rayservices.yaml):
 # allowed keys per object, and required ones. A key outside these is refused by the API
 # server's structural schema pruning (silently dropped), so a typo would go unnoticed.
-SPEC = {"deploymentUnhealthySecondThreshold", "excludeHeadPodFromServeSvc", "rayClusterConfig",
-        "rayClusterDeletionDelaySeconds", "serveConfigV2", "serveService", "serviceUnhealthySecondThreshold",
-        "upgradeStrategy"}
-CLUSTER = {"authOptions", "autoscalerOptions", "enableInTreeAutoscaling", "gcsFaultToleranceOptions",
-           "headGroupSpec", "headServiceAnnotations", "managedBy", "rayVersion", "suspend", "workerGroupSpecs"}
-HEAD = {"enableIngress", "headService", "labels", "rayStartParams", "resources", "serviceType", "template"}
-WORKER = {"groupName", "idleTimeoutSeconds", "labels", "maxReplicas", "minReplicas", "numOfHosts",
-          "rayStartParams", "replicas", "resources", "scaleStrategy", "suspend", "template"}
+SPEC = {
+    "deploymentUnhealthySecondThreshold",
+    "excludeHeadPodFromServeSvc",
+    "rayClusterConfig",
+    "rayClusterDeletionDelaySeconds",
+    "serveConfigV2",
+    "serveService",
+    "serviceUnhealthySecondThreshold",
+    "upgradeStrategy",
+}
+CLUSTER = {
+    "authOptions",
+    "autoscalerOptions",
+    "enableInTreeAutoscaling",
+    "gcsFaultToleranceOptions",
+    "headGroupSpec",
+    "headServiceAnnotations",
+    "managedBy",
+    "rayVersion",
+    "suspend",
+    "workerGroupSpecs",
+}
+HEAD = {
+    "enableIngress",
+    "headService",
+    "labels",
+    "rayStartParams",
+    "resources",
+    "serviceType",
+    "template",
+}
+WORKER = {
+    "groupName",
+    "idleTimeoutSeconds",
+    "labels",
+    "maxReplicas",
+    "minReplicas",
+    "numOfHosts",
+    "rayStartParams",
+    "replicas",
+    "resources",
+    "scaleStrategy",
+    "suspend",
+    "template",
+}
 WORKER_REQUIRED = {"groupName", "maxReplicas", "minReplicas", "template"}
-AUTOSCALER = {"env", "envFrom", "idleTimeoutSeconds", "image", "imagePullPolicy", "resources", "securityContext",
-              "upscalingMode", "version", "volumeMounts"}
+AUTOSCALER = {
+    "env",
+    "envFrom",
+    "idleTimeoutSeconds",
+    "image",
+    "imagePullPolicy",
+    "resources",
+    "securityContext",
+    "upscalingMode",
+    "version",
+    "volumeMounts",
+}
 GCS_FT = {"externalStorageNamespace", "redisAddress", "redisPassword", "redisUsername"}
 UPSCALING = {"Default", "Aggressive", "Conservative"}
 AUTH_MODES = {"disabled", "token"}
-UPGRADE_TYPES = {"NewCluster", "None"}  # and v1.7's NewClusterWithIncrementalUpgrade (needs a Gateway)
+UPGRADE_TYPES = {
+    "NewCluster",
+    "None",
+}  # and v1.7's NewClusterWithIncrementalUpgrade (needs a Gateway)
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
@@ -105,10 +182,15 @@ def test_rayservice_fields_follow_the_crd(target: str) -> None:
     assert (svc["apiVersion"], svc["kind"]) == ("ray.io/v1", "RayService")
     spec = svc["spec"]
     assert set(spec) <= SPEC and "rayClusterConfig" in spec
-    assert isinstance(spec["serveConfigV2"], str) and spec["upgradeStrategy"]["type"] in UPGRADE_TYPES
+    assert (
+        isinstance(spec["serveConfigV2"], str) and spec["upgradeStrategy"]["type"] in UPGRADE_TYPES
+    )
     cluster = spec["rayClusterConfig"]
     assert set(cluster) <= CLUSTER and isinstance(cluster["enableInTreeAutoscaling"], bool)
-    assert set(cluster["autoscalerOptions"]) <= AUTOSCALER and cluster["autoscalerOptions"]["upscalingMode"] in UPSCALING
+    assert (
+        set(cluster["autoscalerOptions"]) <= AUTOSCALER
+        and cluster["autoscalerOptions"]["upscalingMode"] in UPSCALING
+    )
     assert isinstance(cluster["autoscalerOptions"]["idleTimeoutSeconds"], int)
     assert set(cluster["authOptions"]) == {"mode"} and cluster["authOptions"]["mode"] in AUTH_MODES
     assert set(cluster["gcsFaultToleranceOptions"]) <= GCS_FT
@@ -116,7 +198,9 @@ def test_rayservice_fields_follow_the_crd(target: str) -> None:
     for name, group in groups(svc).items():
         if name != "head":
             assert WORKER_REQUIRED <= set(group) and set(group) <= WORKER, name
-            assert all(isinstance(group[k], int) for k in ("replicas", "minReplicas", "maxReplicas")), name
+            assert all(
+                isinstance(group[k], int) for k in ("replicas", "minReplicas", "maxReplicas")
+            ), name
             assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], name
         for field in ("rayStartParams", "resources", "labels"):  # map[string]string in the CRD
             assert all(isinstance(v, str) for v in group.get(field, {}).values()), (name, field)
@@ -137,8 +221,13 @@ def test_serve_config_is_valid_and_its_args_load_into_settings(target: str) -> N
     [app] = ServeDeploySchema.model_validate(config).applications
     assert app.import_path == "serving.app:build_app"
     settings = load_settings(app.args)  # raises on any unknown or ill-typed setting
-    assert settings.state == "redis" and settings.features.backend == "redis" == settings.bandit.backend
-    assert settings.server.ingress_replicas == "auto" and config["http_options"]["host"] == "0.0.0.0"
+    assert (
+        settings.state == "redis"
+        and settings.features.backend == "redis" == settings.bandit.backend
+    )
+    assert (
+        settings.server.ingress_replicas == "auto" and config["http_options"]["host"] == "0.0.0.0"
+    )
     assert settings.llm.num_gpus is not None, "explicit: build_app runs on the CPU head"
     assert settings.auth.bootstrap_admin is False
 
@@ -172,8 +261,11 @@ def test_scoring_replicas_stay_off_the_gpu_pods(target: str) -> None:
     settings = settings_of(target)
     wanted = settings.server.replica_resources
     assert wanted
-    for options in (Ingress.options_for(settings), FeatureDeployment.options_for(settings),
-                    BanditDeployment.options_for(settings)):
+    for options in (
+        Ingress.options_for(settings),
+        FeatureDeployment.options_for(settings),
+        BanditDeployment.options_for(settings),
+    ):
         assert options["ray_actor_options"]["resources"] == wanted
     found = groups(service(target))
     offering = {name for name, g in found.items() if set(wanted) <= set(g.get("resources", {}))}
@@ -210,14 +302,20 @@ def test_every_ray_container_has_throughput_env_redis_and_the_token_secret(targe
             assert env.get(key) == value, (name, key)
         assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0", name
         assert env["REENGAGE_STATE"] == "redis", name
-        assert env["REENGAGE_REDIS_URL"] == {"secretKeyRef": {"name": "reengage-redis", "key": "url"}}, name
-        assert env["REENGAGE_AUTH__TOKENS"] == {"secretKeyRef": {"name": "reengage-auth", "key": "tokens"}}, name
+        assert env["REENGAGE_REDIS_URL"] == {
+            "secretKeyRef": {"name": "reengage-redis", "key": "url"}
+        }, name
+        assert env["REENGAGE_AUTH__TOKENS"] == {
+            "secretKeyRef": {"name": "reengage-auth", "key": "tokens"}
+        }, name
 
 
 FIRST_TOKEN = "# the first admin token: made here, only its hash goes to the cluster"
 
 
-def test_the_first_admin_token_as_docs_cluster_md_makes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_first_admin_token_as_docs_cluster_md_makes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """docs/cluster.md's shell block, run as written (``kubectl`` replaced by a function that
     prints the Secret's value): the value loads as auth.tokens with the overlay's args, and
     the token the block saved is the admin."""
@@ -226,8 +324,13 @@ def test_the_first_admin_token_as_docs_cluster_md_makes_it(tmp_path: Path, monke
     doc = (DEPLOY.parent / "docs" / "cluster.md").read_text()
     block = doc.split(FIRST_TOKEN, 1)[1].split("```", 1)[0]
     fake = """kubectl() { for a in "$@"; do case "$a" in --from-literal=tokens=*) printf '%s' "${a#*=tokens=}" > secret.json;; esac; done; }\n"""
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", fake + block], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", fake + block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     monkeypatch.setenv("REENGAGE_AUTH__TOKENS", (tmp_path / "secret.json").read_text())
     settings = settings_of("overlays/cpu")
@@ -271,7 +374,10 @@ def test_worker_probes_follow_kuberay() -> None:
         assert container["livenessProbe"]["failureThreshold"] == 120, name
 
 
-DEPRECATED = {"serviceUnhealthySecondThreshold", "deploymentUnhealthySecondThreshold"}  # kuberay#1685: ignored
+DEPRECATED = {
+    "serviceUnhealthySecondThreshold",
+    "deploymentUnhealthySecondThreshold",
+}  # kuberay#1685: ignored
 
 
 def test_no_deprecated_fields() -> None:
@@ -289,8 +395,11 @@ def test_no_deprecated_fields() -> None:
 def test_grpc_is_configured_everywhere() -> None:
     from serving.server import GRPC_SERVICER
 
-    for config in (serve_config("overlays/cpu"), serve_config("overlays/gpu"),
-                   yaml.safe_load((DEPLOY / "serve.yaml").read_text())):
+    for config in (
+        serve_config("overlays/cpu"),
+        serve_config("overlays/gpu"),
+        yaml.safe_load((DEPLOY / "serve.yaml").read_text()),
+    ):
         grpc = config["grpc_options"]
         assert grpc["port"] == 9000 and grpc["grpc_servicer_functions"] == [GRPC_SERVICER]
 
@@ -314,15 +423,33 @@ def _dockerignored(path: str, patterns: list[str]) -> bool:
 
 def test_images_are_built_without_local_data() -> None:
     root = DEPLOY.parent
-    patterns = [line.strip() for line in (root / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
-    for local in ("data/bandit/state.sqlite", "feature_store/data/registry.db", "feature_store/data/online_store.lmdb/data.mdb",
-                  "model_repo/churn/3/model.onnx", "model_repo/email_writer/model.safetensors", ".venv/bin/python",
-                  ".git/HEAD", "serving/__pycache__/app.cpython-311.pyc"):
+    patterns = [
+        line.strip()
+        for line in (root / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for local in (
+        "data/bandit/state.sqlite",
+        "feature_store/data/registry.db",
+        "feature_store/data/online_store.lmdb/data.mdb",
+        "model_repo/churn/3/model.onnx",
+        "model_repo/email_writer/model.safetensors",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "serving/__pycache__/app.cpython-311.pyc",
+    ):
         assert _dockerignored(local, patterns), local
-    for needed in ("serving/app.py", "feature_store/definitions.py", "feature_store/feature_store.yaml",
-                   "model_repo/training/churn.py", "model_repo/__init__.py", "deploy/serve.yaml", "pyproject.toml",
-                   "README.md", "loadtests/locustfile.py"):
+    for needed in (
+        "serving/app.py",
+        "feature_store/definitions.py",
+        "feature_store/feature_store.yaml",
+        "model_repo/training/churn.py",
+        "model_repo/__init__.py",
+        "deploy/serve.yaml",
+        "pyproject.toml",
+        "README.md",
+        "loadtests/locustfile.py",
+    ):
         assert not _dockerignored(needed, patterns), needed
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert 'BUILD_FLAGS=""' in dockerfile  # the GPU image's command keeps the email writer

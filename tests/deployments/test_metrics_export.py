@@ -32,7 +32,10 @@ def test_flush_sends_one_inc_per_label_set_and_bounded_observations() -> None:
     recorder = Recorder()
     exporter = Exporter(recorder, interval_s=1.0, max_observations=10)
     counter, histogram = _Counter(), _Counter()
-    exporter._metrics = {"reengage_requests_total": counter, "reengage_request_latency_ms": histogram}
+    exporter._metrics = {
+        "reengage_requests_total": counter,
+        "reengage_request_latency_ms": histogram,
+    }
     for _ in range(500):
         recorder.inc("reengage_requests_total", 1, ("/v1/score", "200"))
         recorder.observe("reengage_request_latency_ms", 2.0, ("/v1/score",))

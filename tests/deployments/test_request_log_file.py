@@ -13,7 +13,9 @@ from serving import request_log
 from serving.deployments.ingress import request_log_file
 
 
-def test_lines_land_in_the_replicas_jsonl_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_land_in_the_replicas_jsonl_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # outside Ray, Serve's log directory is ./serve
     request_log.configure(True, stream=request_log_file("r1"))
     try:

@@ -29,8 +29,15 @@ def replicas() -> list[dict[str, Any]]:
     for app in details.get("applications", {}).values():
         for name, dep in app.get("deployments", {}).items():
             for r in dep.get("replicas", []):
-                out.append({"deployment": name, "replica_id": r["replica_id"], "node_id": r.get("node_id"),
-                            "pid": r.get("pid"), "state": r.get("state")})
+                out.append(
+                    {
+                        "deployment": name,
+                        "replica_id": r["replica_id"],
+                        "node_id": r.get("node_id"),
+                        "pid": r.get("pid"),
+                        "state": r.get("state"),
+                    }
+                )
     return out
 
 
@@ -45,8 +52,10 @@ def main() -> None:
 
     config = json.loads(sys.argv[1])
     args, (head_tmp, worker_tmp) = config["args"], config["temp_dirs"]
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": head_tmp,
-                                                            "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "temp_dir": head_tmp, "include_dashboard": False},
+    )
     try:
         cluster.add_node(num_cpus=1, temp_dir=worker_tmp)
         cluster.wait_for_nodes()
@@ -54,11 +63,20 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE")}
         with shipped(settings) as runtime_env:
             runtime_env = {**(runtime_env or {}), "env_vars": env}
-            ray.init(address=cluster.address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
-        os.rename(*config["rename"])  # the operator's model repo and Feast repo are gone from every node
-        serve.start(proxy_location="HeadOnly",  # one HTTP port per machine: two nodes here
-                    http_options={"host": "127.0.0.1", "port": config["http_port"]},
-                    grpc_options=grpc_options(settings))
+            ray.init(
+                address=cluster.address,
+                runtime_env=runtime_env,
+                logging_level="WARNING",
+                log_to_driver=False,
+            )
+        os.rename(
+            *config["rename"]
+        )  # the operator's model repo and Feast repo are gone from every node
+        serve.start(
+            proxy_location="HeadOnly",  # one HTTP port per machine: two nodes here
+            http_options={"host": "127.0.0.1", "port": config["http_port"]},
+            grpc_options=grpc_options(settings),
+        )
         serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
         wait_ready(f"http://127.0.0.1:{config['http_port']}", timeout_s=600)
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]

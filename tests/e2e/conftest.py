@@ -32,7 +32,14 @@ def until(predicate, timeout_s: float = 60.0) -> bool:  # type: ignore[no-untype
             return True
         time.sleep(0.25)
     return False
-FEATURE_REPO_FILES = ("feature_store.yaml", "feature_store.redis.yaml", "definitions.py", ".feastignore")
+
+
+FEATURE_REPO_FILES = (
+    "feature_store.yaml",
+    "feature_store.redis.yaml",
+    "definitions.py",
+    ".feastignore",
+)
 
 
 def make_workspace(root: Path, customers: int = E2E_CUSTOMERS, **extra: Any) -> dict[str, Any]:
@@ -46,7 +53,11 @@ def make_workspace(root: Path, customers: int = E2E_CUSTOMERS, **extra: Any) -> 
         "data": {"customers": customers},
         "features": {"repo_path": str(repo)},
         "models": {"repo_path": str(root / "model_repo"), "poll_interval_s": 1.0},
-        "llm": {"model_path": str(root / "model_repo" / "email_writer"), "train_steps": 60, "adapter_steps": 60},
+        "llm": {
+            "model_path": str(root / "model_repo" / "email_writer"),
+            "train_steps": 60,
+            "adapter_steps": 60,
+        },
         "bandit": {"state_path": str(root / "data" / "bandit")},
     }
     for section, values in extra.items():  # nested sections merge, scalars replace
@@ -78,8 +89,18 @@ def app_overrides(workspace: dict[str, Any]) -> dict[str, Any]:
     # a 2 ms batch window (Triton's max_queue_delay): runtime calls run inline on the event
     # loop by default, so concurrent requests merge only when a call waits for company
     models = {**workspace["models"], "batch_wait_timeout_s": 0.002}
-    return {**workspace, "models": models, "server": {"host": "127.0.0.1", "port": port, "grpc_port": free_port(), "ingress_replicas": 2,
-                                    "num_cpus": 0.25, "haproxy": True}}
+    return {
+        **workspace,
+        "models": models,
+        "server": {
+            "host": "127.0.0.1",
+            "port": port,
+            "grpc_port": free_port(),
+            "ingress_replicas": 2,
+            "num_cpus": 0.25,
+            "haproxy": True,
+        },
+    }
 
 
 @pytest.fixture(scope="session")
@@ -106,14 +127,25 @@ def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
 
     # HAProxy's metrics and stats ports are fixed (9101, 8404) unless set: free ones let
     # two e2e sessions (or a developer's `reengage serve`) share the machine
-    env = {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-           "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
+    env = {
+        **HAPROXY_ENV,
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+    }
     os.environ.update(env)  # read when Ray starts, as `reengage serve` does
     # address="local": a cluster of our own even when a `ray start` one runs on the machine
-    ray.init(address="local", num_cpus=4, logging_level="WARNING", log_to_driver=False, runtime_env={"env_vars": env})
+    ray.init(
+        address="local",
+        num_cpus=4,
+        logging_level="WARNING",
+        log_to_driver=False,
+        runtime_env={"env_vars": env},
+    )
     server = app_overrides["server"]
-    serve.start(http_options={"host": server["host"], "port": server["port"]},
-                grpc_options=grpc_options(load_settings(app_overrides)))
+    serve.start(
+        http_options={"host": server["host"], "port": server["port"]},
+        grpc_options=grpc_options(load_settings(app_overrides)),
+    )
     serve.run(build_app(app_overrides), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{server['host']}:{server['port']}"
     wait_ready(url, timeout_s=300)

@@ -72,9 +72,13 @@ def main(overrides: dict) -> dict:
 
     workdir = Path(tempfile.mkdtemp(prefix="reengage-stop-"))
     with _ray_serve(settings, workdir, hello=False) as url:
-        app = AppLatency(serve_logs_dir())  # as `reengage bench score` reads the replicas' own latency
+        app = AppLatency(
+            serve_logs_dir()
+        )  # as `reengage bench score` reads the replicas' own latency
         mark = app.mark()
-        threads = [threading.Thread(target=client, args=(url, i), daemon=True) for i in range(CLIENTS)]
+        threads = [
+            threading.Thread(target=client, args=(url, i), daemon=True) for i in range(CLIENTS)
+        ]
         for t in threads:
             t.start()
         time.sleep(LOAD_BEFORE_S)
@@ -89,16 +93,22 @@ def main(overrides: dict) -> dict:
         stop_at[0] = time.monotonic() + LOAD_AFTER_S
         for t in threads:
             t.join(timeout=60)
-    return {"outcomes": dict(outcomes), "batches": sorted(batches), "took": took, "request_logged": logged,
-            "in_app": in_app}
+    return {
+        "outcomes": dict(outcomes),
+        "batches": sorted(batches),
+        "took": took,
+        "request_logged": logged,
+        "in_app": in_app,
+    }
 
 
 def request_logged(url: str) -> dict:
     """One request with a known X-Request-ID: its JSON line as a replica wrote it to the
     session's worker logs (None when not found within 5 s)."""
     rid = "stop-scenario-probe"
-    echoed = httpx.post(f"{url}/v1/score", json={"customer_ids": [1, 2]}, headers={"X-Request-ID": rid},
-                        timeout=30).headers.get("x-request-id")
+    echoed = httpx.post(
+        f"{url}/v1/score", json={"customer_ids": [1, 2]}, headers={"X-Request-ID": rid}, timeout=30
+    ).headers.get("x-request-id")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for path in serve_logs_dir().glob(PATTERN):

@@ -29,10 +29,24 @@ pytestmark = pytest.mark.e2e
 
 CLOSED_APP, PREFIX = "reengage_closed", "/closed"
 ALL_TOKEN = {g: "token" for g in ("health", "metadata", "inference", "feedback", "admin")}
-TOKENS = {"reader": ("rng_e2e-reader-" + "r" * 32, ["health", "metadata", "inference"]),
-          "crm": ("rng_e2e-crm-" + "c" * 32, ["feedback"])}
-WRONG = {"health": "crm", "metadata": "crm", "inference": "crm", "feedback": "reader", "admin": "reader"}
-RIGHT = {"health": "reader", "metadata": "reader", "inference": "reader", "feedback": "crm", "admin": "admin"}
+TOKENS = {
+    "reader": ("rng_e2e-reader-" + "r" * 32, ["health", "metadata", "inference"]),
+    "crm": ("rng_e2e-crm-" + "c" * 32, ["feedback"]),
+}
+WRONG = {
+    "health": "crm",
+    "metadata": "crm",
+    "inference": "crm",
+    "feedback": "reader",
+    "admin": "reader",
+}
+RIGHT = {
+    "health": "reader",
+    "metadata": "reader",
+    "inference": "reader",
+    "feedback": "crm",
+    "admin": "admin",
+}
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +74,27 @@ def closed_url(app_url: str, app_overrides: dict[str, Any], admin_token: str) ->
 
     from serving.app import build_app
 
-    overrides = {**app_overrides, "llm": {**app_overrides.get("llm", {}), "enabled": False},
-                 "server": {**app_overrides["server"], "ingress_replicas": 1}, "auth": {"groups": ALL_TOKEN}}
+    overrides = {
+        **app_overrides,
+        "llm": {**app_overrides.get("llm", {}), "enabled": False},
+        "server": {**app_overrides["server"], "ingress_replicas": 1},
+        "auth": {"groups": ALL_TOKEN},
+    }
     serve.run(build_app(overrides), name=CLOSED_APP, route_prefix=PREFIX, blocking=False)
     url = app_url + PREFIX
-    ready = lambda: httpx.get(f"{url}/v2/health/ready", timeout=5,  # noqa: E731
-                              headers={"Authorization": f"Bearer {admin_token}"}).status_code == 200
+
+    def ready() -> bool:
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        return httpx.get(f"{url}/v2/health/ready", timeout=5, headers=headers).status_code == 200
+
     assert until(ready, 300), "the closed app did not become ready"
     yield url
     serve.delete(CLOSED_APP)
     # one application again: gRPC calls without "application" metadata route to it once the
     # proxy has heard (other modules' tritonclient calls send none)
-    grpc_client = grpcclient.InferenceServerClient(f"127.0.0.1:{app_overrides['server']['grpc_port']}")
+    grpc_client = grpcclient.InferenceServerClient(
+        f"127.0.0.1:{app_overrides['server']['grpc_port']}"
+    )
 
     def single_app() -> bool:
         try:
@@ -84,35 +107,68 @@ def closed_url(app_url: str, app_overrides: dict[str, Any], admin_token: str) ->
 
 # (group, method, path, body) on the closed app: one route of each kind
 def _requests(n_features: int) -> list[tuple[str, str, str, Any]]:
-    infer = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, n_features], "data": [0.0] * n_features}]}
+    infer = {
+        "inputs": [
+            {
+                "name": "features",
+                "datatype": "FP32",
+                "shape": [1, n_features],
+                "data": [0.0] * n_features,
+            }
+        ]
+    }
     return [
-        ("health", "GET", "/v2/health/live", None), ("health", "GET", "/v2/models/churn/ready", None),
-        ("metadata", "GET", "/v2", None), ("metadata", "GET", "/v2/models/churn", None),
+        ("health", "GET", "/v2/health/live", None),
+        ("health", "GET", "/v2/models/churn/ready", None),
+        ("metadata", "GET", "/v2", None),
+        ("metadata", "GET", "/v2/models/churn", None),
         ("inference", "POST", "/v1/score", {"customer_ids": [1, 2]}),
         ("inference", "POST", "/v2/models/churn/infer", infer),
         ("admin", "POST", "/v2/repository/index", {}),
     ]
 
 
-def test_http_every_group_401_403_200_when_closed(closed_url: str, tokens: dict[str, str],
-                                                  admin_headers: dict[str, str]) -> None:
-    n = len(httpx.get(f"{closed_url}/v2/models/churn", headers=admin_headers, timeout=30).json()["parameters"]["features"])
+def test_http_every_group_401_403_200_when_closed(
+    closed_url: str, tokens: dict[str, str], admin_headers: dict[str, str]
+) -> None:
+    n = len(
+        httpx.get(f"{closed_url}/v2/models/churn", headers=admin_headers, timeout=30).json()[
+            "parameters"
+        ]["features"]
+    )
     with httpx.Client(base_url=closed_url, timeout=60) as client:
         for group, method, path, body in _requests(n):
             kwargs = {"json": body} if body is not None else {}
             missing = client.request(method, path, **kwargs)
             assert missing.status_code == 401, (path, missing.text)
             assert missing.json()["error_type" if path.startswith("/v2") else "error"] is not None
-            assert until(lambda: client.request(method, path, headers=_h(tokens, WRONG[group]),  # shared state reload
-                                                 **kwargs).status_code == 403, 10), path
+            assert until(
+                lambda: (
+                    client.request(
+                        method,
+                        path,
+                        headers=_h(tokens, WRONG[group]),  # shared state reload
+                        **kwargs,
+                    ).status_code
+                    == 403
+                ),
+                10,
+            ), path
             right = client.request(method, path, headers=_h(tokens, RIGHT[group]), **kwargs)
             assert right.status_code == 200, (path, right.text)
-        decision = client.post("/v1/score", json={"customer_ids": [7]}, headers=_h(tokens, "reader")).json()
+        decision = client.post(
+            "/v1/score", json={"customer_ids": [7]}, headers=_h(tokens, "reader")
+        ).json()
         feedback = {"decision_id": decision["decision_id"][0], "reward": 1.0}
         refused = client.post("/v1/feedback", json=feedback)
         assert refused.status_code == 401 and refused.json()["error"]["type"] == "unauthenticated"
-        assert client.post("/v1/feedback", json=feedback, headers=_h(tokens, "reader")).status_code == 403
-        assert client.post("/v1/feedback", json=feedback, headers=_h(tokens, "crm")).status_code == 200
+        assert (
+            client.post("/v1/feedback", json=feedback, headers=_h(tokens, "reader")).status_code
+            == 403
+        )
+        assert (
+            client.post("/v1/feedback", json=feedback, headers=_h(tokens, "crm")).status_code == 200
+        )
 
 
 def _grpc_calls(client: grpcclient.InferenceServerClient, n: int) -> dict[str, Any]:
@@ -127,9 +183,17 @@ def _grpc_calls(client: grpcclient.InferenceServerClient, n: int) -> dict[str, A
     }
 
 
-def test_grpc_every_group_401_403_200_when_closed(closed_url: str, tokens: dict[str, str],
-                                                  app_overrides: dict[str, Any], admin_headers: dict[str, str]) -> None:
-    n = len(httpx.get(f"{closed_url}/v2/models/churn", headers=admin_headers, timeout=30).json()["parameters"]["features"])
+def test_grpc_every_group_401_403_200_when_closed(
+    closed_url: str,
+    tokens: dict[str, str],
+    app_overrides: dict[str, Any],
+    admin_headers: dict[str, str],
+) -> None:
+    n = len(
+        httpx.get(f"{closed_url}/v2/models/churn", headers=admin_headers, timeout=30).json()[
+            "parameters"
+        ]["features"]
+    )
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{app_overrides['server']['grpc_port']}")
     app = {"application": CLOSED_APP}
     for group, call in _grpc_calls(client, n).items():
@@ -138,12 +202,16 @@ def test_grpc_every_group_401_403_200_when_closed(closed_url: str, tokens: dict[
         assert "UNAUTHENTICATED" in str(missing.value.status()), group
         with pytest.raises(InferenceServerException) as wrong:
             call({**app, "authorization": f"Bearer {tokens[WRONG[group]]}"})
-        assert "PERMISSION_DENIED" in str(wrong.value.status()) and f"'{group}'" in wrong.value.message()
+        assert (
+            "PERMISSION_DENIED" in str(wrong.value.status())
+            and f"'{group}'" in wrong.value.message()
+        )
         call({**app, "authorization": f"Bearer {tokens[RIGHT[group]]}"})  # no exception: OK
 
 
-def test_grpc_defaults_refuse_an_unauthenticated_unload(app_url: str, app_overrides: dict[str, Any],
-                                                        tokens: dict[str, str], settings: Settings) -> None:
+def test_grpc_defaults_refuse_an_unauthenticated_unload(
+    app_url: str, app_overrides: dict[str, Any], tokens: dict[str, str], settings: Settings
+) -> None:
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{app_overrides['server']['grpc_port']}")
     app = {"application": "reengage"}  # two applications share the gRPC port in this module
     assert client.is_server_live(headers=app) and client.get_model_metadata("churn", headers=app)
@@ -151,27 +219,38 @@ def test_grpc_defaults_refuse_an_unauthenticated_unload(app_url: str, app_overri
         client.unload_model("engagement", headers=app)
     assert "UNAUTHENTICATED" in str(refused.value.status())
     with pytest.raises(InferenceServerException) as wrong:
-        client.unload_model("engagement", headers={**app, "authorization": f"Bearer {tokens['crm']}"})
+        client.unload_model(
+            "engagement", headers={**app, "authorization": f"Bearer {tokens['crm']}"}
+        )
     assert "PERMISSION_DENIED" in str(wrong.value.status())
-    assert httpx.get(f"{app_url}/v2/models/engagement/ready", timeout=30).status_code == 200  # still loaded
+    assert (
+        httpx.get(f"{app_url}/v2/models/engagement/ready", timeout=30).status_code == 200
+    )  # still loaded
     client.load_model("engagement", headers={**app, "authorization": f"Bearer {tokens['admin']}"})
     entries = [json.loads(x) for x in Path(settings.auth.audit_log).read_text().splitlines()]  # type: ignore[arg-type]
     tail = [(e["actor"], e["action"], e["result"]) for e in entries[-3:]]
-    assert tail == [("anonymous", "grpc RepositoryModelUnload", "denied"), ("crm", "grpc RepositoryModelUnload", "denied"),
-                    ("admin", "repository.load", "ok")]
+    assert tail == [
+        ("anonymous", "grpc RepositoryModelUnload", "denied"),
+        ("crm", "grpc RepositoryModelUnload", "denied"),
+        ("admin", "repository.load", "ok"),
+    ]
 
 
-def test_unauthenticated_unload_is_refused_and_an_unloaded_model_is_503(app_url: str, admin_headers: dict[str, str],
-                                                                         settings: Settings) -> None:
+def test_unauthenticated_unload_is_refused_and_an_unloaded_model_is_503(
+    app_url: str, admin_headers: dict[str, str], settings: Settings
+) -> None:
     triton = httpclient.InferenceServerClient(app_url.split("://", 1)[1])
     with pytest.raises(InferenceServerException) as refused:
         triton.unload_model("churn")  # tritonclient unchanged: the 401 reaches it as a clear error
     assert "authorization" in refused.value.message()
     with httpx.Client(base_url=app_url, timeout=60) as client:
         assert client.post("/v2/repository/models/churn/unload").status_code == 401
-        assert client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200  # still serving
+        assert (
+            client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
+        )  # still serving
         triton.unload_model("churn", headers=admin_headers)
         try:
+
             def all_503() -> bool:
                 answers = [client.post("/v1/score", json={"customer_ids": [1]}) for _ in range(6)]
                 return all(a.status_code == 503 for a in answers)
@@ -183,17 +262,31 @@ def test_unauthenticated_unload_is_refused_and_an_unloaded_model_is_503(app_url:
             assert unknown.status_code == 404
         finally:
             triton.load_model("churn", headers=admin_headers)
-        assert until(lambda: all(client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
-                                  for _ in range(6)), 30)
+        assert until(
+            lambda: all(
+                client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
+                for _ in range(6)
+            ),
+            30,
+        )
     entries = [json.loads(x) for x in Path(settings.auth.audit_log).read_text().splitlines()]  # type: ignore[arg-type]
-    mine = [(e["actor"], e["action"], e["model"], e["result"]) for e in entries if e.get("model") == "churn"
-            or "models/churn" in e["action"]]
+    mine = [
+        (e["actor"], e["action"], e["model"], e["result"])
+        for e in entries
+        if e.get("model") == "churn" or "models/churn" in e["action"]
+    ]
     assert ("anonymous", "POST /v2/repository/models/churn/unload", None, "denied") in mine
-    assert ("admin", "repository.unload", "churn", "ok") in mine and ("admin", "repository.load", "churn", "ok") in mine
+    assert ("admin", "repository.unload", "churn", "ok") in mine and (
+        "admin",
+        "repository.load",
+        "churn",
+        "ok",
+    ) in mine
 
 
-def test_a_revoked_token_is_refused_by_every_replica_within_a_second(app_url: str, settings: Settings,
-                                                                    tokens: dict[str, str]) -> None:
+def test_a_revoked_token_is_refused_by_every_replica_within_a_second(
+    app_url: str, settings: Settings, tokens: dict[str, str]
+) -> None:
     """`reengage token` against the running app's shared state: a new token works on both
     ingress replicas (their answers name them), and once revoked, neither accepts it 1 s later."""
     import time
@@ -204,10 +297,13 @@ def test_a_revoked_token_is_refused_by_every_replica_within_a_second(app_url: st
     book = TokenBook(open_shared_state(settings))
     headers = {"Authorization": "Bearer " + book.create("e2e-revoked", ["admin"])}
     with httpx.Client(base_url=app_url, timeout=30) as client:
+
         def statuses() -> dict[str, int]:
             out: dict[str, int] = {}
             for _ in range(40):  # HAProxy spreads connections: fresh ones reach both replicas
-                r = client.post("/v2/repository/index", json={}, headers={**headers, "Connection": "close"})
+                r = client.post(
+                    "/v2/repository/index", json={}, headers={**headers, "Connection": "close"}
+                )
                 out[r.headers["x-reengage-replica"]] = r.status_code
             return out
 
@@ -225,11 +321,18 @@ def test_no_token_in_any_ray_log(tokens: dict[str, str], closed_url: str) -> Non
 
     with httpx.Client(timeout=30) as client:  # a few more refusals and passes, with every token
         for token in tokens.values():
-            client.post(f"{closed_url}/v2/repository/index", headers={"Authorization": f"Bearer {token}x"})
-            client.post(f"{closed_url}/v1/feedback", json={"decision_id": "x", "reward": 1},
-                        headers={"Authorization": f"Bearer {token}"})
+            client.post(
+                f"{closed_url}/v2/repository/index", headers={"Authorization": f"Bearer {token}x"}
+            )
+            client.post(
+                f"{closed_url}/v1/feedback",
+                json={"decision_id": "x", "reward": 1},
+                headers={"Authorization": f"Bearer {token}"},
+            )
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
-    secrets = [t.encode() for t in tokens.values()] + [t.split("_", 1)[1].encode() for t in tokens.values()]
+    secrets = [t.encode() for t in tokens.values()] + [
+        t.split("_", 1)[1].encode() for t in tokens.values()
+    ]
     files = [p for p in logs.rglob("*") if p.is_file()]
     assert files
     for path in files:

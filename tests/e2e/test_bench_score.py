@@ -20,10 +20,22 @@ from serving.settings import Settings
 pytestmark = pytest.mark.e2e
 
 
-def test_rounds_measure_each_point_again_and_report_medians(settings: Settings, tmp_path: Path, wrk: str) -> None:
+def test_rounds_measure_each_point_again_and_report_medians(
+    settings: Settings, tmp_path: Path, wrk: str
+) -> None:
     out = tmp_path / "bench.json"
-    result = run_score_bench(settings, ids=[1, 10], concurrency=[2], targets=["plain", "ort"], seconds=1.0,
-                             warmup=0.0, rounds=2, out_json=out, plot=False, console=Console(width=220))
+    result = run_score_bench(
+        settings,
+        ids=[1, 10],
+        concurrency=[2],
+        targets=["plain", "ort"],
+        seconds=1.0,
+        warmup=0.0,
+        rounds=2,
+        out_json=out,
+        plot=False,
+        console=Console(width=220),
+    )
     assert json.loads(out.read_text())["meta"]["rounds"] == 2
     rounds = [p for p in result["rounds"] if p["target"] == "plain"]
     assert sorted((p["ids"], p["round"]) for p in rounds) == [(1, 0), (1, 1), (10, 0), (10, 1)]
@@ -36,4 +48,3 @@ def test_rounds_measure_each_point_again_and_report_medians(settings: Settings, 
         assert min(p["req_s"] for p in mine) <= merged["req_s"] <= max(p["req_s"] for p in mine)
     assert {p["target"] for p in result["points"]} == {"plain", "ort1", "ort2"}
     assert result["meta"]["stopped"] == {"plain": True}
-

@@ -53,7 +53,9 @@ def _read_json(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
                 break
         elif proc.poll() is not None:
             break
-    raise AssertionError(f"the cluster driver gave no answer (exit {proc.poll()}); see its stderr above")
+    raise AssertionError(
+        f"the cluster driver gave no answer (exit {proc.poll()}); see its stderr above"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,26 +66,68 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     redis = RedisServer(root)
     redis.start()
     checkout = root / "operator_checkout"  # model repo, Feast repo: renamed away before the deploy
-    overrides = make_workspace(checkout, customers=CUSTOMERS, state="redis", redis_url=redis.url,
-                               data_dir=str(root / "operator_data"), llm={"enabled": False})
-    run_build(load_settings(overrides), steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
+    overrides = make_workspace(
+        checkout,
+        customers=CUSTOMERS,
+        state="redis",
+        redis_url=redis.url,
+        data_dir=str(root / "operator_data"),
+        llm={"enabled": False},
+    )
+    run_build(
+        load_settings(overrides),
+        steps=("generate", "apply", "materialize", "train_churn", "train_engagement"),
+    )
     port, grpc_port = free_port(), free_port()
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
-    args = {**overrides,
-            "server": {"artifacts": "working_dir", "host": "127.0.0.1", "port": port, "grpc_port": grpc_port,
-                       "ingress_replicas": 2, "num_cpus": 0.6, "haproxy": True}}
-    env = {**os.environ, **HAPROXY_ENV, "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
-    config = {"args": args, "http_port": port, "rename": [str(checkout), str(root / "moved_away")],
-              "temp_dirs": [str(ray_tmp / "h"), str(ray_tmp / "w")]}
+    ray_tmp = Path(
+        tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    )  # Ray's socket paths must stay under 107 bytes
+    args = {
+        **overrides,
+        "server": {
+            "artifacts": "working_dir",
+            "host": "127.0.0.1",
+            "port": port,
+            "grpc_port": grpc_port,
+            "ingress_replicas": 2,
+            "num_cpus": 0.6,
+            "haproxy": True,
+        },
+    }
+    env = {
+        **os.environ,
+        **HAPROXY_ENV,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+    }
+    config = {
+        "args": args,
+        "http_port": port,
+        "rename": [str(checkout), str(root / "moved_away")],
+        "temp_dirs": [str(ray_tmp / "h"), str(ray_tmp / "w")],
+    }
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.cluster_driver", json.dumps(config)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                            cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.cluster_driver", json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         first = _read_json(proc, timeout_s=600)
-        yield {"url": f"http://127.0.0.1:{port}", "grpc": f"127.0.0.1:{grpc_port}", "proc": proc, "settings": load_settings(args), "checkout": checkout,
-               "redis": redis, "deploy_s": time.monotonic() - started, **first}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "grpc": f"127.0.0.1:{grpc_port}",
+            "proc": proc,
+            "settings": load_settings(args),
+            "checkout": checkout,
+            "redis": redis,
+            "deploy_s": time.monotonic() - started,
+            **first,
+        }
     finally:
         if proc.poll() is None:
             assert proc.stdin is not None
@@ -113,7 +157,9 @@ def _score_on_every_replica(url: str, replicas: set[str], first_id: int) -> dict
             seen.setdefault(_replica(r), []).extend(d for d in r.json()["decision_id"] if d)
             if set(seen) >= replicas and all(len(v) >= 20 for v in seen.values()):
                 return seen
-    raise AssertionError(f"HAProxy sent 200 requests to {sorted(seen)} only, not to every replica {sorted(replicas)}")
+    raise AssertionError(
+        f"HAProxy sent 200 requests to {sorted(seen)} only, not to every replica {sorted(replicas)}"
+    )
 
 
 def test_replicas_run_on_both_nodes_from_the_shipped_artifacts(cluster: dict[str, Any]) -> None:
@@ -142,10 +188,14 @@ def test_rewards_through_any_replica_are_learned_by_every_replica(cluster: dict[
     made_on = {d: rep for rep, ds in decided.items() for d in ds}
     rewarded_on: dict[str, str] = {}
     learned = 0
-    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+    with httpx.Client(
+        base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         for decision in made_on:
             r = client.post("/v1/feedback", json={"decision_id": decision, "reward": 1.0})
-            assert r.status_code == 200, r.text  # embedded state: 404 decision_not_found on the other node
+            assert r.status_code == 200, (
+                r.text
+            )  # embedded state: 404 decision_not_found on the other node
             rewarded_on[decision] = _replica(r)
             learned += r.json()["policy_updated"]  # holdout and capped rows are logged, not learned
     crossed = [d for d in made_on if made_on[d] != rewarded_on[d]]
@@ -155,15 +205,25 @@ def test_rewards_through_any_replica_are_learned_by_every_replica(cluster: dict[
     layout = Layout(len(settings.bandit.arms), len(settings.bandit.context_features))
     version, stats = store.read_state(key, (layout.n_arms, layout.width))
     assert learned >= len(made_on) // 2  # 5 % holdout
-    assert int(round(stats[:, 0].sum())) == learned  # every reward counted once, whichever replica took it
-    time.sleep(settings.bandit.sync_interval_s + 1.0)  # each replica's committer picks up the shared state
+    assert (
+        int(round(stats[:, 0].sum())) == learned
+    )  # every reward counted once, whichever replica took it
+    time.sleep(
+        settings.bandit.sync_interval_s + 1.0
+    )  # each replica's committer picks up the shared state
     after = _score_on_every_replica(url, replicas, first_id=CUSTOMERS // 2)
     records = {rec.batch_id: rec for rec in store.read_log()[0]}
     for replica, decisions in after.items():
-        used = {int(records[d.rpartition("-")[0]].policy_version.rpartition(":")[2]) for d in decisions}
-        assert min(used) >= version, f"replica {replica} decided with state version {used}, not >= {version}"
-    print(f"\n{len(made_on)} rewards ({len(crossed)} through the other node's replica); state v{version} "
-          f"used by every replica: {sorted(after)}; rewards per arm {np.round(stats[:, 0]).astype(int).tolist()}")
+        used = {
+            int(records[d.rpartition("-")[0]].policy_version.rpartition(":")[2]) for d in decisions
+        }
+        assert min(used) >= version, (
+            f"replica {replica} decided with state version {used}, not >= {version}"
+        )
+    print(
+        f"\n{len(made_on)} rewards ({len(crossed)} through the other node's replica); state v{version} "
+        f"used by every replica: {sorted(after)}; rewards per arm {np.round(stats[:, 0]).astype(int).tolist()}"
+    )
 
 
 def test_a_revoked_token_is_refused_on_both_nodes_within_a_second(cluster: dict[str, Any]) -> None:
@@ -176,7 +236,10 @@ def test_a_revoked_token_is_refused_on_both_nodes_within_a_second(cluster: dict[
     url, settings = cluster["url"], cluster["settings"]
     replicas = {r["replica_id"] for r in cluster["replicas"] if r["deployment"] == "Ingress"}
     book = TokenBook(open_shared_state(settings))
-    headers = {"Authorization": "Bearer " + book.create("after-deploy", ["admin"]), "Connection": "close"}
+    headers = {
+        "Authorization": "Bearer " + book.create("after-deploy", ["admin"]),
+        "Connection": "close",
+    }
 
     def statuses() -> dict[str, int]:
         seen: dict[str, int] = {}

@@ -57,7 +57,9 @@ def _wait_healed(url: str, deployment: str, count: int, dead: str, timeout_s: fl
         if ready and len(running) == count and dead not in running:
             return time.monotonic() - start
         time.sleep(0.5)
-    raise AssertionError(f"{deployment} did not get back to {count} running replicas within {timeout_s:.0f} s")
+    raise AssertionError(
+        f"{deployment} did not get back to {count} running replicas within {timeout_s:.0f} s"
+    )
 
 
 class Load:
@@ -68,7 +70,9 @@ class Load:
         self.results: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)
+        ]
 
     def __enter__(self) -> "Load":
         for t in self._threads:
@@ -88,8 +92,12 @@ class Load:
                 start = time.monotonic()
                 try:
                     r = self.request(client, worker, n)
-                    out = {"status": r.status_code, "type": r.headers.get("content-type", ""), "body": r.text,
-                           "replica": r.headers.get("x-reengage-replica")}
+                    out = {
+                        "status": r.status_code,
+                        "type": r.headers.get("content-type", ""),
+                        "body": r.text,
+                        "replica": r.headers.get("x-reengage-replica"),
+                    }
                 except httpx.HTTPError as exc:  # a reset connection: nothing came back at all
                     out = {"status": None, "type": "", "body": repr(exc), "replica": None}
                 with self._lock:
@@ -107,7 +115,11 @@ def _is_our_json_error(result: dict[str, Any]) -> bool:
 
 def _is_rays_haproxy_page(result: dict[str, Any]) -> bool:
     """The page Ray's HAProxy config answers for its own 502/503/504 (``errorfile``, 500.http)."""
-    return result["status"] == 500 and result["type"] == "text/plain" and result["body"] == "Internal Server Error"
+    return (
+        result["status"] == 500
+        and result["type"] == "text/plain"
+        and result["body"] == "Internal Server Error"
+    )
 
 
 def test_a_killed_ingress_replica_loses_no_request_and_answers_only_json(app_url: str) -> None:
@@ -116,7 +128,9 @@ def test_a_killed_ingress_replica_loses_no_request_and_answers_only_json(app_url
     victim = victims[0]
 
     def score(client: httpx.Client, worker: int, n: int) -> httpx.Response:
-        return client.post("/v1/score", json={"customer_ids": [1 + (worker * 997 + n) % 5000, 2, 3]})
+        return client.post(
+            "/v1/score", json={"customer_ids": [1 + (worker * 997 + n) % 5000, 2, 3]}
+        )
 
     with Load(app_url, CLIENTS, score) as load:
         time.sleep(3.0)
@@ -130,16 +144,22 @@ def test_a_killed_ingress_replica_loses_no_request_and_answers_only_json(app_url
     answered = [r for r in failed if r["status"] is not None]  # an HTTP answer: it must be ours
     in_flight = [r for r in results if r["start"] <= killed_at <= r["end"]]
     after = [r for r in results if r["start"] > dead_at]
-    print(f"\n{len(results)} requests, {len(in_flight)} in flight at the kill, {len(after)} after it died; failed "
-          f"(status, type, body, start and end after the kill): {[(r['status'], r['type'], r['body'][:60], round(r['start'] - killed_at, 3), round(r['end'] - killed_at, 3)) for r in failed]}; "
-          f"healed in {healed_s:.1f} s")
-    assert len(after) > 20 and any(r["replica"] == victim["replica_id"] for r in results if r["end"] < killed_at)
+    print(
+        f"\n{len(results)} requests, {len(in_flight)} in flight at the kill, {len(after)} after it died; failed "
+        f"(status, type, body, start and end after the kill): {[(r['status'], r['type'], r['body'][:60], round(r['start'] - killed_at, 3), round(r['end'] - killed_at, 3)) for r in failed]}; "
+        f"healed in {healed_s:.1f} s"
+    )
+    assert len(after) > 20 and any(
+        r["replica"] == victim["replica_id"] for r in results if r["end"] < killed_at
+    )
     assert all(r["status"] == 200 for r in after), "a request sent after the replica died was lost"
     # an error answer is ours, or, for a request HAProxy could not get answered while the
     # replica was dying, Ray's own HAProxy error page (no setting of Ray's replaces it, and
     # no code of ours runs on that path: docs/cluster.md); anything else fails
-    assert all(_is_our_json_error(r) or (_is_rays_haproxy_page(r) and r["start"] <= dead_at) for r in answered), \
-        "an error that is not our JSON"
+    assert all(
+        _is_our_json_error(r) or (_is_rays_haproxy_page(r) and r["start"] <= dead_at)
+        for r in answered
+    ), "an error that is not our JSON"
     # only requests while the replica dies may fail (no answer, or Ray's page: docs/cluster.md),
     # none sent after it died; a client may lose the request it had in flight and the one it
     # sent next, before HAProxy marked the server down (seen: -9 ms and +70 ms of the kill)
@@ -151,8 +171,10 @@ def test_a_killed_email_writer_is_a_503_naming_it(app_url: str) -> None:
     assert len(writer) == 1, writer
 
     def reengage(client: httpx.Client, worker: int, n: int) -> httpx.Response:
-        return client.post("/v1/reengage", json={"customer_id": 10 + worker, "action": "winback_email",
-                                                 "max_tokens": 256})
+        return client.post(
+            "/v1/reengage",
+            json={"customer_id": 10 + worker, "action": "winback_email", "max_tokens": 256},
+        )
 
     with Load(app_url, 3, reengage) as load:
         deadline = time.monotonic() + 120
@@ -165,15 +187,19 @@ def test_a_killed_email_writer_is_a_503_naming_it(app_url: str) -> None:
     healed_s = _wait_healed(app_url, "EmailWriter", 1, writer[0]["replica_id"])
     results = load.results
     failed = [r for r in results if r["status"] != 200]
-    print(f"\n{len(results)} emails, failed: {[(r['status'], r['body'][:120]) for r in failed]}; "
-          f"writer back in {healed_s:.1f} s")
+    print(
+        f"\n{len(results)} emails, failed: {[(r['status'], r['body'][:120]) for r in failed]}; "
+        f"writer back in {healed_s:.1f} s"
+    )
     assert all(_is_our_json_error(r) for r in failed), "an error that is not our JSON"
     # every request on the writer when it died answers a prompt 503 naming it; none is sent
     # again to the new, cold replica to wait out its deadline (a 504: handles.RemoteWriter).
     # A request in flight at the kill that answers 200 was not on the writer yet (scoring).
     in_flight = [r for r in results if r["start"] <= killed_at < r["end"]]
-    print(f"in flight at the kill (status, start, end after it): "
-          f"{[(r['status'], round(r['start'] - killed_at, 2), round(r['end'] - killed_at, 2)) for r in in_flight]}")
+    print(
+        f"in flight at the kill (status, start, end after it): "
+        f"{[(r['status'], round(r['start'] - killed_at, 2), round(r['end'] - killed_at, 2)) for r in in_flight]}"
+    )
     on_writer = [r for r in in_flight if r["status"] != 200]
     assert on_writer, "no email was being written at the kill"
     # sent after the kill: waits for the replacement, within the caller's deadline (a 504
@@ -182,4 +208,6 @@ def test_a_killed_email_writer_is_a_503_naming_it(app_url: str) -> None:
     for r in on_writer:
         assert r["status"] == 503 and '"the email writer is unavailable' in r["body"], r["body"]
         assert "ActorDiedError" in r["body"] or "ActorUnavailableError" in r["body"]
-        assert r["end"] - killed_at < PROMPT_S, f"answered {r['end'] - killed_at:.1f} s after the kill"
+        assert r["end"] - killed_at < PROMPT_S, (
+            f"answered {r['end'] - killed_at:.1f} s after the kill"
+        )

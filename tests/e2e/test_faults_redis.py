@@ -35,11 +35,18 @@ def redis_plane(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("faults_ws")
     redis = RedisServer(root)
     redis.start()
-    overrides = make_workspace(root, customers=600, features={"backend": "redis", "redis_url": redis.url,
-                                                              "timeout_s": TIMEOUT_S})
+    overrides = make_workspace(
+        root,
+        customers=600,
+        features={"backend": "redis", "redis_url": redis.url, "timeout_s": TIMEOUT_S},
+    )
     settings = load_settings(overrides)
-    run_build(settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
-    settings = settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"enabled": False})})
+    run_build(
+        settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement")
+    )
+    settings = settings.model_copy(
+        update={"bandit": settings.bandit.model_copy(update={"enabled": False})}
+    )
     features = FeatureLookup(settings.features, model_feature_services(settings))
     features.health.interval_s = 0.1
     models = {n: ModelService(n, settings.models) for n in ("churn", "engagement")}
@@ -51,7 +58,9 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def timed(client: httpx.AsyncClient, method: str, path: str, **kw) -> tuple[httpx.Response, float]:
+async def timed(
+    client: httpx.AsyncClient, method: str, path: str, **kw
+) -> tuple[httpx.Response, float]:
     start = time.perf_counter()
     r = await client.request(method, path, **kw)
     return r, time.perf_counter() - start
@@ -70,8 +79,11 @@ async def wait_ready(client: httpx.AsyncClient, want: bool, within_s: float = 5.
 def client_for(plane) -> httpx.AsyncClient:
     from serving.http import create_app
 
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(plane), raise_app_exceptions=False),
-                             base_url="http://app", timeout=30)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(plane), raise_app_exceptions=False),
+        base_url="http://app",
+        timeout=30,
+    )
 
 
 def test_hung_redis_every_answer_is_a_503_within_budget_and_the_loop_runs(redis_plane) -> None:
@@ -79,11 +91,16 @@ def test_hung_redis_every_answer_is_a_503_within_budget_and_the_loop_runs(redis_
 
     async def scenario() -> None:
         async with client_for(plane) as client:
-            assert (await client.post("/v1/score", json={"customer_ids": [1, 2]})).status_code == 200
+            assert (
+                await client.post("/v1/score", json={"customer_ids": [1, 2]})
+            ).status_code == 200
             await wait_ready(client, True)
             os.kill(redis.proc.pid, signal.SIGSTOP)
             try:
-                scores = [timed(client, "POST", "/v1/score", json={"customer_ids": [i, i + 1]}) for i in range(1, 61)]
+                scores = [
+                    timed(client, "POST", "/v1/score", json={"customer_ids": [i, i + 1]})
+                    for i in range(1, 61)
+                ]
                 lives = [timed(client, "GET", "/v2/health/live") for _ in range(5)]
                 answers = await asyncio.gather(*scores, *lives)
                 not_ready_after = await wait_ready(client, False, within_s=2.0)
@@ -92,24 +109,33 @@ def test_hung_redis_every_answer_is_a_503_within_budget_and_the_loop_runs(redis_
             for r, took in answers[:60]:
                 assert r.status_code == 503, r.text
                 err = r.json()["error"]
-                assert err["type"] == "dependency_unavailable" and "feature store (redis at" in err["message"]
+                assert (
+                    err["type"] == "dependency_unavailable"
+                    and "feature store (redis at" in err["message"]
+                )
                 assert took < BUDGET_S, f"503 after {took:.2f} s"
             for r, took in answers[60:]:
                 assert r.status_code == 200 and took < BUDGET_S  # the event loop never froze
             assert not_ready_after < 2.0
             took = sorted(t for _, t in answers[:60])
-            print(f"\nhung redis: 60 x 503 in p50 {took[30]:.3f} s, max {took[-1]:.3f} s; /v2/health/live max "
-                  f"{max(t for _, t in answers[60:]):.3f} s; not ready after {not_ready_after:.3f} s")
+            print(
+                f"\nhung redis: 60 x 503 in p50 {took[30]:.3f} s, max {took[-1]:.3f} s; /v2/health/live max "
+                f"{max(t for _, t in answers[60:]):.3f} s; not ready after {not_ready_after:.3f} s"
+            )
             await wait_ready(client, True)
             deadline = time.monotonic() + 5
-            while (await client.post("/v1/score", json={"customer_ids": [1, 2]})).status_code != 200:
+            while (
+                await client.post("/v1/score", json={"customer_ids": [1, 2]})
+            ).status_code != 200:
                 assert time.monotonic() < deadline, "no recovery after SIGCONT"
                 await asyncio.sleep(0.05)
 
     run(scenario())
 
 
-def test_redis_killed_then_restarted_empty_503s_then_not_ready_until_materialized(redis_plane) -> None:
+def test_redis_killed_then_restarted_empty_503s_then_not_ready_until_materialized(
+    redis_plane,
+) -> None:
     plane, redis, settings = redis_plane
 
     async def scenario() -> None:
@@ -117,11 +143,17 @@ def test_redis_killed_then_restarted_empty_503s_then_not_ready_until_materialize
             await wait_ready(client, True)
             redis.stop()
             r, took = await timed(client, "POST", "/v1/score", json={"customer_ids": [1, 2, 3]})
-            assert r.status_code == 503 and "feature store" in r.json()["error"]["message"] and took < BUDGET_S
+            assert (
+                r.status_code == 503
+                and "feature store" in r.json()["error"]["message"]
+                and took < BUDGET_S
+            )
             await wait_ready(client, False)
             redis.start()  # empty: answers again, but holds no features
             deadline = time.monotonic() + 5
-            while (r := await client.post("/v1/score", json={"customer_ids": [1, 2, 3]})).status_code != 200:
+            while (
+                r := await client.post("/v1/score", json={"customer_ids": [1, 2, 3]})
+            ).status_code != 200:
                 assert time.monotonic() < deadline, r.text
                 await asyncio.sleep(0.05)
             assert r.json()["found"] == [False, False, False]
@@ -137,6 +169,8 @@ def test_redis_killed_then_restarted_empty_503s_then_not_ready_until_materialize
     async def back() -> None:
         async with client_for(plane) as client:
             await wait_ready(client, True)
-            assert (await client.post("/v1/score", json={"customer_ids": [1, 2, 3]})).json()["found"] == [True] * 3
+            assert (await client.post("/v1/score", json={"customer_ids": [1, 2, 3]})).json()[
+                "found"
+            ] == [True] * 3
 
     run(back())

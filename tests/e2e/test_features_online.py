@@ -25,8 +25,13 @@ def test_push_is_visible_to_the_next_score(app_url: str, settings: Settings) -> 
     now = datetime.now(timezone.utc)
     active = {name: 0.0 for name in ACTIVITY_FEATURES}  # a customer who stopped doing anything
     active.update(recency_days=300.0, days_since_last_open=300.0)
-    row = pd.DataFrame({"customer_id": [cid], "event_timestamp": [pd.Timestamp(now)],
-                        **{k: np.array([v], dtype=np.float32) for k, v in active.items()}})
+    row = pd.DataFrame(
+        {
+            "customer_id": [cid],
+            "event_timestamp": [pd.Timestamp(now)],
+            **{k: np.array([v], dtype=np.float32) for k, v in active.items()},
+        }
+    )
     load_store(settings.features).push("customer_activity_push", row)
 
     after = httpx.post(f"{app_url}/v1/score", json={"customer_ids": [cid]}, timeout=30).json()

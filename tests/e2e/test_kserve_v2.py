@@ -30,7 +30,9 @@ def test_health_and_metadata(triton: httpclient.InferenceServerClient) -> None:
 
 @pytest.mark.parametrize("model", ["churn", "engagement"])
 @pytest.mark.parametrize("binary", [True, False])
-def test_infer_binary_and_json(triton: httpclient.InferenceServerClient, model: str, binary: bool) -> None:
+def test_infer_binary_and_json(
+    triton: httpclient.InferenceServerClient, model: str, binary: bool
+) -> None:
     meta = triton.get_model_metadata(model)
     n_features = int(meta["inputs"][0]["shape"][1])
     x = np.random.default_rng(1).random((64, n_features), dtype=np.float32) * 10
@@ -56,8 +58,9 @@ def test_errors_surface_as_client_exceptions(triton: httpclient.InferenceServerC
         triton.get_model_metadata("churn", model_version="999")
 
 
-def test_repository_index_lists_versions(triton: httpclient.InferenceServerClient,
-                                         admin_headers: dict[str, str]) -> None:
+def test_repository_index_lists_versions(
+    triton: httpclient.InferenceServerClient, admin_headers: dict[str, str]
+) -> None:
     index = triton.get_model_repository_index(headers=admin_headers)  # the admin group: a token
     names = {(m["name"], m["state"]) for m in index}
     assert ("churn", "READY") in names and ("engagement", "READY") in names

@@ -15,13 +15,16 @@ def _first_name(settings: Settings, customer_id: int) -> str:
     from feature_store.repo import load_store
 
     store = load_store(settings.features)
-    row = store.get_online_features(features=["customer_contact:first_name"],
-                                    entity_rows=[{"customer_id": customer_id}]).to_dict()
+    row = store.get_online_features(
+        features=["customer_contact:first_name"], entity_rows=[{"customer_id": customer_id}]
+    ).to_dict()
     return row["first_name"][0]
 
 
 def test_reengage_writes_an_email_for_the_chosen_action(app_url: str, settings: Settings) -> None:
-    r = httpx.post(f"{app_url}/v1/reengage", json={"customer_id": 7, "action": "discount_offer"}, timeout=120)
+    r = httpx.post(
+        f"{app_url}/v1/reengage", json={"customer_id": 7, "action": "discount_offer"}, timeout=120
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["customer_id"] == 7 and body["found"] is True and body["action"] == "discount_offer"
@@ -37,12 +40,24 @@ def test_reengage_writes_an_email_for_the_chosen_action(app_url: str, settings: 
 def test_reengage_with_the_bandits_action_and_edge_cases(app_url: str) -> None:
     with httpx.Client(base_url=app_url, timeout=120) as client:
         chosen = client.post("/v1/reengage", json={"customer_id": 11}).json()
-        assert chosen["action"] in {"discount_offer", "free_shipping", "content_digest", "winback_email", "no_contact"}
+        assert chosen["action"] in {
+            "discount_offer",
+            "free_shipping",
+            "content_digest",
+            "winback_email",
+            "no_contact",
+        }
         assert chosen["decision_id"] and 0 < chosen["propensity"] <= 1
         if chosen["action"] == "no_contact":
             assert chosen["subject"] is None and chosen["llm"]["written"] is False
-        silent = client.post("/v1/reengage", json={"customer_id": 12, "action": "no_contact"}).json()
-        assert silent["subject"] is None and silent["body"] is None and silent["llm"]["written"] is False
+        silent = client.post(
+            "/v1/reengage", json={"customer_id": 12, "action": "no_contact"}
+        ).json()
+        assert (
+            silent["subject"] is None
+            and silent["body"] is None
+            and silent["llm"]["written"] is False
+        )
         unknown = client.post("/v1/reengage", json={"customer_id": 10**12})
         assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "customer_id"
         bad = client.post("/v1/reengage", json={"customer_id": 7, "action": "spam"})
@@ -53,17 +68,28 @@ def test_openai_client_completions_and_streaming(app_url: str) -> None:
     client = OpenAI(base_url=f"{app_url}/v1", api_key="unused", max_retries=0, timeout=120)
     assert "email_writer" in [m.id for m in client.models.list().data]
     prompt = "segment: at-risk high-value\naction: free_shipping\nname: {first_name}\nsubject:"
-    done = client.completions.create(model="email_writer", prompt=prompt, max_tokens=24, temperature=0)
+    done = client.completions.create(
+        model="email_writer", prompt=prompt, max_tokens=24, temperature=0
+    )
     assert done.choices[0].text and done.usage.completion_tokens > 0
-    chunks = list(client.completions.create(model="email_writer", prompt=prompt, max_tokens=24,
-                                            temperature=0, stream=True))
+    chunks = list(
+        client.completions.create(
+            model="email_writer", prompt=prompt, max_tokens=24, temperature=0, stream=True
+        )
+    )
     text = "".join(c.choices[0].text for c in chunks if c.choices)
-    assert len(chunks) > 1 and text == done.choices[0].text  # greedy: streaming equals the whole answer
+    assert (
+        len(chunks) > 1 and text == done.choices[0].text
+    )  # greedy: streaming equals the whole answer
     assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
 
 
 def test_completions_errors(app_url: str) -> None:
-    r = httpx.post(f"{app_url}/v1/completions", json={"model": "email_writer", "prompt": "x", "n": 3}, timeout=60)
+    r = httpx.post(
+        f"{app_url}/v1/completions",
+        json={"model": "email_writer", "prompt": "x", "n": 3},
+        timeout=60,
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "n"
     r = httpx.post(f"{app_url}/v1/completions", json={"model": "nope", "prompt": "x"}, timeout=60)
     assert r.status_code in (404, 422) and r.json()["error"]["field"] == "model"

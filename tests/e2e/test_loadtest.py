@@ -16,11 +16,19 @@ from loadtests.run import run_loadtest
 pytestmark = pytest.mark.e2e
 
 
-def test_mixed_scenario_runs_without_failures(app_url: str, tmp_path: Path, admin_token: str) -> None:
-    result = run_loadtest(app_url, users=6, spawn_rate=6, run_time_s=5, scenario="mixed",
-                          csv_prefix=str(tmp_path / "mixed"), options={"batch_size": 20, "id_max": 2000,
-                                                                       "v2_rows": 8, "feedback_share": 0.5},
-                          token=admin_token)  # feedback needs a token by default
+def test_mixed_scenario_runs_without_failures(
+    app_url: str, tmp_path: Path, admin_token: str
+) -> None:
+    result = run_loadtest(
+        app_url,
+        users=6,
+        spawn_rate=6,
+        run_time_s=5,
+        scenario="mixed",
+        csv_prefix=str(tmp_path / "mixed"),
+        options={"batch_size": 20, "id_max": 2000, "v2_rows": 8, "feedback_share": 0.5},
+        token=admin_token,
+    )  # feedback needs a token by default
     assert result["errors"] == [] and result["failures"] == 0, result["errors"]
     assert result["requests"] > 0
     for endpoint in ("POST /v1/score", "POST /v2/models/[model]/infer"):

@@ -48,12 +48,16 @@ def profile(settings: Settings) -> pd.DataFrame:
     return df.sort_values("event_timestamp").groupby("customer_id").last()
 
 
-def test_the_training_population_is_ok_across_replicas(app_url: str, admin_headers: dict[str, str]) -> None:
+def test_the_training_population_is_ok_across_replicas(
+    app_url: str, admin_headers: dict[str, str]
+) -> None:
     assert httpx.get(f"{app_url}/v1/monitor").status_code == 401  # admin group
     since = _since()
     ids = np.arange(1, E2E_CUSTOMERS + 1)
     for i in range(0, len(ids), 1000):
-        r = httpx.post(f"{app_url}/v1/score", json={"customer_ids": ids[i:i + 1000].tolist()}, timeout=60)
+        r = httpx.post(
+            f"{app_url}/v1/score", json={"customer_ids": ids[i : i + 1000].tolist()}, timeout=60
+        )
         assert r.status_code == 200
     answer = _monitor(app_url, admin_headers, since, E2E_CUSTOMERS)
     assert answer["window"]["rows"] == E2E_CUSTOMERS
@@ -62,12 +66,15 @@ def test_the_training_population_is_ok_across_replicas(app_url: str, admin_heade
         model = answer["models"][name]
         psis = [model["score"]["psi"], *(f["psi"] for f in model["features"])]
         assert all(p is not None and p < 0.1 for p in psis), (name, max(psis))
-    bad = httpx.get(f"{app_url}/v1/monitor", params={"window_s": "-3"}, headers=admin_headers, timeout=30)
+    bad = httpx.get(
+        f"{app_url}/v1/monitor", params={"window_s": "-3"}, headers=admin_headers, timeout=30
+    )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "window_s"
 
 
-def test_forced_contacts_show_in_their_segment(app_url: str, admin_headers: dict[str, str],
-                                               profile: pd.DataFrame) -> None:
+def test_forced_contacts_show_in_their_segment(
+    app_url: str, admin_headers: dict[str, str], profile: pd.DataFrame
+) -> None:
     since = _since()
     ids = np.arange(5001, 5401)
     r = httpx.post(f"{app_url}/v1/score", json={"customer_ids": ids.tolist()}, timeout=60)
@@ -75,26 +82,39 @@ def test_forced_contacts_show_in_their_segment(app_url: str, admin_headers: dict
     actions = list(r.json()["action"])
     premium = [int(c) for c in np.arange(6001, 6400) if profile.loc[c, "plan_tier"] == 2][:3]
     for c in premium:
-        forced = httpx.post(f"{app_url}/v1/reengage", json={"customer_id": c, "action": "winback_email"},
-                            headers=admin_headers, timeout=180)
+        forced = httpx.post(
+            f"{app_url}/v1/reengage",
+            json={"customer_id": c, "action": "winback_email"},
+            headers=admin_headers,
+            timeout=180,
+        )
         assert forced.status_code == 200, forced.text
     served = np.concatenate([ids, premium])
     contact = np.array([a in CONTACTS for a in actions] + [True] * len(premium))
     tiers = profile.loc[served, "plan_tier"].to_numpy()
     answer = _monitor(app_url, admin_headers, since, len(served))
     assert answer["window"]["rows"] == len(served)
-    seg = next(s for s in answer["segments"] if s["feature"] == "plan_tier" and s["value"] == "premium")
+    seg = next(
+        s for s in answer["segments"] if s["feature"] == "plan_tier" and s["value"] == "premium"
+    )
     want = contact[tiers == 2].mean() / contact.mean()
     assert seg["rows"] == int((tiers == 2).sum())
     assert seg["contact_rate_ratio"] == pytest.approx(want, abs=1e-12)
 
 
-def test_the_cli_table_and_plot(app_url: str, settings: Settings, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch, admin_token: str) -> None:
+def test_the_cli_table_and_plot(
+    app_url: str,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    admin_token: str,
+) -> None:
     from serving.cli import app
 
     monkeypatch.setenv("REENGAGE_TOKEN", admin_token)
     plot = tmp_path / "monitor.png"
-    r = CliRunner().invoke(app, ["monitor", "--url", app_url, "--window-s", "600", "--plot", str(plot)])
+    r = CliRunner().invoke(
+        app, ["monitor", "--url", app_url, "--window-s", "600", "--plot", str(plot)]
+    )
     assert r.exit_code == 0, r.output
     assert "Drift by model version" in r.output and plot.read_bytes()[:4] == b"\x89PNG"

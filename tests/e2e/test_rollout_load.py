@@ -34,7 +34,9 @@ class Load:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.results: list[tuple[float, float, int, dict[int, str]]] = []  # start, end, status, versions
+        self.results: list[
+            tuple[float, float, int, dict[int, str]]
+        ] = []  # start, end, status, versions
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -91,8 +93,9 @@ def _per_customer(answers: list[dict[int, str]]) -> dict[int, set[str]]:
     return seen
 
 
-def test_rollout_under_load(app_url: str, settings: Settings, admin_headers: dict[str, str],
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rollout_under_load(
+    app_url: str, settings: Settings, admin_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from serving.cli import app as cli
 
     monkeypatch.setenv("REENGAGE_TOKEN", admin_headers["Authorization"].split(" ", 1)[1])
@@ -132,15 +135,29 @@ def test_rollout_under_load(app_url: str, settings: Settings, admin_headers: dic
         _copy_version(model_dir, base, new)  # 1. add a version: loaded everywhere, no traffic yet
         assert until(lambda: replicas_have(new))
         time.sleep(2)
-        call("canary", lambda: cli_ok("start", "churn", "--default", base, "--candidate", f"{new}:10"))  # 2.
+        call(
+            "canary",
+            lambda: cli_ok("start", "churn", "--default", base, "--candidate", f"{new}:10"),
+        )  # 2.
         time.sleep(8)
         _copy_version(model_dir, base, shadow)
         assert until(lambda: replicas_have(shadow))
-        call("shadow", lambda: post("/v1/admin/rollout/churn", {  # 3. the same split, plus a shadow
-            "default": base, "candidates": [{"version": new, "weight": 10}], "shadow": {"version": shadow}}))
+        call(
+            "shadow",
+            lambda: post(
+                "/v1/admin/rollout/churn",
+                {  # 3. the same split, plus a shadow
+                    "default": base,
+                    "candidates": [{"version": new, "weight": 10}],
+                    "shadow": {"version": shadow},
+                },
+            ),
+        )
         time.sleep(6)
         status = admin.get("/v1/admin/rollout/churn").json()
-        call("promote", lambda: cli_ok("promote", "churn", "--force"))  # 4. (seconds of decisions: no evidence yet)
+        call(
+            "promote", lambda: cli_ok("promote", "churn", "--force")
+        )  # 4. (seconds of decisions: no evidence yet)
         time.sleep(4)
         call("rollback", lambda: cli_ok("rollback", "churn"))  # 5.
         time.sleep(4)
@@ -154,41 +171,74 @@ def test_rollout_under_load(app_url: str, settings: Settings, admin_headers: dic
     # phases: the stable stretches between admin calls (requests overlapping a call excluded)
     edges = [(w[1] - MARGIN_S, w[2] + MARGIN_S) for w in windows]
     start = load.results[0][0]
-    spans = [(start, edges[0][0])] + [(edges[i][1], edges[i + 1][0]) for i in range(len(edges) - 1)] + [(edges[-1][1], end)]
-    phase = {name: _per_customer(load.between(*span)) for name, span in
-             zip(("before", "pinned", "canary", "shadow", "promoted", "rolled_back", "unloaded"), spans)}
+    spans = (
+        [(start, edges[0][0])]
+        + [(edges[i][1], edges[i + 1][0]) for i in range(len(edges) - 1)]
+        + [(edges[-1][1], end)]
+    )
+    phase = {
+        name: _per_customer(load.between(*span))
+        for name, span in zip(
+            ("before", "pinned", "canary", "shadow", "promoted", "rolled_back", "unloaded"), spans
+        )
+    }
     for name, seen in phase.items():
         switched = {c: v for c, v in seen.items() if len(v) > 1}
-        assert not switched, (name, list(switched.items())[:5])  # one version per customer per phase
+        assert not switched, (
+            name,
+            list(switched.items())[:5],
+        )  # one version per customer per phase
     for name in ("pinned", "rolled_back", "unloaded"):
         assert {v for vs in phase[name].values() for v in vs} == {base}, name
     assert {v for vs in phase["promoted"].values() for v in vs} == {new}
     canary = {c: next(iter(v)) for c, v in phase["canary"].items()}
     same = {c: next(iter(v)) for c, v in phase["shadow"].items()}
-    assert all(canary[c] == same[c] for c in canary.keys() & same.keys())  # adding a shadow moves nobody
+    assert all(
+        canary[c] == same[c] for c in canary.keys() & same.keys()
+    )  # adding a shadow moves nobody
     n = len(canary)
     share = sum(v == new for v in canary.values()) / n
     assert n > 300 and abs(share - 0.10) < 4 * np.sqrt(0.09 / n), (share, n)  # binomial tolerance
-    assert status["shadow"] and status["shadow"]["rows"] > 0 and status["shadow"]["mean_abs_diff"] < 1e-4
+    assert (
+        status["shadow"]
+        and status["shadow"]["rows"] > 0
+        and status["shadow"]["mean_abs_diff"] < 1e-4
+    )
     index = admin.post("/v2/repository/index", json={}).json()
-    assert {(r["version"], r["state"]) for r in index if r["name"] == "churn"} >= {(new, "UNAVAILABLE"), (base, "READY")}
+    assert {(r["version"], r["state"]) for r in index if r["name"] == "churn"} >= {
+        (new, "UNAVAILABLE"),
+        (base, "READY"),
+    }
     propagation = [w[3] for w in windows if "propagation_s" in w[3]]
-    print(json.dumps({"requests": total, "canary_share": share, "customers": n,
-                      "propagation_s": [p["propagation_s"] for p in propagation],
-                      "admin_call_s": [round(w[2] - w[1], 2) for w in windows]}))
+    print(
+        json.dumps(
+            {
+                "requests": total,
+                "canary_share": share,
+                "customers": n,
+                "propagation_s": [p["propagation_s"] for p in propagation],
+                "admin_call_s": [round(w[2] - w[1], 2) for w in windows],
+            }
+        )
+    )
     assert all(not p["late_replicas"] for p in propagation)
-    post(f"/v1/admin/models/churn/versions/{new}/load", {})  # leave the repository as the other tests found it
+    post(
+        f"/v1/admin/models/churn/versions/{new}/load", {}
+    )  # leave the repository as the other tests found it
     for version in (new, shadow):
         shutil.rmtree(model_dir / version)
 
 
-def test_broken_versions_are_refused_while_the_old_one_serves(app_url: str, settings: Settings,
-                                                               admin_headers: dict[str, str]) -> None:
+def test_broken_versions_are_refused_while_the_old_one_serves(
+    app_url: str, settings: Settings, admin_headers: dict[str, str]
+) -> None:
     admin = httpx.Client(base_url=app_url, headers=admin_headers, timeout=120)
     model_dir = Path(settings.models.repo_path) / "churn"
     current = admin.get("/v1/admin/rollout/churn").json()
     default = (current.get("policy") or {}).get("default") or current["versions"][-1]
-    pinned = admin.post("/v1/admin/rollout/churn", json={"default": default})  # newer versions take no traffic
+    pinned = admin.post(
+        "/v1/admin/rollout/churn", json={"default": default}
+    )  # newer versions take no traffic
     assert pinned.status_code == 200, pinned.text
     top = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
     corrupt, unfed = str(top + 1), str(top + 2)
@@ -211,12 +261,22 @@ def test_broken_versions_are_refused_while_the_old_one_serves(app_url: str, sett
             shutil.rmtree(model_dir / version, ignore_errors=True)
 
 
-def _refuse_broken(app_url: str, admin: httpx.Client, default: str, corrupt: str, unfed: str) -> None:
+def _refuse_broken(
+    app_url: str, admin: httpx.Client, default: str, corrupt: str, unfed: str
+) -> None:
     for version, cause in ((corrupt, "cannot load"), (unfed, "no_such_feature")):
-        r = admin.post("/v1/admin/rollout/churn", json={"default": default,
-                                                       "candidates": [{"version": version, "weight": 50}]})
+        r = admin.post(
+            "/v1/admin/rollout/churn",
+            json={"default": default, "candidates": [{"version": version, "weight": 50}]},
+        )
         assert r.status_code == 422 and r.json()["error"]["type"] == "version_refused", r.text
         assert cause in r.json()["error"]["message"]
-        answers = [httpx.post(f"{app_url}/v1/score", json={"customer_ids": list(range(40))}, timeout=30).json()
-                   for _ in range(6)]
-        assert all(a["model_versions"]["churn"] == default and "churn_version" not in a for a in answers)
+        answers = [
+            httpx.post(
+                f"{app_url}/v1/score", json={"customer_ids": list(range(40))}, timeout=30
+            ).json()
+            for _ in range(6)
+        ]
+        assert all(
+            a["model_versions"]["churn"] == default and "churn_version" not in a for a in answers
+        )

@@ -19,14 +19,21 @@ from serving.settings import Settings
 pytestmark = pytest.mark.e2e
 
 
-def feast_matrix(settings: Settings, ids: list[int], features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def feast_matrix(
+    settings: Settings, ids: list[int], features: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Feast's own get_online_features, in the model's column order; found = no nulls."""
     from feature_store.repo import load_store
 
     store = load_store(settings.features)
     refs = [f"{view}:{name}" for name in features for view in _view_of(store, name)]
-    online = store.get_online_features(features=refs, entity_rows=[{"customer_id": i} for i in ids]).to_dict()
-    cols = [np.array([np.nan if v is None else v for v in online[name]], dtype=np.float32) for name in features]
+    online = store.get_online_features(
+        features=refs, entity_rows=[{"customer_id": i} for i in ids]
+    ).to_dict()
+    cols = [
+        np.array([np.nan if v is None else v for v in online[name]], dtype=np.float32)
+        for name in features
+    ]
     matrix = np.stack(cols, axis=1)
     return matrix, ~np.isnan(matrix).any(axis=1)
 
@@ -45,12 +52,16 @@ def onnx_direct(settings: Settings, model: str, version: str, x: np.ndarray) -> 
 
 
 def model_features(settings: Settings, model: str, version: str) -> list[str]:
-    metrics = json.loads((Path(settings.models.repo_path) / model / version / "metrics.json").read_text())
+    metrics = json.loads(
+        (Path(settings.models.repo_path) / model / version / "metrics.json").read_text()
+    )
     return list(metrics["features"])
 
 
 @pytest.mark.parametrize("n", [1, 5000])
-def test_score_matches_onnx_runtime_on_feast_features(app_url: str, settings: Settings, n: int) -> None:
+def test_score_matches_onnx_runtime_on_feast_features(
+    app_url: str, settings: Settings, n: int
+) -> None:
     rng = np.random.default_rng(n)
     ids = rng.choice(np.arange(1, settings.data.customers + 1), size=n, replace=False).tolist()
     if n > 1:
@@ -106,8 +117,9 @@ def model_calls(model: str, rows_above: float) -> tuple[float, float]:
     return calls, calls - at_most
 
 
-def settled(read: Callable[[], tuple[float, float]], interval_s: float = 12.0,
-            limit_s: float = 90.0) -> tuple[float, float]:
+def settled(
+    read: Callable[[], tuple[float, float]], interval_s: float = 12.0, limit_s: float = 90.0
+) -> tuple[float, float]:
     """``read()`` once two reads more than an export interval apart agree (every metric
     recorded so far has reached the agent)."""
     value, deadline = read(), time.monotonic() + limit_s
@@ -119,7 +131,9 @@ def settled(read: Callable[[], tuple[float, float]], interval_s: float = 12.0,
     return value
 
 
-def test_concurrent_requests_share_model_calls_and_keep_their_rows(app_url: str, settings: Settings) -> None:
+def test_concurrent_requests_share_model_calls_and_keep_their_rows(
+    app_url: str, settings: Settings
+) -> None:
     """Dynamic batching: under concurrent load, rows of several requests go into one ONNX
     Runtime call (seen in ``reengage_model_batch_rows``), and every answer still holds
     exactly its own customers' scores, as ONNX Runtime computes them on Feast's features.
@@ -145,7 +159,9 @@ def test_concurrent_requests_share_model_calls_and_keep_their_rows(app_url: str,
             k = worker
             while not stop.is_set():
                 start = 1 + (k % blocks) * size
-                r = client.post("/v1/score", json={"customer_ids": list(range(start, start + size))})
+                r = client.post(
+                    "/v1/score", json={"customer_ids": list(range(start, start + size))}
+                )
                 answers.append((start, r.status_code, r.json()))
                 k += threads
         return answers
@@ -158,7 +174,10 @@ def test_concurrent_requests_share_model_calls_and_keep_their_rows(app_url: str,
 
     for start, status, body in answers:  # each answer holds its own rows, none from another request
         assert status == 200, body
-        assert body["customer_ids"] == list(range(start, start + size)) and body["model_versions"]["churn"] == version
+        assert (
+            body["customer_ids"] == list(range(start, start + size))
+            and body["model_versions"]["churn"] == version
+        )
         got = np.array(body["churn_probability"], dtype=np.float64)
         np.testing.assert_allclose(got, expected[start - 1 : start - 1 + size], rtol=0, atol=1e-6)
     deadline = time.monotonic() + 60  # replica metrics reach the agent some seconds later
@@ -167,5 +186,7 @@ def test_concurrent_requests_share_model_calls_and_keep_their_rows(app_url: str,
     calls, merged = settled(lambda: model_calls("churn", one_request))
     calls, merged = calls - calls_before, merged - merged_before
     assert calls > 0, "no runtime call reached the metrics agent"
-    assert merged >= 1, f"{len(answers)} requests, {calls:.0f} runtime calls: none held two requests' rows"
+    assert merged >= 1, (
+        f"{len(answers)} requests, {calls:.0f} runtime calls: none held two requests' rows"
+    )
     assert calls < len(answers), f"{calls:.0f} runtime calls for {len(answers)} requests"

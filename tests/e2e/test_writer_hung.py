@@ -29,15 +29,21 @@ def _writer_pid() -> int:
 
 
 def test_a_frozen_writer_is_a_504_at_the_callers_deadline(app_url: str, settings: Settings) -> None:
-    deadline = settings.llm.timeout_s + 2.0  # what the Ingress gives the writer (deployments/ingress.py)
+    deadline = (
+        settings.llm.timeout_s + 2.0
+    )  # what the Ingress gives the writer (deployments/ingress.py)
     pid = _writer_pid()
     os.kill(pid, signal.SIGSTOP)
     try:
         with httpx.Client(base_url=app_url, timeout=120) as client:
             t0 = time.monotonic()
-            frozen = client.post("/v1/reengage", json={"customer_id": 7, "action": "discount_offer"})
+            frozen = client.post(
+                "/v1/reengage", json={"customer_id": 7, "action": "discount_offer"}
+            )
             waited = time.monotonic() - t0
-            scored = client.post("/v1/score", json={"customer_ids": [7, 8]})  # scoring is unaffected
+            scored = client.post(
+                "/v1/score", json={"customer_ids": [7, 8]}
+            )  # scoring is unaffected
     finally:
         os.kill(pid, signal.SIGCONT)
     assert frozen.status_code == 504, frozen.text
@@ -46,4 +52,9 @@ def test_a_frozen_writer_is_a_504_at_the_callers_deadline(app_url: str, settings
     assert deadline - 0.5 <= waited <= deadline + 5.0
     assert scored.status_code == 200
     with httpx.Client(base_url=app_url, timeout=120) as client:  # and the writer answers again
-        assert client.post("/v1/reengage", json={"customer_id": 7, "action": "discount_offer"}).status_code == 200
+        assert (
+            client.post(
+                "/v1/reengage", json={"customer_id": 7, "action": "discount_offer"}
+            ).status_code
+            == 200
+        )

@@ -33,13 +33,16 @@ StoreFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def make_store(tmp_path: Path, demo_data: tuple[Path, dict[str, pd.DataFrame]],
-               request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+def make_store(
+    tmp_path: Path, demo_data: tuple[Path, dict[str, pd.DataFrame]], request: pytest.FixtureRequest
+) -> Iterator[StoreFactory]:
     """``make_store(backend, materialize=True, **config)``: an applied (and loaded) repo."""
 
     def factory(backend: str = "embedded", materialize: bool = True, **extra: Any) -> Any:
         url = request.getfixturevalue("redis_url") if backend == "redis" else None
-        store = make_repo(tmp_path / f"repo_{backend}", demo_data[0], packed_config(backend, url, **extra))
+        store = make_repo(
+            tmp_path / f"repo_{backend}", demo_data[0], packed_config(backend, url, **extra)
+        )
         if materialize:
             materialize_packed(store, NOW - timedelta(days=400), NOW + timedelta(minutes=1))
         return store

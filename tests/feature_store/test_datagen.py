@@ -57,7 +57,14 @@ def test_schema_and_timestamps(data: dg.CustomerData) -> None:
     assert len(data.contact) == n and list(data.contact.columns[2:]) == list(dg.CONTACT_FEATURES)
     assert data.contact["email"].str.match(r"^[a-z]+\.\d+@[a-z.]+$").all()
     assert set(data.contact["plan_name"]) <= set(dg.PLAN_NAMES)
-    assert list(data.labels.columns) == ["customer_id", "event_timestamp", "churned", "engaged", "p_churn", "p_engaged"]
+    assert list(data.labels.columns) == [
+        "customer_id",
+        "event_timestamp",
+        "churned",
+        "engaged",
+        "p_churn",
+        "p_engaged",
+    ]
     assert (data.labels["event_timestamp"] == ANCHOR - timedelta(days=7) + timedelta(hours=1)).all()
 
 
@@ -65,7 +72,9 @@ def test_windows_are_nested_and_values_drift(data: dg.CustomerData) -> None:
     a = data.activity
     assert (a.orders_30d <= a.orders_90d).all() and (a.orders_90d <= a.orders_365d).all()
     assert (a.spend_30d <= a.spend_90d + 0.01).all() and (a.spend_90d <= a.spend_365d + 0.01).all()
-    assert (a.email_clicks_7d <= a.email_opens_7d).all() and (a.email_opens_90d <= a.emails_sent_90d).all()
+    assert (a.email_clicks_7d <= a.email_opens_7d).all() and (
+        a.email_opens_90d <= a.emails_sent_90d
+    ).all()
     assert ((a.recency_days < 30) == (a.orders_30d > 0)).all()
     assert a.open_rate_90d.between(0, 1).all() and a.click_rate_90d.between(0, 1).all()
     p = data.profile
@@ -80,12 +89,16 @@ def test_labels_follow_the_documented_process(data: dg.CustomerData) -> None:
     """p_* are the documented functions of the label snapshot's stored features."""
     n = 4000
     snap = slice(n, 2 * n)  # snapshot 1 of 3 = snapshots - 2
-    feats = {**{c: data.profile[c].to_numpy()[snap] for c in dg.PROFILE_FEATURES},
-             **{c: data.activity[c].to_numpy()[snap] for c in dg.ACTIVITY_FEATURES}}
+    feats = {
+        **{c: data.profile[c].to_numpy()[snap] for c in dg.PROFILE_FEATURES},
+        **{c: data.activity[c].to_numpy()[snap] for c in dg.ACTIVITY_FEATURES},
+    }
     np.testing.assert_allclose(data.labels["p_churn"], dg.churn_probability(feats))
     np.testing.assert_allclose(data.labels["p_engaged"], dg.engagement_probability(feats))
-    latest = {**{c: data.profile[c].to_numpy()[2 * n:] for c in dg.PROFILE_FEATURES},
-              **{c: data.activity[c].to_numpy()[2 * n:] for c in dg.ACTIVITY_FEATURES}}
+    latest = {
+        **{c: data.profile[c].to_numpy()[2 * n :] for c in dg.PROFILE_FEATURES},
+        **{c: data.activity[c].to_numpy()[2 * n :] for c in dg.ACTIVITY_FEATURES},
+    }
     assert not np.allclose(data.labels["p_churn"], dg.churn_probability(latest))
     for y, p in (("churned", "p_churn"), ("engaged", "p_engaged")):
         lab = data.labels

@@ -56,15 +56,24 @@ def test_registry_matches_the_contract(store: FeatureStore) -> None:
         "customer_contact": list(dg.CONTACT_FEATURES),
     }
     assert (d.PROFILE_FEATURES, d.ACTIVITY_FEATURES, d.CONTACT_FEATURES) == (
-        dg.PROFILE_FEATURES, dg.ACTIVITY_FEATURES, dg.CONTACT_FEATURES)
-    assert all(f.dtype == Float32 for n in ("customer_profile", "customer_activity") for f in views[n].features)
+        dg.PROFILE_FEATURES,
+        dg.ACTIVITY_FEATURES,
+        dg.CONTACT_FEATURES,
+    )
+    assert all(
+        f.dtype == Float32
+        for n in ("customer_profile", "customer_activity")
+        for f in views[n].features
+    )
     assert all(f.dtype == String for f in views["customer_contact"].features)
     assert views["customer_profile"].ttl == timedelta(days=90)
     assert views["customer_activity"].ttl == timedelta(days=30)
     assert not views["customer_contact"].ttl
     assert views["customer_activity"].stream_source.name == "customer_activity_push"
-    services = {s.name: [f.name for p in s.feature_view_projections for f in p.features]
-                for s in store.list_feature_services()}
+    services = {
+        s.name: [f.name for p in s.feature_view_projections for f in p.features]
+        for s in store.list_feature_services()
+    }
     assert services["churn_model"] == list(dg.CHURN_FEATURES)
     assert services["engagement_model"] == list(dg.ENGAGEMENT_FEATURES)
     assert services["email_writer"] == list(dg.CONTACT_FEATURES)
@@ -78,16 +87,27 @@ def test_apply_twice_changes_nothing(store: FeatureStore) -> None:
 def _snapshot(store: FeatureStore, table: str, s: int) -> pd.DataFrame:
     """Snapshot ``s`` of a generated table (rows are written snapshot by snapshot)."""
     df = pd.read_parquet(Path(store.repo_path) / "data" / f"{table}.parquet")
-    return df.iloc[s * N:(s + 1) * N].set_index("customer_id")
+    return df.iloc[s * N : (s + 1) * N].set_index("customer_id")
 
 
 def test_point_in_time_join_picks_the_label_snapshot(store: FeatureStore) -> None:
     labels = dg.read_labels(Path(store.repo_path) / "data")
-    df = store.get_historical_features(
-        entity_df=labels[["customer_id", "event_timestamp"]], features=store.get_feature_service("churn_model"),
-    ).to_df().set_index("customer_id").sort_index()
-    label_snap, latest = _snapshot(store, "customer_activity", SNAPSHOTS - 2), _snapshot(store, "customer_activity", SNAPSHOTS - 1)
-    np.testing.assert_array_equal(df["orders_365d"].to_numpy(), label_snap.loc[df.index, "orders_365d"].to_numpy())
+    df = (
+        store.get_historical_features(
+            entity_df=labels[["customer_id", "event_timestamp"]],
+            features=store.get_feature_service("churn_model"),
+        )
+        .to_df()
+        .set_index("customer_id")
+        .sort_index()
+    )
+    label_snap, latest = (
+        _snapshot(store, "customer_activity", SNAPSHOTS - 2),
+        _snapshot(store, "customer_activity", SNAPSHOTS - 1),
+    )
+    np.testing.assert_array_equal(
+        df["orders_365d"].to_numpy(), label_snap.loc[df.index, "orders_365d"].to_numpy()
+    )
     assert (df["orders_365d"].to_numpy() != latest.loc[df.index, "orders_365d"].to_numpy()).any()
     feats = {c: df[c].to_numpy() for c in dg.CHURN_FEATURES}
     p = labels.set_index("customer_id").loc[df.index, "p_churn"].to_numpy()
@@ -100,10 +120,18 @@ def test_point_in_time_join_now_picks_latest_and_ttl_expires(store: FeatureStore
     entity = pd.DataFrame({"customer_id": ids, "event_timestamp": [now] * 20})
     far = pd.DataFrame({"customer_id": ids, "event_timestamp": [now + timedelta(days=60)] * 20})
     feats = ["customer_activity:orders_90d", "customer_profile:tenure_days"]
-    got = store.get_historical_features(entity_df=entity, features=feats).to_df().set_index("customer_id")
+    got = (
+        store.get_historical_features(entity_df=entity, features=feats)
+        .to_df()
+        .set_index("customer_id")
+    )
     latest = _snapshot(store, "customer_activity", SNAPSHOTS - 1)
     np.testing.assert_array_equal(got.loc[ids, "orders_90d"], latest.loc[ids, "orders_90d"])
-    late = store.get_historical_features(entity_df=far, features=feats).to_df().set_index("customer_id")
+    late = (
+        store.get_historical_features(entity_df=far, features=feats)
+        .to_df()
+        .set_index("customer_id")
+    )
     assert late["orders_90d"].isna().all()  # 30 d TTL passed
     assert late["tenure_days"].notna().all()  # 90 d TTL not yet
 
@@ -116,10 +144,14 @@ def test_materialize_puts_latest_snapshot_online(store: FeatureStore) -> None:
 
 def _assert_online_latest(store: FeatureStore) -> None:
     rows = [{"customer_id": i} for i in (1, 2, N)]
-    got = store.get_online_features(features=store.get_feature_service("churn_model"), entity_rows=rows).to_dict()
+    got = store.get_online_features(
+        features=store.get_feature_service("churn_model"), entity_rows=rows
+    ).to_dict()
     latest = _snapshot(store, "customer_profile", SNAPSHOTS - 1)
     np.testing.assert_allclose(got["tenure_days"], latest.loc[[1, 2, N], "tenure_days"])
-    contact = store.get_online_features(features=store.get_feature_service("email_writer"), entity_rows=rows).to_dict()
+    contact = store.get_online_features(
+        features=store.get_feature_service("email_writer"), entity_rows=rows
+    ).to_dict()
     assert all(isinstance(e, str) and "@" in e for e in contact["email"])
 
 
@@ -136,9 +168,14 @@ def test_redis_yaml_materializes_into_redis(tmp_path: Path, redis_url: str) -> N
 
 
 def _assert_online_latest_profile(store: FeatureStore) -> None:
-    got = store.get_online_features(features=["customer_profile:tenure_days", "customer_contact:email"],
-                                    entity_rows=[{"customer_id": 1}, {"customer_id": N + 5}]).to_dict()
-    assert got["tenure_days"][0] == _snapshot(store, "customer_profile", SNAPSHOTS - 1).loc[1, "tenure_days"]
+    got = store.get_online_features(
+        features=["customer_profile:tenure_days", "customer_contact:email"],
+        entity_rows=[{"customer_id": 1}, {"customer_id": N + 5}],
+    ).to_dict()
+    assert (
+        got["tenure_days"][0]
+        == _snapshot(store, "customer_profile", SNAPSHOTS - 1).loc[1, "tenure_days"]
+    )
     assert got["tenure_days"][1] is None and "@" in got["email"][0]
 
 
@@ -156,7 +193,9 @@ def test_unreachable_redis_is_an_online_store_error(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     repo = copy_repo(tmp_path / "repo")
-    store = fr.load_store(FeatureSettings(repo_path=repo, backend="redis", redis_url=f"redis://127.0.0.1:{port}/0"))
+    store = fr.load_store(
+        FeatureSettings(repo_path=repo, backend="redis", redis_url=f"redis://127.0.0.1:{port}/0")
+    )
     with pytest.raises(OnlineStoreUnavailable, match="unavailable"):
         fr.apply(store)
         fr.materialize(store, views=("customer_profile",))

@@ -37,7 +37,9 @@ def test_materialized_store_is_ready(make_store, backend) -> None:
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
 def test_unmaterialized_store_is_not_ready(make_store, backend) -> None:
     state = health_of(make_store(backend, materialize=False)).check()
-    assert not state.ready and "holds no rows of customer_profile, customer_activity" in state.reason
+    assert (
+        not state.ready and "holds no rows of customer_profile, customer_activity" in state.reason
+    )
 
 
 def test_redis_emptied_is_not_ready(make_store, redis_url) -> None:
@@ -70,7 +72,9 @@ def test_redis_refused_is_not_ready(make_store, redis_server) -> None:
     assert not state.ready and "unavailable" in state.reason and "redis at" in state.reason
 
 
-def test_hung_redis_is_not_ready_within_the_deadline_and_reads_fail_fast(make_store, redis_server) -> None:
+def test_hung_redis_is_not_ready_within_the_deadline_and_reads_fail_fast(
+    make_store, redis_server
+) -> None:
     store = make_store("redis")
     health = health_of(store, timeout_s=0.2, interval_s=0.0, deadline_s=0.5)
     reader = PackedReader.from_store(store, "churn_model", timeout_s=0.2)

@@ -26,15 +26,26 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 def llm_settings(tiny_checkpoint: tuple[Path, dict]):
     from serving.settings import LLMSettings
 
-    return LLMSettings(backend="transformers", model_path=tiny_checkpoint[0], num_threads=1, voices=[],
-                       max_tokens=24, temperature=0.0, timeout_s=60)
+    return LLMSettings(
+        backend="transformers",
+        model_path=tiny_checkpoint[0],
+        num_threads=1,
+        voices=[],
+        max_tokens=24,
+        temperature=0.0,
+        timeout_s=60,
+    )
 
 
-ADAPTER_STEPS = 200  # enough for the playful voice's opening ("Psst,") on the tiny base (120 was not)
+ADAPTER_STEPS = (
+    200  # enough for the playful voice's opening ("Psst,") on the tiny base (120 was not)
+)
 
 
 @pytest.fixture(scope="session")
-def tiny_adapters(tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_adapters(
+    tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """Both brand voices as LoRA adapters of the tiny checkpoint, trained by the real trainer."""
     from model_repo.training.adapters import build_adapter
 

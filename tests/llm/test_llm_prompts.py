@@ -4,29 +4,58 @@ import pytest
 
 from serving.errors import InvalidRequest
 from model_repo.training import corpus
-from serving.llm.prompts import (ACTIONS, BODY_MARK, SUBJECT_MARK, build_prompt, fill_slots, format_completion,
-                                 parse_completion, segment)
+from serving.llm.prompts import (
+    ACTIONS,
+    BODY_MARK,
+    SUBJECT_MARK,
+    build_prompt,
+    fill_slots,
+    format_completion,
+    parse_completion,
+    segment,
+)
 
-FACTS = {"first_name": "Ana", "email": "ana@example.com", "plan_name": "Premium", "region_name": "West",
-         "recency_days": 42.0, "orders_365d": 7.0, "spend_365d": 820.0, "tenure_days": 400.0}
+FACTS = {
+    "first_name": "Ana",
+    "email": "ana@example.com",
+    "plan_name": "Premium",
+    "region_name": "West",
+    "recency_days": 42.0,
+    "orders_365d": 7.0,
+    "spend_365d": 820.0,
+    "tenure_days": 400.0,
+}
 
 
-@pytest.mark.parametrize(("features", "expected"), [
-    ({"churn_probability": 0.8, "spend_365d": 900, "recency_days": 30}, "at-risk high-value"),
-    ({"churn_probability": 0.8, "spend_365d": 50, "recency_days": 200}, "lapsed low-value"),
-    ({"churn_probability": 0.1, "spend_365d": 300}, "loyal mid-value"),
-    ({"churn_probability": 0.3, "spend_365d": float("nan")}, "cooling low-value"),
-    ({}, "at-risk low-value"),
-])
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        ({"churn_probability": 0.8, "spend_365d": 900, "recency_days": 30}, "at-risk high-value"),
+        ({"churn_probability": 0.8, "spend_365d": 50, "recency_days": 200}, "lapsed low-value"),
+        ({"churn_probability": 0.1, "spend_365d": 300}, "loyal mid-value"),
+        ({"churn_probability": 0.3, "spend_365d": float("nan")}, "cooling low-value"),
+        ({}, "at-risk low-value"),
+    ],
+)
 def test_segment_from_scores_and_spend(features: dict, expected: str) -> None:
     assert segment(features) == expected
 
 
 def test_prompt_carries_facts_scores_and_the_actions_offer() -> None:
-    prompt = build_prompt(FACTS, "free_shipping", {"churn_probability": 0.83, "engagement_probability": 0.2})
-    for part in ("name: Ana", "plan: Premium", "region: West", "segment: at-risk high-value", "last order: 42 days ago",
-                 "orders this year: 7", "churn risk: 0.83", "### Action: free_shipping",
-                 ACTIONS["free_shipping"].offer):
+    prompt = build_prompt(
+        FACTS, "free_shipping", {"churn_probability": 0.83, "engagement_probability": 0.2}
+    )
+    for part in (
+        "name: Ana",
+        "plan: Premium",
+        "region: West",
+        "segment: at-risk high-value",
+        "last order: 42 days ago",
+        "orders this year: 7",
+        "churn risk: 0.83",
+        "### Action: free_shipping",
+        ACTIONS["free_shipping"].offer,
+    ):
         assert part in prompt
     assert prompt.endswith(SUBJECT_MARK)
 
@@ -63,5 +92,7 @@ def test_corpus_is_deterministic_and_heldout_names_are_unseen() -> None:
 
 def test_fill_slots_uses_facts_and_leaves_unknown_or_empty_slots() -> None:
     text = "Hi {first_name}, {recency_days} days, {orders_365d} orders, {plan_name}, {coupon}"
-    filled = fill_slots(text, {"first_name": "Ana", "recency_days": 42.0, "orders_365d": 3, "plan_name": None})
+    filled = fill_slots(
+        text, {"first_name": "Ana", "recency_days": 42.0, "orders_365d": 3, "plan_name": None}
+    )
     assert filled == "Hi Ana, 42 days, 3 orders, {plan_name}, {coupon}"

@@ -59,10 +59,19 @@ def make_app(writer: EmailWriter):
 def server_url(tiny_checkpoint) -> Iterator[str]:
     import uvicorn
 
-    settings = LLMSettings(backend="transformers", model_path=tiny_checkpoint[0], temperature=0.0, max_tokens=16)
+    settings = LLMSettings(
+        backend="transformers", model_path=tiny_checkpoint[0], temperature=0.0, max_tokens=16
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(EmailWriter(settings)), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            make_app(EmailWriter(settings)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -78,16 +87,28 @@ def test_openai_client_completions_and_stream(server_url: str) -> None:
 
     client = OpenAI(base_url=server_url, api_key="none", max_retries=0)
     assert [m.id for m in client.models.list().data] == ["email_writer"]
-    full = client.completions.create(model="email_writer", prompt=PROMPT, max_tokens=8, temperature=0)
+    full = client.completions.create(
+        model="email_writer", prompt=PROMPT, max_tokens=8, temperature=0
+    )
     assert full.choices[0].finish_reason in {"stop", "length"} and full.usage.completion_tokens <= 8
-    chunks = list(client.completions.create(model="email_writer", prompt=PROMPT, max_tokens=8, temperature=0,
-                                            stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="email_writer",
+            prompt=PROMPT,
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == full.choices[0].text
     assert chunks[-1].usage.total_tokens == full.usage.total_tokens
 
 
 def test_remote_engine_generates_and_streams(server_url: str) -> None:
-    engine = RemoteEngine(LLMSettings(backend="remote", remote_url=server_url, remote_model="email_writer"))
+    engine = RemoteEngine(
+        LLMSettings(backend="remote", remote_url=server_url, remote_model="email_writer")
+    )
     params = SamplingParams(max_tokens=8, temperature=0.0)
 
     async def run():
@@ -98,7 +119,11 @@ def test_remote_engine_generates_and_streams(server_url: str) -> None:
         return gens, deltas
 
     gens, deltas = asyncio.run(run())
-    assert gens[0].text == gens[1].text and gens[0].completion_tokens <= 8 and gens[0].prompt_tokens > 10
+    assert (
+        gens[0].text == gens[1].text
+        and gens[0].completion_tokens <= 8
+        and gens[0].prompt_tokens > 10
+    )
     assert "".join(deltas) == gens[0].text
     assert deltas[-1].finish_reason == gens[0].finish_reason
     assert deltas[-1].completion_tokens == gens[0].completion_tokens
@@ -106,7 +131,10 @@ def test_remote_engine_generates_and_streams(server_url: str) -> None:
 
 def test_remote_health_fails_clearly_when_nothing_listens() -> None:
     from serving.errors import DependencyUnavailable
-    engine = RemoteEngine(LLMSettings(backend="remote", remote_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2))
+
+    engine = RemoteEngine(
+        LLMSettings(backend="remote", remote_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2)
+    )
     with pytest.raises(DependencyUnavailable):
         asyncio.run(engine.check_health())
 
@@ -114,5 +142,9 @@ def test_remote_health_fails_clearly_when_nothing_listens() -> None:
 def test_request_kwargs_select_lora_by_model_name() -> None:
     s = LLMSettings(remote_model="email_writer")
     assert request_kwargs(s, SamplingParams(lora="vip", stop=("a",), seed=2))["model"] == "vip"
-    assert request_kwargs(s, SamplingParams()) == {"model": "email_writer", "max_tokens": 160, "temperature": 0.7,
-                                                   "top_p": 1.0}
+    assert request_kwargs(s, SamplingParams()) == {
+        "model": "email_writer",
+        "max_tokens": 160,
+        "temperature": 0.7,
+        "top_p": 1.0,
+    }

@@ -33,7 +33,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def base_url(tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def base_url(
+    tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     import uvicorn
 
     from serving.components.writer import WriterService
@@ -43,14 +45,30 @@ def base_url(tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPa
     from tests.serving.conftest import LocalFeatures, TableReader
 
     tmp = tmp_path_factory.mktemp("stream_errors")
-    settings = load_settings({"data_dir": str(tmp / "data"), "bandit": {"enabled": False},
-                              "llm": {"backend": "transformers", "model_path": str(tiny_checkpoint[0]),
-                                      "num_threads": 1, "voices": [], "max_tokens": 8, "temperature": 0.0,
-                                      "timeout_s": 60}})
-    plane = DataPlane(settings, LocalFeatures(TableReader()), {}, writer=WriterService(settings.llm))
+    settings = load_settings(
+        {
+            "data_dir": str(tmp / "data"),
+            "bandit": {"enabled": False},
+            "llm": {
+                "backend": "transformers",
+                "model_path": str(tiny_checkpoint[0]),
+                "num_threads": 1,
+                "voices": [],
+                "max_tokens": 8,
+                "temperature": 0.0,
+                "timeout_s": 60,
+            },
+        }
+    )
+    plane = DataPlane(
+        settings, LocalFeatures(TableReader()), {}, writer=WriterService(settings.llm)
+    )
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(plane), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -64,23 +82,40 @@ def base_url(tiny_checkpoint: tuple[Path, dict], tmp_path_factory: pytest.TempPa
 def _raw(base_url: str, body: dict) -> tuple[httpx.Response, str, list[str]]:
     """The answer, its body and its SSE ``data:`` payloads, read as they arrive (httpx
     raises on a broken chunked body)."""
-    with httpx.Client(timeout=60) as client, client.stream("POST", f"{base_url}/v1/completions", json=body) as r:
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", f"{base_url}/v1/completions", json=body) as r,
+    ):
         text = "".join(r.iter_text())
-    return r, text, [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
+    return (
+        r,
+        text,
+        [line[len("data: ") :] for line in text.split("\n\n") if line.startswith("data: ")],
+    )
 
 
-@pytest.mark.parametrize("body, status, field", [
-    ({"model": "no_such_model", "prompt": PROMPT}, 404, "model"),
-    ({"model": "email_writer", "prompt": ""}, 422, "prompt"),
-    ({"model": "email_writer", "prompt": [PROMPT, ""]}, 422, "prompt"),
-    ({"model": "email_writer", "prompt": TOO_LONG}, 422, "prompt"),  # the first prompt fails: before the stream
-])
-def test_a_bad_stream_request_is_a_json_error_before_the_stream(base_url: str, body: dict, status: int,
-                                                                field: str) -> None:
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        ({"model": "no_such_model", "prompt": PROMPT}, 404, "model"),
+        ({"model": "email_writer", "prompt": ""}, 422, "prompt"),
+        ({"model": "email_writer", "prompt": [PROMPT, ""]}, 422, "prompt"),
+        (
+            {"model": "email_writer", "prompt": TOO_LONG},
+            422,
+            "prompt",
+        ),  # the first prompt fails: before the stream
+    ],
+)
+def test_a_bad_stream_request_is_a_json_error_before_the_stream(
+    base_url: str, body: dict, status: int, field: str
+) -> None:
     r, text, events = _raw(base_url, {**body, "stream": True})
     assert r.status_code == status and r.headers["content-type"].startswith("application/json")
     assert json.loads(text)["error"]["field"] == field and not events
-    plain = httpx.post(f"{base_url}/v1/completions", json=body, timeout=60)  # same answer without stream
+    plain = httpx.post(
+        f"{base_url}/v1/completions", json=body, timeout=60
+    )  # same answer without stream
     assert plain.status_code == status and plain.json()["error"]["field"] == field
 
 
@@ -96,13 +131,17 @@ def test_the_openai_client_sees_the_4xx_of_a_stream(base_url: str) -> None:
 
 def test_an_error_mid_stream_is_an_error_event_then_done(base_url: str) -> None:
     """The first prompt streams; the second fills the context: an error event, then [DONE]."""
-    r, _, events = _raw(base_url, {"model": "email_writer", "prompt": [PROMPT, TOO_LONG], "stream": True})
+    r, _, events = _raw(
+        base_url, {"model": "email_writer", "prompt": [PROMPT, TOO_LONG], "stream": True}
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["index"] == 0  # the first prompt's text came first
     error = chunks[-1]["error"]
-    assert error["code"] == 422 and error["type"] == "invalid_request" and error["field"] == "prompt"
+    assert (
+        error["code"] == 422 and error["type"] == "invalid_request" and error["field"] == "prompt"
+    )
     assert all("error" not in c for c in chunks[:-1])
 
 

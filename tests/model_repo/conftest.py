@@ -36,13 +36,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     fr.apply(store)
     labels = dg.read_labels(repo / "data")
     models = root / "model_repo"
-    results = {"churn": train_churn(store, labels, models), "engagement": train_engagement(store, labels, models)}
+    results = {
+        "churn": train_churn(store, labels, models),
+        "engagement": train_engagement(store, labels, models),
+    }
     holdout, frames = {}, {}
     for name, spec in (("churn", churn), ("engagement", engagement)):
-        data = common.load_training_data(store, spec.FEATURE_SERVICE, labels, spec.LABEL, spec.P_COLUMN)
+        data = common.load_training_data(
+            store, spec.FEATURE_SERVICE, labels, spec.LABEL, spec.P_COLUMN
+        )
         holdout[name] = data.test[0]
         frames[name] = dict(zip(data.features, data.test[0].T))
     names = tuple(dict.fromkeys([*frames["churn"], *frames["engagement"]]))
     table = np.stack([frames["churn"].get(n, frames["engagement"].get(n)) for n in names], axis=1)
-    return {"models": models, "results": results, "holdout": holdout, "names": names,
-            "table": table.astype(np.float32)}
+    return {
+        "models": models,
+        "results": results,
+        "holdout": holdout,
+        "names": names,
+        "table": table.astype(np.float32),
+    }

@@ -34,7 +34,9 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def test_churn_tree_shap_adds_up_to_the_served_log_odds_on_every_holdout_row(built: dict[str, Any]) -> None:
+def test_churn_tree_shap_adds_up_to_the_served_log_odds_on_every_holdout_row(
+    built: dict[str, Any],
+) -> None:
     from serving.runtime.lleaves import CompiledForest
 
     spec, version = _version(built, "churn")
@@ -46,7 +48,9 @@ def test_churn_tree_shap_adds_up_to_the_served_log_odds_on_every_holdout_row(bui
     assert got.contributions.shape == (len(x), len(version.features))
     # the served computation: the compiled trees (float64 sums, before the float32 answer)
     served = _logit(CompiledForest.load(version.path).predict(x))
-    np.testing.assert_allclose(got.base_value + got.contributions.sum(axis=1), served, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        got.base_value + got.contributions.sum(axis=1), served, atol=1e-4, rtol=0
+    )
     # ... and the float32 probability the runtime answers (through the sigmoid)
     runtime = runtime_for(spec, version, 1)
     runtime.load()
@@ -56,7 +60,9 @@ def test_churn_tree_shap_adds_up_to_the_served_log_odds_on_every_holdout_row(bui
     assert (np.abs(got.contributions) > 1e-3).sum(axis=1).mean() > 3  # not all on one feature
 
 
-def test_engagement_deeplift_adds_up_to_the_served_log_odds_on_every_holdout_row(built: dict[str, Any]) -> None:
+def test_engagement_deeplift_adds_up_to_the_served_log_odds_on_every_holdout_row(
+    built: dict[str, Any],
+) -> None:
     _, version = _version(built, "engagement")
     x = built["holdout"]["engagement"]
     explainer = explainer_for("engagement", version)
@@ -83,10 +89,14 @@ def test_build_records_the_explainer_and_its_holdout_gap(built: dict[str, Any]) 
     for name, method in (("churn", "tree_shap"), ("engagement", "deeplift_rescale")):
         info = built["results"][name].metrics["explainer"]
         assert info["method"] == method and info["output"] == "log_odds"
-        assert 0 <= info["max_completeness_gap"] <= info["tolerance"] == explain.COMPLETENESS_TOLERANCE
+        assert (
+            0 <= info["max_completeness_gap"] <= info["tolerance"] == explain.COMPLETENESS_TOLERANCE
+        )
 
 
-def test_a_version_without_an_explainer_is_refused_naming_it(built: dict[str, Any], tmp_path: Path) -> None:
+def test_a_version_without_an_explainer_is_refused_naming_it(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
     _, version = _version(built, "engagement")
     bare = tmp_path / "engagement" / "9"
     bare.mkdir(parents=True)

@@ -42,8 +42,13 @@ def _client(repo: Path, built: dict[str, Any], tmp_path: Path) -> Any:
     from serving.http import create_app
     from serving.settings import load_settings
 
-    settings = load_settings({"models": {"repo_path": str(repo)}, "data_dir": str(tmp_path / "data"),
-                              "bandit": {"enabled": False}})
+    settings = load_settings(
+        {
+            "models": {"repo_path": str(repo)},
+            "data_dir": str(tmp_path / "data"),
+            "bandit": {"enabled": False},
+        }
+    )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     dataplane = DataPlane(settings, HoldoutFeatures(built["names"], built["table"]), models)
     return TestClient(create_app(dataplane), raise_server_exceptions=False)
@@ -59,7 +64,9 @@ def _col(built: dict[str, Any], feature: str) -> np.ndarray:
     return built["table"][:, built["names"].index(feature)]
 
 
-def test_explain_is_columnar_top_k_by_size_with_nulls_for_unknown_ids(client, built: dict[str, Any]) -> None:
+def test_explain_is_columnar_top_k_by_size_with_nulls_for_unknown_ids(
+    client, built: dict[str, Any]
+) -> None:
     n = len(built["table"])
     ids = [4, 0, n + 5, 17]
     r = client.post("/v1/explain", json={"customer_ids": ids, "top_k": 3})
@@ -69,7 +76,10 @@ def test_explain_is_columnar_top_k_by_size_with_nulls_for_unknown_ids(client, bu
     assert body["customer_ids"] == ids and body["found"] == [True, True, False, True]
     for model in ("churn", "engagement"):
         block = body[model]
-        assert block["version"] == str(built["results"][model].version) and block["output"] == "log_odds"
+        assert (
+            block["version"] == str(built["results"][model].version)
+            and block["output"] == "log_odds"
+        )
         assert block["base_value"][2] is None and block["contributions"][2] is None
         for row, cid in ((0, 4), (1, 0), (3, 17)):
             items = block["contributions"][row]
@@ -77,7 +87,9 @@ def test_explain_is_columnar_top_k_by_size_with_nulls_for_unknown_ids(client, bu
             sizes = [abs(c["contribution"]) for c in items]
             assert sizes == sorted(sizes, reverse=True) and sizes[0] > 0
             for c in items:  # the value is the customer's own input to the model
-                assert c["value"] == pytest.approx(float(_col(built, c["feature"])[cid]), rel=1e-6, abs=1e-6)
+                assert c["value"] == pytest.approx(
+                    float(_col(built, c["feature"])[cid]), rel=1e-6, abs=1e-6
+                )
 
 
 def test_all_contributions_plus_base_value_give_the_score(client, built: dict[str, Any]) -> None:
@@ -88,12 +100,15 @@ def test_all_contributions_plus_base_value_give_the_score(client, built: dict[st
         block, p = full[model], np.array(score[f"{model}_probability"])
         n_features = len(built["results"][model].metrics["features"])
         assert {len(c) for c in block["contributions"]} == {n_features}  # top_k >= F: all of them
-        z = np.array(block["base_value"]) + np.array([sum(c["contribution"] for c in row)
-                                                       for row in block["contributions"]])
+        z = np.array(block["base_value"]) + np.array(
+            [sum(c["contribution"] for c in row) for row in block["contributions"]]
+        )
         np.testing.assert_allclose(1 / (1 + np.exp(-z)), p, atol=2e-6, rtol=0)
 
 
-def test_score_with_explain_adds_the_blocks_and_without_it_nothing(client, built: dict[str, Any]) -> None:
+def test_score_with_explain_adds_the_blocks_and_without_it_nothing(
+    client, built: dict[str, Any]
+) -> None:
     n = len(built["table"])
     plain = client.post("/v1/score", json={"customer_ids": [1, n + 1]}).json()
     assert "explanations" not in plain
@@ -110,29 +125,40 @@ def test_score_with_explain_adds_the_blocks_and_without_it_nothing(client, built
     assert alone["churn"]["contributions"][0] == body["explanations"]["churn"]["contributions"][0]
 
 
-@pytest.mark.parametrize("path,payload,field", [
-    ("/v1/explain", {"customer_ids": [1], "top_k": 0}, "top_k"),
-    ("/v1/explain", {"customer_ids": [1], "top_k": "3"}, "top_k"),
-    ("/v1/explain", {"top_k": 3}, "customer_ids"),
-    ("/v1/explain", {"customer_ids": [1], "explain": 3}, "explain"),
-    ("/v1/score", {"customer_ids": [1], "explain": 0}, "explain"),
-    ("/v1/score", {"customer_ids": [1], "explain": True}, "explain"),
-])
-def test_bad_explain_input_is_422_naming_the_field(client, path: str, payload: dict, field: str) -> None:
+@pytest.mark.parametrize(
+    "path,payload,field",
+    [
+        ("/v1/explain", {"customer_ids": [1], "top_k": 0}, "top_k"),
+        ("/v1/explain", {"customer_ids": [1], "top_k": "3"}, "top_k"),
+        ("/v1/explain", {"top_k": 3}, "customer_ids"),
+        ("/v1/explain", {"customer_ids": [1], "explain": 3}, "explain"),
+        ("/v1/score", {"customer_ids": [1], "explain": 0}, "explain"),
+        ("/v1/score", {"customer_ids": [1], "explain": True}, "explain"),
+    ],
+)
+def test_bad_explain_input_is_422_naming_the_field(
+    client, path: str, payload: dict, field: str
+) -> None:
     r = client.post(path, json=payload)
     assert r.status_code == 422, r.text
     assert ErrorResponse.model_validate(r.json()).error.field == field
 
 
-def test_a_served_version_without_explainer_is_refused_not_skipped(built: dict[str, Any], tmp_path: Path) -> None:
+def test_a_served_version_without_explainer_is_refused_not_skipped(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(built["models"], repo)
     version = str(built["results"]["engagement"].version)
     (repo / "engagement" / version / "model.explain.onnx").unlink()
     with _client(repo, built, tmp_path) as c:
-        assert c.post("/v1/score", json={"customer_ids": [1]}).status_code == 200  # scoring unaffected
-        for path, payload in (("/v1/explain", {"customer_ids": [1]}),
-                              ("/v1/score", {"customer_ids": [1], "explain": 3})):
+        assert (
+            c.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
+        )  # scoring unaffected
+        for path, payload in (
+            ("/v1/explain", {"customer_ids": [1]}),
+            ("/v1/score", {"customer_ids": [1], "explain": 3}),
+        ):
             r = c.post(path, json=payload)
             assert r.status_code == 409, r.text
             err = r.json()["error"]
@@ -145,11 +171,15 @@ def test_unknown_customers_only_get_nulls(client) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["found"] == [False, False]
-    assert body["churn"]["contributions"] == [None, None] and body["engagement"]["base_value"] == [None, None]
+    assert body["churn"]["contributions"] == [None, None] and body["engagement"]["base_value"] == [
+        None,
+        None,
+    ]
 
 
 def test_under_a_rollout_split_each_row_is_explained_by_the_version_that_scored_it(
-        built: dict[str, Any], tmp_path: Path) -> None:
+    built: dict[str, Any], tmp_path: Path
+) -> None:
     import asyncio
 
     from serving.components.models import ModelService
@@ -160,15 +190,21 @@ def test_under_a_rollout_split_each_row_is_explained_by_the_version_that_scored_
     shutil.copytree(built["models"], repo)
     v1 = str(built["results"]["churn"].version)
     shutil.copytree(repo / "churn" / v1, repo / "churn" / "99")  # a second version (same trees)
-    settings = load_settings({"models": {"repo_path": str(repo)}, "data_dir": str(tmp_path / "data"),
-                              "bandit": {"enabled": False}})
+    settings = load_settings(
+        {
+            "models": {"repo_path": str(repo)},
+            "data_dir": str(tmp_path / "data"),
+            "bandit": {"enabled": False},
+        }
+    )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     dp = DataPlane(settings, HoldoutFeatures(built["names"], built["table"]), models)
     ids = np.arange(300, dtype=np.int64)
 
     async def run() -> Any:
-        await models["churn"].set_traffic({"default": v1, "candidates": [{"version": "99", "weight": 40}]},
-                                          built["names"])
+        await models["churn"].set_traffic(
+            {"default": v1, "candidates": [{"version": "99", "weight": 40}]}, built["names"]
+        )
         return await dp.score(ids, explain=1000)
 
     result = asyncio.run(run())
@@ -176,13 +212,20 @@ def test_under_a_rollout_split_each_row_is_explained_by_the_version_that_scored_
     row_version = [columns["churn_version"].names[c] for c in columns["churn_version"].codes]
     assert set(row_version) == {v1, "99"}
     blocks = columns["explanations"]
-    assert blocks["churn"]["version"] == f"{v1},99" and blocks["engagement"]["version"] == result.model_versions["engagement"]
+    assert (
+        blocks["churn"]["version"] == f"{v1},99"
+        and blocks["engagement"]["version"] == result.model_versions["engagement"]
+    )
     for name, parts in result.explanations.items():
         covered = np.sort(np.concatenate([rows for _, rows in parts]))
         np.testing.assert_array_equal(covered, ids)  # every row once
         if name == "churn":
-            for expl, rows in parts:  # each part is one version, holding exactly that version's rows
+            for (
+                expl,
+                rows,
+            ) in parts:  # each part is one version, holding exactly that version's rows
                 assert {row_version[i] for i in rows.tolist()} == {expl.version}
-    z = blocks["churn"]["base_value"] + np.array([sum(c["contribution"] for c in row)
-                                                   for row in blocks["churn"]["contributions"]])
+    z = blocks["churn"]["base_value"] + np.array(
+        [sum(c["contribution"] for c in row) for row in blocks["churn"]["contributions"]]
+    )
     np.testing.assert_allclose(1 / (1 + np.exp(-z)), result.churn_probability, atol=2e-6, rtol=0)

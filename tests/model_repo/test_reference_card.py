@@ -32,7 +32,10 @@ def test_reference_bins_every_input_and_the_score(built: dict[str, Any], name: s
     plan = next(f for f in ref["features"] if f["feature"] == "plan_tier")
     assert plan["kind"] == "categorical" and plan["cuts"] == [0.5, 1.5]
     assert ref["score"]["lo"] == 0.0 and ref["score"]["hi"] == 1.0
-    assert ref["score"]["kind"] == "quantile" and len(ref["score"]["cuts"]) == reference.QUANTILE_BINS - 1
+    assert (
+        ref["score"]["kind"] == "quantile"
+        and len(ref["score"]["cuts"]) == reference.QUANTILE_BINS - 1
+    )
     shares = np.asarray(ref["score"]["counts"][2:-1]) / ref["rows"]
     assert np.all(np.abs(shares - 0.1) < 0.02)  # deciles of the version's own scores
 
@@ -69,7 +72,9 @@ def test_calibration_of_true_probabilities_is_near_zero() -> None:
     assert ece_bad > 0.1
 
 
-def test_a_version_without_documents_gets_them_from_its_own_model(built: dict[str, Any], tmp_path: Path) -> None:
+def test_a_version_without_documents_gets_them_from_its_own_model(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
     """A reused version the build made before references existed is completed from model.onnx."""
     from feature_store import repo as fr
     from model_repo.training import common, churn
@@ -85,8 +90,13 @@ def test_a_version_without_documents_gets_them_from_its_own_model(built: dict[st
     store = fr.load_store(FeatureSettings(repo_path=feature_repo))
     from feature_store import datagen as dg
 
-    data = common.load_training_data(store, churn.FEATURE_SERVICE, dg.read_labels(feature_repo / "data"),
-                                     churn.LABEL, churn.P_COLUMN)
+    data = common.load_training_data(
+        store,
+        churn.FEATURE_SERVICE,
+        dg.read_labels(feature_repo / "data"),
+        churn.LABEL,
+        churn.P_COLUMN,
+    )
     write_documents(vdir, json.loads((vdir / "metrics.json").read_text()), data, None)
     want = json.loads((src / reference.FILE).read_text())
     got = json.loads((vdir / reference.FILE).read_text())

@@ -21,8 +21,13 @@ CUSTOMERS = 8_000
 def built_workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from serving.build import run_build
 
-    overrides = make_workspace(tmp_path_factory.mktemp("monitor"), customers=CUSTOMERS, llm={"enabled": False})
-    run_build(load_settings(overrides), steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
+    overrides = make_workspace(
+        tmp_path_factory.mktemp("monitor"), customers=CUSTOMERS, llm={"enabled": False}
+    )
+    run_build(
+        load_settings(overrides),
+        steps=("generate", "apply", "materialize", "train_churn", "train_engagement"),
+    )
     return overrides
 
 
@@ -59,10 +64,14 @@ def make_dataplane(ws_settings: Settings, store: Any, tmp_path: Path) -> Callabl
 
     def make(base: Settings | None = None) -> Any:
         base = base or ws_settings
-        s = base.model_copy(update={"bandit": base.bandit.model_copy(update={"state_path": tmp_path / "bandit"})})
+        s = base.model_copy(
+            update={"bandit": base.bandit.model_copy(update={"state_path": tmp_path / "bandit"})}
+        )
         features = FeatureLookup(s.features, model_feature_services(s))
         models = {n: ModelService(n, s.models) for n in (s.models.churn, s.models.engagement)}
-        monitor = Monitor(store, References(s.models.repo_path), flush_interval_s=3600)  # the tests flush
+        monitor = Monitor(
+            store, References(s.models.repo_path), flush_interval_s=3600
+        )  # the tests flush
         return DataPlane(s, features, models, BanditService(s.bandit), monitor=monitor)
 
     return make
@@ -70,7 +79,7 @@ def make_dataplane(ws_settings: Settings, store: Any, tmp_path: Path) -> Callabl
 
 async def score_all(dp: Any, ids: np.ndarray, batch: int = 1000) -> dict[str, np.ndarray]:
     """Score ``ids`` in batches; the answers' columns, concatenated."""
-    parts = [await dp.score(ids[i:i + batch]) for i in range(0, len(ids), batch)]
+    parts = [await dp.score(ids[i : i + batch]) for i in range(0, len(ids), batch)]
     return {
         "ids": np.concatenate([p.customer_ids for p in parts]),
         "churn": np.concatenate([p.churn_probability for p in parts]),

@@ -20,6 +20,7 @@ from tests.monitoring.conftest import score_all
 @pytest.fixture
 def drifted(make_dataplane: Any) -> dict[str, Any]:
     """A window that scored only the customers most likely to churn."""
+
     async def run() -> dict[str, Any]:
         dp = make_dataplane()
         first = await score_all(dp, np.arange(1, 4001, dtype=np.int64))
@@ -27,7 +28,13 @@ def drifted(make_dataplane: Any) -> dict[str, Any]:
         start = time.time()
         await score_all(dp, first["ids"][first["churn"] > 0.4])
         dp.monitor.flush()
-        out = report(dp.monitor.store, dp.monitor.references, Thresholds(min_rows=100), int(start), int(time.time()))
+        out = report(
+            dp.monitor.store,
+            dp.monitor.references,
+            Thresholds(min_rows=100),
+            int(start),
+            int(time.time()),
+        )
         await dp.close()
         return out
 
@@ -53,7 +60,9 @@ def test_plot_is_a_png(drifted: dict[str, Any], tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
 
 
-def test_card_prints_the_newest_version(built_workspace: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_card_prints_the_newest_version(
+    built_workspace: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from serving.cli import app
 
     monkeypatch.setenv("REENGAGE_MODELS__REPO_PATH", built_workspace["models"]["repo_path"])
@@ -67,8 +76,13 @@ def test_card_prints_the_newest_version(built_workspace: dict[str, Any], monkeyp
 def test_bench_monitor_runs_both_cases_at_both_sizes(ws_settings: Any) -> None:
     from loadtests.bench.monitor import run_monitor_bench
 
-    out = run_monitor_bench(ws_settings, sizes=(1, 50), calls=5, rounds=2,
-                            console=Console(file=io.StringIO(), width=200))
+    out = run_monitor_bench(
+        ws_settings,
+        sizes=(1, 50),
+        calls=5,
+        rounds=2,
+        console=Console(file=io.StringIO(), width=200),
+    )
     for n in (1, 50):
         r = out["sizes"][n]
         assert len(r["off_rounds"]) == len(r["on_rounds"]) == 2 and r["off"] > 0 and r["on"] > 0

@@ -22,8 +22,15 @@ T0 = 1_800_000_000  # a fixed second (epoch) for the buckets
 
 
 def _data(n: int, rng: np.random.Generator, shift: float = 0.0) -> np.ndarray:
-    x = np.stack([rng.integers(0, 3, n), rng.integers(0, 5, n), rng.integers(18, 80, n),
-                  rng.lognormal(3 + shift, 1, n)], axis=1).astype(np.float32)
+    x = np.stack(
+        [
+            rng.integers(0, 3, n),
+            rng.integers(0, 5, n),
+            rng.integers(18, 80, n),
+            rng.lognormal(3 + shift, 1, n),
+        ],
+        axis=1,
+    ).astype(np.float32)
     return x
 
 
@@ -54,7 +61,9 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _obs(x: np.ndarray, t: float, scores: np.ndarray | None = None, **models: Scored) -> Observation:
+def _obs(
+    x: np.ndarray, t: float, scores: np.ndarray | None = None, **models: Scored
+) -> Observation:
     s = np.full(len(x), 0.5, np.float32) if scores is None else scores
     return Observation(t, x, NAMES, models or {"m": Scored("1", s)}, s)
 
@@ -71,9 +80,12 @@ def test_binner_counts_what_the_build_counts(repo: Path) -> None:
         assert got[j].tolist() == build_ref.counts(x[:, j], col).tolist()
     assert got[0][0] == 7 and got[2][-1] == 13
     for rows in (x[:1], x[:3], x[5:13], x[5:14]):  # the small-batch path counts the same
-        assert b.feature_counts(rows).tolist() == sum(b.feature_counts(r[None]) for r in rows).tolist()
-        assert b.feature_counts(rows).tolist() == [c for j in range(len(NAMES)) for c in
-                                                   build_ref.counts(rows[:, j], doc["features"][j])]
+        assert (
+            b.feature_counts(rows).tolist() == sum(b.feature_counts(r[None]) for r in rows).tolist()
+        )
+        assert b.feature_counts(rows).tolist() == [
+            c for j in range(len(NAMES)) for c in build_ref.counts(rows[:, j], doc["features"][j])
+        ]
     s = rng.random(5000)
     assert b.score_counts(s).tolist() == build_ref.counts(s, doc["score"]).tolist()
     assert psi(b.reference, b.reference) == 0.0
@@ -134,7 +146,10 @@ def test_a_killed_replica_is_named_with_what_it_may_have_lost(repo: Path, store:
     out = report(store, refs, Thresholds(min_rows=1), int(now) - 60, int(now), now=now)
     assert out["window"]["rows"] == 300
     assert [x["replica"] for x in out["lost"]] == ["r-killed"]
-    assert out["lost"][0]["after"] is not None and out["lost"][0]["reason"] == "stopped without flushing"
+    assert (
+        out["lost"][0]["after"] is not None
+        and out["lost"][0]["reason"] == "stopped without flushing"
+    )
     closed = Monitor(store, refs, replica="r-closed")
     closed.observe(_obs(_data(10, rng), time.time()))
     closed.close()
@@ -148,9 +163,13 @@ def test_a_full_queue_drops_and_says_so(repo: Path, store: Any) -> None:
     for _ in range(3):
         m.observe(_obs(_data(10, np.random.default_rng(5)), T0 + 0.5))
     m.flush()
-    out = report(store, refs, Thresholds(min_rows=1), T0, T0, now=time.time())  # the replica is alive
+    out = report(
+        store, refs, Thresholds(min_rows=1), T0, T0, now=time.time()
+    )  # the replica is alive
     assert out["window"]["rows"] == 20
-    assert out["lost"] == [{"replica": "r", "after": None, "dropped_rows": 10, "reason": "queue overrun"}]
+    assert out["lost"] == [
+        {"replica": "r", "after": None, "dropped_rows": 10, "reason": "queue overrun"}
+    ]
 
 
 def test_a_rollout_reports_each_version(repo: Path, store: Any) -> None:
@@ -164,7 +183,9 @@ def test_a_rollout_reports_each_version(repo: Path, store: Any) -> None:
     m.flush()
     out = report(store, refs, Thresholds(min_rows=500), T0, T0, now=T0 + 1)
     versions = {v["version"]: v for v in out["models"]["m"]["versions"]}
-    assert {k: v["rows"] for k, v in versions.items()} == {str(i + 1): int((codes == i).sum()) for i in range(3)}
+    assert {k: v["rows"] for k, v in versions.items()} == {
+        str(i + 1): int((codes == i).sum()) for i in range(3)
+    }
     assert versions["3"]["status"] == "no_reference"
     assert versions["1"]["status"] == versions["2"]["status"] == "ok"
     binner = refs.get("m", "2")
@@ -199,8 +220,9 @@ def test_gauges_carry_the_answer(repo: Path, store: Any) -> None:
 
 
 @pytest.mark.parametrize("join_rows", [4096, 3])
-def test_queued_batches_of_a_second_are_binned_as_one(repo: Path, store: Any, join_rows: int,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queued_batches_of_a_second_are_binned_as_one(
+    repo: Path, store: Any, join_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Joining the queue before binning (in groups up to JOIN_ROWS rows) changes no count."""
     from serving.monitoring import collector
 
@@ -225,16 +247,40 @@ def test_queued_batches_of_a_second_are_binned_as_one(repo: Path, store: Any, jo
 def test_float32_rows_on_an_edge_fall_where_float64_puts_them() -> None:
     """Edges that are not float32 values: the float32 path bins each row as the float64 rule."""
     edge = 0.1  # not a float32
-    doc = {"model": "m", "fingerprint": "f", "rows": 1, "features": [
-        {"feature": "a", "kind": "quantile", "lo": 0.0, "hi": 1.0 / 3, "cuts": [edge, 0.2], "counts": [0] * 6}],
-        "score": {"feature": "score", "lo": 0.0, "hi": 1.0, "cuts": [], "counts": [0] * 4}}
+    doc = {
+        "model": "m",
+        "fingerprint": "f",
+        "rows": 1,
+        "features": [
+            {
+                "feature": "a",
+                "kind": "quantile",
+                "lo": 0.0,
+                "hi": 1.0 / 3,
+                "cuts": [edge, 0.2],
+                "counts": [0] * 6,
+            }
+        ],
+        "score": {"feature": "score", "lo": 0.0, "hi": 1.0, "cuts": [], "counts": [0] * 4},
+    }
     b = Binner.from_doc(doc)
-    near = np.array([np.float32(edge), np.nextafter(np.float32(edge), np.float32(0)),
-                     np.nextafter(np.float32(edge), np.float32(1)), np.float32(1.0 / 3),
-                     np.nextafter(np.float32(1.0 / 3), np.float32(1)), np.float32(0.2)] * 5, np.float32)
+    near = np.array(
+        [
+            np.float32(edge),
+            np.nextafter(np.float32(edge), np.float32(0)),
+            np.nextafter(np.float32(edge), np.float32(1)),
+            np.float32(1.0 / 3),
+            np.nextafter(np.float32(1.0 / 3), np.float32(1)),
+            np.float32(0.2),
+        ]
+        * 5,
+        np.float32,
+    )
     want = build_ref.counts(near.astype(np.float64), doc["features"][0])
     assert b.feature_counts(near[:, None]).tolist() == want.tolist()  # 30 rows: the float32 path
-    assert b.feature_counts(near[:6, None]).tolist() == (want // 5).tolist()  # 6 rows: the broadcast
+    assert (
+        b.feature_counts(near[:6, None]).tolist() == (want // 5).tolist()
+    )  # 6 rows: the broadcast
 
 
 def test_the_holdout_code_is_the_bandits() -> None:
@@ -244,14 +290,18 @@ def test_the_holdout_code_is_the_bandits() -> None:
     assert REASONS[_HOLDOUT] == "holdout"
 
 
-def test_features_two_models_bin_alike_are_binned_once_with_the_same_counts(tmp_path: Path, store: Any) -> None:
+def test_features_two_models_bin_alike_are_binned_once_with_the_same_counts(
+    tmp_path: Path, store: Any
+) -> None:
     rng = np.random.default_rng(9)
     x = _data(5000, rng)
     s = rng.random(len(x))
     sub = [3, 1]  # model "b" reads two of "a"'s columns, in another order
-    docs = {"a": build_ref.build("a", "fa", NAMES, x, s),
-            "b": build_ref.build("b", "fb", tuple(NAMES[j] for j in sub), x[:, sub], s),
-            "c": build_ref.build("c", "fc", NAMES[:2], x[:2500, :2] * 2, s[:2500])}  # other bins
+    docs = {
+        "a": build_ref.build("a", "fa", NAMES, x, s),
+        "b": build_ref.build("b", "fb", tuple(NAMES[j] for j in sub), x[:, sub], s),
+        "c": build_ref.build("c", "fc", NAMES[:2], x[:2500, :2] * 2, s[:2500]),
+    }  # other bins
     for name, doc in docs.items():
         (tmp_path / name / "1").mkdir(parents=True)
         (tmp_path / name / "1" / "reference.json").write_text(json.dumps(doc))

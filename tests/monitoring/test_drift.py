@@ -18,7 +18,9 @@ THRESHOLDS = Thresholds(psi=0.2, min_rows=500)
 def _report(dp: Any, start: float) -> dict[str, Any]:
     dp.monitor.flush()
     now = time.time()
-    return report(dp.monitor.store, dp.monitor.references, THRESHOLDS, int(start), int(now) + 1, now)
+    return report(
+        dp.monitor.store, dp.monitor.references, THRESHOLDS, int(start), int(now) + 1, now
+    )
 
 
 def _psis(model: dict[str, Any]) -> dict[str, float]:
@@ -39,7 +41,11 @@ def test_the_training_population_is_ok(make_dataplane: Any) -> None:
     assert out["window"]["rows"] == CUSTOMERS and out["replicas"] == 1
     for name in ("churn", "engagement"):
         model = out["models"][name]
-        assert model["status"] == "ok" and model["rows"] == CUSTOMERS and model["reference_rows"] == CUSTOMERS
+        assert (
+            model["status"] == "ok"
+            and model["rows"] == CUSTOMERS
+            and model["reference_rows"] == CUSTOMERS
+        )
         psis = _psis(model)
         assert len(psis) > 20 and all(v is not None and v < 0.1 for v in psis.values()), psis
         assert all(f["missing_rate"] == 0 for f in model["features"])
@@ -87,8 +93,11 @@ def test_below_min_rows_is_insufficient_never_ok(make_dataplane: Any) -> None:
     assert not any(f["drift"] for f in out["models"]["churn"]["features"])
 
 
-def test_segment_contact_rates_match_the_answers(make_dataplane: Any, profile: pd.DataFrame) -> None:
+def test_segment_contact_rates_match_the_answers(
+    make_dataplane: Any, profile: pd.DataFrame
+) -> None:
     """contact_rate_ratio recomputed from the answers' actions and the generated profile."""
+
     async def run() -> tuple[dict[str, Any], dict[str, Any]]:
         dp = make_dataplane()
         start = time.time()
@@ -98,7 +107,9 @@ def test_segment_contact_rates_match_the_answers(make_dataplane: Any, profile: p
         return answers, out
 
     answers, out = asyncio.run(run())
-    contact = np.isin(answers["action"], ["discount_offer", "free_shipping", "content_digest", "winback_email"])
+    contact = np.isin(
+        answers["action"], ["discount_offer", "free_shipping", "content_digest", "winback_email"]
+    )
     tiers = profile.loc[answers["ids"], "plan_tier"].to_numpy()
     overall = contact.mean()
     assert 0 < overall < 1
@@ -115,8 +126,11 @@ def test_segment_contact_rates_match_the_answers(make_dataplane: Any, profile: p
     assert seg["rows"] == int((ages >= 65).sum())
 
 
-def test_forced_contacts_raise_their_segment_ratio(make_dataplane: Any, profile: pd.DataFrame) -> None:
+def test_forced_contacts_raise_their_segment_ratio(
+    make_dataplane: Any, profile: pd.DataFrame
+) -> None:
     """A forced action (as /v1/reengage takes) counts as the contact made, not the bandit's pick."""
+
     async def run() -> dict[str, Any]:
         dp = make_dataplane()
         start = time.time()
@@ -130,19 +144,28 @@ def test_forced_contacts_raise_their_segment_ratio(make_dataplane: Any, profile:
         return out
 
     out = asyncio.run(run())
-    prem = next(s for s in out["segments"] if s["feature"] == "plan_tier" and s["value"] == "premium")
-    basic = next(s for s in out["segments"] if s["feature"] == "plan_tier" and s["value"] == "basic")
+    prem = next(
+        s for s in out["segments"] if s["feature"] == "plan_tier" and s["value"] == "premium"
+    )
+    basic = next(
+        s for s in out["segments"] if s["feature"] == "plan_tier" and s["value"] == "basic"
+    )
     assert prem["contact_rate"] == 1.0 and basic["contact_rate"] == 0.0
     assert abs(prem["contact_rate_ratio"] - out["window"]["rows"] / prem["rows"]) < 1e-12
-    assert out["actions"]["share"] == {"no_contact": 1 - prem["rows"] / out["window"]["rows"],
-                                       "winback_email": prem["rows"] / out["window"]["rows"]}
+    assert out["actions"]["share"] == {
+        "no_contact": 1 - prem["rows"] / out["window"]["rows"],
+        "winback_email": prem["rows"] / out["window"]["rows"],
+    }
 
 
-def test_a_version_without_reference_is_served_and_reported(make_dataplane: Any, ws_settings: Any) -> None:
+def test_a_version_without_reference_is_served_and_reported(
+    make_dataplane: Any, ws_settings: Any
+) -> None:
     ref = ws_settings.models.repo_path / "engagement" / "1" / "reference.json"
     saved = ref.read_bytes()
     ref.unlink()
     try:
+
         async def run() -> dict[str, Any]:
             dp = make_dataplane()
             start = time.time()

@@ -26,7 +26,9 @@ CASES = [
 ]
 
 
-def _typed(name: str, datatype: str, shape: list[int], field: str, values: list) -> service_pb2.ModelInferRequest:
+def _typed(
+    name: str, datatype: str, shape: list[int], field: str, values: list
+) -> service_pb2.ModelInferRequest:
     request = service_pb2.ModelInferRequest(model_name="m")
     tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
     getattr(tensor.contents, field).extend(values)
@@ -38,8 +40,9 @@ def test_typed_contents_equal_the_raw_form(datatype: str, field: str, x: np.ndar
     typed = decode_inputs(_typed("x", datatype, list(x.shape), field, x.ravel().tolist()))["x"]
     inp = grpcclient.InferInput("x", list(x.shape), datatype)
     inp.set_data_from_numpy(x)
-    raw_request = service_pb2.ModelInferRequest(model_name="m", inputs=[inp._get_tensor()],
-                                                raw_input_contents=[inp._get_content()])
+    raw_request = service_pb2.ModelInferRequest(
+        model_name="m", inputs=[inp._get_tensor()], raw_input_contents=[inp._get_content()]
+    )
     raw = decode_inputs(raw_request)["x"]
     assert typed.dtype == raw.dtype == x.dtype and typed.shape == x.shape
     np.testing.assert_array_equal(typed, x)
@@ -51,16 +54,26 @@ def test_typed_bytes() -> None:
     assert out.shape == (1, 2) and out.tolist() == [[b"a", b"\x00bc"]]
 
 
-@pytest.mark.parametrize("datatype,field,values,shape,where", [
-    ("FP32", "fp32_contents", [1.0, 2.0], [3], "inputs[x].contents"),  # count != shape
-    ("FP32", "int64_contents", [1, 2, 3], [3], "inputs[x].contents"),  # the wrong field for the datatype
-    ("INT8", "int_contents", [1, 300], [2], "inputs[x].contents"),  # outside INT8
-    ("UINT8", "uint_contents", [256], [1], "inputs[x].contents"),
-    ("FP16", "fp32_contents", [1.0], [1], "inputs[x].contents"),  # FP16 travels raw only
-    ("FLOAT", "fp32_contents", [1.0], [1], "inputs[x].datatype"),
-])
-def test_bad_typed_contents_name_the_input(datatype: str, field: str, values: list, shape: list[int],
-                                           where: str) -> None:
+@pytest.mark.parametrize(
+    "datatype,field,values,shape,where",
+    [
+        ("FP32", "fp32_contents", [1.0, 2.0], [3], "inputs[x].contents"),  # count != shape
+        (
+            "FP32",
+            "int64_contents",
+            [1, 2, 3],
+            [3],
+            "inputs[x].contents",
+        ),  # the wrong field for the datatype
+        ("INT8", "int_contents", [1, 300], [2], "inputs[x].contents"),  # outside INT8
+        ("UINT8", "uint_contents", [256], [1], "inputs[x].contents"),
+        ("FP16", "fp32_contents", [1.0], [1], "inputs[x].contents"),  # FP16 travels raw only
+        ("FLOAT", "fp32_contents", [1.0], [1], "inputs[x].datatype"),
+    ],
+)
+def test_bad_typed_contents_name_the_input(
+    datatype: str, field: str, values: list, shape: list[int], where: str
+) -> None:
     with pytest.raises(InvalidRequest) as exc:
         decode_inputs(_typed("x", datatype, shape, field, values))
     assert exc.value.field == where

@@ -27,7 +27,9 @@ def test_error_response_is_exact() -> None:
     with pytest.raises(ValidationError):
         ErrorResponse.model_validate({"error": "a string, as on /v2"})
     with pytest.raises(ValidationError):
-        ErrorResponse.model_validate({"error": {"type": "x", "message": "y"}})  # field is always sent
+        ErrorResponse.model_validate(
+            {"error": {"type": "x", "message": "y"}}
+        )  # field is always sent
 
 
 def test_reasons_are_the_bandits() -> None:

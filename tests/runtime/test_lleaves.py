@@ -21,7 +21,10 @@ TOLERANCE = 1e-6
 def _both(trained: Trained) -> tuple[LleavesRuntime, OnnxRuntime]:
     spec = read_model(trained.models, "churn")
     version = spec.versions[str(trained.result.version)]
-    compiled, reference = LleavesRuntime(spec, version), OnnxRuntime(spec, version, intra_op_threads=1)
+    compiled, reference = (
+        LleavesRuntime(spec, version),
+        OnnxRuntime(spec, version, intra_op_threads=1),
+    )
     compiled.load()
     reference.load()
     return compiled, reference
@@ -40,16 +43,24 @@ def test_predictions_equal_onnx_runtime_on_holdout_rows(trained: Trained) -> Non
     # the rows one at a time, as single-customer requests arrive
     for row in x[:20]:
         one = compiled.predict({"features": row[None, :]})["probability"]
-        np.testing.assert_allclose(one, reference.predict({"features": row[None, :]})["probability"],
-                                   atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(
+            one,
+            reference.predict({"features": row[None, :]})["probability"],
+            atol=TOLERANCE,
+            rtol=0,
+        )
 
 
 def test_predictions_equal_lightgbm(trained: Trained) -> None:
     """float64 sums, as LightGBM computes them: the compiled trees are the booster itself."""
     forest = lleaves.CompiledForest.load(trained.version_dir)
     assert forest.n_features == trained.holdout.shape[1]
-    np.testing.assert_allclose(forest.predict(trained.holdout), trained.result.fitted.predict(trained.holdout),
-                               atol=1e-12, rtol=0)
+    np.testing.assert_allclose(
+        forest.predict(trained.holdout),
+        trained.result.fitted.predict(trained.holdout),
+        atol=1e-12,
+        rtol=0,
+    )
 
 
 def test_build_writes_a_checked_portable_artifact(trained: Trained) -> None:

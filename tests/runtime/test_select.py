@@ -65,9 +65,12 @@ def test_registry_serves_through_the_chosen_runtime(trained: Trained) -> None:
     assert runtime.predict({"features": trained.holdout[:3]})["probability"].shape == (3, 1)
 
 
-@pytest.mark.parametrize("damage", ["artifact_missing", "manifest_missing", "other_booster", "truncated"])
-def test_falls_back_to_onnx_runtime(trained: Trained, repo_copy: Path, damage: str,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "damage", ["artifact_missing", "manifest_missing", "other_booster", "truncated"]
+)
+def test_falls_back_to_onnx_runtime(
+    trained: Trained, repo_copy: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     vdir = repo_copy / "churn" / str(trained.result.version)
     if damage == "artifact_missing":
         (vdir / "model.lleaves.o").unlink()
@@ -86,8 +89,9 @@ def test_falls_back_to_onnx_runtime(trained: Trained, repo_copy: Path, damage: s
     assert out.shape == (5, 1)
 
 
-def test_falls_back_when_the_package_is_absent(trained: Trained, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_falls_back_when_the_package_is_absent(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "lleaves", None)  # import lleaves -> ImportError
     with caplog.at_level(logging.WARNING, logger="reengage"):
         rt = _runtime(trained.models, trained.result.version)
@@ -95,8 +99,9 @@ def test_falls_back_when_the_package_is_absent(trained: Trained, monkeypatch: py
     assert "not importable" in caplog.text
 
 
-def test_build_without_the_package_writes_an_onnx_only_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_build_without_the_package_writes_an_onnx_only_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     store, labels = feast_repo(tmp_path)
     monkeypatch.setitem(sys.modules, "lleaves", None)
     with caplog.at_level(logging.WARNING, logger="reengage"):
@@ -110,4 +115,6 @@ def test_build_without_the_package_writes_an_onnx_only_version(tmp_path: Path, m
         rt = _runtime(tmp_path / "models", r.version)
     assert isinstance(rt, OnnxRuntime) and "model.lleaves.o is missing" in caplog.text
     rt.load()
-    assert np.all(np.isfinite(rt.predict({"features": np.zeros((2, 32), np.float32)})["probability"]))
+    assert np.all(
+        np.isfinite(rt.predict({"features": np.zeros((2, 32), np.float32)})["probability"])
+    )

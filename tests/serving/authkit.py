@@ -12,14 +12,35 @@ from serving.security import hash_token
 
 # name -> (token, roles); the tokens are fixed so tests can look for them in logs
 TOKENS: dict[str, tuple[str, list[str]]] = {
-    "reader": ("rng_reader-Zq8V1f0aYx2LwT4k9PpR3sUeN7bC6dHjKmA5oQ", ["health", "metadata", "inference"]),
+    "reader": (
+        "rng_reader-Zq8V1f0aYx2LwT4k9PpR3sUeN7bC6dHjKmA5oQ",
+        ["health", "metadata", "inference"],
+    ),
     "crm": ("rng_crm-Wc4Yt8nB2xQ6vL0aR5sE9kP3mJ7hG1dF2uZoI", ["feedback"]),
     "ops": ("rng_ops-Tn6Gh2Kc8Vb4Xz0Lq5Rw9Ya3Me7Sd1Fj2Pu4Oi", ["admin"]),
 }
-ALL_TOKEN = {"health": "token", "metadata": "token", "inference": "token", "feedback": "token", "admin": "token"}
+ALL_TOKEN = {
+    "health": "token",
+    "metadata": "token",
+    "inference": "token",
+    "feedback": "token",
+    "admin": "token",
+}
 # for each group: a token that lacks its role
-WRONG = {"health": "crm", "metadata": "crm", "inference": "crm", "feedback": "reader", "admin": "reader"}
-RIGHT = {"health": "reader", "metadata": "reader", "inference": "reader", "feedback": "crm", "admin": "ops"}
+WRONG = {
+    "health": "crm",
+    "metadata": "crm",
+    "inference": "crm",
+    "feedback": "reader",
+    "admin": "reader",
+}
+RIGHT = {
+    "health": "reader",
+    "metadata": "reader",
+    "inference": "reader",
+    "feedback": "crm",
+    "admin": "ops",
+}
 
 
 def bearer(name: str) -> dict[str, str]:
@@ -27,18 +48,30 @@ def bearer(name: str) -> dict[str, str]:
 
 
 def auth_overrides(groups: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
-    tokens = [{"name": n, "sha256": hash_token(t), "roles": roles} for n, (t, roles) in TOKENS.items()]
-    return {"tokens": tokens, "reload_interval_s": 0.05, **({"groups": groups} if groups else {}), **extra}
+    tokens = [
+        {"name": n, "sha256": hash_token(t), "roles": roles} for n, (t, roles) in TOKENS.items()
+    ]
+    return {
+        "tokens": tokens,
+        "reload_interval_s": 0.05,
+        **({"groups": groups} if groups else {}),
+        **extra,
+    }
 
 
-def make_settings(tmp_path: Path, model_repo: Path, groups: dict[str, str] | None = None, **auth: Any):  # type: ignore[no-untyped-def]
+def make_settings(
+    tmp_path: Path, model_repo: Path, groups: dict[str, str] | None = None, **auth: Any
+):  # type: ignore[no-untyped-def]
     from serving.settings import load_settings
 
-    return load_settings({
-        "models": {"repo_path": str(model_repo)}, "data_dir": str(tmp_path / "data"),
-        "bandit": {"state_path": str(tmp_path / "bandit"), "seed": 0, "sync_interval_s": 0},
-        "auth": auth_overrides(groups, **auth),
-    })
+    return load_settings(
+        {
+            "models": {"repo_path": str(model_repo)},
+            "data_dir": str(tmp_path / "data"),
+            "bandit": {"state_path": str(tmp_path / "bandit"), "seed": 0, "sync_interval_s": 0},
+            "auth": auth_overrides(groups, **auth),
+        }
+    )
 
 
 @contextmanager
@@ -62,6 +95,8 @@ def auth_client(settings: Any, reader: Any) -> Iterator[Any]:
 
     from serving.http import create_app
 
-    with auth_dataplane(settings, reader) as dataplane, \
-            TestClient(create_app(dataplane), raise_server_exceptions=False) as client:
+    with (
+        auth_dataplane(settings, reader) as dataplane,
+        TestClient(create_app(dataplane), raise_server_exceptions=False) as client,
+    ):
         yield client

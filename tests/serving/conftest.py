@@ -28,7 +28,9 @@ def logistic_onnx(weights: np.ndarray, bias: float) -> onnx.ModelProto:
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, f])],
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [None, 1])],
         [
-            helper.make_tensor("w", TensorProto.FLOAT, [f, 1], weights.astype(np.float32).ravel().tolist()),
+            helper.make_tensor(
+                "w", TensorProto.FLOAT, [f, 1], weights.astype(np.float32).ravel().tolist()
+            ),
             helper.make_tensor("b", TensorProto.FLOAT, [1], [bias]),
         ],
     )
@@ -36,7 +38,9 @@ def logistic_onnx(weights: np.ndarray, bias: float) -> onnx.ModelProto:
 
 
 def write_config(model_dir: Path, name: str, n_features: int, policy: str = "all {}") -> None:
-    config = model_config_pb2.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=10_000)
+    config = model_config_pb2.ModelConfig(
+        name=name, platform="onnxruntime_onnx", max_batch_size=10_000
+    )
     config.input.add(name="features", data_type=model_config_pb2.TYPE_FP32, dims=[n_features])
     config.output.add(name="probability", data_type=model_config_pb2.TYPE_FP32, dims=[1])
     config.dynamic_batching.max_queue_delay_microseconds = 2000
@@ -46,7 +50,9 @@ def write_config(model_dir: Path, name: str, n_features: int, policy: str = "all
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
 
 
-def write_version(model_dir: Path, version: int, weights: np.ndarray, bias: float, features: tuple[str, ...]) -> Path:
+def write_version(
+    model_dir: Path, version: int, weights: np.ndarray, bias: float, features: tuple[str, ...]
+) -> Path:
     vdir = model_dir / str(version)
     vdir.mkdir(parents=True)
     onnx.save(logistic_onnx(weights, bias), vdir / "model.onnx")
@@ -99,7 +105,9 @@ class LocalFeatures:
     async def lookup(self, entity_ids: np.ndarray):
         return self.reader.read(entity_ids)
 
-    async def forget(self, customer_id: int, suppressed: list[str], key_source: str) -> dict[str, int]:
+    async def forget(
+        self, customer_id: int, suppressed: list[str], key_source: str
+    ) -> dict[str, int]:
         """An erasure: the row reads as not found from now on."""
         held = 0 <= customer_id < len(self.reader.table) and not self.reader.erased[customer_id]
         if 0 <= customer_id < len(self.reader.table):
@@ -116,7 +124,9 @@ def admin_headers(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
     from serving.security.shared_tokens import watch_tokens
 
     path, _ = ensure_admin_token(settings)
-    watch_tokens(settings).refresh()  # an app already made in this process knows it now, not 0.25 s later
+    watch_tokens(
+        settings
+    ).refresh()  # an app already made in this process knows it now, not 0.25 s later
     return bearer_headers(path.read_text().strip())
 
 
@@ -135,9 +145,16 @@ def client(model_repo: Path, reader: TableReader, tmp_path: Path):
     from serving.components.models import ModelService
     from serving.settings import load_settings
 
-    settings = load_settings({"models": {"repo_path": str(model_repo)}, "data_dir": str(tmp_path / "data"),
-                              "bandit": {"enabled": False}})
+    settings = load_settings(
+        {
+            "models": {"repo_path": str(model_repo)},
+            "data_dir": str(tmp_path / "data"),
+            "bandit": {"enabled": False},
+        }
+    )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     dataplane = DataPlane(settings, LocalFeatures(reader), models)
-    with TestClient(create_app(dataplane), raise_server_exceptions=False, headers=admin_headers(settings)) as c:
+    with TestClient(
+        create_app(dataplane), raise_server_exceptions=False, headers=admin_headers(settings)
+    ) as c:
         yield c

@@ -49,21 +49,29 @@ def _refused(client: TestClient, path: str, **kw: Any) -> int:
     return refused.value.code
 
 
-@pytest.mark.parametrize("path", ["/v1/score", "/v2/health/ready", "/v1/admin/rollout/churn", "/nowhere"])
+@pytest.mark.parametrize(
+    "path", ["/v1/score", "/v2/health/ready", "/v1/admin/rollout/churn", "/nowhere"]
+)
 def test_a_websocket_without_a_declared_route_is_refused(app, path: str) -> None:
     with TestClient(app) as client:
         assert _refused(client, path) == POLICY_VIOLATION
-        assert _refused(client, path, headers=bearer("ops")) == POLICY_VIOLATION  # a token changes nothing
+        assert (
+            _refused(client, path, headers=bearer("ops")) == POLICY_VIOLATION
+        )  # a token changes nothing
 
 
 def test_a_declared_websocket_needs_its_groups_token(app) -> None:
     with TestClient(app) as client:
         assert _refused(client, "/v1/admin/echo") == POLICY_VIOLATION
-        assert _refused(client, "/v1/admin/echo", headers=bearer("reader")) == POLICY_VIOLATION  # lacks admin
+        assert (
+            _refused(client, "/v1/admin/echo", headers=bearer("reader")) == POLICY_VIOLATION
+        )  # lacks admin
         with client.websocket_connect("/v1/admin/echo", headers=bearer("ops")) as ws:
             ws.send_text("hello")
             assert ws.receive_text() == "hello"
-        assert client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200  # HTTP as before
+        assert (
+            client.post("/v1/score", json={"customer_ids": [1]}).status_code == 200
+        )  # HTTP as before
 
 
 def test_lifespan_still_runs(app) -> None:

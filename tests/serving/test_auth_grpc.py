@@ -72,8 +72,9 @@ def _call(adapter: Any, method: str, who: str | None) -> Context:
 
 
 @pytest.mark.parametrize("method", list(REQUESTS))
-def test_each_method_401_403_200_when_every_group_is_closed(tmp_path: Path, model_repo: Path, reader: Any,
-                                                            method: str) -> None:
+def test_each_method_401_403_200_when_every_group_is_closed(
+    tmp_path: Path, model_repo: Path, reader: Any, method: str
+) -> None:
     from serving.routes.grpc import GrpcAdapter
 
     settings = make_settings(tmp_path, model_repo, ALL_TOKEN)
@@ -81,14 +82,18 @@ def test_each_method_401_403_200_when_every_group_is_closed(tmp_path: Path, mode
     with auth_dataplane(settings, reader) as dataplane:
         adapter = GrpcAdapter(dataplane)
         missing = _call(adapter, method, None)
-        assert missing.code == grpc.StatusCode.UNAUTHENTICATED and missing.details.startswith("authorization")
+        assert missing.code == grpc.StatusCode.UNAUTHENTICATED and missing.details.startswith(
+            "authorization"
+        )
         wrong = _call(adapter, method, WRONG[group])
         assert wrong.code == grpc.StatusCode.PERMISSION_DENIED and f"'{group}'" in wrong.details
         right = _call(adapter, method, RIGHT[group])
         assert right.code is None, right.details  # OK: no status set
 
 
-def test_defaults_refuse_an_unauthenticated_unload_and_audit_it(tmp_path: Path, model_repo: Path, reader: Any) -> None:
+def test_defaults_refuse_an_unauthenticated_unload_and_audit_it(
+    tmp_path: Path, model_repo: Path, reader: Any
+) -> None:
     from serving.routes.grpc import GrpcAdapter
 
     settings = make_settings(tmp_path, model_repo)
@@ -97,8 +102,12 @@ def test_defaults_refuse_an_unauthenticated_unload_and_audit_it(tmp_path: Path, 
         for method in ("ServerLive", "ModelMetadata", "ModelInfer"):  # open by default
             assert _call(adapter, method, None).code is None
         assert _call(adapter, "RepositoryModelUnload", None).code == grpc.StatusCode.UNAUTHENTICATED
-        assert dataplane.models["engagement"].registry.is_ready("engagement")  # nothing was unloaded
-        assert _call(adapter, "RepositoryModelUnload", "crm").code == grpc.StatusCode.PERMISSION_DENIED
+        assert dataplane.models["engagement"].registry.is_ready(
+            "engagement"
+        )  # nothing was unloaded
+        assert (
+            _call(adapter, "RepositoryModelUnload", "crm").code == grpc.StatusCode.PERMISSION_DENIED
+        )
         assert _call(adapter, "RepositoryModelUnload", "ops").code is None
         assert not dataplane.models["engagement"].registry.is_ready("engagement")
     entries = [json.loads(x) for x in settings.auth.audit_log.read_text().splitlines()]
@@ -111,18 +120,27 @@ def test_defaults_refuse_an_unauthenticated_unload_and_audit_it(tmp_path: Path, 
         assert token not in settings.auth.audit_log.read_text()
 
 
-def test_unloaded_model_is_unavailable_over_grpc(tmp_path: Path, model_repo: Path, reader: Any) -> None:
+def test_unloaded_model_is_unavailable_over_grpc(
+    tmp_path: Path, model_repo: Path, reader: Any
+) -> None:
     from serving.routes.grpc import GrpcAdapter
 
     settings = make_settings(tmp_path, model_repo)
     with auth_dataplane(settings, reader) as dataplane:
         adapter = GrpcAdapter(dataplane)
         unload = Context(_meta("ops"))
-        asyncio.run(adapter.call("RepositoryModelUnload", service_pb2.RepositoryModelUnloadRequest(model_name="churn"),
-                                 unload))
+        asyncio.run(
+            adapter.call(
+                "RepositoryModelUnload",
+                service_pb2.RepositoryModelUnloadRequest(model_name="churn"),
+                unload,
+            )
+        )
         assert unload.code is None
         infer = _call(adapter, "ModelInfer", None)
         assert infer.code == grpc.StatusCode.UNAVAILABLE and "churn" in infer.details
         unknown = Context([])
-        asyncio.run(adapter.call("ModelInfer", service_pb2.ModelInferRequest(model_name="nope"), unknown))
+        asyncio.run(
+            adapter.call("ModelInfer", service_pb2.ModelInferRequest(model_name="nope"), unknown)
+        )
         assert unknown.code == grpc.StatusCode.NOT_FOUND

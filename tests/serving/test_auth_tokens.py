@@ -13,7 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.errors import PermissionDenied, Unauthenticated
-from serving.security import Authenticator, TokenBook, bearer_headers, client_token, ensure_admin_token, hash_token
+from serving.security import (
+    Authenticator,
+    TokenBook,
+    bearer_headers,
+    client_token,
+    ensure_admin_token,
+    hash_token,
+)
 from serving.security.shared_tokens import NS, token_store
 from serving.settings import load_settings
 from serving.shared_state import open_shared_state
@@ -22,10 +29,14 @@ ALL = ["health", "metadata", "inference", "feedback", "admin"]
 
 
 def _settings(tmp_path: Path, **auth: Any):  # type: ignore[no-untyped-def]
-    return load_settings({"data_dir": str(tmp_path / "data"), "auth": {"reload_interval_s": 0.05, **auth}})
+    return load_settings(
+        {"data_dir": str(tmp_path / "data"), "auth": {"reload_interval_s": 0.05, **auth}}
+    )
 
 
-def test_first_start_writes_an_admin_token_once_0600_and_shares_only_its_hash(tmp_path: Path) -> None:
+def test_first_start_writes_an_admin_token_once_0600_and_shares_only_its_hash(
+    tmp_path: Path,
+) -> None:
     settings = _settings(tmp_path)
     path, created = ensure_admin_token(settings)
     assert created and path == tmp_path / "data" / "auth" / "admin.token"
@@ -38,7 +49,9 @@ def test_first_start_writes_an_admin_token_once_0600_and_shares_only_its_hash(tm
     doc = state.get(NS, "admin")
     assert doc is not None and (doc["sha256"], doc["roles"]) == (hash_token(token), ALL)
     shared = settings.data_dir / "state" / "shared.sqlite"
-    assert not any(token.encode() in p.read_bytes() for p in shared.parent.iterdir())  # only the hash
+    assert not any(
+        token.encode() in p.read_bytes() for p in shared.parent.iterdir()
+    )  # only the hash
     assert ensure_admin_token(settings) == (path, False)  # idempotent
     assert path.read_text().strip() == token and state.generation(NS) == generation
     auth = Authenticator(settings)
@@ -49,17 +62,24 @@ def test_first_start_writes_an_admin_token_once_0600_and_shares_only_its_hash(tm
 def test_no_bootstrap_when_disabled_or_an_admin_token_is_configured(tmp_path: Path) -> None:
     off = _settings(tmp_path / "a", bootstrap_admin=False)
     assert ensure_admin_token(off)[1] is False and not off.auth.admin_token_file.exists()
-    configured = _settings(tmp_path / "b", tokens=[{"name": "ci", "sha256": "a" * 64, "roles": ["admin"]}])
-    assert ensure_admin_token(configured)[1] is False and not configured.auth.admin_token_file.exists()
+    configured = _settings(
+        tmp_path / "b", tokens=[{"name": "ci", "sha256": "a" * 64, "roles": ["admin"]}]
+    )
+    assert (
+        ensure_admin_token(configured)[1] is False and not configured.auth.admin_token_file.exists()
+    )
 
 
-def test_the_admin_file_is_registered_again_in_a_new_store_but_never_once_revoked(tmp_path: Path,
-                                                                                 redis_url: str) -> None:
+def test_the_admin_file_is_registered_again_in_a_new_store_but_never_once_revoked(
+    tmp_path: Path, redis_url: str
+) -> None:
     """Switching the state to a new Redis keeps this machine's admin token working; a revoked
     one stays revoked (its entry is kept)."""
     path, _ = ensure_admin_token(_settings(tmp_path))
     token = path.read_text().strip()
-    on_redis = load_settings({"data_dir": str(tmp_path / "data"), "state": "redis", "redis_url": redis_url})
+    on_redis = load_settings(
+        {"data_dir": str(tmp_path / "data"), "state": "redis", "redis_url": redis_url}
+    )
     assert ensure_admin_token(on_redis) == (path, False)
     book = TokenBook(open_shared_state(on_redis))
     assert book.state.get(NS, "admin")["sha256"] == hash_token(token)
@@ -74,8 +94,20 @@ def test_a_token_file_of_an_older_version_is_imported_once(tmp_path: Path) -> No
     settings = _settings(tmp_path)
     file = settings.auth.token_file
     file.parent.mkdir(parents=True)
-    file.write_text(json.dumps({"tokens": [{"name": "crm", "sha256": hash_token("rng_old"), "roles": ["feedback"],
-                                            "created": "2026-01-01T00:00:00Z"}]}))
+    file.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {
+                        "name": "crm",
+                        "sha256": hash_token("rng_old"),
+                        "roles": ["feedback"],
+                        "created": "2026-01-01T00:00:00Z",
+                    }
+                ]
+            }
+        )
+    )
     ensure_admin_token(settings)
     assert not file.exists() and file.with_name("tokens.json.imported").exists()
     assert Authenticator(settings).check("feedback", "Bearer rng_old").name == "crm"
@@ -87,10 +119,14 @@ def test_a_corrupt_token_file_is_left_alone_and_the_start_goes_on(tmp_path: Path
     settings.auth.token_file.write_text("{not json")
     path, created = ensure_admin_token(settings)
     assert created and settings.auth.token_file.read_text() == "{not json"
-    assert Authenticator(settings).check("admin", f"Bearer {path.read_text().strip()}").name == "admin"
+    assert (
+        Authenticator(settings).check("admin", f"Bearer {path.read_text().strip()}").name == "admin"
+    )
 
 
-def test_client_token_prefers_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_token_prefers_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = _settings(tmp_path)
     monkeypatch.delenv("REENGAGE_TOKEN", raising=False)
     assert client_token(settings.auth) is None and bearer_headers(None) == {}
@@ -101,10 +137,14 @@ def test_client_token_prefers_the_environment(tmp_path: Path, monkeypatch: pytes
     assert bearer_headers("t") == {"Authorization": "Bearer t"}
 
 
-def test_check_401_403_and_constant_time_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_401_403_and_constant_time_compare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import hmac
 
-    settings = _settings(tmp_path, tokens=[{"name": "crm", "sha256": hash_token("rng_crm"), "roles": ["feedback"]}])
+    settings = _settings(
+        tmp_path, tokens=[{"name": "crm", "sha256": hash_token("rng_crm"), "roles": ["feedback"]}]
+    )
     auth = Authenticator(settings)
     assert auth.protected == {"feedback", "admin"}
     calls: list[tuple[bytes, bytes]] = []
@@ -121,11 +161,17 @@ def test_check_401_403_and_constant_time_compare(tmp_path: Path, monkeypatch: py
     assert auth.identify("Basic x") is None and auth.identify("Bearer rng_crm").name == "crm"
 
 
-def test_hashed_tokens_from_a_secret_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hashed_tokens_from_a_secret_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``REENGAGE_AUTH__TOKENS`` as a Kubernetes Secret gives it (``secretKeyRef``): JSON
     hashes and roles, no token text; `token revoke` still refuses one everywhere."""
-    secret = json.dumps([{"name": "ops", "sha256": hash_token("rng_ops"), "roles": ["admin"]},
-                         {"name": "crm", "sha256": hash_token("rng_crm"), "roles": ["feedback"]}])
+    secret = json.dumps(
+        [
+            {"name": "ops", "sha256": hash_token("rng_ops"), "roles": ["admin"]},
+            {"name": "crm", "sha256": hash_token("rng_crm"), "roles": ["feedback"]},
+        ]
+    )
     monkeypatch.setenv("REENGAGE_AUTH__TOKENS", secret)
     monkeypatch.setenv("REENGAGE_AUTH__BOOTSTRAP_ADMIN", "false")
     settings = _settings(tmp_path)
@@ -140,12 +186,16 @@ def test_hashed_tokens_from_a_secret_in_the_environment(tmp_path: Path, monkeypa
     with pytest.raises(Unauthenticated):
         auth.check("feedback", "Bearer rng_crm")
     assert auth.check("admin", "Bearer rng_ops").name == "ops"
-    assert [(r["name"], r["state"].split()[0]) for r in book.rows()] == [("ops", "valid"), ("crm", "revoked")]
+    assert [(r["name"], r["state"].split()[0]) for r in book.rows()] == [
+        ("ops", "valid"),
+        ("crm", "revoked"),
+    ]
 
 
 @pytest.mark.parametrize("state", ["embedded", "redis"])
-def test_token_cli_create_list_revoke_hash(state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           request: pytest.FixtureRequest) -> None:
+def test_token_cli_create_list_revoke_hash(
+    state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     from serving.cli import app
 
     monkeypatch.setenv("REENGAGE_DATA_DIR", str(tmp_path / "data"))
@@ -153,7 +203,9 @@ def test_token_cli_create_list_revoke_hash(state: str, tmp_path: Path, monkeypat
         monkeypatch.setenv("REENGAGE_STATE", "redis")
         monkeypatch.setenv("REENGAGE_REDIS_URL", request.getfixturevalue("redis_url"))
     runner = CliRunner()
-    created = runner.invoke(app, ["token", "create", "crm", "--role", "feedback", "--role", "inference"])
+    created = runner.invoke(
+        app, ["token", "create", "crm", "--role", "feedback", "--role", "inference"]
+    )
     assert created.exit_code == 0, created.output
     token = created.output.strip().splitlines()[-1]
     assert token.startswith("rng_")

@@ -30,7 +30,8 @@ def _entries(settings: Any) -> list[dict[str, Any]]:
 
 
 def test_a_flood_of_refused_admin_calls_grows_the_audit_log_by_the_rate_limit(
-        tmp_path: Path, model_repo: Path, reader: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, model_repo: Path, reader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = make_settings(tmp_path, model_repo, refused_log_per_s=RATE)
     writers: set[str] = set()
     real_write = RotatingFile.write
@@ -42,10 +43,14 @@ def test_a_flood_of_refused_admin_calls_grows_the_audit_log_by_the_rate_limit(
     monkeypatch.setattr(RotatingFile, "write", spy)
     sent = 0
     with auth_dataplane(settings, reader) as dataplane, TestClient(create_app(dataplane)) as client:
-        loop_thread = client.portal.call(lambda: threading.current_thread().name)  # the app's event loop
+        loop_thread = client.portal.call(
+            lambda: threading.current_thread().name
+        )  # the app's event loop
         end = time.monotonic() + FLOOD_S
         while time.monotonic() < end:
-            r = client.post("/v2/repository/models/churn/unload", headers={"Authorization": "Bearer nope"})
+            r = client.post(
+                "/v2/repository/models/churn/unload", headers={"Authorization": "Bearer nope"}
+            )
             assert r.status_code == 401
             sent += 1
         assert client.get("/v2/health/live").status_code == 200
@@ -56,7 +61,9 @@ def test_a_flood_of_refused_admin_calls_grows_the_audit_log_by_the_rate_limit(
     assert sent > 10 * (RATE * FLOOD_S), f"only {sent} calls: not a flood"
     assert len(refusals) <= RATE * FLOOD_S + RATE + 1, len(refusals)  # the rate, plus one burst
     assert len(summaries) <= FLOOD_S / audit.SUMMARY_S + 2
-    assert len(refusals) + sum(e["details"]["suppressed"] for e in summaries) == sent  # never silent
+    assert (
+        len(refusals) + sum(e["details"]["suppressed"] for e in summaries) == sent
+    )  # never silent
     assert {e["details"]["source"] for e in refusals + summaries} == {"testclient"}
     assert all(e["result"] == "denied" and e["actor"] == "anonymous" for e in refusals)
     assert writers == {"audit-writer"} and loop_thread not in writers  # appended off the event loop
@@ -71,16 +78,22 @@ def test_sources_have_their_own_budget_and_the_table_is_bounded() -> None:
     assert not limiter.allow("e", now)
     assert sorted(limiter.suppressed(now)) == [("(other sources)", 1), ("a", 1), ("b", 1)]
     assert limiter.allow("a", now + 0.5)  # refilled at 2 a second
-    assert limiter.suppressed(now + 10) == [] and limiter._buckets == {}  # quiet, refilled sources forgotten
+    assert (
+        limiter.suppressed(now + 10) == [] and limiter._buckets == {}
+    )  # quiet, refilled sources forgotten
 
 
 def test_the_audit_log_rotates_and_reengage_audit_reads_every_file(tmp_path: Path) -> None:
-    log = audit.AuditLog(tmp_path / "audit.jsonl", RotationSettings(max_mb=0.001, max_age_h=0, backups=50))
+    log = audit.AuditLog(
+        tmp_path / "audit.jsonl", RotationSettings(max_mb=0.001, max_age_h=0, backups=50)
+    )
     for i in range(40):
         log.record("repository.unload", actor="ops", model="churn", version=str(i))
     files = logfiles.RotatingFile(tmp_path / "audit.jsonl", backups=50).files()
     assert len(files) > 3 and all(f.stat().st_size < 1024 + 400 for f in files)
-    assert [e["version"] for e in log.read()] == [str(i) for i in range(40)]  # oldest first, none lost
+    assert [e["version"] for e in log.read()] == [
+        str(i) for i in range(40)
+    ]  # oldest first, none lost
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
 
 
@@ -117,7 +130,12 @@ def test_processes_appending_to_one_file_rotate_it_once_and_lose_no_line(tmp_pat
     lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
     assert len(lines) == 1200 and len(files) > 5
     for w in range(3):  # each writer's lines, in order across the files (oldest first)
-        mine = [e["i"] for f in reversed(files) for e in map(json.loads, f.read_text().splitlines()) if e["who"] == w]
+        mine = [
+            e["i"]
+            for f in reversed(files)
+            for e in map(json.loads, f.read_text().splitlines())
+            if e["who"] == w
+        ]
         assert mine == list(range(400))
 
 
@@ -133,8 +151,11 @@ def test_the_request_log_rotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         request_log.configure(True, stream=sys.__stderr__)  # as other tests expect it
     files = stream.files()
-    assert [f.name for f in files] == ["reengage_requests_r9.jsonl", "reengage_requests_r9.jsonl.1",
-                                       "reengage_requests_r9.jsonl.2"]
+    assert [f.name for f in files] == [
+        "reengage_requests_r9.jsonl",
+        "reengage_requests_r9.jsonl.1",
+        "reengage_requests_r9.jsonl.2",
+    ]
     assert all(f.stat().st_size < 1024 + 200 for f in files)
     last = [json.loads(x)["request_id"] for x in files[0].read_text().splitlines()]
     assert last[-1] == "0099"

@@ -11,9 +11,14 @@ from serving.demo import DEMO_ACTION, _reengage
 
 
 def answer(action: str, written: bool, reason: str) -> dict:
-    return {"customer_id": 1, "action": action, "reason": reason, "subject": "Hi" if written else None,
-            "body": "We miss you, come back for 20% off." if written else None,
-            "llm": {"backend": "transformers", "model": "m", "written": written, "fallback": False}}
+    return {
+        "customer_id": 1,
+        "action": action,
+        "reason": reason,
+        "subject": "Hi" if written else None,
+        "body": "We miss you, come back for 20% off." if written else None,
+        "llm": {"backend": "transformers", "model": "m", "written": written, "fallback": False},
+    }
 
 
 def run(first: dict) -> tuple[list[dict], str]:
@@ -22,7 +27,9 @@ def run(first: dict) -> tuple[list[dict], str]:
     def handler(request: httpx.Request) -> httpx.Response:
         doc = json.loads(request.content)
         sent.append(doc)
-        return httpx.Response(200, json=first if "action" not in doc else answer(doc["action"], True, "forced"))
+        return httpx.Response(
+            200, json=first if "action" not in doc else answer(doc["action"], True, "forced")
+        )
 
     console = Console(record=True, width=200)
     with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://app") as client:
@@ -39,4 +46,6 @@ def test_no_contact_is_followed_by_a_forced_action_and_the_email_is_shown() -> N
 
 def test_a_contact_action_is_shown_as_the_bandit_chose_it() -> None:
     sent, text = run(answer("discount_offer", True, "policy"))
-    assert sent == [{"customer_id": 1}] and "action=discount_offer" in text and "We miss you" in text
+    assert (
+        sent == [{"customer_id": 1}] and "action=discount_offer" in text and "We miss you" in text
+    )

@@ -4,15 +4,24 @@ import pickle
 
 import pytest
 
-from serving.errors import Conflict, DecisionNotFound, DependencyUnavailable, InvalidRequest, status_and_body
+from serving.errors import (
+    Conflict,
+    DecisionNotFound,
+    DependencyUnavailable,
+    InvalidRequest,
+    status_and_body,
+)
 
 
-@pytest.mark.parametrize("exc,status", [
-    (InvalidRequest("bad", field="customer_ids"), 422),
-    (DecisionNotFound("gone", field="decision_id"), 404),
-    (Conflict("twice", field="decision_id"), 409),
-    (DependencyUnavailable("feature store (redis) is down"), 503),
-])
+@pytest.mark.parametrize(
+    "exc,status",
+    [
+        (InvalidRequest("bad", field="customer_ids"), 422),
+        (DecisionNotFound("gone", field="decision_id"), 404),
+        (Conflict("twice", field="decision_id"), 409),
+        (DependencyUnavailable("feature store (redis) is down"), 503),
+    ],
+)
 def test_errors_pickle_and_map_to_their_status(exc: Exception, status: int) -> None:
     clone = pickle.loads(pickle.dumps(exc))  # they cross Ray handles
     assert type(clone) is type(exc) and clone.field == exc.field
@@ -35,7 +44,6 @@ def test_ray_task_error_is_unwrapped_to_the_callers_mistake() -> None:
         wrapped = RayTaskError("score", "traceback text", cause)
     code, body = status_and_body(wrapped)
     assert code == 422 and body["error"]["field"] == "customer_ids"
-
 
 
 def test_ray_backpressure_is_a_503_naming_it() -> None:

@@ -41,16 +41,26 @@ class Failing(LocalFeatures):
         raise OnlineStoreUnavailable("feature store (test)", "connection refused")
 
 
-def clients(model_repo: Path, tmp_path: Path, features: Any) -> Iterator[tuple[TestClient, TestClient]]:
+def clients(
+    model_repo: Path, tmp_path: Path, features: Any
+) -> Iterator[tuple[TestClient, TestClient]]:
     """The same dataplane behind an app with the fast path and one without."""
-    base = {"models": {"repo_path": str(model_repo)}, "data_dir": str(tmp_path / "data"), "bandit": {"enabled": False}}
+    base = {
+        "models": {"repo_path": str(model_repo)},
+        "data_dir": str(tmp_path / "data"),
+        "bandit": {"enabled": False},
+    }
     settings = load_settings(base)
-    dataplane = DataPlane(settings, features, {n: ModelService(n, settings.models) for n in ("churn", "engagement")})
+    dataplane = DataPlane(
+        settings, features, {n: ModelService(n, settings.models) for n in ("churn", "engagement")}
+    )
     slow_settings = load_settings({**base, "server": {"fast_path": False}})
     slow_plane = DataPlane(slow_settings, features, dataplane.models)
     headers = admin_headers(settings)
-    with TestClient(create_app(dataplane), raise_server_exceptions=False, headers=headers) as fast, \
-            TestClient(create_app(slow_plane), raise_server_exceptions=False, headers=headers) as slow:
+    with (
+        TestClient(create_app(dataplane), raise_server_exceptions=False, headers=headers) as fast,
+        TestClient(create_app(slow_plane), raise_server_exceptions=False, headers=headers) as slow,
+    ):
         yield fast, slow
 
 
@@ -60,12 +70,17 @@ def pair(model_repo: Path, tmp_path: Path) -> Iterator[tuple[TestClient, TestCli
 
 
 def same(fast: TestClient, slow: TestClient, body: str, headers: dict[str, str]) -> int:
-    a = fast.post("/v1/score", content=body, headers={"content-type": "application/json", **headers})
-    b = slow.post("/v1/score", content=body, headers={"content-type": "application/json", **headers})
+    a = fast.post(
+        "/v1/score", content=body, headers={"content-type": "application/json", **headers}
+    )
+    b = slow.post(
+        "/v1/score", content=body, headers={"content-type": "application/json", **headers}
+    )
     assert a.status_code == b.status_code, body[:60]
     drop = {"x-request-id", "date", "content-length"}
-    assert {k: v for k, v in a.headers.items() if k not in drop} == \
-        {k: v for k, v in b.headers.items() if k not in drop}, body[:60]
+    assert {k: v for k, v in a.headers.items() if k not in drop} == {
+        k: v for k, v in b.headers.items() if k not in drop
+    }, body[:60]
     assert comparable(a) == comparable(b), body[:60]
     return a.status_code
 
@@ -83,12 +98,19 @@ def comparable(r: Any) -> Any:
 
 
 @pytest.mark.parametrize(("body", "headers"), CASES, ids=range(len(CASES)))
-def test_answers_match_fastapis_route(pair: tuple[TestClient, TestClient], body: str, headers: dict[str, str]) -> None:
+def test_answers_match_fastapis_route(
+    pair: tuple[TestClient, TestClient], body: str, headers: dict[str, str]
+) -> None:
     same(*pair, body, headers)
 
 
 def test_statuses_cover_success_and_each_error(pair: tuple[TestClient, TestClient]) -> None:
-    assert {same(*pair, body, headers) for body, headers in CASES} == {200, 400, 409, 422}  # 409: explain on a version without an explainer
+    assert {same(*pair, body, headers) for body, headers in CASES} == {
+        200,
+        400,
+        409,
+        422,
+    }  # 409: explain on a version without an explainer
 
 
 def test_a_failing_dependency_is_the_same_503(model_repo: Path, tmp_path: Path) -> None:
@@ -97,7 +119,8 @@ def test_a_failing_dependency_is_the_same_503(model_repo: Path, tmp_path: Path) 
 
 
 def test_it_skips_fastapis_route_handling_and_is_counted_under_the_route(
-        pair: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    pair: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
     handled: list[str] = []
     original = APIRoute.handle
 

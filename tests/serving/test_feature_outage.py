@@ -29,14 +29,22 @@ def redis_app(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("redis_ws")
     redis = RedisServer(root)
     redis.start()
-    overrides = make_workspace(root, customers=600, features={"backend": "redis", "redis_url": redis.url,
-                                                              "timeout_s": 0.2})
+    overrides = make_workspace(
+        root, customers=600, features={"backend": "redis", "redis_url": redis.url, "timeout_s": 0.2}
+    )
     settings = load_settings(overrides)
-    run_build(settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
+    run_build(
+        settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement")
+    )
     features = FeatureLookup(settings.features, model_feature_services(settings))
     models = {n: ModelService(n, settings.models) for n in ("churn", "engagement")}
-    plane = DataPlane(settings.model_copy(update={"bandit": settings.bandit.model_copy(update={"enabled": False})}),
-                      features, models)
+    plane = DataPlane(
+        settings.model_copy(
+            update={"bandit": settings.bandit.model_copy(update={"enabled": False})}
+        ),
+        features,
+        models,
+    )
     with TestClient(create_app(plane), raise_server_exceptions=False) as client:
         yield client, redis
     redis.stop()

@@ -25,7 +25,10 @@ def test_counters_sum_per_label_set_and_drain_empties_them() -> None:
 
 def test_decisions_count_per_action_and_reason_including_none() -> None:
     _drain()
-    arms, reasons = ("discount_offer", "no_contact"), ("policy", "holdout", "contact_cap", "not_found")
+    arms, reasons = (
+        ("discount_offer", "no_contact"),
+        ("policy", "holdout", "contact_cap", "not_found"),
+    )
     metrics.decisions(np.array([0, -1, 1, 0]), np.array([0, 3, 1, 0], np.uint8), arms, reasons)
     counts, _ = _drain()
     assert counts == {
@@ -42,7 +45,9 @@ class _Batch:
         self.found = np.array([True, True, False, False])
         self.view_found = np.array([[True, True], [True, False], [False, False], [False, False]])
         self.expired = np.array([[False, False], [False, True], [False, False], [False, False]])
-        self.schema_mismatch = np.array([[False, False], [False, False], [True, False], [False, False]])
+        self.schema_mismatch = np.array(
+            [[False, False], [False, False], [True, False], [False, False]]
+        )
 
     def __len__(self) -> int:
         return 4
@@ -53,8 +58,14 @@ def test_feature_rows_by_view_and_state_add_up_to_the_batch() -> None:
     metrics.feature_read(_Batch(), 0.7)
     counts, samples = _drain()
     rows = {tags: n for (name, tags), n in counts.items() if name == "reengage_feature_rows_total"}
-    assert rows == {("profile", "ok"): 2, ("activity", "ok"): 1, ("activity", "expired"): 1,
-                    ("profile", "schema_mismatch"): 1, ("profile", "missing"): 1, ("activity", "missing"): 2}
+    assert rows == {
+        ("profile", "ok"): 2,
+        ("activity", "ok"): 1,
+        ("activity", "expired"): 1,
+        ("profile", "schema_mismatch"): 1,
+        ("profile", "missing"): 1,
+        ("activity", "missing"): 2,
+    }
     assert samples[("reengage_feature_read_latency_ms", ())] == [0.7]
 
 

@@ -9,7 +9,9 @@ from serving.settings import load_settings
 
 
 @pytest.mark.parametrize(("on", "value"), [(False, "0"), (True, "1")])
-def test_haproxy_request_metrics_follow_the_setting(monkeypatch: pytest.MonkeyPatch, on: bool, value: str) -> None:
+def test_haproxy_request_metrics_follow_the_setting(
+    monkeypatch: pytest.MonkeyPatch, on: bool, value: str
+) -> None:
     monkeypatch.delenv("RAY_SERVE_HAPROXY_METRICS_ENABLED", raising=False)
     env = ray_env(load_settings({"server": {"haproxy_metrics": on}}))
     assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == value

@@ -20,7 +20,9 @@ def test_config_pbtxt_is_read_as_triton_does(model_repo: Path) -> None:
     spec = read_model(model_repo, "churn")
     assert spec.platform == "onnxruntime_onnx"
     assert spec.max_batch_size == 10_000
-    assert [t.to_dict() for t in spec.inputs] == [{"name": "features", "datatype": "FP32", "shape": [-1, 3]}]
+    assert [t.to_dict() for t in spec.inputs] == [
+        {"name": "features", "datatype": "FP32", "shape": [-1, 3]}
+    ]
     assert spec.outputs[0].shape == (-1, 1)
     assert spec.max_queue_delay_s == pytest.approx(0.002)
     assert spec.feature_service == "churn_service"

@@ -21,20 +21,37 @@ def lines():
     request_log.configure(True, stream=sys.__stderr__)
 
 
-def test_request_id_is_made_echoed_and_logged_with_route_status_customers_versions(client, lines) -> None:
+def test_request_id_is_made_echoed_and_logged_with_route_status_customers_versions(
+    client, lines
+) -> None:
     r = client.post("/v1/score", json={"customer_ids": [1, 2, 3]})
     assert r.status_code == 200
     rid = r.headers["x-request-id"]
     assert len(rid) == 16 and int(rid, 16) >= 0
     [line] = lines()
     assert line["request_id"] == rid and line["msg"] == "request" and line["level"] == "INFO"
-    assert (line["method"], line["route"], line["status"], line["customers"]) == ("POST", "/v1/score", 200, 3)
+    assert (line["method"], line["route"], line["status"], line["customers"]) == (
+        "POST",
+        "/v1/score",
+        200,
+        3,
+    )
     assert line["model_versions"] == r.json()["model_versions"] and line["latency_ms"] > 0
     text = json.dumps(line)
     token = client.headers["authorization"].split()[-1]
     assert token not in text and "customer_ids" not in text and "authorization" not in text.lower()
-    assert set(line) <= {"ts", "level", "msg", "request_id", "method", "route", "status", "latency_ms",
-                         "customers", "model_versions"}  # no feature values, no body
+    assert set(line) <= {
+        "ts",
+        "level",
+        "msg",
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "latency_ms",
+        "customers",
+        "model_versions",
+    }  # no feature values, no body
 
 
 def test_a_callers_request_id_is_kept_and_a_bad_one_replaced(client, lines) -> None:
@@ -48,10 +65,15 @@ def test_a_callers_request_id_is_kept_and_a_bad_one_replaced(client, lines) -> N
 def test_errors_are_logged_with_their_status_and_id(client, lines) -> None:
     r = client.post("/v1/score", json={"customer_ids": []}, headers={"X-Request-ID": "e1"})
     missing = client.get("/v2/models/nope", headers={"X-Request-ID": "e2"})
-    assert (r.status_code, r.headers["x-request-id"]) == (422, "e1") and missing.headers["x-request-id"] == "e2"
+    assert (r.status_code, r.headers["x-request-id"]) == (422, "e1") and missing.headers[
+        "x-request-id"
+    ] == "e2"
     got = {x["request_id"]: x for x in lines()}
     assert got["e1"]["status"] == 422 and got["e1"]["route"] == "/v1/score"
-    assert got["e2"]["status"] == missing.status_code and got["e2"]["route"] == "/v2/models/{model_name}"
+    assert (
+        got["e2"]["status"] == missing.status_code
+        and got["e2"]["route"] == "/v2/models/{model_name}"
+    )
 
 
 def test_logger_off_no_line_but_the_id_is_still_echoed(client, lines) -> None:
@@ -76,7 +98,12 @@ def test_inside_serve_the_id_is_serves_and_not_echoed_twice(lines) -> None:
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": "/v2", "headers": [(b"x-request-id", b"serve-made-id")]}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v2",
+        "headers": [(b"x-request-id", b"serve-made-id")],
+    }
     asyncio.run(request_log.RequestLog(app, echo=False)(scope, None, send))
     assert sent[0]["headers"] == []  # not added a second time
     [line] = lines()

@@ -15,7 +15,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
-def test_score_is_columnar_in_request_order_with_unknown_ids_null(client, reader: TableReader) -> None:
+def test_score_is_columnar_in_request_order_with_unknown_ids_null(
+    client, reader: TableReader
+) -> None:
     ids = [5, 3, 1_000_000, 0]
     r = client.post("/v1/score", json={"customer_ids": ids})
     assert r.status_code == 200, r.text
@@ -27,7 +29,9 @@ def test_score_is_columnar_in_request_order_with_unknown_ids_null(client, reader
     eng = _sigmoid(x[:, [2, 0]] @ np.array([0.3, 0.7]))  # engagement reads (c, a)
     got_churn = [body["churn_probability"][i] for i in (0, 1, 3)]
     np.testing.assert_allclose(got_churn, churn, rtol=1e-5)
-    np.testing.assert_allclose([body["engagement_probability"][i] for i in (0, 1, 3)], eng, rtol=1e-5)
+    np.testing.assert_allclose(
+        [body["engagement_probability"][i] for i in (0, 1, 3)], eng, rtol=1e-5
+    )
     assert body["churn_probability"][2] is None and body["engagement_probability"][2] is None
     assert body["feature_age_s"][2] is None and body["feature_age_s"][0] > 0
     assert body["model_versions"] == {"churn": "2", "engagement": "1"}
@@ -35,17 +39,20 @@ def test_score_is_columnar_in_request_order_with_unknown_ids_null(client, reader
     ScoreResponse.model_validate(body)  # the declared type is exactly what is sent
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({}, "customer_ids"),
-    ({"customer_ids": []}, "customer_ids"),
-    ({"customer_ids": [1, "x"]}, "customer_ids[1]"),
-    ({"customer_ids": [1, 2.5]}, "customer_ids[1]"),
-    ({"customer_ids": [True]}, "customer_ids[0]"),
-    ({"customer_ids": [-1]}, "customer_ids[0]"),
-    ({"customer_ids": list(range(10_001))}, "customer_ids"),
-    ({"customer_ids": [1], "extra": 1}, "extra"),
-    ({"customer_ids": "1,2"}, "customer_ids"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({}, "customer_ids"),
+        ({"customer_ids": []}, "customer_ids"),
+        ({"customer_ids": [1, "x"]}, "customer_ids[1]"),
+        ({"customer_ids": [1, 2.5]}, "customer_ids[1]"),
+        ({"customer_ids": [True]}, "customer_ids[0]"),
+        ({"customer_ids": [-1]}, "customer_ids[0]"),
+        ({"customer_ids": list(range(10_001))}, "customer_ids"),
+        ({"customer_ids": [1], "extra": 1}, "extra"),
+        ({"customer_ids": "1,2"}, "customer_ids"),
+    ],
+)
 def test_score_rejects_bad_input_naming_the_field(client, payload: dict, field: str) -> None:
     r = client.post("/v1/score", json=payload)
     assert r.status_code == 422, r.text
@@ -82,12 +89,27 @@ class ContactFeatures(LocalFeatures):
 class FakeWriter:
     """What ``WriterService.write`` returns, without an LLM."""
 
-    async def write(self, facts: dict[str, Any], action: str, scores: dict[str, Any], max_tokens: int | None,
-                    temperature: float | None, adapter: str | None = None) -> dict[str, Any]:
+    async def write(
+        self,
+        facts: dict[str, Any],
+        action: str,
+        scores: dict[str, Any],
+        max_tokens: int | None,
+        temperature: float | None,
+        adapter: str | None = None,
+    ) -> dict[str, Any]:
         written = action != "no_contact"
-        return {"subject": f"about {action}", "body": "hello", "written": written, "backend": "fake",
-                "model": "tiny", "fallback": False, "fallback_reason": None, "completion_tokens": 5,
-                "adapter": adapter}
+        return {
+            "subject": f"about {action}",
+            "body": "hello",
+            "written": written,
+            "backend": "fake",
+            "model": "tiny",
+            "fallback": False,
+            "fallback_reason": None,
+            "completion_tokens": 5,
+            "adapter": adapter,
+        }
 
 
 @pytest.fixture
@@ -101,13 +123,26 @@ def full_client(model_repo: Path, reader: TableReader, tmp_path: Path) -> Iterat
     from serving.components.bandit import BanditService
     from serving.settings import load_settings
 
-    settings = load_settings({"models": {"repo_path": str(model_repo)}, "data_dir": str(tmp_path / "data"),
-                              "bandit": {"state_path": str(tmp_path / "bandit"), "seed": 0, "sync_interval_s": 0,
-                                         "holdout_share": 0.3}})
+    settings = load_settings(
+        {
+            "models": {"repo_path": str(model_repo)},
+            "data_dir": str(tmp_path / "data"),
+            "bandit": {
+                "state_path": str(tmp_path / "bandit"),
+                "seed": 0,
+                "sync_interval_s": 0,
+                "holdout_share": 0.3,
+            },
+        }
+    )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     bandit = BanditService(settings.bandit)
-    dataplane = DataPlane(settings, ContactFeatures(reader), models, bandit=bandit, writer=FakeWriter())
-    with TestClient(create_app(dataplane), raise_server_exceptions=False, headers=admin_headers(settings)) as c:
+    dataplane = DataPlane(
+        settings, ContactFeatures(reader), models, bandit=bandit, writer=FakeWriter()
+    )
+    with TestClient(
+        create_app(dataplane), raise_server_exceptions=False, headers=admin_headers(settings)
+    ) as c:
         yield c
     bandit.router.close()
 
@@ -119,7 +154,9 @@ def test_answers_with_the_bandit_are_exactly_the_declared_types(full_client) -> 
     assert body.found[-1] is False and body.action[-1] is None and body.reason[-1] == "not_found"
     assert {"policy", "holdout"} <= set(body.reason[:-1])
     chosen = body.reason.index("policy")
-    fb = full_client.post("/v1/feedback", json={"decision_id": body.decision_id[chosen], "reward": 1})
+    fb = full_client.post(
+        "/v1/feedback", json={"decision_id": body.decision_id[chosen], "reward": 1}
+    )
     assert fb.status_code == 200, fb.text
     recorded = FeedbackResponse.model_validate(fb.json())
     assert recorded.reward == 1.0 and recorded.action == body.action[chosen]
@@ -127,10 +164,21 @@ def test_answers_with_the_bandit_are_exactly_the_declared_types(full_client) -> 
     held = body.reason.index("holdout")
     fb = full_client.post("/v1/feedback", json={"decision_id": body.decision_id[held], "reward": 0})
     held_fb = FeedbackResponse.model_validate(fb.json())
-    assert held_fb.reason == "holdout" and held_fb.action == "no_contact" and not held_fb.policy_updated
-    again = full_client.post("/v1/feedback", json={"decision_id": body.decision_id[chosen], "reward": 1})
-    assert again.status_code == 409 and ErrorResponse.model_validate(again.json()).error.type == "conflict"
-    unknown = full_client.post("/v1/feedback", json={"decision_id": "0123456789abcdef-0", "reward": 1})
+    assert (
+        held_fb.reason == "holdout"
+        and held_fb.action == "no_contact"
+        and not held_fb.policy_updated
+    )
+    again = full_client.post(
+        "/v1/feedback", json={"decision_id": body.decision_id[chosen], "reward": 1}
+    )
+    assert (
+        again.status_code == 409
+        and ErrorResponse.model_validate(again.json()).error.type == "conflict"
+    )
+    unknown = full_client.post(
+        "/v1/feedback", json={"decision_id": "0123456789abcdef-0", "reward": 1}
+    )
     assert unknown.status_code == 404
     assert ErrorResponse.model_validate(unknown.json()).error.field == "decision_id"
 
@@ -144,7 +192,9 @@ def test_reengage_answer_is_exactly_the_declared_type(full_client) -> None:
     r = full_client.post("/v1/reengage", json={"customer_id": 7, "action": "no_contact"})
     quiet = ReengageResponse.model_validate(r.json())
     assert quiet.subject is None and quiet.body is None and not quiet.llm.written
-    chosen = ReengageResponse.model_validate(full_client.post("/v1/reengage", json={"customer_id": 8}).json())
+    chosen = ReengageResponse.model_validate(
+        full_client.post("/v1/reengage", json={"customer_id": 8}).json()
+    )
     assert chosen.reason in ("policy", "holdout", "contact_cap") and chosen.decision_id
     missing = full_client.post("/v1/reengage", json={"customer_id": 10**9})
     assert missing.status_code == 404
@@ -180,17 +230,30 @@ def test_openapi_declares_every_answer_and_error(client) -> None:
     assert "application/octet-stream" in infer["responses"]["200"]["content"]
     assert "application/octet-stream" in infer["requestBody"]["content"]
     # what is always sent is required; nothing else is declared (extra="forbid")
-    assert set(schemas["FeedbackResponse"]["required"]) == {"decision_id", "reward", "action", "reason",
-                                                            "policy_updated"}
+    assert set(schemas["FeedbackResponse"]["required"]) == {
+        "decision_id",
+        "reward",
+        "action",
+        "reason",
+        "policy_updated",
+    }
     assert "recorded" not in schemas["FeedbackResponse"]["properties"]
-    for answer in (ScoreResponse, ReengageResponse):  # optional fields (explanations, reasons) come on request
+    for answer in (
+        ScoreResponse,
+        ReengageResponse,
+    ):  # optional fields (explanations, reasons) come on request
         always = {name for name, f in answer.model_fields.items() if f.is_required()}
         assert set(schemas[answer.__name__]["required"]) == always
-    assert _ref({"content": {"j": {"schema": schemas["ErrorResponse"]["properties"]["error"]}}}, "j") == "ErrorDetail"
+    assert (
+        _ref({"content": {"j": {"schema": schemas["ErrorResponse"]["properties"]["error"]}}}, "j")
+        == "ErrorDetail"
+    )
     assert schemas["OIPErrorResponse"]["properties"]["error"]["type"] == "string"
 
 
-def test_each_request_is_counted_by_route_and_status_and_names_no_replica_outside_serve(client) -> None:
+def test_each_request_is_counted_by_route_and_status_and_names_no_replica_outside_serve(
+    client,
+) -> None:
     from serving import metrics
 
     metrics.RECORDER.drain()
@@ -213,7 +276,9 @@ def test_fixed_headers_are_added_by_the_asgi_middleware(model_repo) -> None:
     from serving.http import create_app
     from serving.settings import load_settings
 
-    settings = load_settings({"models": {"repo_path": str(model_repo)}, "bandit": {"enabled": False}})
+    settings = load_settings(
+        {"models": {"repo_path": str(model_repo)}, "bandit": {"enabled": False}}
+    )
     plane = DataPlane(settings, None, {"churn": ModelService("churn", settings.models)})  # type: ignore[arg-type]
     with TestClient(create_app(plane, headers={"x-reengage-replica": "r1"})) as c:
         assert c.get("/v2/health/live").headers["x-reengage-replica"] == "r1"

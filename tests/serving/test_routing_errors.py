@@ -23,7 +23,9 @@ def test_unknown_route_and_wrong_method_answer_our_error(model_repo: Path, tmp_p
         wrong = client.get("/v1/score")
         v2_wrong = client.delete("/v2/models/churn")
     assert missing.status_code == 404
-    assert missing.json() == {"error": {"type": "not_found", "message": "no route GET /nope", "field": None}}
+    assert missing.json() == {
+        "error": {"type": "not_found", "message": "no route GET /nope", "field": None}
+    }
     assert wrong.status_code == 405 and "POST" in wrong.headers["allow"]
     assert wrong.json()["error"]["type"] == "method_not_allowed"
     # /v2 keeps the Open Inference Protocol's {"error": str} (tritonclient parses it)

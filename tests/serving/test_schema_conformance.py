@@ -40,16 +40,28 @@ def live_app(tmp_path_factory: pytest.TempPathFactory):
     from serving.settings import load_settings
 
     root = tmp_path_factory.mktemp("schema")
-    settings = load_settings({"models": {"repo_path": str(_model_repo(root / "model_repo"))},
-                              "data_dir": str(root / "data"), "llm": {"enabled": False},
-                              "bandit": {"state_path": str(root / "bandit"), "sync_interval_s": 0},
-                              "server": {"request_log": False}})
+    settings = load_settings(
+        {
+            "models": {"repo_path": str(_model_repo(root / "model_repo"))},
+            "data_dir": str(root / "data"),
+            "llm": {"enabled": False},
+            "bandit": {"state_path": str(root / "bandit"), "sync_interval_s": 0},
+            "server": {"request_log": False},
+        }
+    )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
     bandit = BanditService(settings.bandit)
     from serving.monitoring import open_monitor
 
-    app = create_app(DataPlane(settings, LocalFeatures(TableReader()), models, bandit=bandit,
-                               monitor=open_monitor(settings)))
+    app = create_app(
+        DataPlane(
+            settings,
+            LocalFeatures(TableReader()),
+            models,
+            bandit=bandit,
+            monitor=open_monitor(settings),
+        )
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -82,14 +94,33 @@ def _model_repo(path: Path) -> Path:
     return path
 
 
-def test_schemathesis_finds_no_server_error_and_no_undeclared_status(live_app, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error_and_no_undeclared_status(
+    live_app, tmp_path: Path
+) -> None:
     url, authorization = live_app
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     done = subprocess.run(
-        [cli, "run", f"{url}/openapi.json", "--checks", "not_a_server_error,status_code_conformance",
-         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--exclude-path-regex", WRITER_ROUTES,
-         "-H", f"Authorization: {authorization}", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        [
+            cli,
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "not_a_server_error,status_code_conformance",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            str(SEED),
+            "--exclude-path-regex",
+            WRITER_ROUTES,
+            "-H",
+            f"Authorization: {authorization}",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary
     assert "Tested: " in summary

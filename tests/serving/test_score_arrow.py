@@ -22,7 +22,9 @@ def test_arrow_answer_equals_the_json_answer(client) -> None:
     for key in ("customer_ids", "found", "action", "decision_id", "reason", "features_defaulted"):
         assert got[key] == want[key], key
     for key in ("churn_probability", "engagement_probability"):
-        np.testing.assert_allclose(np.array(got[key], dtype=float), np.array(want[key], dtype=float), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.array(got[key], dtype=float), np.array(want[key], dtype=float), rtol=1e-6
+        )
     assert got["found"] == [True, True, False, True] and got["churn_probability"][2] is None
 
 

@@ -36,20 +36,37 @@ SECRETS = (PASSWORD, TOKEN, BAD_TOKEN)
 
 def test_redact_masks_url_credentials_dsn_passwords_and_bearer_tokens() -> None:
     assert redact("redis://:pw@h:6379/0") == "redis://***@h:6379/0"
-    assert redact("rediss://user:pw@h:6380/1 and http://u:p@x/y") == "rediss://***@h:6380/1 and http://***@x/y"
-    assert redact("redis at h:6379,db=0,password=pw,ssl=true") == "redis at h:6379,db=0,password=***,ssl=true"
+    assert (
+        redact("rediss://user:pw@h:6380/1 and http://u:p@x/y")
+        == "rediss://***@h:6380/1 and http://***@x/y"
+    )
+    assert (
+        redact("redis at h:6379,db=0,password=pw,ssl=true")
+        == "redis at h:6379,db=0,password=***,ssl=true"
+    )
     assert redact("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
-    assert redact("redis://h:6379/0 max_tokens=5") == "redis://h:6379/0 max_tokens=5"  # nothing to hide
+    assert (
+        redact("redis://h:6379/0 max_tokens=5") == "redis://h:6379/0 max_tokens=5"
+    )  # nothing to hide
     assert redact(redact("redis://:pw@h/0")) == "redis://***@h/0"
-    dump = redact_mapping({"redis_url": "redis://:pw@h/0", "remote_api_key": "sk-1", "tokens": [{"sha256": "x"}]})
+    dump = redact_mapping(
+        {"redis_url": "redis://:pw@h/0", "remote_api_key": "sk-1", "tokens": [{"sha256": "x"}]}
+    )
     assert dump == {"redis_url": "redis://***@h/0", "remote_api_key": "***", "tokens": "***"}
-    err = OnlineStoreUnavailable("feature store (redis at h:6379,db=0,password=pw)", "redis://:pw@h down")
+    err = OnlineStoreUnavailable(
+        "feature store (redis at h:6379,db=0,password=pw)", "redis://:pw@h down"
+    )
     assert "pw" not in str(err) and "pw" not in repr(err.args)
 
 
 def test_settings_dump_and_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
-    settings = load_settings({"state": "redis", "redis_url": f"redis://:{PASSWORD}@127.0.0.1:1/0",
-                              "llm": {"remote_api_key": PASSWORD}})
+    settings = load_settings(
+        {
+            "state": "redis",
+            "redis_url": f"redis://:{PASSWORD}@127.0.0.1:1/0",
+            "llm": {"remote_api_key": PASSWORD},
+        }
+    )
     assert PASSWORD not in str(settings.redacted_dump())
     install_log_redaction()
     with caplog.at_level(logging.INFO, logger="reengage.test"):
@@ -80,15 +97,28 @@ def secret_app(tmp_path_factory: pytest.TempPathFactory):
     server = PasswordRedis(root, PASSWORD)
     server.start()
     url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
-    overrides = make_workspace(root, customers=400, state="redis", redis_url=url, features={"timeout_s": 0.2},
-                               bandit={"timeout_s": 0.2},
-                               auth={"tokens": [{"name": "ops", "sha256": hash_token(TOKEN), "roles": ["admin"]}],
-                                     "reload_interval_s": 0.05, "bootstrap_admin": False})
+    overrides = make_workspace(
+        root,
+        customers=400,
+        state="redis",
+        redis_url=url,
+        features={"timeout_s": 0.2},
+        bandit={"timeout_s": 0.2},
+        auth={
+            "tokens": [{"name": "ops", "sha256": hash_token(TOKEN), "roles": ["admin"]}],
+            "reload_interval_s": 0.05,
+            "bootstrap_admin": False,
+        },
+    )
     settings = load_settings(overrides)
-    run_build(settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement"))
+    run_build(
+        settings, steps=("generate", "apply", "materialize", "train_churn", "train_engagement")
+    )
     install_log_redaction()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log_file = settings.data_dir / "reengage.log"  # every log record of the run, as a replica's log holds them
+    log_file = (
+        settings.data_dir / "reengage.log"
+    )  # every log record of the run, as a replica's log holds them
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
@@ -104,7 +134,9 @@ def secret_app(tmp_path_factory: pytest.TempPathFactory):
         with TestClient(create_app(plane), raise_server_exceptions=False) as client:
             yield client, server, settings
     finally:
-        request_log.configure(True, stream=sys.__stderr__)  # as other tests expect it, not the closed file
+        request_log.configure(
+            True, stream=sys.__stderr__
+        )  # as other tests expect it, not the closed file
         request_stream.close()
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(old_level)
@@ -126,9 +158,24 @@ class PasswordRedis(RedisServer):
         import time
 
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), "--requirepass", self.password],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--requirepass",
+                self.password,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -157,8 +204,14 @@ def test_no_secret_in_any_answer_or_log_file(secret_app) -> None:
     assert call("POST", "/v1/reengage", json={"customer_id": 1}) in (200, 503)
     # bad tokens: unknown, malformed, the Redis password itself as a token
     for bad in (BAD_TOKEN, PASSWORD, f"{BAD_TOKEN} extra"):
-        assert call("POST", "/v1/admin/repository/churn/versions/1/unload",
-                    headers={"Authorization": f"Bearer {bad}"}) == 401
+        assert (
+            call(
+                "POST",
+                "/v1/admin/repository/churn/versions/1/unload",
+                headers={"Authorization": f"Bearer {bad}"},
+            )
+            == 401
+        )
     assert call("GET", "/v1/admin/rollout/churn", headers=admin) in (200, 404)
 
     server.proc.send_signal(signal.SIGSTOP)  # hung: accepts, never answers
@@ -173,16 +226,22 @@ def test_no_secret_in_any_answer_or_log_file(secret_app) -> None:
     call("POST", "/v1/score", **body)
     call("GET", "/v2/health/ready")
 
-    server.client().config_set("requirepass", "another-password")  # the configured password is now wrong
+    server.client().config_set(
+        "requirepass", "another-password"
+    )  # the configured password is now wrong
     assert call("POST", "/v1/score", **body) == 503
     assert call("POST", "/v1/reengage", json={"customer_id": 1}) == 503
-    redis_py.Redis(port=server.port, password="another-password").config_set("requirepass", PASSWORD)
+    redis_py.Redis(port=server.port, password="another-password").config_set(
+        "requirepass", PASSWORD
+    )
 
     server.stop()  # down
     assert call("POST", "/v1/score", **body) == 503
     assert call("POST", "/v1/reengage", json={"customer_id": 1}) == 503
-    assert call("POST", "/v1/feedback", headers=admin,
-                json={"decision_id": "x" * 32, "reward": 1.0}) >= 400
+    assert (
+        call("POST", "/v1/feedback", headers=admin, json={"decision_id": "x" * 32, "reward": 1.0})
+        >= 400
+    )
     call("GET", "/v2/health/ready")
     down = [a for a in answers if a.startswith("503")]
     assert any("127.0.0.1:" in a for a in down), "the 503s name the store's address"
@@ -191,8 +250,14 @@ def test_no_secret_in_any_answer_or_log_file(secret_app) -> None:
     for secret in SECRETS:
         leaked = [a for a in answers if secret in a]
         assert not leaked, f"{secret!r} in an answer: {leaked[0][:300]}"
-    files = [p for p in settings.data_dir.rglob("*") if p.is_file() and "auth" not in p.relative_to(settings.data_dir).parts]
-    assert any(p.name == "audit.jsonl" for p in files) and any(p.name == "reengage.log" for p in files)
+    files = [
+        p
+        for p in settings.data_dir.rglob("*")
+        if p.is_file() and "auth" not in p.relative_to(settings.data_dir).parts
+    ]
+    assert any(p.name == "audit.jsonl" for p in files) and any(
+        p.name == "reengage.log" for p in files
+    )
     assert (settings.data_dir / "reengage.log").stat().st_size > 0
     for path in files:
         data = path.read_bytes()

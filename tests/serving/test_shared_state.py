@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from serving.errors import DependencyUnavailable
-from serving.shared_state import (RedisSharedState, SharedState, SqliteSharedState, Watched,
-                                  open_shared_state, redis_location)
+from serving.shared_state import (
+    RedisSharedState,
+    SharedState,
+    SqliteSharedState,
+    Watched,
+    open_shared_state,
+    redis_location,
+)
 from serving.settings import Settings
 
 
@@ -31,18 +37,24 @@ def test_put_get_delete_and_generations(store: SharedState) -> None:
     g2 = store.put("rollout", "engagement", {"default": "1"})
     assert g2 == g1 + 1 == store.generation("rollout") and g1 > 1, "generations start at random"
     assert store.get("rollout", "churn") == {"default": "3", "salt": "a|b"}
-    assert store.items("rollout") == {"churn": {"default": "3", "salt": "a|b"},
-                                      "engagement": {"default": "1"}}
+    assert store.items("rollout") == {
+        "churn": {"default": "3", "salt": "a|b"},
+        "engagement": {"default": "1"},
+    }
     assert store.generation("tokens") == 0 and store.items("tokens") == {}
     assert store.delete("rollout", "churn") is True
     assert store.get("rollout", "churn") is None and store.generation("rollout") > g2
 
 
-def test_a_second_handle_sees_the_same_documents(store: SharedState, tmp_path: Path,
-                                                 request: pytest.FixtureRequest) -> None:
+def test_a_second_handle_sees_the_same_documents(
+    store: SharedState, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Two replicas are two handles on one store."""
-    other = (SqliteSharedState(store.path) if isinstance(store, SqliteSharedState)
-             else RedisSharedState(request.getfixturevalue("redis_url"), where="x"))
+    other = (
+        SqliteSharedState(store.path)
+        if isinstance(store, SqliteSharedState)
+        else RedisSharedState(request.getfixturevalue("redis_url"), where="x")
+    )
     store.put("consent", "42", {"opted_out": True})
     assert other.get("consent", "42") == {"opted_out": True}
     assert other.generation("consent") == store.generation("consent")

@@ -17,7 +17,13 @@ import pytest
 from serving.security import TokenBook, TokenStore, hash_token
 from serving.security.shared_tokens import NS
 from serving.settings import AuthToken, load_settings
-from serving.shared_state import RedisSharedState, SharedState, SqliteSharedState, Watched, redis_location
+from serving.shared_state import (
+    RedisSharedState,
+    SharedState,
+    SqliteSharedState,
+    Watched,
+    redis_location,
+)
 
 INTERVAL_S = load_settings({}).auth.reload_interval_s  # the shipped default
 
@@ -27,6 +33,7 @@ def handles(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
     """A factory of independent handles on one store."""
     made: list[SharedState] = []
     if request.param == "sqlite":
+
         def make() -> SharedState:
             made.append(SqliteSharedState(tmp_path / "state" / "shared.sqlite"))
             return made[-1]
@@ -36,6 +43,7 @@ def handles(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         def make() -> SharedState:
             made.append(RedisSharedState(url, where=redis_location(url)))
             return made[-1]
+
     yield make
     for s in made:
         s.close()
@@ -63,7 +71,9 @@ def _stop(*replicas: TokenStore) -> None:
         r.watched.stop()
 
 
-def test_create_and_revoke_reach_every_replica_within_a_second(handles: Callable[[], SharedState]) -> None:
+def test_create_and_revoke_reach_every_replica_within_a_second(
+    handles: Callable[[], SharedState],
+) -> None:
     a, b = _replica(handles()), _replica(handles())
     book = TokenBook(handles())
     try:
@@ -74,7 +84,9 @@ def test_create_and_revoke_reach_every_replica_within_a_second(handles: Callable
         assert book.revoke("crm")
         _within(lambda: all(r.identify(token) is None for r in (a, b)), 1.0)
         assert all(r.watched.snapshot["ops"]["roles"] == ["admin"] for r in (a, b))
-        rotated = book.create("crm", ["feedback"])  # the name again, a new token: the old one stays refused
+        rotated = book.create(
+            "crm", ["feedback"]
+        )  # the name again, a new token: the old one stays refused
         _within(lambda: all(r.identify(rotated) is not None for r in (a, b)), 1.0)
         assert a.identify(token) is None and b.identify(token) is None
     finally:
@@ -98,7 +110,9 @@ def test_a_secret_token_is_revoked_on_every_replica(handles: Callable[[], Shared
         assert a.identify("rng_ci").name == "ci" and b.identify("rng_ci").name == "ci"
         assert TokenBook(handles(), secret).revoke("ci")
         _within(lambda: a.identify("rng_ci") is None and b.identify("rng_ci") is None, 1.0)
-        rotated = [AuthToken(name="ci", sha256=hash_token("rng_ci2"), roles=["admin"])]  # the Secret, rotated
+        rotated = [
+            AuthToken(name="ci", sha256=hash_token("rng_ci2"), roles=["admin"])
+        ]  # the Secret, rotated
         c = _replica(handles(), rotated)
         assert c.identify("rng_ci2").name == "ci" and c.identify("rng_ci") is None
         _stop(c)
@@ -134,17 +148,28 @@ def test_the_check_reads_memory_never_the_store(handles: Callable[[], SharedStat
     assert state.calls == before
 
 
-def test_a_cli_in_another_process_revokes_on_a_running_replica(tmp_path: Path, redis_url: str) -> None:
+def test_a_cli_in_another_process_revokes_on_a_running_replica(
+    tmp_path: Path, redis_url: str
+) -> None:
     """The real command in its own process, against the Redis the replica watches."""
     state = RedisSharedState(redis_url, where=redis_location(redis_url))
     token = TokenBook(state).create("crm", ["feedback"])
     replica = _replica(RedisSharedState(redis_url, where=redis_location(redis_url)))
     try:
         assert replica.identify(token) is not None
-        env = {**os.environ, "REENGAGE_DATA_DIR": str(tmp_path / "data"), "REENGAGE_STATE": "redis",
-               "REENGAGE_REDIS_URL": redis_url}
-        done = subprocess.run([sys.executable, "-m", "serving.cli", "token", "revoke", "crm"], env=env,
-                              capture_output=True, text=True, timeout=120)
+        env = {
+            **os.environ,
+            "REENGAGE_DATA_DIR": str(tmp_path / "data"),
+            "REENGAGE_STATE": "redis",
+            "REENGAGE_REDIS_URL": redis_url,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "serving.cli", "token", "revoke", "crm"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         _within(lambda: replica.identify(token) is None, 1.0)
     finally:

@@ -18,16 +18,35 @@ def _head(port: int) -> None:
     """A `ray start` head on ``port``; its temp dir is short (Unix socket paths are limited)."""
     ray = shutil.which("ray", path=str(Path(sys.executable).parent))
     tmp = tempfile.mkdtemp(prefix="rh", dir="/tmp")
-    subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
-                    "--num-cpus=1", f"--temp-dir={tmp}", f"--ray-client-server-port={free_port()}",
-                    f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-                    f"--min-worker-port={free_port()}", "--max-worker-port=0"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--num-cpus=1",
+            f"--temp-dir={tmp}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--min-worker-port={free_port()}",
+            "--max-worker-port=0",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
 
 
 def _running(port: int) -> bool:
     for proc in psutil.process_iter(["cmdline"]):
-        if f"--gcs_server_port={port}" in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+        if (
+            f"--gcs_server_port={port}" in (proc.info["cmdline"] or [])
+            and proc.status() != psutil.STATUS_ZOMBIE
+        ):
             return True
     return False
 

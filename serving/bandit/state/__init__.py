@@ -11,8 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from serving.bandit.state.base import (Group, Reservation, Retention, RewardUpdate, StateStore, Trimmed,
-                                       discounted_update, group_positions)
+from serving.bandit.state.base import (
+    Group,
+    Reservation,
+    Retention,
+    RewardUpdate,
+    StateStore,
+    Trimmed,
+    discounted_update,
+    group_positions,
+)
 from serving.bandit.state.committer import GroupCommitter, Waiter
 from serving.bandit.state.records import REASONS, BatchRecord, Pending, Reason, RewardStatus
 from serving.bandit.state.redis_store import RedisStore
@@ -23,9 +31,31 @@ def open_store(settings: Any) -> StateStore:
     """The store a ``BanditSettings`` names (embedded file under ``state_path``, or Redis)."""
     if settings.backend == "redis":
         return RedisStore(settings.redis_url, settings.name, timeout_s=settings.timeout_s)
-    root = Path(settings.state_path) if settings.state_path is not None else Path.cwd() / "data" / "bandit"
+    root = (
+        Path(settings.state_path)
+        if settings.state_path is not None
+        else Path.cwd() / "data" / "bandit"
+    )
     return SqliteStore(root / f"{settings.name}.sqlite")
 
 
-__all__ = ["REASONS", "BatchRecord", "Group", "GroupCommitter", "Pending", "Reason", "RedisStore",
-           "Reservation", "Retention", "RewardStatus", "Trimmed", "RewardUpdate", "SqliteStore", "StateStore", "Waiter", "discounted_update", "group_positions", "open_store"]
+__all__ = [
+    "REASONS",
+    "BatchRecord",
+    "Group",
+    "GroupCommitter",
+    "Pending",
+    "Reason",
+    "RedisStore",
+    "Reservation",
+    "Retention",
+    "RewardStatus",
+    "Trimmed",
+    "RewardUpdate",
+    "SqliteStore",
+    "StateStore",
+    "Waiter",
+    "discounted_update",
+    "group_positions",
+    "open_store",
+]

@@ -122,9 +122,13 @@ class StateStore(Protocol):
         """``RewardStatus`` per row; learning and the once-only check in one atomic step."""
         ...
 
-    def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]: ...
+    def read_log(
+        self, since: float | None = None
+    ) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]: ...
 
-    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+    def read_since(
+        self, since: float, cursor: Cursor | None = None
+    ) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
         """Batches and rewards (batch, row, reward, recorded at) written after ``cursor``
         (None: decided or recorded from ``since``), and the cursor to pass next time:
         what is new since a reader's last look. A reward may come again; none is missed."""
@@ -143,7 +147,9 @@ def discount_weights(n: int, discount: float) -> np.ndarray:
     return discount ** np.arange(n - 1, -1, -1, dtype=np.float64) if discount < 1 else np.ones(n)
 
 
-def discounted_update(stats: np.ndarray, inc: np.ndarray, arms: np.ndarray, discount: float) -> np.ndarray:
+def discounted_update(
+    stats: np.ndarray, inc: np.ndarray, arms: np.ndarray, discount: float
+) -> np.ndarray:
     """n sequential ``stats = discount * stats + inc_i`` updates in one step (the Redis
     script does the same one reward at a time)."""
     out = stats * (discount ** len(inc))

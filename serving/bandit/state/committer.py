@@ -121,26 +121,48 @@ def _set(waiter: Waiter, err: BaseException | None) -> None:
 class GroupCommitter:
     """One writer thread per router; ``submit`` from any thread, ``close`` to drain it."""
 
-    def __init__(self, store: StateStore, *, flush_interval_s: float = 0.05, queue_rows: int = 100_000,
-                 flush_rows: int = 10_000, ttl_s: float = 7 * 24 * 3600.0,
-                 refresh: Callable[[], object] | None = None, refresh_interval_s: float = 1.0,
-                 name: str = "bandit", max_tries: int = 5, dead_letters: DeadLetters | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        flush_interval_s: float = 0.05,
+        queue_rows: int = 100_000,
+        flush_rows: int = 10_000,
+        ttl_s: float = 7 * 24 * 3600.0,
+        refresh: Callable[[], object] | None = None,
+        refresh_interval_s: float = 1.0,
+        name: str = "bandit",
+        max_tries: int = 5,
+        dead_letters: DeadLetters | None = None,
+    ) -> None:
         self.store = store
         self.max_tries = max(1, max_tries)
-        self.dead_letters = dead_letters if dead_letters is not None else DeadLetters(None, name=name)
+        self.dead_letters = (
+            dead_letters if dead_letters is not None else DeadLetters(None, name=name)
+        )
         # a store that reserves contacts in microseconds does it on the caller's thread (sqlite's
         # LMDB ledger); one that needs a round trip (Redis) reserves in the group commit
-        self._reserve_now: Callable[[Reservation], None] | None = getattr(store, "reserve_now", None)
+        self._reserve_now: Callable[[Reservation], None] | None = getattr(
+            store, "reserve_now", None
+        )
         self.flush_interval_s, self.queue_rows, self.flush_rows, self.ttl_s = (
-            flush_interval_s, queue_rows, flush_rows, ttl_s)
+            flush_interval_s,
+            queue_rows,
+            flush_rows,
+            ttl_s,
+        )
         self._refresh = refresh
         self._refresh_every = max(refresh_interval_s, flush_interval_s)
         self._next_refresh = time.monotonic() + self._refresh_every if refresh else float("inf")
         self._lock = threading.Lock()  # guards the state below
         self._wake = threading.Condition(self._lock)  # the writer thread waits on it for work
-        self._progress = threading.Condition(self._lock)  # flush() and wait_for() wait on it for commits
+        self._progress = threading.Condition(
+            self._lock
+        )  # flush() and wait_for() wait on it for commits
         self._queue: deque[_Entry] = deque()
-        self._batches: dict[str, int] = {}  # batch id -> seq, until committed (feedback waits on it)
+        self._batches: dict[
+            str, int
+        ] = {}  # batch id -> seq, until committed (feedback waits on it)
         self._rows = 0  # queued + in-flight rows: what the bound counts
         self._reserving = False  # a queued reservation wants a commit now
         self._seq = self._done = 0  # last seq handed out; every seq <= _done is resolved
@@ -153,8 +175,13 @@ class GroupCommitter:
         self._thread.start()
 
     # ------------------------------------------------------------------ request side
-    def submit(self, record: BatchRecord, reservation: Reservation | None = None, *,
-               loop: asyncio.AbstractEventLoop | None = None) -> Waiter | None:
+    def submit(
+        self,
+        record: BatchRecord,
+        reservation: Reservation | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Waiter | None:
         """Queue a record (and its reservation). With a reservation, returns what resolves once
         it is committed: a future of ``loop`` (call from that loop) or else a thread future.
         Raises ``Overloaded``, queuing nothing, when full or closing."""
@@ -178,13 +205,19 @@ class GroupCommitter:
 
     def _admit(self, n: int) -> None:
         if not self._thread.is_alive() and not self._closing:
-            raise DependencyUnavailable("bandit state: the decision-log writer stopped (see the replica log)")
+            raise DependencyUnavailable(
+                "bandit state: the decision-log writer stopped (see the replica log)"
+            )
         if self._closing:
-            raise Overloaded("the bandit router is shutting down; retry on another replica",
-                             retry_after_s=RETRY_AFTER_S)
+            raise Overloaded(
+                "the bandit router is shutting down; retry on another replica",
+                retry_after_s=RETRY_AFTER_S,
+            )
         if self._rows and self._rows + n > self.queue_rows:
-            raise Overloaded(f"the bandit decision log is behind: {self._rows} rows wait for the state store",
-                             retry_after_s=RETRY_AFTER_S)
+            raise Overloaded(
+                f"the bandit decision log is behind: {self._rows} rows wait for the state store",
+                retry_after_s=RETRY_AFTER_S,
+            )
 
     @property
     def healthy(self) -> bool:
@@ -205,7 +238,9 @@ class GroupCommitter:
         """Wait until these batches (if queued here) are committed: a reward must find its
         decision even when it arrives within the flush interval."""
         with self._lock:
-            return self._await(max((self._batches.get(b, 0) for b in batch_ids), default=0), timeout_s)
+            return self._await(
+                max((self._batches.get(b, 0) for b in batch_ids), default=0), timeout_s
+            )
 
     def _await(self, target: int, timeout_s: float | None) -> bool:
         if target <= self._done:
@@ -213,8 +248,12 @@ class GroupCommitter:
         self._urgent += 1
         self._wake.notify()
         try:
-            return self._progress.wait_for(lambda: self._done >= target or not self._thread.is_alive(), timeout_s) \
+            return (
+                self._progress.wait_for(
+                    lambda: self._done >= target or not self._thread.is_alive(), timeout_s
+                )
                 and self._done >= target
+            )
         finally:
             self._urgent -= 1
 
@@ -261,7 +300,9 @@ class GroupCommitter:
                     self._abandon()
                     return None
                 if self._due(now):
-                    if self._queue[0].tries:  # it failed before (maybe poison): alone, so the rest pass
+                    if self._queue[
+                        0
+                    ].tries:  # it failed before (maybe poison): alone, so the rest pass
                         entries = [self._queue.popleft()]
                     else:
                         entries = list(self._queue)
@@ -316,7 +357,11 @@ class GroupCommitter:
         self._done = self._queue[0].seq - 1 if self._queue else self._seq
 
     def _failed(self, entries: list[_Entry], exc: Exception) -> None:
-        err = exc if isinstance(exc, ReengageError) else DependencyUnavailable(f"bandit state write failed: {exc!r}")
+        err = (
+            exc
+            if isinstance(exc, ReengageError)
+            else DependencyUnavailable(f"bandit state write failed: {exc!r}")
+        )
         kept = [e for e in entries if e.reservation is None]
         refused = [e for e in entries if e.reservation is not None]
         dead: list[_Entry] = []
@@ -333,14 +378,20 @@ class GroupCommitter:
                 self._failures, self._not_before = 0, 0.0
             else:
                 self._failures += 1
-                self._not_before = time.monotonic() + min(MAX_BACKOFF_S, self.flush_interval_s * 2 ** self._failures)
+                self._not_before = time.monotonic() + min(
+                    MAX_BACKOFF_S, self.flush_interval_s * 2**self._failures
+                )
             self._progress.notify_all()
         for e in dead:
             self.dead_letters.put(e.record, exc, e.tries)
         if not dead:
-            log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
-                    "bandit state write failed (%d rows kept queued, %d reservations refused): %s",
-                    sum(e.record.n for e in kept), len(refused), err)
+            log.log(
+                logging.WARNING if self._failures == 1 else logging.DEBUG,
+                "bandit state write failed (%d rows kept queued, %d reservations refused): %s",
+                sum(e.record.n for e in kept),
+                len(refused),
+                err,
+            )
         for e in refused:
             e.resolve(err)
 
@@ -356,7 +407,11 @@ class GroupCommitter:
         if not self._queue:
             return
         rows = sum(e.record.n for e in self._queue)
-        log.error("bandit: %d decision rows in %d batches could not be written before shutdown", rows, len(self._queue))
+        log.error(
+            "bandit: %d decision rows in %d batches could not be written before shutdown",
+            rows,
+            len(self._queue),
+        )
         err = DependencyUnavailable("bandit state unavailable at shutdown")
         for e in self._queue:
             e.resolve(err)
@@ -371,8 +426,11 @@ class GroupCommitter:
             self._refresh()
         except Exception as exc:  # keep deciding on the last statistics; the next turn retries
             self._refresh_failures += 1
-            log.log(logging.WARNING if self._refresh_failures == 1 else logging.DEBUG,
-                    "bandit state refresh failed (deciding on the last statistics): %s", exc)
+            log.log(
+                logging.WARNING if self._refresh_failures == 1 else logging.DEBUG,
+                "bandit state refresh failed (deciding on the last statistics): %s",
+                exc,
+            )
         else:
             self._refresh_failures = 0
 

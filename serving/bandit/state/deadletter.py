@@ -40,12 +40,22 @@ log = logging.getLogger("reengage.bandit")
 class DeadLetters:
     """Where poison records go; ``path`` None keeps only the metric and the warning."""
 
-    def __init__(self, path: Path | None, rotation: RotationSettings | None = None, name: str = "bandit") -> None:
+    def __init__(
+        self, path: Path | None, rotation: RotationSettings | None = None, name: str = "bandit"
+    ) -> None:
         rotation = rotation or RotationSettings()
         self.name = name
-        self.file = None if path is None else RotatingFile(
-            Path(path), max_bytes=rotation.max_bytes, max_age_s=rotation.max_age_s, backups=rotation.backups,
-            durable=True)
+        self.file = (
+            None
+            if path is None
+            else RotatingFile(
+                Path(path),
+                max_bytes=rotation.max_bytes,
+                max_age_s=rotation.max_age_s,
+                backups=rotation.backups,
+                durable=True,
+            )
+        )
         self.count = 0
 
     def put(self, record: BatchRecord, error: BaseException | str, tries: int) -> None:
@@ -53,14 +63,25 @@ class DeadLetters:
         try:
             self._put(record, error, tries)
         except Exception:  # a dead letter that cannot be written is logged, never raised
-            log.exception("bandit %s: could not set decision batch %s aside", self.name, record.batch_id)
+            log.exception(
+                "bandit %s: could not set decision batch %s aside", self.name, record.batch_id
+            )
 
     def _put(self, record: BatchRecord, error: BaseException | str, tries: int) -> None:
         self.count += 1
         metrics.dead_letter(self.name, record.n)
-        line = {"time": round(time.time(), 3), "router": self.name, "batch_id": record.batch_id, "rows": record.n,
-                "tries": tries, "error": redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}"),
-                "pid": os.getpid(), **_encoded(record)}
+        line = {
+            "time": round(time.time(), 3),
+            "router": self.name,
+            "batch_id": record.batch_id,
+            "rows": record.n,
+            "tries": tries,
+            "error": redact(
+                error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            ),
+            "pid": os.getpid(),
+            **_encoded(record),
+        }
         where = "no dead-letter file"
         if self.file is not None:
             try:
@@ -68,8 +89,15 @@ class DeadLetters:
                 where = str(self.file.path)
             except OSError as exc:
                 where = f"dead-letter file {self.file.path} not writable: {exc}"
-        log.warning("bandit %s: decision batch %s (%d rows) failed %d times; set aside (%s): %s",
-                    self.name, record.batch_id, record.n, tries, where, line["error"])
+        log.warning(
+            "bandit %s: decision batch %s (%d rows) failed %d times; set aside (%s): %s",
+            self.name,
+            record.batch_id,
+            record.n,
+            tries,
+            where,
+            line["error"],
+        )
 
 
 def read_dead_letters(path: Path) -> list[tuple[dict[str, Any], BatchRecord | None]]:
@@ -80,8 +108,12 @@ def read_dead_letters(path: Path) -> list[tuple[dict[str, Any], BatchRecord | No
         entry = json.loads(raw)
         record = None
         if "record" in entry:
-            record = decode_record({k: base64.b64decode(v["b64"]) if isinstance(v, dict) else v
-                                    for k, v in entry["record"].items()})
+            record = decode_record(
+                {
+                    k: base64.b64decode(v["b64"]) if isinstance(v, dict) else v
+                    for k, v in entry["record"].items()
+                }
+            )
         out.append((entry, record))
     return out
 
@@ -91,15 +123,25 @@ def _encoded(record: BatchRecord) -> dict[str, Any]:
     try:
         fields = encode_record(record)
     except Exception as exc:  # the record is the poison: keep what can be kept
-        return {"unencodable": f"{type(exc).__name__}: {exc}",
-                "fields": {f.name: _field(getattr(record, f.name)) for f in dataclasses.fields(record)}}
-    return {"record": {k: {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
-                       for k, v in fields.items()}}
+        return {
+            "unencodable": f"{type(exc).__name__}: {exc}",
+            "fields": {f.name: _field(getattr(record, f.name)) for f in dataclasses.fields(record)},
+        }
+    return {
+        "record": {
+            k: {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+            for k, v in fields.items()
+        }
+    }
 
 
 def _field(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return {"dtype": value.dtype.str, "shape": list(value.shape), "b64": base64.b64encode(value.tobytes()).decode()}
+        return {
+            "dtype": value.dtype.str,
+            "shape": list(value.shape),
+            "b64": base64.b64encode(value.tobytes()).decode(),
+        }
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -46,8 +46,14 @@ def _open(path: Path, map_size_mb: int) -> Any:
         if key not in _ENVS:
             path.mkdir(parents=True, exist_ok=True)
             # sync off: a commit reaches the OS page cache, not the disk (see the module docstring)
-            _ENVS[key] = lmdb.open(key, map_size=map_size_mb << 20, sync=False, metasync=False,
-                                   max_readers=1024, readahead=False)
+            _ENVS[key] = lmdb.open(
+                key,
+                map_size=map_size_mb << 20,
+                sync=False,
+                metasync=False,
+                max_readers=1024,
+                readahead=False,
+            )
         return _ENVS[key]
 
 
@@ -61,12 +67,16 @@ def _slots(values: list[bytes | None], width: int) -> np.ndarray:
     """(n, width) contact times; a value written under another cap keeps its newest times."""
     zero = bytes(8 * width)
     if all(v is None or len(v) == 8 * width for v in values):
-        return np.frombuffer(b"".join(v or zero for v in values), "<f8").reshape(len(values), width).copy()
+        return (
+            np.frombuffer(b"".join(v or zero for v in values), "<f8")
+            .reshape(len(values), width)
+            .copy()
+        )
     out = np.zeros((len(values), width))
     for i, v in enumerate(values):  # only after a change of contact_cap, once per customer
         if v:
             t = np.sort(np.frombuffer(v, "<f8"))[-width:]
-            out[i, width - len(t):] = t
+            out[i, width - len(t) :] = t
     return out
 
 
@@ -81,8 +91,11 @@ def _reserve_one(txn: Any, key: bytes, now: float, window_s: float, cap: int) ->
     """``ContactLedger.reserve`` of one customer inside its write transaction, in Python
     floats: the same slots written (dead and empty ones first, the first set to now)."""
     raw = txn.get(key)
-    times = struct.unpack(f"<{cap}d", raw) if raw is not None and len(raw) == 8 * cap \
+    times = (
+        struct.unpack(f"<{cap}d", raw)
+        if raw is not None and len(raw) == 8 * cap
         else _slots([raw], cap)[0].tolist()
+    )
     live = sorted(t for t in times if t > 0 and t > now - window_s)
     if len(live) >= cap:
         return False
@@ -120,7 +133,9 @@ class ContactLedger:
                 for i, row in zip(first.tolist(), slots):
                     txn.put(keys[i], row.tobytes())
         except self._lmdb.Error as exc:
-            raise DependencyUnavailable(f"bandit contact ledger (lmdb) is unavailable: {exc}") from None
+            raise DependencyUnavailable(
+                f"bandit contact ledger (lmdb) is unavailable: {exc}"
+            ) from None
         return allowed
 
     @staticmethod
@@ -170,8 +185,10 @@ class ContactLedger:
     def counts(self) -> dict[int, int]:
         """Recorded contacts per customer (tests, operators): slots holding a time."""
         with self.env.begin() as txn:
-            return {int.from_bytes(k, "big", signed=True): int((np.frombuffer(v, "<f8") > 0).sum())
-                    for k, v in txn.cursor()}
+            return {
+                int.from_bytes(k, "big", signed=True): int((np.frombuffer(v, "<f8") > 0).sum())
+                for k, v in txn.cursor()
+            }
 
     def used_bytes(self) -> int:
         info, stat = self.env.info(), self.env.stat()

@@ -103,7 +103,9 @@ def _npy(a: np.ndarray | None) -> bytes | None:
 @functools.lru_cache(maxsize=256)
 def _npy_header(descr: Any, shape: tuple[int, ...]) -> bytes:
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
     return buf.getvalue()
 
 
@@ -120,12 +122,21 @@ def _from_npy(b: bytes | None) -> np.ndarray | None:
 def encode_record(rec: BatchRecord) -> dict[str, Any]:
     """Field name -> str / number / bytes / None: a sqlite row and a Redis stream entry alike."""
     return {
-        "batch_id": rec.batch_id, "t": rec.t, "n": rec.n, "d": rec.dim, "policy": rec.policy,
-        "policy_version": rec.policy_version, "model_versions": json.dumps(rec.model_versions),
-        "arms": _json(tuple(rec.arms)), "context_names": _json(tuple(rec.context_names)),
-        "customer_ids": _logged_ids(rec).astype("<i8").tobytes(), "context": rec.context.astype("<f4").tobytes(),
-        "meta": encode_meta(rec.arm_index, rec.reason), "propensity": rec.propensity.astype("<f8").tobytes(),
-        "feature_digest": _npy(rec.feature_digest), "feature_ts": _npy(rec.feature_ts),
+        "batch_id": rec.batch_id,
+        "t": rec.t,
+        "n": rec.n,
+        "d": rec.dim,
+        "policy": rec.policy,
+        "policy_version": rec.policy_version,
+        "model_versions": json.dumps(rec.model_versions),
+        "arms": _json(tuple(rec.arms)),
+        "context_names": _json(tuple(rec.context_names)),
+        "customer_ids": _logged_ids(rec).astype("<i8").tobytes(),
+        "context": rec.context.astype("<f4").tobytes(),
+        "meta": encode_meta(rec.arm_index, rec.reason),
+        "propensity": rec.propensity.astype("<f8").tobytes(),
+        "feature_digest": _npy(rec.feature_digest),
+        "feature_ts": _npy(rec.feature_ts),
     }
 
 
@@ -150,11 +161,20 @@ def decode_record(f: Mapping[str, Any]) -> BatchRecord:
     n, d = int(f["n"]), int(f["d"])
     arm, reason = decode_meta(f["meta"])
     return BatchRecord(
-        _text(f["batch_id"]), float(f["t"]), _text(f["policy"]), _text(f["policy_version"]),
-        json.loads(f["model_versions"]), tuple(json.loads(f["arms"])), tuple(json.loads(f["context_names"])),
-        np.frombuffer(f["customer_ids"], "<i8").copy(), np.frombuffer(f["context"], "<f4").reshape(n, d).copy(),
-        arm.astype(np.int16), np.frombuffer(f["propensity"], "<f8").copy(), reason,
-        _from_npy(f.get("feature_digest")), _from_npy(f.get("feature_ts")),
+        _text(f["batch_id"]),
+        float(f["t"]),
+        _text(f["policy"]),
+        _text(f["policy_version"]),
+        json.loads(f["model_versions"]),
+        tuple(json.loads(f["arms"])),
+        tuple(json.loads(f["context_names"])),
+        np.frombuffer(f["customer_ids"], "<i8").copy(),
+        np.frombuffer(f["context"], "<f4").reshape(n, d).copy(),
+        arm.astype(np.int16),
+        np.frombuffer(f["propensity"], "<f8").copy(),
+        reason,
+        _from_npy(f.get("feature_digest")),
+        _from_npy(f.get("feature_ts")),
     )
 
 
@@ -172,7 +192,9 @@ def tombstone(rec: BatchRecord, rows: np.ndarray) -> BatchRecord:
     row's decision id still finds its row."""
     rng = np.random.default_rng()
     rec.customer_ids = rec.customer_ids.copy()
-    rec.customer_ids[rows] = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, len(rows), dtype=np.int64)
+    rec.customer_ids[rows] = rng.integers(
+        np.iinfo(np.int64).min, np.iinfo(np.int64).max, len(rows), dtype=np.int64
+    )
     rec.context[rows] = 0.0
     rec.arm_index[rows] = -1
     rec.propensity[rows] = np.nan
@@ -201,10 +223,18 @@ class Pending:
 
     @classmethod
     def empty(cls, n: int, dim: int) -> "Pending":
-        return cls(np.zeros(n, bool), np.full(n, np.nan), np.full(n, -1), np.zeros(n, np.uint8),
-                   np.zeros((n, dim), np.float32), np.zeros(n, bool))
+        return cls(
+            np.zeros(n, bool),
+            np.full(n, np.nan),
+            np.full(n, -1),
+            np.zeros(n, np.uint8),
+            np.zeros((n, dim), np.float32),
+            np.zeros(n, bool),
+        )
 
-    def fill(self, sel: np.ndarray, t: float, width: int, meta: bytes, context: bytes, rows: np.ndarray) -> None:
+    def fill(
+        self, sel: np.ndarray, t: float, width: int, meta: bytes, context: bytes, rows: np.ndarray
+    ) -> None:
         """Positions ``sel`` of this lookup from one stored batch (or a slice of it): ``meta``
         and ``context`` hold encoded rows, ``rows`` picks one of them per position."""
         arm, reason = decode_meta(meta)

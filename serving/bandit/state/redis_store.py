@@ -18,8 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed
-from serving.bandit.state.records import BatchRecord, Pending, decode_record, encode_record, erased_rows, tombstone
+from serving.bandit.state.base import (
+    Cursor,
+    Group,
+    Reservation,
+    Retention,
+    RewardRow,
+    RewardUpdate,
+    Trimmed,
+)
+from serving.bandit.state.records import (
+    BatchRecord,
+    Pending,
+    decode_record,
+    encode_record,
+    erased_rows,
+    tombstone,
+)
 from serving.errors import DependencyUnavailable
 
 _HEADER = struct.Struct("<dii")  # decision time, rows, context width
@@ -34,12 +49,16 @@ def lua(*names: str) -> str:
 class RedisStore:
     """State blob + version, pending keys with TTL, log and rewards streams, cap counters."""
 
-    def __init__(self, url: str, name: str, *, timeout_s: float = 0.25, log_maxlen: int | None = None) -> None:
+    def __init__(
+        self, url: str, name: str, *, timeout_s: float = 0.25, log_maxlen: int | None = None
+    ) -> None:
         import redis
 
         self._redis_mod = redis
         self.timeout_s = timeout_s
-        self.r: Any = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.r: Any = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self.prefix = "{reengage:bandit:" + name + "}"  # one hash slot: scripts touch several keys
         self.log_key, self.rewards_key = self.prefix + ":log", self.prefix + ":rewards"
         self.log_maxlen = log_maxlen
@@ -51,7 +70,9 @@ class RedisStore:
         try:
             return fn(*args, **kw)
         except self._redis_mod.TimeoutError as exc:
-            raise DependencyUnavailable(f"bandit state (redis) did not answer within {self.timeout_s} s: {exc}") from None
+            raise DependencyUnavailable(
+                f"bandit state (redis) did not answer within {self.timeout_s} s: {exc}"
+            ) from None
         except self._redis_mod.ConnectionError as exc:
             raise DependencyUnavailable(f"bandit state (redis) is unavailable: {exc}") from None
 
@@ -62,7 +83,9 @@ class RedisStore:
 
     # ------------------------------------------------------------------ statistics
     def read_state(self, key: str, shape: tuple[int, int]) -> tuple[int, np.ndarray]:
-        pipe = self.r.pipeline(transaction=True).get(self.prefix + key).get(self.prefix + key + ":v")
+        pipe = (
+            self.r.pipeline(transaction=True).get(self.prefix + key).get(self.prefix + key + ":v")
+        )
         blob, ver = self._call(pipe.execute)
         if not blob or len(blob) != shape[0] * shape[1] * 8:
             return int(ver or 0), np.zeros(shape)
@@ -88,7 +111,9 @@ class RedisStore:
         for res in reservations:
             ids = res.customer_ids.tolist()
             args += [repr(float(res.now)), repr(float(res.window_s)), res.cap, len(ids), *ids]
-        allowed = np.asarray(self._call(self._reserve, keys=[self.prefix + ":cap"], args=args), dtype=bool)
+        allowed = np.asarray(
+            self._call(self._reserve, keys=[self.prefix + ":cap"], args=args), dtype=bool
+        )
         start = 0
         for res in reservations:
             res.settle(allowed[start : start + len(res.rows)])
@@ -125,15 +150,26 @@ class RedisStore:
         for i, (bid, row) in enumerate(zip(upd.batch_ids, upd.rows.tolist())):
             m, _, rk = self._pkeys(bid)
             learn = bool(upd.update[i])
-            script(keys=[m, rk, self.rewards_key, self.prefix + upd.key, self.prefix + upd.key + ":v"],
-                   args=[row, repr(float(upd.rewards[i])), repr(float(upd.now)), f"{bid}-{row}",
-                         repr(float(upd.discount)), int(upd.arms[i]) * width if learn else 0,
-                         upd.inc[i].astype("<f8").tobytes() if learn else b"", upd.shape[0] * width],
-                   client=pipe)
+            script(
+                keys=[m, rk, self.rewards_key, self.prefix + upd.key, self.prefix + upd.key + ":v"],
+                args=[
+                    row,
+                    repr(float(upd.rewards[i])),
+                    repr(float(upd.now)),
+                    f"{bid}-{row}",
+                    repr(float(upd.discount)),
+                    int(upd.arms[i]) * width if learn else 0,
+                    upd.inc[i].astype("<f8").tobytes() if learn else b"",
+                    upd.shape[0] * width,
+                ],
+                client=pipe,
+            )
         return np.asarray(self._call(pipe.execute), dtype=np.int8)
 
     # ------------------------------------------------------------------ log
-    def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]:
+    def read_log(
+        self, since: float | None = None
+    ) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]:
         recs: dict[str, BatchRecord] = {}
         for f in self._stream(self.log_key):
             rec = decode_record({k.decode(): v for k, v in f.items()})
@@ -145,16 +181,24 @@ class RedisStore:
             rewards.setdefault((bid, int(row)), float(f[b"reward"]))
         return list(recs.values()), rewards
 
-    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+    def read_since(
+        self, since: float, cursor: Cursor | None = None
+    ) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
         """What was written after ``cursor`` (None: from ``since``): each stream read from
         the entry after the last one seen (entry ids are the stream's write order, exact),
         or on a first read from ``since``'s ms (an entry is written after its decision).
         The cost follows what is new, not the log."""
+
         def start(key: str) -> str:
-            return "(" + cursor[key] if cursor and cursor.get(key) else str(max(int(since * 1000), 0))
+            return (
+                "(" + cursor[key] if cursor and cursor.get(key) else str(max(int(since * 1000), 0))
+            )
 
         recs: dict[str, BatchRecord] = {}
-        last = {"log": cursor.get("log") if cursor else None, "rewards": cursor.get("rewards") if cursor else None}
+        last = {
+            "log": cursor.get("log") if cursor else None,
+            "rewards": cursor.get("rewards") if cursor else None,
+        }
         for entry_id, f in self._stream(self.log_key, start=start("log"), ids=True):
             last["log"] = entry_id.decode()
             rec = decode_record({k.decode(): v for k, v in f.items()})
@@ -185,8 +229,11 @@ class RedisStore:
         same decision time ``t``, a new entry id); the pending rows are overwritten in
         place, its rewards and its contact counter deleted."""
         targets = np.array([pseudonym, customer_id], dtype=np.int64)
-        hits = [(eid, f, rows) for eid, f in self._stream(self.log_key, ids=True)
-                if len(rows := erased_rows(f[b"customer_ids"], targets))]
+        hits = [
+            (eid, f, rows)
+            for eid, f in self._stream(self.log_key, ids=True)
+            if len(rows := erased_rows(f[b"customer_ids"], targets))
+        ]
         done: dict[str, int] = {"decision_rows": 0, "rewards": 0, "contacts": 0}
         erased_ids: set[str] = set()
         pipe = self.r.pipeline(transaction=True)

@@ -22,11 +22,26 @@ from typing import Any
 
 import numpy as np
 
-from serving.bandit.state.base import (Cursor, Group, Reservation, Retention, RewardRow, RewardUpdate, Trimmed,
-                                       discounted_update)
+from serving.bandit.state.base import (
+    Cursor,
+    Group,
+    Reservation,
+    Retention,
+    RewardRow,
+    RewardUpdate,
+    Trimmed,
+    discounted_update,
+)
 from serving.bandit.state.ledger import ContactLedger
-from serving.bandit.state.records import (BatchRecord, Pending, RewardStatus, decode_record, encode_record, erased_rows,
-                                          tombstone)
+from serving.bandit.state.records import (
+    BatchRecord,
+    Pending,
+    RewardStatus,
+    decode_record,
+    encode_record,
+    erased_rows,
+    tombstone,
+)
 from serving.errors import DependencyUnavailable
 
 _SCHEMA = """
@@ -42,11 +57,28 @@ CREATE INDEX IF NOT EXISTS rewards_t ON rewards(t);
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
 """
 
-REWARD_OVERLAP_S = 15.0  # read_since re-reads this much of the reward index (commits out of time order:
+REWARD_OVERLAP_S = (
+    15.0  # read_since re-reads this much of the reward index (commits out of time order:
+)
 # a reward is stamped before its transaction waits for the lock, up to the 5 s busy timeout)
 
-_COLUMNS = ("batch_id", "t", "n", "d", "policy", "policy_version", "model_versions", "arms", "context_names",
-            "customer_ids", "context", "meta", "propensity", "feature_digest", "feature_ts")
+_COLUMNS = (
+    "batch_id",
+    "t",
+    "n",
+    "d",
+    "policy",
+    "policy_version",
+    "model_versions",
+    "arms",
+    "context_names",
+    "customer_ids",
+    "context",
+    "meta",
+    "propensity",
+    "feature_digest",
+    "feature_ts",
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,7 +107,9 @@ class SqliteStore:
         self.ledger = ContactLedger(self.path.with_suffix(".contacts"))
 
     def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
@@ -90,7 +124,9 @@ class SqliteStore:
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 self._rollback()
-                raise DependencyUnavailable(f"bandit state (sqlite) is unavailable: {exc}") from None
+                raise DependencyUnavailable(
+                    f"bandit state (sqlite) is unavailable: {exc}"
+                ) from None
             except BaseException:
                 self._rollback()
                 raise
@@ -137,7 +173,9 @@ class SqliteStore:
         out = Pending.empty(len(batch_ids), dim)
         bids = np.asarray(batch_ids, dtype=object)
         for bid in set(batch_ids):  # one query per distinct batch, typically one
-            found = self._read("SELECT t, n, d, meta, context FROM batches WHERE batch_id=?", (bid,))
+            found = self._read(
+                "SELECT t, n, d, meta, context FROM batches WHERE batch_id=?", (bid,)
+            )
             if not found:
                 continue
             t, n, d, meta, context = found[0]
@@ -151,8 +189,10 @@ class SqliteStore:
             status = self._once_only(db, upd.batch_ids, upd.rows)
             ok = status == RewardStatus.RECORDED
             pairs = zip(upd.batch_ids, upd.rows.tolist(), upd.rewards.tolist(), ok.tolist())
-            db.executemany("INSERT INTO rewards VALUES (?,?,?,?)",
-                           [(b, r, float(v), upd.now) for b, r, v, k in pairs if k])
+            db.executemany(
+                "INSERT INTO rewards VALUES (?,?,?,?)",
+                [(b, r, float(v), upd.now) for b, r, v, k in pairs if k],
+            )
             use = ok & upd.update
             if use.any():
                 self._learn(db, upd.key, upd.shape, upd.inc[use], upd.arms[use], upd.discount)
@@ -166,8 +206,13 @@ class SqliteStore:
         bids = np.asarray(batch_ids, dtype=object)
         for bid in set(batch_ids):  # only the rows asked about: O(rewards given), not O(batch)
             asked = json.dumps(rows[bids == bid].tolist())
-            seen.update((bid, int(r)) for (r,) in db.execute(
-                "SELECT row FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))", (bid, asked)))
+            seen.update(
+                (bid, int(r))
+                for (r,) in db.execute(
+                    "SELECT row FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
+                    (bid, asked),
+                )
+            )
         for i, pair in enumerate(zip(batch_ids, rows.tolist())):
             if pair in seen:
                 status[i] = RewardStatus.ALREADY_REWARDED
@@ -175,36 +220,66 @@ class SqliteStore:
         return status
 
     @staticmethod
-    def _learn(db: sqlite3.Connection, key: str, shape: tuple[int, int], inc: np.ndarray, arms: np.ndarray,
-               discount: float) -> None:
+    def _learn(
+        db: sqlite3.Connection,
+        key: str,
+        shape: tuple[int, int],
+        inc: np.ndarray,
+        arms: np.ndarray,
+        discount: float,
+    ) -> None:
         row = db.execute("SELECT stats FROM state WHERE key=?", (key,)).fetchone()
-        stats = np.zeros(shape) if row is None else np.frombuffer(row[0], dtype="<f8").reshape(shape)
+        stats = (
+            np.zeros(shape) if row is None else np.frombuffer(row[0], dtype="<f8").reshape(shape)
+        )
         stats = discounted_update(stats, inc, arms, discount)
-        db.execute("INSERT INTO state VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
-                   "version = version + 1, stats = excluded.stats", (key, stats.astype("<f8").tobytes()))
+        db.execute(
+            "INSERT INTO state VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
+            "version = version + 1, stats = excluded.stats",
+            (key, stats.astype("<f8").tobytes()),
+        )
 
     # ------------------------------------------------------------------ log
-    def read_log(self, since: float | None = None) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]:
-        batches = [dict(zip(_COLUMNS, r)) for r in self._read(
-            f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t", (since if since is not None else -np.inf,))]
+    def read_log(
+        self, since: float | None = None
+    ) -> tuple[list[BatchRecord], dict[tuple[str, int], float]]:
+        batches = [
+            dict(zip(_COLUMNS, r))
+            for r in self._read(
+                f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE t >= ? ORDER BY t",
+                (since if since is not None else -np.inf,),
+            )
+        ]
         rewards = self._read("SELECT batch_id, row, reward FROM rewards", ())
         return [decode_record(b) for b in batches], {(b, int(r)): float(v) for b, r, v in rewards}
 
-    def read_since(self, since: float, cursor: Cursor | None = None) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
+    def read_since(
+        self, since: float, cursor: Cursor | None = None
+    ) -> tuple[list[BatchRecord], list[RewardRow], Cursor]:
         """What was written after ``cursor`` (None: decided or recorded from ``since``): batches
         in write order (rowid: one writer at a time, so a later rowid is never seen first),
         rewards by their time index, re-read ``REWARD_OVERLAP_S`` back (two processes may
         commit rewards out of time order; the reader drops the repeats). The cost follows
         what is new, not the log."""
         after = int(cursor["rowid"]) if cursor else None
-        rows = self._read(f"SELECT rowid, {', '.join(_COLUMNS)} FROM batches WHERE "
-                          + ("rowid > ? ORDER BY rowid" if after is not None else "t >= ? ORDER BY rowid"),
-                          (after if after is not None else since,))
+        rows = self._read(
+            f"SELECT rowid, {', '.join(_COLUMNS)} FROM batches WHERE "
+            + ("rowid > ? ORDER BY rowid" if after is not None else "t >= ? ORDER BY rowid"),
+            (after if after is not None else since,),
+        )
         reward_from = max(float(cursor["reward_t"]) - REWARD_OVERLAP_S, since) if cursor else since
-        rewards = [(b, int(r), float(v), float(t)) for b, r, v, t in self._read(
-            "SELECT batch_id, row, reward, t FROM rewards WHERE t >= ?", (reward_from,))]
-        out = {"rowid": max([r[0] for r in rows], default=after or 0),
-               "reward_t": max([r[3] for r in rewards], default=float(cursor["reward_t"]) if cursor else since)}
+        rewards = [
+            (b, int(r), float(v), float(t))
+            for b, r, v, t in self._read(
+                "SELECT batch_id, row, reward, t FROM rewards WHERE t >= ?", (reward_from,)
+            )
+        ]
+        out = {
+            "rowid": max([r[0] for r in rows], default=after or 0),
+            "reward_t": max(
+                [r[3] for r in rewards], default=float(cursor["reward_t"]) if cursor else since
+            ),
+        }
         return [decode_record(dict(zip(_COLUMNS, r[1:]))) for r in rows], rewards, out
 
     # ------------------------------------------------------------------ erasure
@@ -213,23 +288,46 @@ class SqliteStore:
         rewards and its contact-ledger entry; counts of what went."""
         targets = np.array([pseudonym, customer_id], dtype=np.int64)
         rows_done = rewards = 0
-        with self._read_lock:  # the scan reads (WAL: it never holds up the writers), one blob at a time
-            hits = [bid for bid, blob in self._reader.execute("SELECT batch_id, customer_ids FROM batches")
-                    if len(erased_rows(blob, targets))]
+        with (
+            self._read_lock
+        ):  # the scan reads (WAL: it never holds up the writers), one blob at a time
+            hits = [
+                bid
+                for bid, blob in self._reader.execute("SELECT batch_id, customer_ids FROM batches")
+                if len(erased_rows(blob, targets))
+            ]
         with self._write() as db:
             for bid in hits:
-                found = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE batch_id=?", (bid,)).fetchone()
+                found = db.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM batches WHERE batch_id=?", (bid,)
+                ).fetchone()
                 if found is None:  # trimmed since the scan
                     continue
                 rows = erased_rows(found[_COLUMNS.index("customer_ids")], targets)
                 f = encode_record(tombstone(decode_record(dict(zip(_COLUMNS, found))), rows))
-                db.execute("UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, feature_digest=?, "
-                           "feature_ts=? WHERE batch_id=?", (f["customer_ids"], f["context"], f["meta"],
-                                                             f["propensity"], f["feature_digest"], f["feature_ts"], bid))
-                rewards += db.execute("DELETE FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
-                                      (bid, json.dumps(rows.tolist()))).rowcount
+                db.execute(
+                    "UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, feature_digest=?, "
+                    "feature_ts=? WHERE batch_id=?",
+                    (
+                        f["customer_ids"],
+                        f["context"],
+                        f["meta"],
+                        f["propensity"],
+                        f["feature_digest"],
+                        f["feature_ts"],
+                        bid,
+                    ),
+                )
+                rewards += db.execute(
+                    "DELETE FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
+                    (bid, json.dumps(rows.tolist())),
+                ).rowcount
                 rows_done += len(rows)
-        return {"decision_rows": rows_done, "rewards": rewards, "contacts": self.ledger.forget(customer_id)}
+        return {
+            "decision_rows": rows_done,
+            "rewards": rewards,
+            "contacts": self.ledger.forget(customer_id),
+        }
 
     # ------------------------------------------------------------------ retention
     def trim(self, retention: Retention) -> Trimmed:
@@ -245,7 +343,9 @@ class SqliteStore:
         used, over = self._used_bytes(), False
         if retention.max_bytes is not None and used > retention.max_bytes:
             with self._write() as db:
-                cutoff = self._size_cutoff(db, 1.0 - retention.max_bytes / used, retention.protect_after)
+                cutoff = self._size_cutoff(
+                    db, 1.0 - retention.max_bytes / used, retention.protect_after
+                )
                 if cutoff is not None:
                     gone += db.execute("DELETE FROM batches WHERE t <= ?", (cutoff,)).rowcount
                     db.execute("DELETE FROM rewards WHERE t <= ?", (cutoff,))
@@ -264,22 +364,28 @@ class SqliteStore:
     def _size_cutoff(db: sqlite3.Connection, share: float, protect_after: float) -> float | None:
         """Decision time at or below which the oldest ``share`` of closed-window batches lie
         (rows weigh alike: a batch's bytes grow with its rows)."""
-        closed, rows = db.execute("SELECT count(*), coalesce(sum(n), 0) FROM batches WHERE t < ?",
-                                  (protect_after,)).fetchone()
+        closed, rows = db.execute(
+            "SELECT count(*), coalesce(sum(n), 0) FROM batches WHERE t < ?", (protect_after,)
+        ).fetchone()
         if not closed:
             return None
         total = db.execute("SELECT coalesce(sum(n), 0) FROM batches").fetchone()[0]
         want = min(rows, max(1, int(np.ceil(total * share))))
         # the running sum of rows, oldest first, reaches `want` at the cutoff batch
-        found = db.execute("SELECT t FROM (SELECT t, sum(n) OVER (ORDER BY t, batch_id) AS acc FROM batches "
-                           "WHERE t < ?) WHERE acc >= ? ORDER BY t LIMIT 1", (protect_after, want)).fetchone()
+        found = db.execute(
+            "SELECT t FROM (SELECT t, sum(n) OVER (ORDER BY t, batch_id) AS acc FROM batches "
+            "WHERE t < ?) WHERE acc >= ? ORDER BY t LIMIT 1",
+            (protect_after, want),
+        ).fetchone()
         return float(found[0]) if found else None
 
     def _used_bytes(self) -> int:
         """Pages in use (free pages excluded): what the log and state really take."""
         with self._read_lock:
-            page_size, count, free = (self._reader.execute(f"PRAGMA {p}").fetchone()[0]
-                                      for p in ("page_size", "page_count", "freelist_count"))
+            page_size, count, free = (
+                self._reader.execute(f"PRAGMA {p}").fetchone()[0]
+                for p in ("page_size", "page_count", "freelist_count")
+            )
         return int(page_size) * (int(count) - int(free))
 
     def close(self) -> None:

@@ -9,7 +9,15 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from loadtests.bench.features import demo_objects
 from feature_store.online_store.codec import (
-    EXPIRED, MISSING, OK, SCHEMA, decode, decode_generic, encode_generic, encode_packed, values_from_protos,
+    EXPIRED,
+    MISSING,
+    OK,
+    SCHEMA,
+    decode,
+    decode_generic,
+    encode_generic,
+    encode_packed,
+    values_from_protos,
 )
 from feature_store.online_store.kv import Replies
 from feature_store.online_store.layout import layout_for
@@ -39,7 +47,9 @@ def test_records_of_another_size_are_never_decoded_as_this_layout() -> None:
 def test_complete_fresh_read_is_all_ok_without_masking() -> None:
     layout = layout_for(VIEWS["customer_activity"])
     vals = np.ones((3, 20), np.float32)
-    dec = decode(layout, Replies(np.ones(3, bool), encode_packed(layout, np.full(3, NOW), vals)), NOW)
+    dec = decode(
+        layout, Replies(np.ones(3, bool), encode_packed(layout, np.full(3, NOW), vals)), NOW
+    )
     assert dec.all_ok and (dec.status == OK).all() and (dec.ts_us == NOW).all()
     np.testing.assert_array_equal(dec.values, vals)
 
@@ -47,14 +57,21 @@ def test_complete_fresh_read_is_all_ok_without_masking() -> None:
 def test_generic_records_round_trip_and_are_checked_by_tag() -> None:
     contact = layout_for(VIEWS["customer_contact"])
     assert not contact.packed
-    row = {"email": ValueProto(string_val="c1@example.com"), "plan_name": ValueProto(string_val="pro")}
+    row = {
+        "email": ValueProto(string_val="c1@example.com"),
+        "plan_name": ValueProto(string_val="pro"),
+    }
     record = encode_generic(contact, NOW, row)
     back = decode_generic(contact, record)
-    assert back["email"].string_val == "c1@example.com" and not back["first_name"].HasField("string_val")
+    assert back["email"].string_val == "c1@example.com" and not back["first_name"].HasField(
+        "string_val"
+    )
     other = encode_generic(layout_for(VIEWS["customer_profile"]), NOW, {})  # another view's tag
     dec = decode(contact, Replies(np.array([True, False, True]), [record, other]), NOW)
     np.testing.assert_array_equal(dec.status, [OK, MISSING, SCHEMA])
-    assert dec.values is None and dec.records == [record, other] and dec.ts_us.tolist() == [NOW, 0, 0]
+    assert (
+        dec.values is None and dec.records == [record, other] and dec.ts_us.tolist() == [NOW, 0, 0]
+    )
 
 
 def test_values_from_protos_leaves_unset_values_nan() -> None:

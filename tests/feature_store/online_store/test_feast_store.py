@@ -28,7 +28,11 @@ def test_the_yaml_type_strings_resolve_the_way_feast_looks_them_up() -> None:
     from feast.infra.online_stores.helpers import get_online_store_from_config
     from feast.repo_config import get_batch_engine_config_from_type, get_online_config_from_type
 
-    from feature_store.online_store import PackedComputeEngineConfig, PackedOnlineStore, PackedOnlineStoreConfig
+    from feature_store.online_store import (
+        PackedComputeEngineConfig,
+        PackedOnlineStore,
+        PackedOnlineStoreConfig,
+    )
 
     root = Path(__file__).resolve().parents[3] / "feature_store"
     for name in ("feature_store.yaml", "feature_store.redis.yaml"):
@@ -38,7 +42,9 @@ def test_the_yaml_type_strings_resolve_the_way_feast_looks_them_up() -> None:
     config_cls = get_online_config_from_type("feature_store.online_store.PackedOnlineStore")
     assert config_cls is PackedOnlineStoreConfig
     assert isinstance(get_online_store_from_config(config_cls()), PackedOnlineStore)
-    engine_config = get_batch_engine_config_from_type("feature_store.online_store.PackedComputeEngine")
+    engine_config = get_batch_engine_config_from_type(
+        "feature_store.online_store.PackedComputeEngine"
+    )
     assert engine_config is PackedComputeEngineConfig
 
 
@@ -48,8 +54,10 @@ def test_feast_materialize_and_get_online_features(make_store, demo_data) -> Non
     store.materialize(NOW - timedelta(days=400), NOW + timedelta(minutes=1))
     activity = demo_data[1]["customer_activity"]
     ids = [1, 2, 3, 4, 5, 6, 7, 8, CUSTOMERS + 5]
-    got = store.get_online_features(features=[f"customer_activity:{f}" for f in ACTIVITY[:3]] +
-                                    ["customer_contact:email"], entity_rows={"customer_id": ids}).to_dict()
+    got = store.get_online_features(
+        features=[f"customer_activity:{f}" for f in ACTIVITY[:3]] + ["customer_contact:email"],
+        entity_rows={"customer_id": ids},
+    ).to_dict()
     truth = activity.set_index("customer_id")
     for i, cid in enumerate(ids[:-1]):
         if _fresh(truth.loc[[cid]], 30).iloc[0]:
@@ -62,8 +70,12 @@ def test_feast_materialize_and_get_online_features(make_store, demo_data) -> Non
 
 def test_push_is_visible_to_the_next_read(store) -> None:
     reader = PackedReader.from_store(store, "churn_model")
-    row = {"customer_id": [42], "event_timestamp": [pd.Timestamp(NOW)], "created": [pd.Timestamp(NOW)],
-           **{f: [float(i) + 0.5] for i, f in enumerate(ACTIVITY)}}
+    row = {
+        "customer_id": [42],
+        "event_timestamp": [pd.Timestamp(NOW)],
+        "created": [pd.Timestamp(NOW)],
+        **{f: [float(i) + 0.5] for i, f in enumerate(ACTIVITY)},
+    }
     store.push("customer_activity_push", pd.DataFrame(row))
     batch = reader.read(np.array([42], np.int64))
     np.testing.assert_array_equal(batch.columns(list(ACTIVITY))[0], np.arange(20) + 0.5)
@@ -74,7 +86,12 @@ def test_push_is_visible_to_the_next_read(store) -> None:
 
 def test_ttl_expired_rows_are_not_found(store) -> None:
     old = pd.Timestamp(NOW) - pd.Timedelta(days=31)
-    row = {"customer_id": [7], "event_timestamp": [old], "created": [old], **{f: [1.0] for f in ACTIVITY}}
+    row = {
+        "customer_id": [7],
+        "event_timestamp": [old],
+        "created": [old],
+        **{f: [1.0] for f in ACTIVITY},
+    }
     store.push("customer_activity_push", pd.DataFrame(row))
     ids = np.array([7], np.int64)
     batch = PackedReader.from_store(store, "churn_model").read(ids)
@@ -83,7 +100,9 @@ def test_ttl_expired_rows_are_not_found(store) -> None:
     assert np.isnan(batch.columns(list(ACTIVITY))).all() and np.isnan(batch.event_ts[0, v])
     assert FeastReader.from_store(store, "churn_model").read(ids).found[0] == batch.found[0]
 
-    with_defaults = PackedReader.from_store(store, "churn_model", on_missing_view="defaults").read(ids)
+    with_defaults = PackedReader.from_store(store, "churn_model", on_missing_view="defaults").read(
+        ids
+    )
     assert with_defaults.found[0] and not with_defaults.view_found[0, v]
     np.testing.assert_array_equal(with_defaults.columns(list(ACTIVITY)), 0.0)
 
@@ -99,13 +118,21 @@ def test_schema_change_is_never_decoded_with_the_old_layout(store) -> None:
     objs = {o.name: o for o in demo_objects(_data_dir(store))}
     old = objs["customer_activity"]
     new_feats = ("a_new", *ACTIVITY)  # one more feature, first: every offset moves
-    changed = FeatureView(name=old.name, entities=[objs["customer"]], ttl=old.ttl,
-                          source=objs["customer_activity_push"],
-                          schema=[Field(name=f, dtype=Float32) for f in new_feats])
+    changed = FeatureView(
+        name=old.name,
+        entities=[objs["customer"]],
+        ttl=old.ttl,
+        source=objs["customer_activity_push"],
+        schema=[Field(name=f, dtype=Float32) for f in new_feats],
+    )
     store.apply([changed])
     assert layout_for(changed).tag != layout_for(old).tag
-    row = {"customer_id": [5], "event_timestamp": [pd.Timestamp(NOW)], "created": [pd.Timestamp(NOW)],
-           **{f: [float(i)] for i, f in enumerate(new_feats)}}
+    row = {
+        "customer_id": [5],
+        "event_timestamp": [pd.Timestamp(NOW)],
+        "created": [pd.Timestamp(NOW)],
+        **{f: [float(i)] for i, f in enumerate(new_feats)},
+    }
     store.push("customer_activity_push", pd.DataFrame(row))
 
     # the reader still holds the old layout: the new record's tag tells it to reload
@@ -127,8 +154,14 @@ def _data_dir(store) -> Path:
 def test_deleting_a_view_drops_its_rows(store) -> None:
     prefix = view_prefix(key_prefix(store.config), "customer_contact")
     assert kv_store_for(store.config).fetch([prefix], np.arange(1, 6)).views[0].found.all()
-    store.apply([], objects_to_delete=[store.get_feature_service("email_writer"),
-                                       store.get_feature_view("customer_contact")], partial=False)
+    store.apply(
+        [],
+        objects_to_delete=[
+            store.get_feature_service("email_writer"),
+            store.get_feature_view("customer_contact"),
+        ],
+        partial=False,
+    )
     assert not kv_store_for(store.config).fetch([prefix], np.arange(1, 6)).views[0].found.any()
 
 
@@ -136,4 +169,6 @@ def test_one_store_per_address_and_timeout(make_store) -> None:
     """Readers and writers of a process share one LMDB environment (LMDB allows no more)."""
     store = make_store("embedded", materialize=False)
     assert kv_store_for(store.config) is kv_store_for(store.config)
-    assert kv_store_for(store.config, 0.5) is kv_store_for(store.config)  # the timeout is Redis's only
+    assert kv_store_for(store.config, 0.5) is kv_store_for(
+        store.config
+    )  # the timeout is Redis's only

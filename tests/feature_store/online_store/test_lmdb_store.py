@@ -18,8 +18,13 @@ def test_fetch_reports_found_rows_and_joins_only_complete_reads(tmp_path: Path) 
     assert complete.joined == b"a3b3a1b1"
     partial = kv.fetch([b"p:a:", b"p:b:"], np.array([2, 9, 3], np.int64))
     assert partial.joined is None
-    assert partial.views[0].found.tolist() == [True, False, True] and partial.views[0].records == [b"a2", b"a3"]
-    assert partial.views[1].found.tolist() == [False, False, True] and partial.views[1].records == [b"b3"]
+    assert partial.views[0].found.tolist() == [True, False, True] and partial.views[0].records == [
+        b"a2",
+        b"a3",
+    ]
+    assert partial.views[1].found.tolist() == [False, False, True] and partial.views[1].records == [
+        b"b3"
+    ]
 
 
 def test_delete_prefix_and_one_environment_per_file(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ def test_redis_down_fails_fast_then_recovers(make_store, redis_server) -> None:
 
     redis_server.stop()
     try:
-        with pytest.raises(OnlineStoreUnavailable, match=r"feature store \(redis at .*\) unavailable"):
+        with pytest.raises(
+            OnlineStoreUnavailable, match=r"feature store \(redis at .*\) unavailable"
+        ):
             reader.read(ids)
     finally:
         redis_server.start()
@@ -58,15 +60,23 @@ def test_slow_redis_times_out(make_store, redis_url) -> None:
 
 def test_fetch_splits_replies_per_view_and_joins_complete_reads(redis_url) -> None:
     kv = RedisStore(redis_url, timeout_s=1.0)
-    kv.write([b"p:a:" + bytes(7) + b"\x01", b"p:b:" + bytes(7) + b"\x01", b"p:a:" + bytes(7) + b"\x02"],
-             [b"a1", b"b1", b"a2"])
+    kv.write(
+        [b"p:a:" + bytes(7) + b"\x01", b"p:b:" + bytes(7) + b"\x01", b"p:a:" + bytes(7) + b"\x02"],
+        [b"a1", b"b1", b"a2"],
+    )
     complete = kv.fetch([b"p:a:", b"p:b:"], np.array([1], np.int64))
     assert complete.joined == b"a1b1" and [v.records for v in complete.views] == [[b"a1"], [b"b1"]]
     partial = kv.fetch([b"p:a:", b"p:b:"], np.array([1, 2], np.int64))
     assert partial.joined is None
-    assert partial.views[0].found.tolist() == [True, True] and partial.views[0].records == [b"a1", b"a2"]
+    assert partial.views[0].found.tolist() == [True, True] and partial.views[0].records == [
+        b"a1",
+        b"a2",
+    ]
     assert partial.views[1].found.tolist() == [True, False] and partial.views[1].records == [b"b1"]
-    assert kv.delete_prefix(b"p:a:") == 2 and kv.fetch([b"p:a:"], np.array([1], np.int64)).joined is None
+    assert (
+        kv.delete_prefix(b"p:a:") == 2
+        and kv.fetch([b"p:a:"], np.array([1], np.int64)).joined is None
+    )
 
 
 def test_url_from_feast_connection_string() -> None:

@@ -13,7 +13,9 @@ from feature_store.online_store.resp import mget_command, send_packed
 def test_mget_command_is_what_redis_py_packs() -> None:
     ids = np.array([1, 0, -5, 2**62, 42, 42], np.int64)
     prefixes = [b"demo:customer_profile:", b"p:v:"]
-    keys = [k for pair in zip(*(build_keys(p, ids) for p in prefixes)) for k in pair]  # entity-major
+    keys = [
+        k for pair in zip(*(build_keys(p, ids) for p in prefixes)) for k in pair
+    ]  # entity-major
     assert mget_command(prefixes, ids) == b"".join(Connection().pack_command("MGET", *keys))
 
 

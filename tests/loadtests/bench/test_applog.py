@@ -13,7 +13,10 @@ from loadtests.bench.applog import AppLatency
 
 
 def line(route: str, latency_ms: float, status: int = 200) -> str:
-    return json.dumps({"msg": "request", "route": route, "status": status, "latency_ms": latency_ms}) + "\n"
+    return (
+        json.dumps({"msg": "request", "route": route, "status": status, "latency_ms": latency_ms})
+        + "\n"
+    )
 
 
 def test_counts_the_windows_lines_of_the_route_only(tmp_path: Path) -> None:
@@ -23,9 +26,16 @@ def test_counts_the_windows_lines_of_the_route_only(tmp_path: Path) -> None:
     app = AppLatency(tmp_path)
     mark = app.mark()
     with first.open("a") as f:
-        f.write(line("/v1/score", 1.0) + line("/v2/health/live", 7.0) + "a stray non-JSON line\n"
-                + line("/v1/score", 3.0, status=503) + line("/v1/score", 5.0)[:-10])  # the last still being written
-    (tmp_path / "reengage_requests_b.jsonl").write_text(line("/v1/score", 2.0))  # a replica started since
+        f.write(
+            line("/v1/score", 1.0)
+            + line("/v2/health/live", 7.0)
+            + "a stray non-JSON line\n"
+            + line("/v1/score", 3.0, status=503)
+            + line("/v1/score", 5.0)[:-10]
+        )  # the last still being written
+    (tmp_path / "reengage_requests_b.jsonl").write_text(
+        line("/v1/score", 2.0)
+    )  # a replica started since
     assert sorted(app.since(mark).tolist()) == [1.0, 2.0, 3.0]
     summary = app.summary(mark)
     assert summary["app_requests"] == 3

@@ -48,13 +48,17 @@ def test_lua_script_names_path_file_and_reports_json(tmp_path: Path) -> None:
     assert 'wrk.format("POST", path, {["Content-Type"] = "application/json"}, line)' in script
     assert f"io.write(string.format('{WRK_MARK}" in script
     assert "latency:percentile(50), latency:percentile(99)" in script
-    assert "%(" not in script and "%%" not in script  # every placeholder filled, every escape undone
+    assert (
+        "%(" not in script and "%%" not in script
+    )  # every placeholder filled, every escape undone
     assert "i % n + 1" in script
 
 
 def test_parse_wrk_reads_the_done_hook_line() -> None:
     r = parse_wrk(WRK_OUTPUT)
-    assert r["requests"] == 1560 and r["ok"] == 1557 and r["req_s"] == pytest.approx(778.5)  # 2xx only
+    assert (
+        r["requests"] == 1560 and r["ok"] == 1557 and r["req_s"] == pytest.approx(778.5)
+    )  # 2xx only
     assert r["p50_ms"] == pytest.approx(4.9) and r["p99_ms"] == pytest.approx(12.5005)
     assert r["non_2xx"] == 3 and r["errors"] == 6
     assert r["error_kinds"]["timeout"] == 2 and r["status_codes"] == {"503": 2, "429": 1}
@@ -70,7 +74,9 @@ def test_cpu_share() -> None:
     assert cpu_share(1.0, 0.0) == 0.0
 
 
-FAILED = b'{"error": {"type": "boom", "message": "a\\\\b \\"q\\"\\n\tc"}}'  # to escape in the sample
+FAILED = (
+    b'{"error": {"type": "boom", "message": "a\\\\b \\"q\\"\\n\tc"}}'  # to escape in the sample
+)
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -111,7 +117,9 @@ def test_wrk_posts_the_bodies_and_reports(tmp_path: Path, wrk: str) -> None:
     assert {body.decode() for _, _, body in seen} <= set(bodies)
     assert len({body for _, _, body in seen}) > 1  # it cycles through the bodies
     assert r["non_2xx"] >= 1 and r["non_2xx"] <= r["requests"]
-    assert r["status_codes"] == {"500": r["non_2xx"]}  # counted by the script's response hook, both threads
+    assert r["status_codes"] == {
+        "500": r["non_2xx"]
+    }  # counted by the script's response hook, both threads
     assert r["error_sample"] == FAILED.decode()
     assert r["ok"] == r["requests"] - r["non_2xx"]
     assert 0.0 <= r["wrk_cpu"] < 4.0 and r["p99_ms"] >= r["p50_ms"] > 0
@@ -119,4 +127,6 @@ def test_wrk_posts_the_bodies_and_reports(tmp_path: Path, wrk: str) -> None:
 
 def test_rounds_below_one_are_refused() -> None:
     with pytest.raises(BenchError, match="rounds must be at least 1"):
-        run_score_bench(load_settings({}), ids=[1], concurrency=[1], targets=["ort"], rounds=0, plot=False)
+        run_score_bench(
+            load_settings({}), ids=[1], concurrency=[1], targets=["ort"], rounds=0, plot=False
+        )

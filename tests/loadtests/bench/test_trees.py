@@ -16,7 +16,9 @@ def test_runtimes_agree_on_the_holdout(trained: Trained, tmp_path: Path) -> None
     spec = read_model(trained.models, "churn")
     fns, notes = runtimes(spec, spec.versions[str(trained.result.version)], tmp_path)
     assert list(fns)[:2] == ["onnxruntime", "lleaves"]  # tl2cgen joins only where installed
-    assert all("lleaves" not in note for note in notes)  # the build's artifact was used, not recompiled
+    assert all(
+        "lleaves" not in note for note in notes
+    )  # the build's artifact was used, not recompiled
     ref = fns["onnxruntime"](trained.holdout)
     for name, fn in fns.items():
         got = fn(trained.holdout)
