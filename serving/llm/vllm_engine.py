@@ -211,8 +211,8 @@ class VLLMEngine(LLMEngine):
             choice.text,
             len(final.prompt_token_ids or ()),
             len(choice.token_ids),
-            finish_reason(choice.finish_reason),
-        )  # type: ignore[arg-type]
+            finish_reason(choice.finish_reason),  # type: ignore[arg-type]
+        )
 
     async def generate_stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
         await self.start()
@@ -233,7 +233,7 @@ class VLLMEngine(LLMEngine):
             await outputs.aclose()  # a consumer that stops early aborts the request in vLLM
         yield TextDelta(
             "",
-            finish_reason=finish_reason(reason),
-            prompt_tokens=prompt_tokens,  # type: ignore[arg-type]
+            finish_reason=finish_reason(reason),  # type: ignore[arg-type]
+            prompt_tokens=prompt_tokens,
             completion_tokens=produced,
         )
