@@ -9,7 +9,7 @@ field that is always sent has no default, so it is required in the schema).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
@@ -213,6 +213,11 @@ class ErrorDetail(_Strict):
     message: str
     field: str | None = Field(
         description="the request field at fault, e.g. customer_ids[3]; null if none"
+    )
+    evidence: dict[str, Any] | None = Field(
+        None,
+        description="promotion_refused only: each version's estimates, the bound against "
+        "the margin and about how many more decisions per arm are needed",
     )
 
 
