@@ -216,6 +216,7 @@ class ErrorDetail(_Strict):
     )
     evidence: dict[str, Any] | None = Field(
         None,
+        exclude_if=lambda v: v is None,  # sent by promotion_refused only
         description="promotion_refused only: each version's estimates, the bound against "
         "the margin and about how many more decisions per arm are needed",
     )
