@@ -150,6 +150,7 @@ class DataPlane:
         models: dict[str, Model],
         bandit: Bandit | None = None,
         writer: Writer | None = None,
+        *,
         consent: ConsentView | None = None,
         monitor: Monitor | None = None,
     ) -> None:

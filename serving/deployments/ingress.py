@@ -61,7 +61,7 @@ class Ingress:
                 local_models,
                 local_bandit,
                 remote_writer,
-                open_monitor(settings),
+                monitor=open_monitor(settings),
             )
         else:
             self.dataplane = DataPlane(
@@ -70,7 +70,7 @@ class Ingress:
                 {n: RemoteModel(h) for n, h in models.items()},
                 RemoteBandit(bandit) if bandit is not None else None,
                 remote_writer,
-                open_monitor(settings),
+                monitor=open_monitor(settings),
             )
         self.grpc = GrpcAdapter(self.dataplane)
 
