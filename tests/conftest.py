@@ -1,4 +1,5 @@
-"""Session-wide fixtures: a private redis-server on a free port, and the wrk binary.
+"""Session-wide fixtures: a private redis-server on a free port, the wrk binary, and small
+models trained once (a churn model, the tiny email writer).
 
 Tests never touch a shared Redis: each session starts its own server (``redis-server``
 from Debian's package, installed by ``scripts/test``) on a free loopback port, with no
@@ -175,3 +176,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from tests.trained_churn import train_small_churn
 
     return train_small_churn(tmp_path_factory.mktemp("runtime"))
+
+
+# the tiny email writer: 2 layers, 64 wide, a 256-token context
+TINY_LLM = {"vocab_size": 512, "n_positions": 256, "n_embd": 64, "n_layer": 2, "n_head": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A tiny email-writer checkpoint trained once per session by the real trainer (40
+    steps): it proves the pipeline (tokenizer, training, HF files, loading, batched and
+    streamed generation), not writing quality. The LLM tests and the schema test serve it."""
+    from model_repo.training.llm import build_checkpoint
+
+    out = tmp_path_factory.mktemp("llm") / "email_writer"
+    metrics = build_checkpoint(out, steps=40, seed=0, size=TINY_LLM, heldout=4)
+    return out, metrics

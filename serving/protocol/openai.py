@@ -41,8 +41,22 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 
 
+def _as_validated(schema: dict[str, Any]) -> None:
+    """The schema states what the validators below enforce: each unimplemented option takes
+    its neutral values only, prompts are not empty (1 to 64 of them), at most 4 stops."""
+    props = schema["properties"]
+    for name, values in _NEUTRAL.items():
+        props[name]["enum"] = list(values)
+    text, texts = props["prompt"]["anyOf"]
+    text["minLength"] = 1
+    texts.update(minItems=1, maxItems=64, items={"type": "string", "minLength": 1})
+    props["stop"]["anyOf"][1]["maxItems"] = 4
+
+
 class CompletionRequest(_Wire):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), json_schema_extra=_as_validated
+    )
 
     model: str = Field(min_length=1)
     prompt: str | list[str]

@@ -17,7 +17,8 @@ ERROR_STATUS: dict[int | str, str] = {
     400: "malformed body: not JSON, or bad binary framing",
     404: "not found (the message and field say what)",
     403: "the token lacks the role this needs (a version pin needs admin)",
-    409: "conflict: a second reward for the same decision",
+    409: "conflict: a second reward for the same decision, a contact forced for a customer who "
+    "opted out, or explanations asked of a model version that has no explainer",
     422: "invalid request: the field names the offending value",
     503: "a dependency is down or disabled (the message names it), or the model is not ready",
     504: "timed out",
@@ -37,11 +38,20 @@ def error_responses(model: type[BaseModel], *codes: int) -> dict[int | str, dict
 
 
 def request_body(
-    model: type[BaseModel], *, required: bool = True, extra: dict[str, dict[str, Any]] | None = None
+    model: type[BaseModel],
+    *,
+    required: bool = True,
+    extra: dict[str, dict[str, Any]] | None = None,
+    examples: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``openapi_extra=`` declaring ``model`` as the JSON request body (plus ``extra``
-    media types, e.g. the binary tensor extension)."""
-    content: dict[str, dict[str, Any]] = {"application/json": {"schema": inline_schema(model)}}
+    media types, e.g. the binary tensor extension). ``examples``: named OpenAPI examples
+    (``{"summary", "value"}``) of a valid body, for readers of /docs and for schema-driven
+    testers, which send them as they are."""
+    body: dict[str, Any] = {"schema": inline_schema(model)}
+    if examples:
+        body["examples"] = examples
+    content: dict[str, dict[str, Any]] = {"application/json": body}
     content.update(extra or {})
     return {"requestBody": {"required": required, "content": content}}
 

@@ -49,6 +49,19 @@ _STREAM = {
     }
 }
 
+_PROMPT = "Write a short email inviting a customer back."
+# "model": the server's default served_model_name (llm.served_model_name)
+_EXAMPLES = {
+    "completion": {
+        "summary": "one completion, as JSON",
+        "value": {"model": "email_writer", "prompt": _PROMPT, "max_tokens": 16},
+    },
+    "stream": {
+        "summary": "the same, streamed as server-sent events",
+        "value": {"model": "email_writer", "prompt": _PROMPT, "max_tokens": 16, "stream": True},
+    },
+}
+
 
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["openai"], default_response_class=JSONResponse)
@@ -58,7 +71,10 @@ def router(dataplane: DataPlane) -> APIRouter:
         response_model=CompletionResponse,
         summary="OpenAI-compatible completions (stream with SSE)",
         responses=error_responses(ErrorResponse, 400, 404, 422, 503, 504),
-        openapi_extra={**request_body(CompletionRequest), "responses": _STREAM},
+        openapi_extra={
+            **request_body(CompletionRequest, examples=_EXAMPLES),
+            "responses": _STREAM,
+        },
     )
     async def completions(request: Request) -> Response:
         req = CompletionRequest.model_validate_json(await request.body())

@@ -35,7 +35,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         "/v1/score",
         response_model=ScoreResponse,
         summary="Score 1 to 10,000 customers",
-        responses=error_responses(ErrorResponse, 400, 403, 404, 422, 503, 504),
+        responses=error_responses(ErrorResponse, 400, 403, 404, 409, 422, 503, 504),
         openapi_extra=request_body(ScoreRequest),
     )
     async def score(request: Request) -> Response:
@@ -61,7 +61,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         "/v1/reengage",
         response_model=ReengageResponse,
         summary="Score one customer and write the email",
-        responses=error_responses(ErrorResponse, 400, 404, 422, 503, 504),
+        responses=error_responses(ErrorResponse, 400, 404, 409, 422, 503, 504),
         openapi_extra=request_body(ReengageRequest),
     )
     async def reengage(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""A tiny email-writer checkpoint trained once per session by the real trainer.
+"""The writer's settings and brand-voice adapters over the tiny email-writer checkpoint
+(``tiny_checkpoint``, in tests/conftest.py: the schema test serves it too).
 
 Tiny (2 layers, 64 wide, 40 steps): it proves the pipeline (tokenizer, training,
 HF files, loading, batched and streamed generation), not writing quality.
@@ -9,17 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-TINY = {"vocab_size": 512, "n_positions": 256, "n_embd": 64, "n_layer": 2, "n_head": 2}
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from model_repo.training.llm import build_checkpoint
-
-    out = tmp_path_factory.mktemp("llm") / "email_writer"
-    metrics = build_checkpoint(out, steps=40, seed=0, size=TINY, heldout=4)
-    return out, metrics
 
 
 @pytest.fixture

@@ -105,6 +105,10 @@ class LocalFeatures:
     async def lookup(self, entity_ids: np.ndarray):
         return self.reader.read(entity_ids)
 
+    async def contact(self, entity_id: int, service: str = "email_writer") -> dict[str, str]:
+        """The email writer's string facts of one customer (the writer's routes read them)."""
+        return {"first_name": f"Customer{entity_id}", "plan_name": "standard"}
+
     async def forget(
         self, customer_id: int, suppressed: list[str], key_source: str
     ) -> dict[str, int]:
