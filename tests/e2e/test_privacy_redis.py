@@ -81,7 +81,7 @@ def test_consent_and_erasure_on_redis_reach_every_replica_and_survive_a_rebuild(
     from serving.security import ensure_admin_token
 
     planes, settings = redis_planes
-    path, _ = ensure_admin_token(settings.auth)
+    path, _ = ensure_admin_token(settings)
     token = path.read_text().strip()
 
     async def scenario() -> None:
