@@ -78,7 +78,8 @@ class PromotionRefused(Conflict):
 
     def to_body(self) -> dict[str, Any]:
         body = super().to_body()
-        body["error"]["evidence"] = self.evidence
+        if self.evidence is not None:
+            body["error"]["evidence"] = self.evidence
         return body
 
 
