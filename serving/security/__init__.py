@@ -12,7 +12,6 @@ from serving.security.groups import GROUPS, GRPC_GROUPS, classify, group_of_path
 from serving.security.tokens import (
     ANONYMOUS,
     TOKEN_ENV,
-    Authenticator,
     Principal,
     actor_of,
     TokenStore,
@@ -21,7 +20,7 @@ from serving.security.tokens import (
     hash_token,
     new_token,
 )
-from serving.security.shared_tokens import TokenBook, ensure_admin_token
+from serving.security.shared_tokens import Authenticator, TokenBook, ensure_admin_token
 
 __all__ = [
     "ANONYMOUS",

@@ -26,7 +26,8 @@ import orjson
 from serving.audit import AuditLog
 from serving.errors import ReengageError, status_and_body
 from serving.security.groups import classify, group_of_path
-from serving.security.tokens import ANONYMOUS, Authenticator
+from serving.security.shared_tokens import Authenticator
+from serving.security.tokens import ANONYMOUS
 
 Scope = dict[str, Any]
 BEARER_SCHEME = "bearerAuth"

@@ -25,9 +25,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from serving.errors import DependencyUnavailable
+from serving.errors import DependencyUnavailable, PermissionDenied, Unauthenticated
 from serving.security.groups import GROUPS
-from serving.security.tokens import ADMIN, TokenStore, hash_token, new_token
+from serving.security.tokens import ADMIN, Principal, TokenStore, bearer, hash_token, new_token
 from serving.settings import AuthToken, Settings
 from serving.shared_state import SharedState, Watched, open_shared_state
 
@@ -238,3 +238,40 @@ def _write_secret(path: Path, text: str) -> None:
         f.write(text + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+class Authenticator:
+    """The check both transports run: which groups are protected, and who a token is."""
+
+    def __init__(self, settings: Settings, store: TokenStore | None = None) -> None:
+        auth = settings.auth
+        self.protected = frozenset(g for g in GROUPS if getattr(auth.groups, g) == "token")
+        self.store = store if store is not None else token_store(settings)
+
+    def check(self, group: str, authorization: str | bytes | None) -> Principal:
+        """The caller of a protected ``group``; ``Unauthenticated`` (401) without a known
+        token, ``PermissionDenied`` (403) when the token lacks the group's role."""
+        token = bearer(authorization)
+        if token is None:
+            raise Unauthenticated(
+                f"the {group} routes need a token: send 'Authorization: Bearer <token>'",
+                field="authorization",
+            )
+        principal = self.store.identify(token)
+        if principal is None:
+            raise Unauthenticated("unknown or revoked token", field="authorization")
+        if group not in principal.roles:
+            raise PermissionDenied(
+                f"token '{principal.name}' lacks the '{group}' role "
+                f"(it has {sorted(principal.roles, key=GROUPS.index)})",
+                field="authorization",
+            )
+        return principal
+
+    def identify(self, authorization: str | bytes | None) -> Principal | None:
+        """Who a token belongs to, without refusing (names the actor on an open admin group)."""
+        try:
+            token = bearer(authorization)
+        except Unauthenticated:
+            return None
+        return None if token is None else self.store.identify(token)

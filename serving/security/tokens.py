@@ -23,9 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from serving.errors import PermissionDenied, Unauthenticated
-from serving.security.groups import GROUPS
-from serving.settings import AuthSettings, AuthToken, Settings
+from serving.errors import Unauthenticated
+from serving.settings import AuthSettings, AuthToken
 from serving.shared_state import Watched
 
 log = logging.getLogger("reengage")
@@ -120,47 +119,6 @@ class TokenStore:
                     (doc["sha256"].encode(), Principal(name, frozenset(doc.get("roles", ()))))
                 )
             self._entries = entries
-
-
-class Authenticator:
-    """The check both transports run: which groups are protected, and who a token is."""
-
-    def __init__(self, settings: Settings, store: TokenStore | None = None) -> None:
-        auth = settings.auth
-        self.protected = frozenset(g for g in GROUPS if getattr(auth.groups, g) == "token")
-        if store is None:
-            from serving.security.shared_tokens import token_store
-
-            store = token_store(settings)
-        self.store = store
-
-    def check(self, group: str, authorization: str | bytes | None) -> Principal:
-        """The caller of a protected ``group``; ``Unauthenticated`` (401) without a known
-        token, ``PermissionDenied`` (403) when the token lacks the group's role."""
-        token = bearer(authorization)
-        if token is None:
-            raise Unauthenticated(
-                f"the {group} routes need a token: send 'Authorization: Bearer <token>'",
-                field="authorization",
-            )
-        principal = self.store.identify(token)
-        if principal is None:
-            raise Unauthenticated("unknown or revoked token", field="authorization")
-        if group not in principal.roles:
-            raise PermissionDenied(
-                f"token '{principal.name}' lacks the '{group}' role "
-                f"(it has {sorted(principal.roles, key=GROUPS.index)})",
-                field="authorization",
-            )
-        return principal
-
-    def identify(self, authorization: str | bytes | None) -> Principal | None:
-        """Who a token belongs to, without refusing (names the actor on an open admin group)."""
-        try:
-            token = bearer(authorization)
-        except Unauthenticated:
-            return None
-        return None if token is None else self.store.identify(token)
 
 
 def client_token(auth: AuthSettings | None = None) -> str | None:

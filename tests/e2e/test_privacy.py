@@ -16,7 +16,10 @@ from serving.settings import Settings
 from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.e2e
-OPTED, ERASED = 19_801, 19_803  # customers this module changes: above every range another e2e test needs found
+OPTED, ERASED = (
+    19_801,
+    19_803,
+)  # customers this module changes: above every range another e2e test needs found
 
 
 def _by_replica(client: httpx.Client, customer_id: int, n: int = 16) -> dict[str, set[str]]:
