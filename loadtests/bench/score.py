@@ -68,9 +68,13 @@ WRK_MISSING = (
 
 # -- measuring -----------------------------------------------------------------------------
 @contextlib.contextmanager
-def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
+def _ray_serve(
+    settings: Settings, workdir: Path, hello: bool, args: dict[str, Any] | None = None
+) -> Iterator[str]:
     """A private Ray head (as `reengage serve` starts one, on free ports, ``--block`` so
-    that it ends with the process we hold), our application, and hello beside it."""
+    that it ends with the process we hold), our application, and hello beside it. The app
+    gets ``args`` (the overrides ``settings`` came from, as `reengage serve` passes them)
+    with the chosen ports, or else the settings' dump (which masks secret values)."""
     import httpx
 
     from serving import server
@@ -130,7 +134,13 @@ def _ray_serve(settings: Settings, workdir: Path, hello: bool) -> Iterator[str]:
         logging.getLogger("ray.serve").setLevel(
             logging.WARNING
         )  # no INFO lines over the progress bar
-        url = server.deploy(settings, settings.model_dump(mode="json"), address=f"127.0.0.1:{gcs}")
+        chosen = {"host": "127.0.0.1", "port": http, "grpc_port": grpc, "metrics_port": metrics}
+        deploy_args = (
+            {**args, "server": {**args.get("server", {}), **chosen}}
+            if args is not None
+            else settings.model_dump(mode="json")
+        )
+        url = server.deploy(settings, deploy_args, address=f"127.0.0.1:{gcs}")
         if hello:
             from loadtests.bench.refs import hello_app
 
