@@ -36,6 +36,7 @@ import atexit
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -57,6 +58,13 @@ RESULTS: tuple[str, ...] = ("ok", "error", "denied")
 OTHER_SOURCES = "(other sources)"  # the shared bucket once ``max_sources`` are tracked
 MAX_PENDING = 10_000  # refusal lines waiting for the writer thread; beyond, counted as suppressed
 SUMMARY_S = 1.0  # how often the writer appends the suppressed counts
+
+
+def refusal_lines_bound(per_s: float, seconds: float) -> int:
+    """The most lines one source's refusals add to the log of one process in any window of
+    ``seconds``: a full bucket (``max(1, per_s)``) plus its refill, and a suppressed-count
+    line per ``SUMMARY_S`` (one more for a window that straddles a summary's time)."""
+    return math.floor(max(1.0, per_s) + per_s * seconds) + math.ceil(seconds / SUMMARY_S) + 1
 
 
 class RefusalLimiter:

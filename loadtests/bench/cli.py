@@ -154,6 +154,46 @@ def bench_explain(
     )
 
 
+@bench_app.command("flood")
+def bench_flood(
+    url: Optional[str] = typer.Option(
+        None, help="a running application (default: start one on a private Ray head)"
+    ),
+    seconds: float = typer.Option(30.0, help="seconds per quiet and per flood window"),
+    rounds: int = typer.Option(3, help="flood windows (each between two quiet ones)"),
+    score_connections: int = typer.Option(4, help="wrk connections on /v1/score"),
+    flood_connections: int = typer.Option(16, help="wrk connections sending refused admin calls"),
+    ids: int = typer.Option(10, help="customer ids per /v1/score request"),
+    replicas: Optional[int] = typer.Option(None, help="ingress replicas (an app it starts)"),
+    out: Optional[str] = typer.Option(None, help="write the results as JSON here"),
+) -> None:
+    """/v1/score p50/p99 in quiet windows and under a flood of refused admin calls, with the
+    audit log's growth beside its rate-limit bound."""
+    from pathlib import Path
+
+    from loadtests.bench.flood import run_flood_bench
+
+    if rounds < 1 or seconds < 1:
+        raise typer.BadParameter("rounds and seconds must be at least 1")
+    server = {"ingress_replicas": replicas} if replicas is not None else {}
+    settings = load_settings({"server": server, "llm": {"enabled": False}})
+    try:
+        run_flood_bench(
+            settings,
+            url=url,
+            seconds=seconds,
+            rounds=rounds,
+            score_connections=score_connections,
+            flood_connections=flood_connections,
+            ids=ids,
+            out_json=Path(out) if out else None,
+            console=console,
+        )
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
 @bench_app.command("monitor")
 def bench_monitor(
     calls: int = typer.Option(400, help="calls per case, size and round"),

@@ -22,7 +22,7 @@ import numpy as np
 WRK_MARK = "WRK_JSON "
 
 LUA = """-- reengage bench score: POST pre-built bodies, one per line of the bodies file, in turn
-local path, file = %(path)s, %(file)s
+local path, file, headers = %(path)s, %(file)s, %(headers)s
 local reqs, n, i, threads = {}, 0, 0, {}
 codes, sample = {}, nil  -- failed responses by status and the first one's body, per thread
                          -- (globals: done reads them with thread:get)
@@ -33,7 +33,7 @@ end
 function init(args)
   for line in io.lines(file) do
     n = n + 1
-    reqs[n] = wrk.format("POST", path, {["Content-Type"] = "application/json"}, line)
+    reqs[n] = wrk.format("POST", path, headers, line)
   end
   i = ((tid or 1) * 7919) %% n  -- threads start at different bodies
 end
@@ -85,9 +85,17 @@ def bodies_per_point(ids: int) -> int:
     return max(8, min(256, 200_000 // ids))
 
 
-def lua_script(bodies_file: Path, path: str) -> str:
-    """The wrk script: POST the bodies of ``bodies_file`` (one a line) to ``path`` in turn."""
-    return LUA % {"path": json.dumps(path), "file": json.dumps(str(bodies_file)), "mark": WRK_MARK}
+def lua_script(bodies_file: Path, path: str, headers: dict[str, str] | None = None) -> str:
+    """The wrk script: POST the bodies of ``bodies_file`` (one a line) to ``path`` in turn,
+    as JSON, with ``headers`` besides (``reengage bench flood``: a wrong bearer token)."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    table = "{" + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in sent.items()) + "}"
+    return LUA % {
+        "path": json.dumps(path),
+        "file": json.dumps(str(bodies_file)),
+        "headers": table,
+        "mark": WRK_MARK,
+    }
 
 
 def parse_wrk(output: str) -> dict[str, Any]:

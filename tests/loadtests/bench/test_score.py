@@ -44,8 +44,12 @@ def test_request_bodies_hold_distinct_existing_ids() -> None:
 
 def test_lua_script_names_path_file_and_reports_json(tmp_path: Path) -> None:
     script = lua_script(tmp_path / "bodies-10.txt", "/v1/score")
-    assert 'local path, file = "/v1/score", "' + str(tmp_path / "bodies-10.txt") + '"' in script
-    assert 'wrk.format("POST", path, {["Content-Type"] = "application/json"}, line)' in script
+    assert (
+        'local path, file, headers = "/v1/score", "'
+        + str(tmp_path / "bodies-10.txt")
+        + '", {["Content-Type"] = "application/json"}'
+    ) in script
+    assert 'wrk.format("POST", path, headers, line)' in script
     assert f"io.write(string.format('{WRK_MARK}" in script
     assert "latency:percentile(50), latency:percentile(99)" in script
     assert (
