@@ -188,15 +188,8 @@ def summarize(
 
 def print_result(result: dict[str, Any], console: Console) -> None:
     table = Table(title="/v1/score under a flood of refused admin calls")
-    for column in (
-        "window",
-        "score req/s",
-        "p50 ms",
-        "p99 ms",
-        "refused/s",
-        "audit lines",
-        "bound",
-    ):
+    columns = ("window", "req/s", "p50 ms", "p99 ms", "refused/s", "audit +", "bound", "counted")
+    for column in columns:
         table.add_column(column, justify="right")
     quiet, floods = result["quiet"], result["floods"]
     for i, q in enumerate(quiet):
@@ -210,16 +203,22 @@ def print_result(result: dict[str, Any], console: Console) -> None:
                 _ms(f["score"]["p50_ms"]),
                 _ms(f["score"]["p99_ms"]),
                 f"{f['refused'] / f['flood']['seconds']:.0f}",
-                f"{a['lines']} ({a['summaries']} summaries, {a['suppressed']:,} suppressed)",
+                f"{a['lines']}",
                 str(f["bound"]),
+                f"{a['suppressed']:,}",
             )
     console.print(table)
-    q, fl = result["p99_quiet_ms"], result["p99_flood_ms"]
     console.print(
-        f"p99 quiet {q['median']:.2f} ms (rounds {q['min']:.2f}-{q['max']:.2f}) vs flood "
-        f"{fl['median']:.2f} ms (rounds {fl['min']:.2f}-{fl['max']:.2f}); "
-        f"/v1/score errors {result['score_errors']}"
+        "audit +: lines the window added (refusals and one suppressed-count line a second per "
+        "source); bound: replicas x refusal_lines_bound; counted: refusals in those counts"
     )
+    for p in ("p50", "p99"):
+        q, fl = result[f"{p}_quiet_ms"], result[f"{p}_flood_ms"]
+        console.print(
+            f"{p} quiet {q['median']:.2f} ms (rounds {q['min']:.2f}-{q['max']:.2f}) vs flood "
+            f"{fl['median']:.2f} ms (rounds {fl['min']:.2f}-{fl['max']:.2f})"
+        )
+    console.print(f"/v1/score errors: {result['score_errors']}")
 
 
 def _ms(value: float | None) -> str:
