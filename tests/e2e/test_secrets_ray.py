@@ -165,24 +165,16 @@ def test_no_canary_in_any_answer_data_file_or_ray_log(
         assert r.status_code == 401, r.text
         r = http.call("POST", "/v1/feedback", headers=wrong, json={"decision_id": "x" * 32})
         assert r.status_code == 401, r.text
-    assert (
-        http.call(
-            "GET",
-            "/v1/admin/rollout/churn",
-            headers={
-                "Authorization": "Basic " + base64.b64encode(f"ops:{TOKEN}".encode()).decode()
-            },
-        ).status_code
-        == 401
-    )
+    basic = {"Authorization": "Basic " + base64.b64encode(f"ops:{TOKEN}".encode()).decode()}
+    assert http.call("GET", "/v1/admin/rollout/churn", headers=basic).status_code == 401
 
     # the writer fails: a 503 naming the remote LLM
     r = http.call("POST", "/v1/completions", json={"model": "email_writer", "prompt": "hi"})
     assert r.status_code == 503 and "remote LLM" in r.text, r.text
     assert http.call("POST", "/v1/reengage", json={"customer_id": 1}).status_code in (200, 503)
     sent = set(FailingLLM.seen)
-    basic = "Basic " + base64.b64encode(f"mailer:{LLM_PASS}".encode()).decode()
-    assert sent & {f"Bearer {LLM_KEY}", basic}, sent
+    url_auth = "Basic " + base64.b64encode(f"mailer:{LLM_PASS}".encode()).decode()
+    assert sent & {f"Bearer {LLM_KEY}", url_auth}, sent
 
     _redis_outages(http, redis, settings, score)
 

@@ -50,7 +50,8 @@ def test_a_flooded_audit_log_stays_within_the_bound_and_counts_every_refusal(
 ) -> None:
     rate, seconds = 5.0, 2.5
     settings = load_settings({"data_dir": str(tmp_path), "auth": {"refused_log_per_s": rate}})
-    log = AuditLog(settings.auth.audit_log, settings.auth.audit_rotation, refused_per_s=rate)  # type: ignore[arg-type]
+    assert settings.auth.audit_log is not None
+    log = AuditLog(settings.auth.audit_log, settings.auth.audit_rotation, refused_per_s=rate)
     start, sent = time.time(), 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
