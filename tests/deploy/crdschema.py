@@ -1,5 +1,13 @@
-"""KubeRay's RayService CRD schema (vendored under tests/deploy/crds/) as a JSON Schema
-that checks what the API server would.
+"""Check deploy/k8s's RayService against the RayService CRD of *your* KubeRay:
+
+    kubectl get crd rayservices.ray.io -o yaml > crd.yaml
+    python -m tests.deploy.crdschema crd.yaml [OVERLAY_DIR_OR_YAML ...]
+
+The CRD may also be ``ray-operator/config/crd/bases/ray.io_rayservices.yaml`` of a KubeRay
+release, or JSON holding just its ``openAPIV3Schema``. Each overlay (default: deploy/k8s's
+base, overlays/cpu and overlays/gpu) is a kustomize directory (rendered with the kustomize
+inside kubectl) or a rendered YAML file; each RayService in it is checked against the CRD's
+served storage version. One line per overlay, then its errors; exit status 1 on any error.
 
 A CRD's ``openAPIV3Schema`` is close to JSON Schema; three of its Kubernetes extensions
 change what is accepted, and are rewritten here for ``jsonschema``:
@@ -17,21 +25,17 @@ about updates and are not checked; ``format`` (int32, date-time) is informative 
 
 from __future__ import annotations
 
-import json
-from functools import cache
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-CRDS = Path(__file__).resolve().parent / "crds"
-# the KubeRay releases the manifests are checked against: the oldest deploy/k8s supports
-# (rayservice.yaml says >= 1.5.1) and the newest release vendored
-KUBERAY = ("v1.5.1", "v1.7.0")
+import jsonschema
+import yaml
 
-
-@cache
-def vendored(release: str) -> dict[str, Any]:
-    """The vendored file of a KubeRay release: its source, commit and ``openAPIV3Schema``."""
-    return dict(json.loads((CRDS / f"rayservice-{release}.json").read_text()))
+HERE = Path(__file__).resolve().parent
+K8S = HERE.parents[1] / "deploy" / "k8s"
+DEFAULT_OVERLAYS = ("base", "overlays/cpu", "overlays/gpu")
 
 
 def structural(schema: Any) -> Any:
@@ -53,18 +57,87 @@ def structural(schema: Any) -> Any:
     return out
 
 
-@cache
-def validator(release: str) -> Any:
-    """A ``jsonschema`` validator of RayService objects for a vendored KubeRay release."""
-    import jsonschema
+def open_api_schema(crd: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(``group/version``, openAPIV3Schema) of a CRD document: a CustomResourceDefinition
+    (its served storage version), or a mapping holding ``openAPIV3Schema`` itself."""
+    if crd.get("kind") == "CustomResourceDefinition":
+        spec = crd["spec"]
+        if spec["names"]["kind"] != "RayService":
+            raise ValueError(f"a CRD of {spec['names']['kind']}, not RayService")
+        [version] = [v for v in spec["versions"] if v.get("storage")]
+        return f"{spec['group']}/{version['name']}", version["schema"]["openAPIV3Schema"]
+    if "openAPIV3Schema" in crd:
+        api = f"{crd.get('group', 'ray.io')}/{crd.get('version', 'v1')}"
+        return api, crd["openAPIV3Schema"]
+    raise ValueError("neither a CustomResourceDefinition nor an openAPIV3Schema")
 
-    schema = structural(vendored(release)["openAPIV3Schema"])
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    cls.check_schema(schema)
-    return cls(schema)
+
+def crd_validator(crd: dict[str, Any]) -> tuple[str, jsonschema.protocols.Validator]:
+    """(``group/version``, a validator with the API server's rules) of a CRD document."""
+    api, schema = open_api_schema(crd)
+    converted = structural(schema)
+    cls = jsonschema.validators.validator_for(converted, default=jsonschema.Draft7Validator)
+    cls.check_schema(converted)
+    return api, cls(converted)
 
 
-def errors(doc: dict[str, Any], release: str) -> list[str]:
-    """Every place ``doc`` breaks the release's RayService schema, as ``path: message``."""
-    found = sorted(validator(release).iter_errors(doc), key=lambda e: list(e.absolute_path))
+def errors(doc: dict[str, Any], validator: jsonschema.protocols.Validator) -> list[str]:
+    """Every place ``doc`` breaks the schema, as ``path: message``."""
+    found = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in found]
+
+
+def load(path: Path) -> dict[str, Any]:
+    """One YAML or JSON document (JSON is YAML)."""
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def rendered(overlay: Path) -> list[dict[str, Any]]:
+    """The documents of a kustomize directory (kubectl's kustomize) or of a YAML file."""
+    if overlay.is_dir():
+        kubectl = Path(sys.executable).with_name("kubectl")
+        out = subprocess.run(
+            [str(kubectl) if kubectl.exists() else "kubectl", "kustomize", str(overlay)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        text = out.stdout
+    else:
+        text = overlay.read_text()
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def check(crd: dict[str, Any], overlays: list[Path]) -> dict[str, list[str]]:
+    """Per overlay, the errors of its RayServices against ``crd`` (an empty list: it passes)."""
+    api, validator = crd_validator(crd)
+    out: dict[str, list[str]] = {}
+    for overlay in overlays:
+        found: list[str] = []
+        services = [d for d in rendered(overlay) if d.get("kind") == "RayService"]
+        if not services:
+            found.append("(no RayService)")
+        for svc in services:
+            if svc.get("apiVersion") != api:
+                found.append(f"apiVersion: {svc.get('apiVersion')!r}, the CRD serves {api!r}")
+            found += errors(svc, validator)
+        out[str(overlay)] = found
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    overlays = [Path(a) for a in argv[1:]] or [K8S / o for o in DEFAULT_OVERLAYS]
+    result = check(load(Path(argv[0])), overlays)
+    for overlay, found in result.items():
+        print(f"{'FAIL' if found else 'ok'}  {overlay}")
+        for line in found:
+            print(f"    {line}")
+    return 1 if any(result.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

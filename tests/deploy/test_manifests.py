@@ -3,9 +3,9 @@ every manifest validates against the Kubernetes schemas (kubernetes-validate, of
 strict: no unknown field), and each overlay's serve config loads into Settings and gives
 the deployments the resources the cluster has.
 
-The RayService is validated against KubeRay's own CRD schema in test_rayservice_crd.py;
-its pod templates, which the CRD embeds as Kubernetes PodTemplateSpecs, are checked here
-by the Kubernetes schema itself too.
+The RayService is validated against our compact RayService schema in
+test_rayservice_crd.py; its pod templates, which the CRD embeds as Kubernetes
+PodTemplateSpecs, are checked here by the Kubernetes schema itself too.
 """
 
 from __future__ import annotations
@@ -100,10 +100,6 @@ def test_a_typo_fails_the_schema_check() -> None:
     template["securityContxt"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         _validate(_as_pod_template({"spec": {"containers": [template]}}))
-
-
-# ------------------------------------------------------------------ the RayService CRD
-# Validated against KubeRay's own CRD schema in test_rayservice_crd.py.
 
 
 def test_kind_and_versions() -> None:
