@@ -32,6 +32,7 @@ from serving.routes import admin, monitor, openai, privacy, rest_v1, rest_v2
 from serving.routes.fast_path import FastPath, find_route
 from serving.routes.responses import error_response, validation_error
 from serving.security import asgi as auth_asgi
+from serving.security.client_source import ClientSource
 
 log = logging.getLogger("reengage")
 
@@ -103,7 +104,12 @@ def create_app(
     app.state.authenticator = auth_asgi.Authenticator(
         dataplane.settings
     )  # a version pin asks it who calls
-    auth_asgi.install(app, app.state.authenticator, audit_log(dataplane.settings))
+    auth_asgi.install(
+        app,
+        app.state.authenticator,
+        audit_log(dataplane.settings),
+        ClientSource(dataplane.settings.auth.trusted_proxies),
+    )
     app.add_middleware(RequestMetrics, headers=headers)
     app.add_middleware(Drain)  # a stopping replica: 503 for new requests, in-flight ones finish
     request_log.configure(dataplane.settings.server.request_log)

@@ -35,6 +35,10 @@ HAPROXY_ENV = {
     # request twice: docs/cluster.md.
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
 }
+# Uvicorn (Ray's proxy and each replica's direct ingress) replaces the peer with the
+# client's own X-Forwarded-For when the peer is loopback, as HAProxy is to the replicas on
+# its node; trusting no one keeps the real peer for serving.security.client_source.
+PROXY_HEADERS_ENV = {"FORWARDED_ALLOW_IPS": ""}
 GRPC_SERVICER = "tritonclient.grpc.service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
 
 
@@ -45,6 +49,8 @@ def ray_env(settings: Settings) -> dict[str, str]:
         for key, value in HAPROXY_ENV.items():
             env.setdefault(key, value)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for key, value in PROXY_HEADERS_ENV.items():
+        env.setdefault(key, value)
     env.setdefault(
         "RAY_SERVE_HAPROXY_METRICS_ENABLED", "1" if settings.server.haproxy_metrics else "0"
     )

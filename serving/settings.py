@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    IPvAnyNetwork,
     BaseModel,
     ConfigDict,
     Field,
@@ -492,6 +493,12 @@ class AuthSettings(_Section):
     )
     refused_log_sources: int = Field(
         10_000, ge=1, description="sources whose refused-call rate is tracked at once"
+    )
+    # proxies in front that append the caller's address to X-Forwarded-For: behind them a
+    # refused call's source is the right-most address not listed here. Never Ray Serve's
+    # own proxies (they append nothing): docs/operations.md, "Refused calls behind a proxy"
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        [], description="addresses or networks of proxies whose X-Forwarded-For is believed"
     )
     reload_interval_s: float = Field(
         0.25,

@@ -25,6 +25,7 @@ import orjson
 
 from serving.audit import AuditLog
 from serving.errors import ReengageError, status_and_body
+from serving.security.client_source import ClientSource
 from serving.security.groups import classify, group_of_path
 from serving.security.shared_tokens import Authenticator
 from serving.security.tokens import ANONYMOUS
@@ -62,8 +63,10 @@ class AuthMiddleware:
         authenticator: Authenticator,
         audit: AuditLog | None = None,
         declared: Callable[[Scope], bool] | None = None,
+        source: Callable[[Scope], str] = ClientSource(()),
     ) -> None:
         self.app = app
+        self.source = source  # who sent a refused call: its audit lines' rate
         self.declared = declared or (
             lambda scope: False
         )  # a route of the app takes this non-HTTP scope
@@ -168,11 +171,10 @@ class AuthMiddleware:
             principal = self.auth.identify(authorization) if exc.status_code == 403 else None
             return principal.name if principal is not None else ANONYMOUS
 
-        client = scope.get("client")
         self.audit.refused(
             f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",  # type: ignore[union-attr]
             actor=actor,
-            source=str(client[0]) if client else "unknown",
+            source=self.source(scope),
             message=f"{exc.status_code} {exc.error_type}: {exc.message}",
         )
 
@@ -223,13 +225,19 @@ def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[
     return schema
 
 
-def install(app: Any, authenticator: Authenticator, audit: AuditLog | None = None) -> None:
+def install(
+    app: Any,
+    authenticator: Authenticator,
+    audit: AuditLog | None = None,
+    source: Callable[[Scope], str] = ClientSource(()),
+) -> None:
     """Register the middleware on a FastAPI ``app`` and declare the scheme in its OpenAPI."""
     app.add_middleware(
         AuthMiddleware,
         authenticator=authenticator,
         audit=audit,
         declared=lambda scope: declares(app, scope),
+        source=source,
     )
     build_schema = app.openapi
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from serving.server import HAPROXY_ENV
+from serving.server import HAPROXY_ENV, PROXY_HEADERS_ENV
 from serving.settings import load_settings
 from tests.deploy.k8skit import (
     DEPLOY,
@@ -196,7 +196,8 @@ def test_every_ray_container_has_throughput_env_redis_and_the_token_secret(targe
         container = ray_container(group)
         assert container["name"] == RAY_CONTAINER[name]
         env = env_of(container)
-        for key, value in HAPROXY_ENV.items():  # the same ingress settings `reengage serve` uses
+        # the same ingress settings `reengage serve` uses
+        for key, value in {**HAPROXY_ENV, **PROXY_HEADERS_ENV}.items():
             assert env.get(key) == value, (name, key)
         assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0", name
         assert env["REENGAGE_STATE"] == "redis", name
