@@ -123,12 +123,13 @@ def app_url(app_overrides: dict[str, Any]) -> Iterator[str]:
     from ray import serve
 
     from serving.app import APP_NAME, build_app
-    from serving.server import HAPROXY_ENV, grpc_options, wait_ready
+    from serving.server import HAPROXY_ENV, PROXY_HEADERS_ENV, grpc_options, wait_ready
 
     # HAProxy's metrics and stats ports are fixed (9101, 8404) unless set: free ones let
     # two e2e sessions (or a developer's `reengage serve`) share the machine
     env = {
         **HAPROXY_ENV,
+        **PROXY_HEADERS_ENV,
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
     }

@@ -10,6 +10,7 @@ the same cluster (``/closed``) needs a token for every group.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,30 @@ def test_unauthenticated_unload_is_refused_and_an_unloaded_model_is_503(
         "churn",
         "ok",
     ) in mine
+
+
+def test_behind_haproxy_a_refusals_source_is_the_peer_never_the_callers_header(
+    app_url: str, settings: Settings
+) -> None:
+    """Through Ray's HAProxy, as Ray starts with ``PROXY_HEADERS_ENV``: the replica sees
+    HAProxy's loopback address (HAProxy adds no X-Forwarded-For), and a caller's own
+    X-Forwarded-For names nothing (uvicorn would otherwise believe a loopback peer's)."""
+    action = "POST /v2/repository/models/xff-probe/unload"
+    time.sleep(1.5)  # an earlier test's refusals from this address: the rate refills
+    with httpx.Client(base_url=app_url, timeout=30) as client:
+        forged = {"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer nope"}
+        assert (
+            client.post("/v2/repository/models/xff-probe/unload", headers=forged).status_code == 401
+        )
+    log = Path(settings.auth.audit_log)  # type: ignore[arg-type]
+
+    def entries() -> list[dict[str, Any]]:
+        lines = log.read_text().splitlines() if log.exists() else []  # written off the loop
+        return [json.loads(x) for x in lines if x.strip()]
+
+    assert until(lambda: any(e["action"] == action for e in entries()), 30)
+    assert [e["details"]["source"] for e in entries() if e["action"] == action] == ["127.0.0.1"]
+    assert all(e.get("details", {}).get("source") != "203.0.113.9" for e in entries())
 
 
 def test_a_revoked_token_is_refused_by_every_replica_within_a_second(
