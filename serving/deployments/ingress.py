@@ -131,8 +131,8 @@ def request_log_file(replica: str, rotation: RotationSettings | None = None) -> 
     """The replica's request lines, in their own file beside Serve's replica logs
     (``logs/serve/reengage_requests_<replica>.jsonl`` of the Ray session), rotated by size
     and age (``server.request_log_rotation``). Not stderr: Ray's log monitor tails every
-    ``worker-*.err`` and publishes it line by line through the GCS, which cost ~15% of the
-    1-id answers a second here (docs/benchmarks.md)."""
+    ``worker-*.err`` and publishes it line by line through the GCS, a cost on every
+    request (docs/benchmarks.md, "Single customers: what moved")."""
     from ray.serve._private.logging_utils import get_serve_logs_dir
 
     rotation = rotation or RotationSettings()

@@ -60,7 +60,7 @@ def engine_args(settings: "LLMSettings", *, cuda: bool = False) -> dict[str, Any
         args["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
     elif not cuda:  # vLLM's CPU default takes gpu_memory_utilization of the machine's RAM
         args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-    if not cuda:  # no torch.compile of the CPU model at start (eager is what was measured here)
+    if not cuda:  # no torch.compile of the CPU model at start: a small model starts sooner eager
         args["enforce_eager"] = True
     if settings.max_model_len is not None:
         args["max_model_len"] = settings.max_model_len
