@@ -8,6 +8,7 @@ to ``serve.start`` before ``serve.run``, since Serve ignores them afterwards.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -228,7 +229,7 @@ def deploy(settings: Settings, args: dict[str, Any], address: str | None = None)
         auth_like_head()
         ray.init(
             address=address or local_head_address(settings.server.ray_port),
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             log_to_driver=False,
             runtime_env=runtime_env,
         )
@@ -295,7 +296,7 @@ def stop(address: str | None = None, ray_port: int | None = None) -> dict[str, f
         from serving.deployments.cluster import auth_like_head
 
         auth_like_head()
-        ray.init(address=gcs, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=gcs, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError:
         took["running"] = 0  # no cluster running: nothing to drain
     else:

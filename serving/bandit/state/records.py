@@ -97,11 +97,14 @@ def _npy(a: np.ndarray | None) -> bytes | None:
     a = np.ascontiguousarray(a)
     if a.dtype.hasobject:
         raise ValueError("object arrays are not stored")
-    return _npy_header(np.lib.format.dtype_to_descr(a.dtype), a.shape) + a.tobytes()
+    descr = np.lib.format.dtype_to_descr(a.dtype)
+    if not isinstance(descr, str):
+        raise ValueError("structured arrays are not stored")
+    return _npy_header(descr, a.shape) + a.tobytes()
 
 
 @functools.lru_cache(maxsize=256)
-def _npy_header(descr: Any, shape: tuple[int, ...]) -> bytes:
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         buf, {"descr": descr, "fortran_order": False, "shape": shape}
