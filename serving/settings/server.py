@@ -22,7 +22,7 @@ class ServerSettings(Section):
     # hops); "split": each is its own deployment behind DeploymentHandles.
     topology: Literal["fused", "split"] = "fused"
     haproxy: bool = True
-    # fused: each ingress replica is a full scoring pipeline; one per core (2 here)
+    # fused: each ingress replica is a full scoring pipeline; one per core of the machine
     ingress_replicas: int | Literal["auto"] = 2
     max_replicas: int = Field(2, ge=1)
     num_cpus: float = Field(0.5, ge=0)

@@ -85,7 +85,7 @@ RETRY_AFTER_S = 1.0  # what an Overloaded answer tells the client
 
 
 # What a reservation's caller waits on: an asyncio future of the caller's loop (the serving
-# path: resolved through call_soon_threadsafe, half the cost of wrapping a thread future),
+# path: resolved through call_soon_threadsafe, cheaper than wrapping a thread future),
 # or a thread future (offline callers).
 Waiter = Future[None] | asyncio.Future[None]
 

@@ -1,13 +1,13 @@
 """The embedded contact ledger: per customer, the times of its recent contacts, in LMDB.
 
 Why LMDB and not the sqlite log: a contact reservation must be exact across the replica
-processes of a machine, and it sits on the request's path. In sqlite it was a
-``BEGIN IMMEDIATE`` transaction, so every request that contacted a customer waited for
+processes of a machine, and it sits on the request's path. In sqlite it would be a
+``BEGIN IMMEDIATE`` transaction, so every request that contacts a customer would wait for
 the background committer (a thread hand-off, several statements, the GIL handed back and
-forth): about a third of a single-customer request's CPU. An LMDB write transaction
-takes LMDB's one writer lock across processes for a few microseconds, all in C, so the
-request reserves inline and waits for no thread; the decision log stays in sqlite,
-written in groups.
+forth). An LMDB write transaction takes LMDB's one writer lock across processes briefly,
+all in C, so the request reserves inline and waits for no thread; the decision log stays
+in sqlite, written in groups (docs/benchmarks.md, "One customer a call: the contact
+ledger").
 
 Each value is ``cap`` float64 slots of contact times (0: empty). A reservation reads the
 rows asked, counts the times inside the window, grants while fewer than ``cap``, and

@@ -91,7 +91,7 @@ def decode_meta(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
 def _npy(a: np.ndarray | None) -> bytes | None:
     """Optional arrays of any shape and dtype (feature digests, timestamps) keep both: the
     bytes ``np.save`` writes, with the header made once per dtype and shape (``np.save``
-    formats it on every call, a third of encoding a one-customer record)."""
+    formats it on every call, a large part of encoding a one-customer record)."""
     if a is None:
         return None
     a = np.ascontiguousarray(a)
