@@ -1,9 +1,9 @@
 """``build_app(args) -> Application``: the import path ``deploy/serve.yaml`` names.
 
-The topology is configuration. ``fused`` (default: it saves a handle hop per component;
-docs/benchmarks.md, "`/v1/score` beside its limits") puts feature lookup, both models and the bandit inside each ingress
-replica, so a request crosses no DeploymentHandle; ``split`` makes each its own
-deployment with its own replicas, autoscaling and resources. Deployment classes are
+The topology is configuration. ``fused`` (default) puts feature lookup, both models and
+the bandit inside each ingress replica, so a request crosses no DeploymentHandle and pays
+no hop per component; ``split`` makes each its own deployment with its own replicas,
+autoscaling and resources. Deployment classes are
 plain subclasses of the components and state their own options (``options_for``).
 """
 
