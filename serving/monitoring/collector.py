@@ -407,7 +407,13 @@ def join(batch: list[Observation]) -> Observation:
     first = batch[0]
 
     def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-        return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
+        """One layout: a field's arrays are all present or all None (its first says which)."""
+        if arrays[0] is None:
+            return None
+        present = [a for a in arrays if a is not None]
+        if len(present) != len(arrays):
+            raise TypeError("observations of one layout differ in which arrays they carry")
+        return np.concatenate(present)
 
     models = {
         m: Scored(

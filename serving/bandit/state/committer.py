@@ -54,8 +54,8 @@ What a crash loses
   last ``flush_interval_s`` plus one commit's duration. A commit is a few statements
   (sqlite) or one pipeline (Redis) whatever the group's size, since each call that
   releases the GIL can wait a switch interval (5 ms) to get it back from a busy event
-  loop; measured here with 50 ms intervals: at most 55 ms lost with an event loop that
-  idles now and then, up to 131 ms with one that never idles. Decisions with a
+  loop; so the commit's duration, and what a crash loses, grows when the event loop never
+  idles. Decisions with a
   reservation are acknowledged only after their commit, so a crash loses none of them,
   nor any contact count. ``tests/bandit/test_bandit_crash.py`` kills a router
   mid-stream and checks it.
@@ -85,7 +85,7 @@ RETRY_AFTER_S = 1.0  # what an Overloaded answer tells the client
 
 
 # What a reservation's caller waits on: an asyncio future of the caller's loop (the serving
-# path: resolved through call_soon_threadsafe, half the cost of wrapping a thread future),
+# path: resolved through call_soon_threadsafe, cheaper than wrapping a thread future),
 # or a thread future (offline callers).
 Waiter = Future[None] | asyncio.Future[None]
 
