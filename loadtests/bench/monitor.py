@@ -131,7 +131,8 @@ async def _capture(dp: Any, ids: np.ndarray) -> Any:
 def _binning_us(monitor: Any, obs: Any, queued: int = 1, repeat: int = 50) -> float:
     """The monitor thread's work per request: median microseconds of binning ``queued``
     copies of one request's observation (joined first, as the thread does), over ``queued``."""
-    from serving.monitoring.collector import Bucket, join
+    from serving.monitoring.collector import Bucket
+    from serving.monitoring.observation import join
 
     times = []
     for _ in range(repeat):
