@@ -15,6 +15,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from feature_store.batch import FeatureBatch
+from serving.components.bandit import Feedback
 from serving.components.batching import Inputs
 from serving.components.explain import Explanation
 from serving.deployments.failures import named
@@ -119,7 +120,7 @@ class RemoteBandit:
             customer_ids, batch, churn, engagement, found, model_versions, opted_out
         )
 
-    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
+    async def feedback(self, decision_id: str, reward: float) -> Feedback:
         return await self._h.feedback.remote(decision_id, reward)
 
     async def erase(self, customer_id: int) -> dict[str, int]:

@@ -39,7 +39,7 @@ def test_block_scatters_parts_into_request_order_with_nulls_and_exact_values() -
         (_expl("1", c[:2], values[:2]), np.array([3, 0])),
         (_expl("2", c[2:], values[2:]), np.array([2])),
     ]
-    out = block(parts, 5, 2)
+    out = block(parts, 5, 2).to_dict()
     assert out["version"] == "1,2" and out["output"] == "log_odds" and out["method"] == "tree_shap"
     assert out["contributions"][1] is None and out["contributions"][4] is None
     assert (
