@@ -205,4 +205,4 @@ def retry_after(exc: BaseException) -> dict[str, str] | None:
 
 # Errors the one mapper knows besides ours: the HTTP layer answers them like ours (no
 # traceback, their own status), since they are expected states, not server bugs.
-MAPPED_ERRORS: tuple[type[BaseException], ...] = (ReengageError, OnlineStoreUnavailable)
+MAPPED_ERRORS: tuple[type[Exception], ...] = (ReengageError, OnlineStoreUnavailable)

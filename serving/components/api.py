@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feature_store.batch import FeatureBatch
+from serving.components.bandit import Feedback
 from serving.components.batching import Inputs
 from serving.components.explain import Explanation
 from serving.repository import TensorSpec
@@ -85,7 +86,7 @@ class Bandit(Protocol):
         opted_out: np.ndarray | None = None,
     ) -> Any: ...
 
-    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]: ...
+    async def feedback(self, decision_id: str, reward: float) -> Feedback: ...
 
     async def erase(self, customer_id: int) -> dict[str, int]: ...
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,38 @@ from serving import metrics
 from serving.bandit.router import BanditRouter
 from serving.bandit.state.records import REASONS
 from serving.settings import BanditSettings
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A reward as recorded, and what it was for (``protocol.v1.FeedbackResponse``)."""
+
+    decision_id: str
+    reward: float
+    action: str | None  # the action the decision took
+    reason: str  # why that action was taken (``bandit.state.records.REASONS``)
+    policy_updated: bool  # false where the policy does not learn from it (holdout, caps...)
+
+    @classmethod
+    def of(cls, recorded: Mapping[str, Any]) -> Feedback:
+        """From ``BanditRouter.feedback``'s record."""
+        action = recorded["action"]
+        return cls(
+            decision_id=str(recorded["decision_id"]),
+            reward=float(recorded["reward"]),
+            action=None if action is None else str(action),
+            reason=str(recorded["reason"]),
+            policy_updated=bool(recorded["policy_updated"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "reward": self.reward,
+            "action": self.action,
+            "reason": self.reason,
+            "policy_updated": self.policy_updated,
+        }
 
 
 class BanditService:
@@ -49,9 +83,9 @@ class BanditService:
         metrics.decisions(decisions.arm_index, decisions.reason_code, decisions.arms, REASONS)
         return decisions
 
-    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
-        result = await self.router.feedback(decision_id, reward)
-        metrics.reward(result.get("action"))
+    async def feedback(self, decision_id: str, reward: float) -> Feedback:
+        result = Feedback.of(await self.router.feedback(decision_id, reward))
+        metrics.reward(result.action)
         return result
 
     async def erase(self, customer_id: int) -> dict[str, int]:

@@ -15,6 +15,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from feature_store.batch import FeatureBatch
+from serving.components.bandit import Feedback
 from serving.components.batching import Inputs
 from serving.components.explain import Explanation
 from serving.deployments.failures import named
@@ -119,7 +120,7 @@ class RemoteBandit:
             customer_ids, batch, churn, engagement, found, model_versions, opted_out
         )
 
-    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]:
+    async def feedback(self, decision_id: str, reward: float) -> Feedback:
         return await self._h.feedback.remote(decision_id, reward)
 
     async def erase(self, customer_id: int) -> dict[str, int]:
@@ -137,7 +138,7 @@ class RemoteWriter:
         # RAY_SERVE_THROUGHPUT_OPTIMIZED): over gRPC a unary call learns that the replica
         # accepted it only with its answer, so a call in flight on a writer that dies looks
         # never accepted and Serve sends it again to the fresh, cold replica, where it waits
-        # out the deadline (a 504 after ~22 s). An actor call is accepted first, so its
+        # out the deadline (a 504). An actor call is accepted first, so its
         # replica's death reaches the caller at once as ActorDiedError: our prompt 503.
         self._h = named(handle.options(_by_reference=True), "email writer", deadline_s)
         self._stream = self._h.options(stream=True)

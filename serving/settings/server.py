@@ -59,7 +59,7 @@ class ServerSettings(Section):
     # Redis's (the default redis_url)
     ray_port: int = Field(6390, ge=1, le=65535)
     # POST /v1/score straight to its endpoint, without FastAPI's routing and dependency work
-    # per request (serving/routes/fast_path.py; the same code and answers)
+    # per request (serving/middleware/fast_path.py; the same code and answers)
     fast_path: bool = True
     # FastAPI's native OpenTelemetry (spans, metrics, logs through the global providers).
     # Off: our Prometheus metrics and request log cover the same requests, and even with no
