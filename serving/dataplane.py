@@ -34,7 +34,7 @@ from serving.components.api import Bandit, Features, Model, Writer
 from serving.components.explain import Part, block
 from serving.components.offload import both
 from serving.components.evidence import PROMOTABLE, refusal_message
-from serving.components.rollout import PromotionRefused, row_token
+from serving.components.traffic_policy import PromotionRefused, row_token
 from serving.components.privacy import PrivacyService
 from serving.llm.reasons import churn_reasons
 from serving.privacy import ConsentView, consent_view
@@ -63,7 +63,7 @@ class ScoreResult:
     explain_k: int = 0
     pinned: dict[str, str] | None = None  # role -> version a version pin asked for
     # by role, when a traffic policy split the rows: (version code per row, -1 not found;
-    # the versions; the row token the decision log keeps: components.rollout.row_token)
+    # the versions; the row token the decision log keeps: components.traffic_policy.row_token)
     row_versions: dict[str, tuple[np.ndarray, tuple[str, ...], str]] | None = None
 
     def log_versions(self) -> dict[str, str]:
@@ -687,7 +687,7 @@ def _row_versions(
     splits: dict[str, Any], rows: np.ndarray, n: int
 ) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
     """Per-row version codes in request order (-1 where the customer was not found), and
-    the decision log's token of them (``components.rollout.row_token``)."""
+    the decision log's token of them (``components.traffic_policy.row_token``)."""
     out = {}
     for role, split in splits.items():
         if split is not None:

@@ -1,7 +1,7 @@
 """Online evidence per model version, and the promotion gate built on it.
 
 Every decision batch records the versions that scored it; a batch a traffic policy split
-records each row's version (``rollout.<model>``: ``components.rollout.row_token``), and a
+records each row's version (``rollout.<model>``: ``components.traffic_policy.row_token``), and a
 batch a version pin served says so (``pinned.<model>``) and is left out.
 
 The value of a version is the mean reward of the bandit's policy decisions on the
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.components.rollout import versions_from_token
+from serving.components.traffic_policy import versions_from_token
 
 PROMOTABLE = ("better", "non_inferior")
 

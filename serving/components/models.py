@@ -25,8 +25,13 @@ from serving import metrics
 from serving.components.batching import AsyncBatcher, Batcher, Inputs, RunGroup, rows_of
 from serving.components.explain import Explainers, Explanation
 from serving.components.offload import offload
-from serving.components.rollout import DesiredState, LocalDesiredState, ShadowStats, TrafficPolicy
-from serving.components.traffic import TrafficControl
+from serving.components.traffic_policy import (
+    DesiredState,
+    LocalDesiredState,
+    ShadowStats,
+    TrafficPolicy,
+)
+from serving.components.rollout_control import TrafficControl
 from serving.errors import Conflict, InvalidRequest, ModelNotFound, ModelNotReady
 from serving.registry import ModelRegistry
 from serving.repository import ModelSpec, TensorSpec, read_model

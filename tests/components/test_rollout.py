@@ -12,7 +12,7 @@ import pytest
 
 from serving import metrics
 from serving.components.models import LocalDesiredState, ModelService
-from serving.components.rollout import (
+from serving.components.traffic_policy import (
     ModelStates,
     TrafficPolicy,
     VersionRefused,

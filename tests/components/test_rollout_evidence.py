@@ -14,7 +14,7 @@ import pytest
 from serving.bandit.state import BatchRecord, Group, Reason, RewardUpdate, SqliteStore
 from serving.components.evidence_index import EvidenceIndex
 from serving.components.models import ModelService
-from serving.components.rollout import PromotionRefused, TrafficPolicy, row_token
+from serving.components.traffic_policy import PromotionRefused, TrafficPolicy, row_token
 from serving.settings import TrafficPolicyConfig, load_settings
 from tests.serving.conftest import LocalFeatures, TableReader
 

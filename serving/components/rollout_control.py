@@ -3,7 +3,7 @@ for every replica, promote, roll back, unload one version, report.
 
 A mixin of ``ModelService`` (``components.models``), kept apart from the scoring path:
 nothing here runs per request. The change itself reaches the replicas through the
-shared desired state (``components.rollout.ModelStates``) and is applied by each
+shared desired state (``components.traffic_policy.ModelStates``) and is applied by each
 replica's ``ModelService.reconcile``.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.components.rollout import ShadowStats, TrafficPolicy, VersionRefused, new_salt
+from serving.components.traffic_policy import ShadowStats, TrafficPolicy, VersionRefused, new_salt
 from serving.errors import Conflict, InvalidRequest, ModelNotFound
 from serving.settings import TrafficPolicyConfig
 
