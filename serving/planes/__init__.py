@@ -1,0 +1,1 @@
+"""The data plane's parts, one per concern (``serving.dataplane`` composes them)."""
