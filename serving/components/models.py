@@ -39,6 +39,7 @@ from serving.runtime import runtime_for
 from serving.runtime.base import ModelRuntime
 from serving.settings import ModelSettings
 
+# LocalDesiredState: the ``desired`` a single process passes (re-exported for its callers)
 __all__ = ["BatcherFactory", "LocalDesiredState", "ModelService", "RowVersions"]
 
 log = logging.getLogger("reengage")

@@ -92,12 +92,16 @@ class ReplicaSync:
         return self.columns.names
 
     # -- versions ---------------------------------------------------------------------------
-    def load(self, extra: Sequence[str] | None = None) -> list[str]:
-        """(Re)load the model's versions from disk, with ``extra`` (default: the policy's)."""
-        if extra is None:
-            extra = self.policy.versions if self.policy else ()
+    def load(self) -> list[str]:
+        """(Re)load the model's versions from disk, the policy's included."""
+        extra = self.policy.versions if self.policy else ()
         self._reloaded(self.registry.load(self.name, exclude=self.excluded, extra=extra))
         return self.registry.loaded_versions(self.name)
+
+    async def load_versions(self, versions: Sequence[str]) -> None:
+        """(Re)load from disk with ``versions`` (a change's), reading in a thread."""
+        spec = await asyncio.to_thread(self.registry.load, self.name, self.excluded, versions)
+        self._reloaded(spec)
 
     def _reloaded(self, spec: ModelSpec) -> None:
         self._configure(spec)

@@ -99,7 +99,7 @@ class ReplicaState(Protocol):
 
     async def send_report(self) -> dict[str, Any]: ...
 
-    def load(self, extra: Sequence[str] | None = None) -> list[str]: ...
+    async def load_versions(self, versions: Sequence[str]) -> None: ...
 
     def check_versions(self, versions: Sequence[str], names: tuple[str, ...] | None) -> None: ...
 
@@ -187,7 +187,7 @@ class RolloutControl:
         if self.settings.control_mode != "none":
             missing = set(versions) - set(self.registry.loaded_versions(self.name))
             if missing or set(versions) & set(self.registry.failures(self.name)):
-                await asyncio.to_thread(self.replica.load, versions)
+                await self.replica.load_versions(versions)
         self.replica.check_versions(versions, names)
 
     async def _await_replicas(

@@ -1,4 +1,4 @@
-"""Traffic policies between model versions: sticky bucket split, shadow, shared state.
+"""Traffic policies between model versions: sticky bucket split, shadow share, row tokens.
 
 A policy per model has a default version, weighted candidates (percent of customers)
 and an optional shadow (percent of rows scored again off the answer), Seldon Core 2's
@@ -13,9 +13,8 @@ do: a candidate raised or added takes buckets from the default alone, one lowere
 removed gives them back to the default, and an unchanged candidate keeps every bucket.
 The shadow samples rows with its own salt, independent of the buckets.
 
-The desired state the replicas follow (``ModelStates``, ``DesiredState``) lives in
-``components.desired`` and is re-exported here; the shadow's summaries in
-``components.shadow``.
+The desired state the replicas follow is ``components.desired``; the shadow's scoring
+and summaries are ``components.shadow``.
 """
 
 from __future__ import annotations
@@ -28,21 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from serving.components.desired import DesiredState, LocalDesiredState, ModelStates, fresh_state
 from serving.errors import Conflict, InvalidRequest
 from serving.hashing import salted_hash
 from serving.settings import TrafficPolicyConfig
 
 __all__ = [
     "BUCKETS",
-    "DesiredState",
-    "LocalDesiredState",
-    "ModelStates",
     "PromotionRefused",
     "RowVersions",
     "TrafficPolicy",
     "VersionRefused",
-    "fresh_state",
     "new_salt",
     "rebalance",
     "row_token",

@@ -81,7 +81,7 @@ class RemoteWriter:
         # RAY_SERVE_THROUGHPUT_OPTIMIZED): over gRPC a unary call learns that the replica
         # accepted it only with its answer, so a call in flight on a writer that dies looks
         # never accepted and Serve sends it again to the fresh, cold replica, where it waits
-        # out the deadline (a 504 after ~22 s). An actor call is accepted first, so its
+        # out the whole deadline (a late 504). An actor call is accepted first, so its
         # replica's death reaches the caller at once as ActorDiedError: our prompt 503.
         self._h = named(handle.options(_by_reference=True), "email writer", deadline_s)
         self._stream = self._h.options(stream=True)

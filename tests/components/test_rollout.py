@@ -12,8 +12,8 @@ import pytest
 
 from serving import metrics
 from serving.components.models import LocalDesiredState, ModelService
+from serving.components.desired import ModelStates
 from serving.components.traffic_policy import (
-    ModelStates,
     TrafficPolicy,
     VersionRefused,
     row_token,
