@@ -89,6 +89,22 @@ def test_the_project_keeps_every_contract() -> None:
             "def _f():\n    import starlette\n",
             "import neither ray nor fastapi",
         ),
+        # the rollout plane too, and the components never reach up to a plane
+        (
+            "serving/planes/rollouts.py",
+            "def _f():\n    from serving import dataplane\n",
+            "serving: edge -> routes",
+        ),
+        (
+            "serving/components/evidence.py",
+            "def _f():\n    from serving.planes import rollouts\n",
+            "serving: edge -> routes",
+        ),
+        (
+            "serving/planes/rollouts.py",
+            "def _f():\n    import fastapi\n",
+            "import neither ray nor fastapi",
+        ),
         # the benchmarks and training stay out of the server; the CLI's exception is narrow
         (
             "serving/components/models.py",

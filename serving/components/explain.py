@@ -28,8 +28,8 @@ import numpy as np
 from serving.runtime.base import ModelRuntime
 from serving.runtime.explain import Attribution, Explainer, explainer_for
 
-# Exact TreeSHAP costs far more a row than scoring (docs/benchmarks.md, "Explanations"):
-# beyond this many rows it runs in a thread so the event loop keeps serving /v1/score; the
+# TreeSHAP costs far more a row than scoring (docs/benchmarks.md, "Explanations"): beyond
+# this many rows it runs in a thread so the event loop keeps serving /v1/score; the
 # DeepLIFT graph is as cheap as scoring.
 INLINE_ROWS = {"tree_shap": 8}
 INLINE_ROWS_DEFAULT = 2048

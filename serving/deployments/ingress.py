@@ -16,7 +16,7 @@ from serving.dataplane import DataPlane
 from serving.deployments.artifacts import anchor
 from serving.deployments.cluster import warn_embedded_state
 from serving.deployments.components import fused_components, scaling
-from serving.deployments.handles import RemoteBandit, RemoteFeatureLookup, RemoteModel, RemoteWriter
+from serving.deployments.handles import RemoteWriter, remote_bandit, remote_features, remote_model
 from serving.deployments.drain_signal import start_watcher as start_drain_watcher
 from serving.deployments.metrics_export import start_exporter
 from serving.http import create_app
@@ -68,9 +68,9 @@ class Ingress:
         else:
             self.dataplane = DataPlane(
                 settings,
-                RemoteFeatureLookup(features),
-                {n: RemoteModel(h) for n, h in models.items()},
-                RemoteBandit(bandit) if bandit is not None else None,
+                remote_features(features),
+                {n: remote_model(h) for n, h in models.items()},
+                remote_bandit(bandit) if bandit is not None else None,
                 remote_writer,
                 monitor=open_monitor(settings),
             )

@@ -19,11 +19,11 @@ from serving.bandit.state.records import REASONS
 from serving.codecs.columnar import RowIds, Vocabulary
 from serving.components.api import Model
 from serving.components.explain import ExplanationBlock, Part, block
-from serving.components.rollout import row_token
+from serving.components.traffic_policy import row_token
 
 Array = npt.NDArray[Any]
 # by role, when a traffic policy split the rows: the version code per row (-1: not found),
-# the versions, and the row token the decision log keeps (``components.rollout.row_token``)
+# the versions, and the row token the decision log keeps (``components.traffic_policy.row_token``)
 RowVersions = dict[str, tuple[Array, tuple[str, ...], str]]
 Split = tuple[Array, tuple[str, ...], Any]  # a model's per-row codes, versions, its policy
 
@@ -166,7 +166,7 @@ def scatter(values: Array, rows: Array, n: int) -> Array:
 
 def row_versions(splits: dict[str, Split | None], rows: Array, n: int) -> RowVersions:
     """Per-row version codes in request order (-1 where the customer was not found), and
-    the decision log's token of them (``components.rollout.row_token``)."""
+    the decision log's token of them (``components.traffic_policy.row_token``)."""
     out: RowVersions = {}
     for role, split in splits.items():
         if split is not None:
