@@ -1,18 +1,18 @@
 """``build_app(args) -> Application``: the import path ``deploy/serve.yaml`` names.
 
-The topology is configuration. ``fused`` (default, chosen by measurement: see
-docs/benchmarks.md) puts feature lookup, both models and the bandit inside each ingress
-replica, so a request crosses no DeploymentHandle; ``split`` makes each its own
-deployment with its own replicas, autoscaling and resources. Deployment classes are
+The topology is configuration. ``fused`` (default) puts feature lookup, both models and
+the bandit inside each ingress replica, so a request crosses no DeploymentHandle and pays
+no hop per component; ``split`` makes each its own deployment with its own replicas,
+autoscaling and resources. Deployment classes are
 plain subclasses of the components and state their own options (``options_for``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from serving.deployments.components import (
     BanditDeployment,
@@ -38,17 +38,15 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     ensure_admin_token(settings)  # secure by default: admin and feedback need a token
     # what replicas get: with server.artifacts=working_dir, paths inside the shipped folder
     replica = for_replicas(settings)
-    ingress = serve.deployment(Ingress).options(**Ingress.options_for(settings))
+    ingress = _deployment(Ingress).options(**Ingress.options_for(settings))
     writer = _writer(settings, replica)
     if settings.server.topology == "fused":
         return ingress.bind(replica, writer=writer)
-    features = serve.deployment(FeatureDeployment).options(
-        **FeatureDeployment.options_for(settings)
-    )
+    features = _deployment(FeatureDeployment).options(**FeatureDeployment.options_for(settings))
     repo = settings.models.repo_path  # here, or (a Serve config build) inside the shipped folder
     repo = repo if repo.is_dir() else anchor_models(replica.models, check=False).repo_path
     models = {
-        name: serve.deployment(ModelDeployment)
+        name: _deployment(ModelDeployment)
         .options(**ModelDeployment.options_for(settings, name))
         .bind(name, replica.models, state_spec(replica))
         for name in scan(repo)
@@ -56,7 +54,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     bandit = None
     if settings.bandit.enabled:
         bandit = (
-            serve.deployment(BanditDeployment)
+            _deployment(BanditDeployment)
             .options(**BanditDeployment.options_for(settings))
             .bind(replica)
         )
@@ -65,11 +63,17 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     )
 
 
-def _writer(settings: Settings, replica: Settings) -> Any:
+def _deployment(cls: type) -> Deployment:
+    """``serve.deployment`` applied to a class is a ``Deployment``; Ray annotates every call
+    as returning a decorator, so the type is stated here, once."""
+    return cast(Deployment, serve.deployment(cls))
+
+
+def _writer(settings: Settings, replica: Settings) -> Application | None:
     if not settings.llm.enabled:
         return None
     return (
-        serve.deployment(WriterDeployment)
+        _deployment(WriterDeployment)
         .options(**WriterDeployment.options_for(settings))
         .bind(replica.llm)
     )

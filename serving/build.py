@@ -233,8 +233,8 @@ class _State:
         return built
 
     def _train(self, fn: Any, name: str) -> dict[str, Any]:
-        # One thread: on 2 shared cores, OpenMP/torch with 2 threads measured ~10x slower
-        # (LightGBM 31 s vs 3 s, MLP 35 s vs 3 s, 100k customers, load average 4).
+        # One thread: OpenMP/torch threads on cores shared with other processes wait on each
+        # other, so training runs slower with more of them than with one.
         r = fn(
             self.store,
             self.labels,

@@ -124,7 +124,7 @@ class Timeout(ReengageError):
 
 
 def error_body(error_type: str, message: str, field: str | None = None) -> dict[str, Any]:
-    """DESIGN.md's error body; the message is redacted (no credential of a URL built from
+    """The error body of docs/api.md; the message is redacted (no credential of a URL built from
     settings, nor a token, reaches a caller whatever raised it)."""
     return {"error": {"type": error_type, "message": redact(message), "field": field}}
 
@@ -205,4 +205,4 @@ def retry_after(exc: BaseException) -> dict[str, str] | None:
 
 # Errors the one mapper knows besides ours: the HTTP layer answers them like ours (no
 # traceback, their own status), since they are expected states, not server bugs.
-MAPPED_ERRORS: tuple[type[BaseException], ...] = (ReengageError, OnlineStoreUnavailable)
+MAPPED_ERRORS: tuple[type[Exception], ...] = (ReengageError, OnlineStoreUnavailable)

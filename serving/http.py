@@ -1,21 +1,17 @@
-"""The FastAPI application factory: routers, five pure-ASGI middlewares, the error handlers.
+"""The FastAPI application factory: routers, the middleware stack, the error handlers.
 
 Built from a DataPlane, so the same app runs inside the Ray Serve ingress
 (``__serve_build_asgi_app__``) or on plain uvicorn / TestClient for tests and for
 measuring what Serve itself costs.
 
-No ``BaseHTTPMiddleware``: it runs each request through an extra task and memory
-stream (measured here as a large share of a 1-id request's CPU). All five are plain ASGI,
-outermost first: ``RequestLog``, ``Drain``, ``RequestMetrics`` (here: it wraps ``send`` to
-read the status and add headers, nothing more), ``AuthMiddleware`` and ``FastPath``.
+The middleware is plain ASGI (``serving.middleware``: why, and what counts as middleware),
+outermost first: ``RequestLog``, ``Drain``, ``RequestMetrics``, ``AuthMiddleware`` and
+``FastPath``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,55 +19,22 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import metrics, request_log
+from serving import request_log
 from serving.audit import audit_log
-from serving.dataplane import SERVER_VERSION, DataPlane
-from serving.drain import Drain
+from serving.dataplane import DataPlane
 from serving.errors import MAPPED_ERRORS, error_body, retry_after, status_and_body
+from serving.middleware import auth
+from serving.middleware.drain import Drain
+from serving.middleware.fast_path import FastPath, find_route
+from serving.middleware.metrics import RequestMetrics
+from serving.middleware.request_log import RequestLog
+from serving.planes.kserve import SERVER_VERSION
 from serving.routes import admin, monitor, openai, privacy, rest_v1, rest_v2
-from serving.routes.fast_path import FastPath, find_route
 from serving.routes.responses import error_response, validation_error
-from serving.security import asgi as auth_asgi
+from serving.security import Authenticator
 from serving.security.client_source import ClientSource
 
 log = logging.getLogger("reengage")
-
-Scope = dict[str, Any]
-CLIENT_CLOSED = 499  # nginx's "client closed request": counted apart from server errors
-
-
-class RequestMetrics:
-    """Records route, status and latency per request; adds fixed response headers."""
-
-    def __init__(self, app: Any, headers: dict[str, str] | None = None) -> None:
-        self.app = app
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_with_headers(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if self.headers:
-                    message["headers"] = [*message.get("headers", ()), *self.headers]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except asyncio.CancelledError:  # the client went away mid-request: not a server error
-            status = CLIENT_CLOSED if status == 500 else status
-            raise
-        finally:
-            route = scope.get("route")
-            metrics.request(
-                getattr(route, "path", "unmatched"), status, 1e3 * (time.perf_counter() - start)
-            )
 
 
 def create_app(
@@ -101,10 +64,8 @@ def create_app(
     # whose spans take the route from FastAPI's router
     if dataplane.settings.server.fast_path and not telemetry:
         app.add_middleware(FastPath, fastapi=app, route=find_route(v1, "POST", "/v1/score"))
-    app.state.authenticator = auth_asgi.Authenticator(
-        dataplane.settings
-    )  # a version pin asks it who calls
-    auth_asgi.install(
+    app.state.authenticator = Authenticator(dataplane.settings)  # a version pin asks who calls
+    auth.install(
         app,
         app.state.authenticator,
         audit_log(dataplane.settings),
@@ -114,14 +75,14 @@ def create_app(
     app.add_middleware(Drain)  # a stopping replica: 503 for new requests, in-flight ones finish
     request_log.configure(dataplane.settings.server.request_log)
     # outermost: X-Request-ID and the JSON line on every answer (in Serve, Serve echoes the id)
-    app.add_middleware(request_log.RequestLog, echo=echo_request_id)
+    app.add_middleware(RequestLog, echo=echo_request_id)
     _add_error_handlers(app)
     return app
 
 
 def _hot_routes_first(app: FastAPI) -> None:
     """Our routes before FastAPI's docs pages: Starlette, and Serve for its per-request route
-    label, match routes in list order, so /v1/score is found first (~4 us less a request).
+    label, match routes in list order, so /v1/score is found first.
     The docs paths overlap none of ours, so no request changes route."""
     docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.router.routes.sort(key=lambda route: getattr(route, "path", None) in docs)  # stable

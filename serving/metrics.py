@@ -3,8 +3,8 @@
 Recording is the hot path's business, exporting is not: a request only adds to plain
 dicts here (counters summed per label set, histogram samples appended), and an exporter
 drains them on an interval (``serving.deployments.metrics_export`` pushes them to Ray's
-metrics agent, one ``inc`` per label set). Measured here: a Ray metric call costs
-10-50 us, and a request used to make about a dozen of them.
+metrics agent, one ``inc`` per label set), because a Ray metric call costs more than the
+rest of a small request's bookkeeping (docs/benchmarks.md, "What moved the figures").
 
 This module imports no Ray, so components and unit tests record and read metrics
 without a cluster. Arrays are counted with numpy, never with a per-row loop.

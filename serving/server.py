@@ -8,6 +8,7 @@ to ``serve.start`` before ``serve.run``, since Serve ignores them afterwards.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -29,10 +30,9 @@ HAPROXY_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # A request in flight on an Ingress replica that dies got no response at all: HAProxy
     # replays it once on another replica instead of dropping the client's connection or
-    # answering Ray's plain-text 500 (Ray's default retries connection failures only).
-    # Measured, kill -9 under load (tests/e2e/test_crash.py): 4 of 6 in-flight requests
-    # failed without it; with it 0 in three runs of four, 1 in one. A replay may run a
-    # request twice: docs/cluster.md.
+    # answering Ray's plain-text 500 (Ray's default retries connection failures only). It
+    # narrows what a killed replica loses without closing it, and a replay may run a
+    # request twice: docs/cluster.md, "Crashes: what clients see".
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
 }
 # Uvicorn (Ray's proxy and each replica's direct ingress) replaces the peer with the
@@ -234,7 +234,7 @@ def deploy(settings: Settings, args: dict[str, Any], address: str | None = None)
         auth_like_head()
         ray.init(
             address=address or local_head_address(settings.server.ray_port),
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             log_to_driver=False,
             runtime_env=runtime_env,
         )
@@ -301,7 +301,7 @@ def stop(address: str | None = None, ray_port: int | None = None) -> dict[str, f
         from serving.deployments.cluster import auth_like_head
 
         auth_like_head()
-        ray.init(address=gcs, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=gcs, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError:
         took["running"] = 0  # no cluster running: nothing to drain
     else:

@@ -107,4 +107,4 @@ def test_a_map_naming_a_gone_module_fails() -> None:
 def test_a_map_missing_a_module_fails() -> None:
     without = re.sub(r"`[\w/]*fast_path\.py`", "the fast path", MAP)
     assert without != MAP
-    assert unnamed_modules(without) == ["serving/routes/fast_path.py"]
+    assert unnamed_modules(without) == ["serving/middleware/fast_path.py"]

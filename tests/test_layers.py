@@ -67,6 +67,44 @@ def test_the_project_keeps_every_contract() -> None:
             "def _f():\n    from serving.routes import rest_v1\n",
             "serving: edge -> routes",
         ),
+        # the planes never reach up to the composition root that holds them
+        (
+            "serving/planes/kserve.py",
+            "def _f():\n    from serving import dataplane\n",
+            "serving: edge -> routes",
+        ),
+        # the middleware and the routes are independent siblings
+        (
+            "serving/middleware/drain.py",
+            "def _f():\n    from serving.routes import rest_v1\n",
+            "serving: edge -> routes",
+        ),
+        (
+            "serving/planes/scores.py",
+            "def _f():\n    import fastapi\n",
+            "import neither ray nor fastapi",
+        ),
+        (
+            "serving/middleware/auth.py",
+            "def _f():\n    import starlette\n",
+            "import neither ray nor fastapi",
+        ),
+        # the rollout plane too, and the components never reach up to a plane
+        (
+            "serving/planes/rollouts.py",
+            "def _f():\n    from serving import dataplane\n",
+            "serving: edge -> routes",
+        ),
+        (
+            "serving/components/evidence.py",
+            "def _f():\n    from serving.planes import rollouts\n",
+            "serving: edge -> routes",
+        ),
+        (
+            "serving/planes/rollouts.py",
+            "def _f():\n    import fastapi\n",
+            "import neither ray nor fastapi",
+        ),
         # the benchmarks and training stay out of the server; the CLI's exception is narrow
         (
             "serving/components/models.py",

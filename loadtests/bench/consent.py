@@ -9,18 +9,19 @@ Figures: docs/benchmarks.md ("Consent check").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from serving.privacy.consent import OptedOut
 
 
-def _best(fn: object, reps: int) -> float:
+def _best(fn: Callable[[], object], reps: int) -> float:
     rounds = []
     for _ in range(7):
         start = time.perf_counter()
         for _ in range(reps):
-            fn()  # type: ignore[operator]
+            fn()
         rounds.append((time.perf_counter() - start) / reps)
     return min(rounds) * 1e6
 

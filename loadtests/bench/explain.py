@@ -68,9 +68,9 @@ async def _run(
     values, names = batch.values[batch.found], batch.names
     churn, engagement = dp.models[settings.models.churn], dp.models[settings.models.engagement]
     cases: dict[str, Callable[[], Awaitable[Any]]] = {
-        "score": lambda: dp.score(ids),
-        f"score + explain {top_k}": lambda: dp.score(ids, explain=top_k),
-        f"explain {top_k}": lambda: dp.explain(ids, top_k),
+        "score": lambda: dp.inference.score(ids),
+        f"score + explain {top_k}": lambda: dp.inference.score(ids, explain=top_k),
+        f"explain {top_k}": lambda: dp.inference.explain(ids, top_k),
         "churn TreeSHAP": lambda: churn.explain(values, names),
         "engagement DeepLIFT": lambda: engagement.explain(values, names),
     }
@@ -83,7 +83,7 @@ async def _run(
             start = time.perf_counter()
             await cases[name]()
             times[name].append(time.perf_counter() - start)
-    versions = (await dp.score(ids[:1])).model_versions
+    versions = (await dp.inference.score(ids[:1])).model_versions
     result = {
         "customers": customers,
         "found": int(batch.found.sum()),

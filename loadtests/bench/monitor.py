@@ -81,7 +81,7 @@ async def _run(
         ]
         for dp in (off, on):  # warm
             for i in range(20):
-                await dp.score(ids[i % 64])
+                await dp.inference.score(ids[i % 64])
         per_round: dict[str, list[float]] = {"off": [], "on": []}
         for r in range(rounds):
             t = {"off": 0.0, "on": 0.0}
@@ -91,7 +91,7 @@ async def _run(
                 )
                 for name, dp in pair:
                     start = time.perf_counter()
-                    await dp.score(ids[i % 64])
+                    await dp.inference.score(ids[i % 64])
                     t[name] += time.perf_counter() - start
             for name in t:
                 per_round[name].append(1e6 * t[name] / calls)
@@ -122,7 +122,7 @@ async def _capture(dp: Any, ids: np.ndarray) -> Any:
     real = dp.monitor.observe
     dp.monitor.observe = held.append
     try:
-        await dp.score(ids)
+        await dp.inference.score(ids)
     finally:
         dp.monitor.observe = real
     return held[0]
@@ -131,7 +131,8 @@ async def _capture(dp: Any, ids: np.ndarray) -> Any:
 def _binning_us(monitor: Any, obs: Any, queued: int = 1, repeat: int = 50) -> float:
     """The monitor thread's work per request: median microseconds of binning ``queued``
     copies of one request's observation (joined first, as the thread does), over ``queued``."""
-    from serving.monitoring.collector import Bucket, join
+    from serving.monitoring.collector import Bucket
+    from serving.monitoring.observation import join
 
     times = []
     for _ in range(repeat):

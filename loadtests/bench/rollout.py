@@ -23,7 +23,7 @@ from serving.bandit.ope import load_log
 from serving.bandit.state import BatchRecord, Group, RewardUpdate, SqliteStore, StateStore
 from serving.components.evidence import compare
 from serving.components.evidence_index import EvidenceIndex
-from serving.components.rollout import TrafficPolicy, row_token
+from serving.components.traffic_policy import TrafficPolicy, row_token
 from serving.settings import BanditSettings, TrafficPolicyConfig
 
 POLICY = TrafficPolicy.build(

@@ -34,8 +34,8 @@ PARAMS: dict[str, Any] = {
 }
 TARGET_OPSET = 15
 BOOSTER_FILE = "model.txt"  # LightGBM's text format, as Triton's FIL backend names it
-# Served by the trees compiled from model.txt: 3.4-3.6x ONNX Runtime's rows/s at 1,000
-# rows, 1.9-2.3x at 1 row (`reengage bench trees`); ONNX Runtime stays the fallback.
+# Served by the trees compiled from model.txt, faster than ONNX Runtime at every batch
+# size (docs/benchmarks.md, "Tree runtimes"); ONNX Runtime stays the fallback.
 RUNTIME = "lleaves"
 
 

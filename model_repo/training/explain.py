@@ -34,7 +34,9 @@ CONTRIBUTIONS = "contributions"  # [N, F] float32, log-odds
 LOG_ODDS = "log_odds"  # [N, 1] float32, the model's pre-sigmoid output
 BASE_VALUE = "base_value"  # [1] float32, log-odds at the baseline
 COMPLETENESS_TOLERANCE = 1e-4  # |base + sum(contributions) - log-odds| allowed, log-odds units
-TREE_CHECK_ROWS = 2000  # TreeSHAP costs ~1 ms a row: the build checks this many holdout rows
+# exact TreeSHAP is costly per row (docs/benchmarks.md, "Explanations"): the build checks a
+# sample of this many holdout rows, not all of them
+TREE_CHECK_ROWS = 2000
 RESCALE_EPS = (
     1e-6  # below this |a - a'| a ReLU's Rescale multiplier is its gradient (0/0 otherwise)
 )

@@ -55,7 +55,7 @@ def build_checkpoint(
     with ``"skipped": True``. ``size`` overrides the scratch model's dimensions (GPT-2 names) and
     ``heldout`` the number of held-out prompts evaluated (tests use tiny values).
     ``threads``: torch CPU threads (default: 1 on machines of 2 cores or fewer, where a
-    second intra-op thread competing with other processes made steps several times slower).
+    second intra-op thread competes with other processes and slows every step).
     """
     out_dir = Path(out_dir)
     steps = steps or (600 if base_model is None else 200)

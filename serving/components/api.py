@@ -13,8 +13,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from feature_store.batch import FeatureBatch
+from serving.components.bandit import Feedback
+from serving.bandit.router import Decisions
 from serving.components.batching import Inputs
+from serving.components.evidence import LogStats
 from serving.components.explain import Explanation
+from serving.components.rollout_control import TrafficChange, TrafficReport
+from serving.components.traffic_policy import RowVersions
 from serving.repository import TensorSpec
 
 
@@ -30,33 +35,20 @@ class Features(Protocol):
     async def ready(self) -> bool: ...
 
 
-class Model(Protocol):
+class Scoring(Protocol):
+    """The request path of a model: scores, explanations, KServe v2 inference."""
+
     async def score(
         self, values: np.ndarray, names: tuple[str, ...], version: str | None = None
     ) -> tuple[str, np.ndarray]: ...
 
+    async def score_rows(
+        self, values: np.ndarray, names: tuple[str, ...], customer_ids: np.ndarray
+    ) -> tuple[str, np.ndarray, RowVersions | None]: ...
+
     async def explain(
         self, values: np.ndarray, names: tuple[str, ...], version: str | None = None
     ) -> Explanation: ...
-
-    async def score_rows(
-        self, values: np.ndarray, names: tuple[str, ...], customer_ids: np.ndarray
-    ) -> tuple[str, np.ndarray, Any]: ...
-
-    async def set_traffic(
-        self,
-        config: dict[str, Any] | None,
-        feature_names: tuple[str, ...] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
-
-    async def promote(self, version: str | None = None) -> dict[str, Any]: ...
-
-    async def rollback(self) -> dict[str, Any]: ...
-
-    async def exclude_version(self, version: str, excluded: bool) -> dict[str, Any]: ...
-
-    async def traffic(self) -> dict[str, Any]: ...
 
     async def infer(self, inputs: Inputs, version: str | None = None) -> tuple[str, Inputs]: ...
 
@@ -66,11 +58,34 @@ class Model(Protocol):
 
     async def ready(self, version: str | None = None) -> bool: ...
 
+
+class Administration(Protocol):
+    """What changes a model on every replica: traffic policy, versions, repository."""
+
+    async def set_traffic(
+        self,
+        config: dict[str, Any] | None,
+        feature_names: tuple[str, ...] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> TrafficChange: ...
+
+    async def promote(self, version: str | None = None) -> TrafficChange: ...
+
+    async def rollback(self) -> TrafficChange: ...
+
+    async def exclude_version(self, version: str, excluded: bool) -> TrafficChange: ...
+
+    async def traffic(self) -> TrafficReport: ...
+
     async def index(self) -> list[dict[str, str]]: ...
 
     async def load(self) -> list[str]: ...
 
     async def unload(self) -> None: ...
+
+
+class Model(Scoring, Administration, Protocol):
+    """A model service (``components.models.ModelService``) or its deployment's client."""
 
 
 class Bandit(Protocol):
@@ -83,11 +98,13 @@ class Bandit(Protocol):
         found: np.ndarray,
         model_versions: dict[str, str],
         opted_out: np.ndarray | None = None,
-    ) -> Any: ...
+    ) -> Decisions: ...
 
-    async def feedback(self, decision_id: str, reward: float) -> dict[str, Any]: ...
+    async def feedback(self, decision_id: str, reward: float) -> Feedback: ...
 
     async def erase(self, customer_id: int) -> dict[str, int]: ...
+
+    async def evidence(self, model: str, since: float) -> LogStats: ...
 
     async def close(self) -> None: ...
 

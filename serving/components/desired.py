@@ -22,9 +22,13 @@ import asyncio
 import secrets
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from serving.shared_state import SharedState, open_state_spec
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def fresh_state() -> dict[str, Any]:
@@ -186,7 +190,7 @@ class LocalDesiredState:
     async def history(self, model: str, last: int | None = None) -> list[dict[str, Any]]:
         return await self._call(self.states.history, model, last)
 
-    async def _call(self, fn: Any, *args: Any) -> Any:
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self.states.store is None:  # memory only: nothing to wait for
-            return fn(*args)
-        return await asyncio.to_thread(fn, *args)
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)

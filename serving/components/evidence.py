@@ -1,7 +1,7 @@
 """Online evidence per model version, and the promotion gate built on it.
 
 Every decision batch records the versions that scored it; a batch a traffic policy split
-records each row's version (``rollout.<model>``: ``components.rollout.row_token``), and a
+records each row's version (``rollout.<model>``: ``components.traffic_policy.row_token``), and a
 batch a version pin served says so (``pinned.<model>``) and is left out.
 
 The value of a version is the mean reward of the bandit's policy decisions on the
@@ -26,18 +26,27 @@ the margin: the sequence is tightest for differences of that size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from serving.components.rollout import versions_from_token
+from serving.components.traffic_policy import versions_from_token
 
 PROMOTABLE = ("better", "non_inferior")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Estimate:
+    """One version's value: resolved decisions, mean reward, its standard error."""
+
+    n: int
+    value: float | None
+    std_error: float | None
+
+
+@dataclass(frozen=True)
 class Stats:
     """Sufficient statistics of one version's resolved decisions."""
 
@@ -56,9 +65,84 @@ class Stats:
             return 0.0
         return max(self.squares - self.total * self.total / self.n, 0.0) / (self.n - 1)
 
-    def to_dict(self) -> dict[str, Any]:
+    def estimate(self) -> Estimate:
         se = math.sqrt(self.var / self.n) if self.n > 1 else None
-        return {"n": self.n, "value": self.mean if self.n else None, "std_error": se}
+        return Estimate(self.n, self.mean if self.n else None, se)
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """Each version's resolved decisions from the decision log, or why the log could not
+    be read (evidence is advice: an outage is said, not raised)."""
+
+    values: dict[str, Stats] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Candidate - default: the estimate, its standard error and the always-valid bounds."""
+
+    value: float
+    std_error: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate against the default: the gate's verdict and what it rests on."""
+
+    default: str
+    candidate: str
+    confidence: float
+    margin: float
+    method: str
+    min_decisions: int
+    default_value: Estimate
+    candidate_value: Estimate
+    difference: Difference | None
+    needed_per_arm: int | None
+    more_per_arm: int | None
+    verdict: str
+
+    @property
+    def promotable(self) -> bool:
+        return self.verdict in PROMOTABLE
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Each version's value since the rollout started and each candidate's comparison; or,
+    with ``available`` False, the reason there is none (no decision log, unreadable)."""
+
+    available: bool
+    reason: str | None = None
+    since: float | None = None
+    confidence: float | None = None
+    margin: float | None = None
+    values: dict[str, Estimate] = field(default_factory=dict)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    @classmethod
+    def unavailable(cls, reason: str) -> "Evidence":
+        return cls(False, reason)
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire shape of docs/api.md: the reason alone when unavailable."""
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        return {
+            "available": True,
+            "since": self.since,
+            "confidence": self.confidence,
+            "margin": self.margin,
+            "values": {v: asdict(e) for v, e in self.values.items()},
+            "comparisons": {c: comp.to_json() for c, comp in self.comparisons.items()},
+        }
 
 
 def batch_versions(model_versions: dict[str, str], model: str, n: int) -> np.ndarray | None:
@@ -126,7 +210,7 @@ def compare(
     confidence: float = 0.95,
     margin: float = 0.01,
     min_decisions: int = 200,
-) -> dict[str, Any]:
+) -> Comparison:
     """Candidate against default: the difference, its confidence-sequence bounds and a
     verdict: ``better`` (lower bound > 0), ``non_inferior`` (lower bound > -margin),
     ``inferior`` (upper bound < -margin), else ``inconclusive``; ``insufficient`` below
@@ -134,19 +218,25 @@ def compare(
     ``better`` and ``non_inferior`` promote."""
     d, c = stats.get(default, Stats()), stats.get(candidate, Stats())
     alpha = 1 - confidence
-    out: dict[str, Any] = {
-        "default": default,
-        "candidate": candidate,
-        "confidence": confidence,
-        "margin": margin,
-        "method": "normal-mixture confidence sequence (mixture SPRT), always valid",
-        "min_decisions": min_decisions,
-        "default_value": d.to_dict(),
-        "candidate_value": c.to_dict(),
-        "difference": None,
-        "needed_per_arm": None,
-        "more_per_arm": None,
-    }
+
+    def verdict(
+        name: str, needed: int | None, more: int | None, difference: Difference | None = None
+    ) -> Comparison:
+        return Comparison(
+            default,
+            candidate,
+            confidence,
+            margin,
+            "normal-mixture confidence sequence (mixture SPRT), always valid",
+            min_decisions,
+            d.estimate(),
+            c.estimate(),
+            difference,
+            needed,
+            more,
+            name,
+        )
+
     var_c, var_d = c.var, d.var
     if var_c + var_d <= 0 and c.n >= 2 and d.n >= 2:
         var_c = var_d = max(c.mean * (1 - c.mean), d.mean * (1 - d.mean), 0.0)  # all equal so far
@@ -157,17 +247,12 @@ def compare(
             if guess
             else min_decisions
         )
-        return {
-            **out,
-            "verdict": "insufficient",
-            "needed_per_arm": needed,
-            "more_per_arm": max(needed - min(c.n, d.n), 0),
-        }
+        return verdict("insufficient", needed, max(needed - min(c.n, d.n), 0))
     variance = var_c / c.n + var_d / d.n
     diff = c.mean - d.mean
     width = half_width(variance, alpha, margin)
     low, high = diff - width, diff + width
-    verdict = (
+    name = (
         "better"
         if low > 0
         else "non_inferior"
@@ -178,36 +263,35 @@ def compare(
     )
     at_estimate = needed_per_arm(var_c, var_d, margin + min(diff, 0.0), alpha, margin)
     more = None if at_estimate is None else max(at_estimate - min(c.n, d.n), 0)
-    return {
-        **out,
-        "verdict": verdict,
-        "needed_per_arm": at_estimate,
-        "more_per_arm": 0 if verdict in PROMOTABLE else more,
-        "difference": {"value": diff, "std_error": math.sqrt(variance), "low": low, "high": high},
-    }
+    return verdict(
+        name,
+        at_estimate,
+        0 if name in PROMOTABLE else more,
+        Difference(diff, math.sqrt(variance), low, high),
+    )
 
 
 def refusal_message(
     name: str,
     target: str | None,
     default: str | None,
-    verdict: dict[str, Any],
-    evidence: dict[str, Any],
+    verdict: Comparison | None,
+    evidence: Evidence,
 ) -> str:
     """A refused promotion's message: the verdict, the estimates, what it takes to pass."""
-    if not verdict:
-        why = evidence.get("reason") or "name the candidate to promote"
+    if verdict is None:
+        why = evidence.reason or "name the candidate to promote"
         return f"no evidence for {name} v{target}: {why}; force overrides (audited)"
-    d, c, diff = verdict["default_value"], verdict["candidate_value"], verdict.get("difference")
+    d, c, diff = verdict.default_value, verdict.candidate_value, verdict.difference
     text = (
         f"{name} v{target} is not shown non-inferior to the default v{default} (verdict "
-        f"{verdict['verdict']}, margin {verdict['margin']:g}): n={c['n']} vs n={d['n']} resolved decisions"
+        f"{verdict.verdict}, margin {verdict.margin:g}): n={c.n} vs n={d.n} resolved decisions"
     )
     if diff:
         text += (
-            f", reward {c['value']:.4f} vs {d['value']:.4f}, difference {diff['value']:.4f} "
-            f"[{diff['low']:.4f}, {diff['high']:.4f}] at {verdict['confidence']:.0%} (always valid)"
+            f", reward {c.value:.4f} vs {d.value:.4f}, difference {diff.value:.4f} "
+            f"[{diff.low:.4f}, {diff.high:.4f}] at {verdict.confidence:.0%} (always valid)"
         )
-    if verdict.get("more_per_arm") is not None:
-        text += f"; about {verdict['more_per_arm']} more decisions per arm needed"
+    if verdict.more_per_arm is not None:
+        text += f"; about {verdict.more_per_arm} more decisions per arm needed"
     return text + "; force overrides (audited)"

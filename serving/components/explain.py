@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from serving.runtime.base import ModelRuntime
 from serving.runtime.explain import Attribution, Explainer, explainer_for
 
-# TreeSHAP costs ~1 ms a row (300 trees): beyond this many rows it runs in a thread so the
-# event loop keeps serving /v1/score; the DeepLIFT graph is as cheap as scoring.
+# TreeSHAP costs far more a row than scoring (docs/benchmarks.md, "Explanations"): beyond
+# this many rows it runs in a thread so the event loop keeps serving /v1/score; the
+# DeepLIFT graph is as cheap as scoring.
 INLINE_ROWS = {"tree_shap": 8}
 INLINE_ROWS_DEFAULT = 2048
 
@@ -98,29 +100,55 @@ Part = tuple[
 ]  # an explanation and the answer rows (request positions) it covers
 
 
-def block(parts: list[Part], n: int, k: int) -> dict[str, Any]:
+class Contribution(TypedDict):
+    """One feature's share of a row's log-odds: a JSON object of the answer, built as a dict
+    because the answer holds one per feature per row (``protocol.v1.Contribution``)."""
+
+    feature: str
+    value: float | None
+    contribution: float
+
+
+@dataclass(frozen=True)
+class ExplanationBlock:
+    """One model's explanation of ``n`` customers, columnar, request order: what the
+    dataplane hands the routes (``to_dict`` is the wire shape, ``protocol.v1.ExplanationBlock``)."""
+
+    version: str  # comma-separated under a rollout split: each version that scored
+    method: str
+    base_value: np.ndarray  # (n,) float64, NaN where not found
+    contributions: Sequence[list[Contribution] | None]  # top-k per row, None: not found
+    output: str = "log_odds"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "output": self.output,
+            "method": self.method,
+            "base_value": self.base_value,
+            "contributions": self.contributions,
+        }
+
+
+def block(parts: list[Part], n: int, k: int) -> ExplanationBlock:
     """The answer's block for ``n`` customers from one part per version that scored them
     (one without a rollout split); rows no part covers (not found) are null."""
+    version = ",".join(dict.fromkeys(e.version for e, _ in parts))
+    method = ",".join(dict.fromkeys(e.method for e, _ in parts))
     base = np.full(n, np.nan)
-    contributions: list[Any] = [None] * n
+    if len(parts) == 1 and len(parts[0][1]) == n:  # every row found, one version
+        expl, rows = parts[0]
+        base[rows] = expl.base_value
+        return ExplanationBlock(version, method, base, _rows(expl, k))
+    contributions: list[list[Contribution] | None] = [None] * n
     for expl, rows in parts:
         base[rows] = expl.base_value
-        per_row = _rows(expl, k)
-        if len(rows) == n and len(parts) == 1:
-            contributions = per_row
-            break
-        for row, item in zip(rows.tolist(), per_row):
+        for row, item in zip(rows.tolist(), _rows(expl, k)):
             contributions[row] = item
-    return {
-        "version": ",".join(dict.fromkeys(e.version for e, _ in parts)),
-        "output": "log_odds",
-        "method": ",".join(dict.fromkeys(e.method for e, _ in parts)),
-        "base_value": base,
-        "contributions": contributions,
-    }
+    return ExplanationBlock(version, method, base, contributions)
 
 
-def _rows(expl: Explanation, k: int) -> list[list[dict[str, Any]]]:
+def _rows(expl: Explanation, k: int) -> list[list[Contribution]]:
     """Each row's top-k as {feature, value, contribution}: gathered for all rows at once."""
     order = top_k(expl.contributions, k)
     names = np.asarray(expl.features, dtype=object)[order].tolist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from serving.components.deadline import call_with_deadline
 from serving.components.offload import offload
 from serving.repository import scan
 from serving.settings import FeatureSettings, Settings
+
+if TYPE_CHECKING:  # the annotation only: store_health imports it when it builds one
+    from feature_store.health import StoreHealth
 
 
 class FeatureLookup:
@@ -104,7 +107,7 @@ class FeatureLookup:
         )
 
 
-def store_health(store: Any, views: tuple[str, ...], settings: FeatureSettings) -> Any:
+def store_health(store: Any, views: tuple[str, ...], settings: FeatureSettings) -> StoreHealth:
     """Readiness of the online store for ``views``, checked once now, then cached."""
     from feature_store.health import StoreHealth
     from feature_store.online_store import kv_store_for

@@ -29,8 +29,9 @@ async def both(
     rows: int, limit: int, first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]
 ) -> tuple[T, U]:
     """Two calls over the same ``rows``: one after the other when they run inline (below
-    ``limit``), since neither then waits for anything and ``gather``'s two tasks cost ~30 us
-    a request; together when they run in threads, where they overlap on two cores."""
+    ``limit``), since neither then waits for anything and ``gather``'s two tasks cost more
+    than the calls (docs/benchmarks.md); together when they run in threads, where they
+    overlap on two cores."""
     if rows >= limit:
         done, then = await asyncio.gather(first, second)
         return done, then

@@ -10,11 +10,27 @@ would merge two models' rows when both live in one replica (the fused topology).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from ray import serve
 
 from serving.components.batching import Inputs, RunGroup, rows_of
+
+
+class _BatchedGroup(Protocol):
+    """What ``serve.batch`` makes of ``run_group``: one call per request, plus its knobs."""
+
+    async def __call__(self, inputs: Inputs, version: str) -> Inputs: ...
+
+    def set_max_batch_size(self, new_max_batch_size: int) -> None: ...
+
+    def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
+
+
+# Ray's stubs type serve.batch for one-argument functions only (``run_group`` takes the
+# inputs and the versions) and omit the knobs its wrapper carries: stated here, once.
+_serve_batch = cast(Callable[..., _BatchedGroup], serve.batch)
 
 
 def _rows(items: list[Inputs]) -> int:
@@ -23,10 +39,12 @@ def _rows(items: list[Inputs]) -> int:
 
 
 class ServeBatcher:
+    """The ``Batcher`` protocol over ``serve.batch``: batch size in rows, limits live."""
+
     def __init__(
         self, run_group: RunGroup, max_batch_size: int = 1024, wait_s: float = 0.0
     ) -> None:
-        self._run: Any = serve.batch(
+        self._run = _serve_batch(
             run_group,
             max_batch_size=max_batch_size,
             batch_wait_timeout_s=wait_s,

@@ -2,9 +2,9 @@
 
 Embedded state (the LMDB online store, the sqlite bandit state) lives in files on one
 machine. On a multi-node cluster each node would get its own copy: rewards sent to a
-replica on another node than the decision's answer 404, and features differ per node.
-Measured (issue 12): 40 of 40 rewards to the other node's replica lost. So a multi-node
-cluster with embedded state gets a loud warning, naming the one switch that fixes it.
+replica on another node than the decision's answer 404, and features differ per node
+(docs/cluster.md). So a multi-node cluster with embedded state gets a loud warning,
+naming the one switch that fixes it.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def scaling(
 
 
 def replica_batcher(settings: ModelSettings) -> BatcherFactory:
-    """The batcher ``models.batcher`` names (asyncio by default, chosen by measurement)."""
+    """The batcher ``models.batcher`` names (asyncio by default: ``serving.settings.models``)."""
     return ServeBatcher if settings.batcher == "serve" else AsyncBatcher
 
 

@@ -3,7 +3,7 @@
 ``POST /v2/repository/models/{m}/load|unload``, a traffic policy change
 (``/v1/admin/rollout/...``) or a version unload reaches one replica; the change must
 reach all of them. A detached, named actor holds the desired state per model
-(``components.rollout.ModelStates``: loaded or not, traffic policy, excluded versions,
+(``components.desired.ModelStates``: loaded or not, traffic policy, excluded versions,
 a generation that bumps on every change, the moment a policy takes effect) and what
 each replica last reported, durable in the shared state store. Every model service syncs with it once per
 ``models.poll_interval_s`` (one actor call: its report in, the desired state out), so a

@@ -11,11 +11,12 @@ from ray.serve.handle import DeploymentHandle
 
 from feature_store.redact import install_log_redaction
 from serving import request_log
+from serving.components.api import Model
 from serving.dataplane import DataPlane
 from serving.deployments.artifacts import anchor
 from serving.deployments.cluster import warn_embedded_state
 from serving.deployments.components import fused_components, scaling
-from serving.deployments.handles import RemoteBandit, RemoteFeatureLookup, RemoteModel, RemoteWriter
+from serving.deployments.handles import RemoteWriter, remote_bandit, remote_features, remote_model
 from serving.deployments.drain_signal import start_watcher as start_drain_watcher
 from serving.deployments.metrics_export import start_exporter
 from serving.http import create_app
@@ -53,12 +54,13 @@ class Ingress:
         remote_writer = (
             RemoteWriter(writer, settings.llm.timeout_s + 2.0) if writer is not None else None
         )
-        if fused:
+        if features is None or models is None:
             local_features, local_models, local_bandit = fused_components(settings)
+            plane_models: dict[str, Model] = dict(local_models)
             self.dataplane = DataPlane(
                 settings,
                 local_features,
-                local_models,
+                plane_models,
                 local_bandit,
                 remote_writer,
                 monitor=open_monitor(settings),
@@ -66,9 +68,9 @@ class Ingress:
         else:
             self.dataplane = DataPlane(
                 settings,
-                RemoteFeatureLookup(features),
-                {n: RemoteModel(h) for n, h in models.items()},
-                RemoteBandit(bandit) if bandit is not None else None,
+                remote_features(features),
+                {n: remote_model(h) for n, h in models.items()},
+                remote_bandit(bandit) if bandit is not None else None,
                 remote_writer,
                 monitor=open_monitor(settings),
             )
@@ -131,8 +133,8 @@ def request_log_file(replica: str, rotation: RotationSettings | None = None) -> 
     """The replica's request lines, in their own file beside Serve's replica logs
     (``logs/serve/reengage_requests_<replica>.jsonl`` of the Ray session), rotated by size
     and age (``server.request_log_rotation``). Not stderr: Ray's log monitor tails every
-    ``worker-*.err`` and publishes it line by line through the GCS, which cost ~15% of the
-    1-id answers a second here (docs/benchmarks.md)."""
+    ``worker-*.err`` and publishes it line by line through the GCS, a cost on every
+    request (docs/benchmarks.md, "Single customers: what moved")."""
     from ray.serve._private.logging_utils import get_serve_logs_dir
 
     rotation = rotation or RotationSettings()

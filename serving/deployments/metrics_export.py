@@ -6,9 +6,9 @@ application labels added). One daemon thread per process drains the recorder eve
 ``interval_s``: a counter costs one Ray call per label set and interval, whatever the
 request rate, and stays exact.
 
-Ray's histogram takes one call per observation (10-40 us each here), and exporting
-every observation cost 22 % of 1-id throughput under load (575 req/s against 734 with
-no export, docs/benchmarks.md). So each histogram label set exports at most
+Ray's histogram takes one call per observation, and exporting every observation costs
+a large share of 1-id throughput under load (docs/benchmarks.md, "What moved the
+figures"). So each histogram label set exports at most
 ``max_observations`` observations per interval, a uniform sample of what was recorded:
 quantiles and averages stay unbiased, while a histogram's ``_count`` undercounts under
 load: rates come from the counters (``reengage_requests_total`` and the others), which

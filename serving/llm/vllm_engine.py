@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from serving.errors import DependencyUnavailable, InvalidRequest
-from serving.llm.engine import Generation, LLMEngine, SamplingParams, TextDelta
+from serving.llm.engine import FinishReason, Generation, LLMEngine, SamplingParams, TextDelta
 
 if TYPE_CHECKING:
     from serving.settings import LLMSettings
@@ -60,7 +60,7 @@ def engine_args(settings: "LLMSettings", *, cuda: bool = False) -> dict[str, Any
         args["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
     elif not cuda:  # vLLM's CPU default takes gpu_memory_utilization of the machine's RAM
         args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-    if not cuda:  # no torch.compile of the CPU model at start (eager is what was measured here)
+    if not cuda:  # no torch.compile of the CPU model at start: a small model starts sooner eager
         args["enforce_eager"] = True
     if settings.max_model_len is not None:
         args["max_model_len"] = settings.max_model_len
@@ -108,7 +108,7 @@ def lora_kwargs(settings: "LLMSettings", name: str | None) -> dict[str, Any] | N
     }
 
 
-def finish_reason(reason: str | None) -> str:
+def finish_reason(reason: str | None) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
 
@@ -211,7 +211,7 @@ class VLLMEngine(LLMEngine):
             choice.text,
             len(final.prompt_token_ids or ()),
             len(choice.token_ids),
-            finish_reason(choice.finish_reason),  # type: ignore[arg-type]
+            finish_reason(choice.finish_reason),
         )
 
     async def generate_stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
@@ -233,7 +233,7 @@ class VLLMEngine(LLMEngine):
             await outputs.aclose()  # a consumer that stops early aborts the request in vLLM
         yield TextDelta(
             "",
-            finish_reason=finish_reason(reason),  # type: ignore[arg-type]
+            finish_reason=finish_reason(reason),
             prompt_tokens=prompt_tokens,
             completion_tokens=produced,
         )

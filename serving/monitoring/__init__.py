@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from serving.errors import InvalidRequest
-from serving.monitoring.collector import Monitor, Observation, Scored
+from serving.monitoring.collector import Monitor
+from serving.monitoring.observation import Observation, Scored
 from serving.monitoring.reference import References
 from serving.monitoring.report import Thresholds, report
 from serving.settings import MonitorSettings, Settings

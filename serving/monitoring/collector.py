@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.monitoring.observation import Observation, Scored, join, layout
 from serving.monitoring.reference import SMALL_BATCH, Binner, References
 from serving.monitoring.segments import flat_codes, segment_names
 from serving.shared_state import SharedState
@@ -41,32 +42,6 @@ REPLICAS_NS = "monitor.replicas"
 # queued batches are joined up to this many rows before binning: small requests then cost
 # one binning between them, while the joined arrays stay small enough for the CPU's caches
 JOIN_ROWS = 4096
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One model's part of a scored batch: the version of every row and the scores."""
-
-    version: str  # the one version, or the comma-joined versions when split
-    scores: np.ndarray  # (n,) float32
-    codes: np.ndarray | None = None  # (n,) version index per row when the rows were split
-    versions: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one request scored (found rows only), as the scoring path already holds it."""
-
-    t: float
-    values: np.ndarray  # (n, F) float32
-    names: tuple[str, ...]
-    models: dict[str, Scored]
-    churn: np.ndarray  # (n,) the churn score of each row, for mean churn per segment
-    arm_index: np.ndarray | None = None  # (n,) int64, -1: no decision
-    arms: tuple[str, ...] = ()
-    propensity: np.ndarray | None = None
-    holdout: np.ndarray | None = None  # (n,) bool
-    control_arm: str = "no_contact"
 
 
 @dataclass
@@ -225,7 +200,7 @@ class Monitor:
         groups: dict[tuple[Any, ...], list[list[Observation]]] = {}
         while self._queue:
             obs = self._queue.popleft()
-            parts = groups.setdefault(_layout(obs), [[]])
+            parts = groups.setdefault(layout(obs), [[]])
             if parts[-1] and sum(len(o.values) for o in parts[-1]) + len(obs.values) > JOIN_ROWS:
                 parts.append([])
             parts[-1].append(obs)
@@ -385,48 +360,3 @@ class Monitor:
                     low if bucket.min_propensity is None else min(bucket.min_propensity, low)
                 )
         return contact
-
-
-def _layout(obs: Observation) -> tuple[Any, ...]:
-    """What batches must share to be binned as one: second, columns, versions, decisions."""
-    models = tuple((m, sc.version, sc.versions, sc.codes is None) for m, sc in obs.models.items())
-    return (
-        int(obs.t),
-        obs.names,
-        models,
-        obs.arms,
-        obs.control_arm,
-        obs.arm_index is None,
-        obs.propensity is None,
-        obs.holdout is None,
-    )
-
-
-def join(batch: list[Observation]) -> Observation:
-    """Batches of one layout as one (row order kept)."""
-    first = batch[0]
-
-    def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-        return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
-
-    models = {
-        m: Scored(
-            sc.version,
-            np.concatenate([o.models[m].scores for o in batch]),
-            cat([o.models[m].codes for o in batch]),
-            sc.versions,
-        )
-        for m, sc in first.models.items()
-    }
-    return Observation(
-        first.t,
-        np.concatenate([o.values for o in batch]),
-        first.names,
-        models,
-        np.concatenate([o.churn for o in batch]),
-        cat([o.arm_index for o in batch]),
-        first.arms,
-        cat([o.propensity for o in batch]),
-        cat([o.holdout for o in batch]),
-        first.control_arm,
-    )

@@ -1,6 +1,7 @@
 """The rollout admin API under ``/v1/admin/`` (the admin route group: token-protected).
 
-Thin like the other routes: parse, call the dataplane (which audits every call), encode.
+Thin like the other routes: parse, call the rollout plane (``planes.rollouts``, which
+audits every call), encode its typed answer as the JSON of docs/api.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _VERSION = Path(pattern=r"^[0-9]+$", description="a version folder of the model 
 
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["admin"], default_response_class=JSONResponse)
+    rollouts = dataplane.rollouts
 
     @r.get(
         "/v1/admin/rollout/{model_name}",
@@ -35,7 +37,8 @@ def router(dataplane: DataPlane) -> APIRouter:
         summary="Traffic policy, replicas, shadow summary and per-version evidence",
     )
     async def status(model_name: str, confidence: float = Query(0.95, gt=0, lt=1)) -> Response:
-        return json_response(await dataplane.rollout_status(model_name, confidence))
+        status = await rollouts.status(model_name, confidence)
+        return json_response(status.to_json())
 
     @r.post(
         "/v1/admin/rollout/{model_name}",
@@ -46,10 +49,8 @@ def router(dataplane: DataPlane) -> APIRouter:
     )
     async def start(request: Request, model_name: str) -> Response:
         req = RolloutRequest.model_validate_json(await request.body())
-        answer = await dataplane.rollout_start(
-            model_name, req.model_dump(), actor=actor_of(request.scope)
-        )
-        return json_response(answer)
+        answer = await rollouts.start(model_name, req.model_dump(), actor=actor_of(request.scope))
+        return json_response(answer.to_json())
 
     @r.post(
         "/v1/admin/rollout/{model_name}/promote",
@@ -61,10 +62,10 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def promote(request: Request, model_name: str) -> Response:
         body = await request.body()
         req = PromoteRequest.model_validate_json(body) if body.strip() else PromoteRequest()
-        answer = await dataplane.rollout_promote(
+        answer = await rollouts.promote(
             model_name, req.version, req.force, req.confidence, actor=actor_of(request.scope)
         )
-        return json_response(answer)
+        return json_response(answer.to_json())
 
     @r.post(
         "/v1/admin/rollout/{model_name}/rollback",
@@ -74,9 +75,8 @@ def router(dataplane: DataPlane) -> APIRouter:
         openapi_extra=request_body(EmptyRequest, required=False),
     )
     async def rollback(request: Request, model_name: str) -> Response:
-        return json_response(
-            await dataplane.rollout_rollback(model_name, actor=actor_of(request.scope))
-        )
+        answer = await rollouts.rollback(model_name, actor=actor_of(request.scope))
+        return json_response(answer.to_json())
 
     @r.post(
         "/v1/admin/models/{model_name}/versions/{model_version}/unload",
@@ -88,11 +88,10 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def unload_version(
         request: Request, model_name: str, model_version: str = _VERSION
     ) -> Response:
-        return json_response(
-            await dataplane.version_control(
-                model_name, model_version, True, actor=actor_of(request.scope)
-            )
+        answer = await rollouts.version_control(
+            model_name, model_version, True, actor=actor_of(request.scope)
         )
+        return json_response(answer.to_json())
 
     @r.post(
         "/v1/admin/models/{model_name}/versions/{model_version}/load",
@@ -104,10 +103,9 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def load_version(
         request: Request, model_name: str, model_version: str = _VERSION
     ) -> Response:
-        return json_response(
-            await dataplane.version_control(
-                model_name, model_version, False, actor=actor_of(request.scope)
-            )
+        answer = await rollouts.version_control(
+            model_name, model_version, False, actor=actor_of(request.scope)
         )
+        return json_response(answer.to_json())
 
     return r

@@ -159,6 +159,7 @@ def _authorization(grpc_context: Any) -> str | None:
 class GrpcAdapter:
     def __init__(self, dataplane: DataPlane, authenticator: Authenticator | None = None) -> None:
         self.dp = dataplane
+        self.kserve = dataplane.kserve
         self.auth = authenticator or Authenticator(dataplane.settings)
 
     async def call(self, method: str, request: Any, grpc_context: Any) -> Any:
@@ -217,17 +218,17 @@ class GrpcAdapter:
 
     async def ModelReady(self, request: Any) -> Any:
         return service_pb2.ModelReadyResponse(
-            ready=await self.dp.model_ready(request.name, _version(request.version))
+            ready=await self.kserve.model_ready(request.name, _version(request.version))
         )
 
     async def ServerMetadata(self, request: Any) -> Any:
-        meta = self.dp.server_metadata()
+        meta = self.kserve.server_metadata()
         return service_pb2.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
         )
 
     async def ModelMetadata(self, request: Any) -> Any:
-        meta = await self.dp.model_metadata(request.name, _version(request.version))
+        meta = await self.kserve.model_metadata(request.name, _version(request.version))
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         return service_pb2.ModelMetadataResponse(
             name=meta["name"],
@@ -245,7 +246,7 @@ class GrpcAdapter:
 
     async def ModelInfer(self, request: Any) -> Any:
         arrays = decode_inputs(request)
-        served, outputs = await self.dp.infer(
+        served, outputs = await self.kserve.infer(
             request.model_name, _version(request.model_version), arrays
         )
         response = service_pb2.ModelInferResponse(
@@ -255,16 +256,16 @@ class GrpcAdapter:
         return response
 
     async def RepositoryIndex(self, request: Any, actor: str = ANONYMOUS) -> Any:
-        rows = await self.dp.repository_index(request.ready)
+        rows = await self.kserve.repository_index(request.ready)
         item = service_pb2.RepositoryIndexResponse.ModelIndex
         return service_pb2.RepositoryIndexResponse(models=[item(**r) for r in rows])
 
     async def RepositoryModelLoad(self, request: Any, actor: str = ANONYMOUS) -> Any:
-        await self.dp.load_model(request.model_name, actor=actor)
+        await self.kserve.load_model(request.model_name, actor=actor)
         return service_pb2.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: Any, actor: str = ANONYMOUS) -> Any:
-        await self.dp.unload_model(request.model_name, actor=actor)
+        await self.kserve.unload_model(request.model_name, actor=actor)
         return service_pb2.RepositoryModelUnloadResponse()
 
 

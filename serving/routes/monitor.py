@@ -59,7 +59,7 @@ def router(dataplane: DataPlane) -> APIRouter:
             raise InvalidRequest("give since or window_s, not both", field="window_s")
         start = parse_since(since) if since is not None else None
         n = parse_window(window_s) if window_s is not None else None
-        return json_response(await dataplane.monitor_report(start, n))
+        return json_response(await dataplane.monitoring.report(start, n))
 
     @r.get(
         "/v2/models/{model_name}/versions/{model_version}/card",
@@ -69,7 +69,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         summary="The version's model card (Markdown in text, written by the build)",
     )
     async def card(model_name: str, model_version: str) -> Response:
-        text = await dataplane.model_card(model_name, model_version)
+        text = await dataplane.kserve.model_card(model_name, model_version)
         return json_response(
             {"name": model_name, "version": model_version, "format": "markdown", "text": text}
         )

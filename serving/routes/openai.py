@@ -65,6 +65,7 @@ _EXAMPLES = {
 
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["openai"], default_response_class=JSONResponse)
+    inference = dataplane.inference
 
     @r.post(
         "/v1/completions",
@@ -79,7 +80,7 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def completions(request: Request) -> Response:
         req = CompletionRequest.model_validate_json(await request.body())
         if req.stream:
-            frames = aiter(dataplane.completions_stream(req))
+            frames = aiter(inference.completions_stream(req))
             try:  # validation, the model, the writer, the first token: a failure here is a JSON error
                 first: str | None = await anext(frames)
             except StopAsyncIteration:
@@ -89,7 +90,7 @@ def router(dataplane: DataPlane) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )
-        response = await dataplane.completions(req)
+        response = await inference.completions(req)
         return json_response(response.model_dump(mode="json"))
 
     @r.get(
@@ -99,7 +100,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(ErrorResponse, 503),
     )
     async def models() -> Response:
-        return json_response((await dataplane.llm_models()).model_dump(mode="json"))
+        return json_response((await inference.llm_models()).model_dump(mode="json"))
 
     return r
 

@@ -1,6 +1,6 @@
 """Consent (``/v1/consent``: the feedback group, as a CRM or email provider calls it) and
 erasure (``DELETE /v1/admin/customers/{customer_id}``: admin, audited). Thin: parse,
-call the dataplane, encode."""
+call the privacy service (``components.privacy``), encode."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def _customer(raw: str) -> int:
 
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(default_response_class=JSONResponse)
+    privacy = dataplane.privacy
 
     @r.post(
         "/v1/consent",
@@ -38,7 +39,7 @@ def router(dataplane: DataPlane) -> APIRouter:
     )
     async def set_consent(request: Request) -> Response:
         req = ConsentRequest.model_validate_json(await request.body())
-        answer = await dataplane.set_consent(req.customer_id, req.opted_out, req.channel)
+        answer = await privacy.set_consent(req.customer_id, req.opted_out, req.channel)
         return json_response({k: answer[k] for k in ConsentResponse.model_fields})
 
     @r.get(
@@ -49,7 +50,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(ErrorResponse, 422, 503),
     )
     async def get_consent(customer_id: str) -> Response:
-        return json_response(await dataplane.get_consent(_customer(customer_id)))
+        return json_response(await privacy.get_consent(_customer(customer_id)))
 
     @r.delete(
         "/v1/admin/customers/{customer_id}",
@@ -60,7 +61,7 @@ def router(dataplane: DataPlane) -> APIRouter:
     )
     async def erase(request: Request, customer_id: str) -> Response:
         return json_response(
-            await dataplane.erase_customer(_customer(customer_id), actor=actor_of(request.scope))
+            await privacy.erase(_customer(customer_id), actor=actor_of(request.scope))
         )
 
     return r

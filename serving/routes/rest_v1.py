@@ -1,4 +1,5 @@
-"""Our JSON API: /v1/score, /v1/reengage, /v1/feedback (thin: parse, call the dataplane, encode).
+"""Our JSON API: /v1/score, /v1/explain, /v1/reengage, /v1/feedback (thin: parse, call the
+inference plane, encode).
 
 ``response_model`` and ``responses`` only declare the schema: the handlers return an
 orjson ``Response``, which FastAPI passes through without validating it again.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from serving.dataplane import DataPlane, parse_ids
+from serving.dataplane import DataPlane
 from serving.errors import InvalidRequest, PermissionDenied
 from serving.protocol.openapi import error_responses, request_body
 from serving.protocol.v1 import (
@@ -23,6 +24,7 @@ from serving.protocol.v1 import (
     ScoreRequest,
     ScoreResponse,
 )
+from serving.planes.scores import parse_ids
 from serving.routes.responses import columnar_response, json_response
 from serving.security.tokens import ADMIN, Principal
 
@@ -30,6 +32,7 @@ from serving.security.tokens import ADMIN, Principal
 def router(dataplane: DataPlane) -> APIRouter:
     # JSONResponse: the media type the schema states; handlers build their own Response
     r = APIRouter(tags=["v1"], default_response_class=JSONResponse)
+    inference = dataplane.inference
 
     @r.post(
         "/v1/score",
@@ -43,7 +46,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         req = ScoreRequest.model_validate_json(await request.body())
         pin = request.headers.get("x-reengage-version")
         pins = _admin_pins(request, pin) if pin is not None else None
-        result = await dataplane.score(parse_ids(req.customer_ids), req.explain, pins)
+        result = await inference.score(parse_ids(req.customer_ids), req.explain, pins)
         return columnar_response(request, result.columns())
 
     @r.post(
@@ -55,7 +58,8 @@ def router(dataplane: DataPlane) -> APIRouter:
     )
     async def explain(request: Request) -> Response:
         req = ExplainRequest.model_validate_json(await request.body())
-        return json_response(await dataplane.explain(parse_ids(req.customer_ids), req.top_k))
+        explained = await inference.explain(parse_ids(req.customer_ids), req.top_k)
+        return json_response(explained.to_dict())
 
     @r.post(
         "/v1/reengage",
@@ -67,7 +71,7 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def reengage(request: Request) -> Response:
         req = ReengageRequest.model_validate_json(await request.body())
         return json_response(
-            await dataplane.reengage(
+            await inference.reengage(
                 req.customer_id,
                 req.action,
                 req.max_tokens,
@@ -86,7 +90,8 @@ def router(dataplane: DataPlane) -> APIRouter:
     )
     async def feedback(request: Request) -> Response:
         req = FeedbackRequest.model_validate_json(await request.body())
-        return json_response(await dataplane.feedback(req.decision_id, float(req.reward)))
+        feedback = await inference.feedback(req.decision_id, float(req.reward))
+        return json_response(feedback.to_dict())
 
     return r
 

@@ -81,12 +81,13 @@ def _not_ready(model: type, *codes: int) -> dict[int | str, dict[str, Any]]:
 
 def router(dataplane: DataPlane) -> APIRouter:
     r = APIRouter(tags=["v2"], default_response_class=JSONResponse)
+    kserve = dataplane.kserve
 
     @r.get(
         "/v2", response_model=ServerMetadataResponse, responses=error_responses(OIPErrorResponse)
     )
     async def server_metadata() -> Response:
-        return json_response(dataplane.server_metadata())
+        return json_response(kserve.server_metadata())
 
     @r.get(
         "/v2/health/live",
@@ -116,7 +117,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(OIPErrorResponse, 404, 503),
     )
     async def model_metadata(model_name: str, model_version: str | None = None) -> Response:
-        return json_response(await dataplane.model_metadata(model_name, model_version))
+        return json_response(await kserve.model_metadata(model_name, model_version))
 
     @r.get(
         "/v2/models/{model_name}/ready",
@@ -129,7 +130,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=_not_ready(ModelReadyResponse, 404),
     )
     async def model_ready(model_name: str, model_version: str | None = None) -> Response:
-        ok = await dataplane.model_ready(model_name, model_version)
+        ok = await kserve.model_ready(model_name, model_version)
         return json_response({"name": model_name, "ready": ok}, 200 if ok else 503)
 
     infer_errors = error_responses(OIPErrorResponse, 400, 404, 422, 503, 504)
@@ -151,7 +152,7 @@ def router(dataplane: DataPlane) -> APIRouter:
     ) -> Response:
         body = await request.body()
         request_v2, arrays = decode_infer_request(body, _header_length(request))
-        version, outputs = await dataplane.infer(model_name, model_version, arrays)
+        version, outputs = await kserve.infer(model_name, model_version, arrays)
         meta = InferenceResponse(
             model_name=model_name, model_version=version, id=request_v2.id, outputs=[]
         )
@@ -171,7 +172,7 @@ def router(dataplane: DataPlane) -> APIRouter:
             if body.strip()
             else RepositoryIndexRequest()
         )
-        return json_response(await dataplane.repository_index(bool(req.ready)))
+        return json_response(await kserve.repository_index(bool(req.ready)))
 
     @r.post(
         "/v2/repository/models/{model_name}/load",
@@ -179,7 +180,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(OIPErrorResponse, 404, 503),
     )
     async def load(request: Request, model_name: str) -> Response:
-        await dataplane.load_model(model_name, actor=actor_of(request.scope))
+        await kserve.load_model(model_name, actor=actor_of(request.scope))
         return json_response({})
 
     @r.post(
@@ -188,7 +189,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(OIPErrorResponse, 404, 503),
     )
     async def unload(request: Request, model_name: str) -> Response:
-        await dataplane.unload_model(model_name, actor=actor_of(request.scope))
+        await kserve.unload_model(model_name, actor=actor_of(request.scope))
         return json_response({})
 
     return r

@@ -11,7 +11,8 @@ the object are done here, because lleaves 1.3, the newest release, drives llvmli
 the legacy pass manager that llvmlite 0.45 removed (siboehm/lleaves#95) and so fails
 beside vLLM's numba. Both llvmlite APIs are handled, so llvmlite is not pinned.
 
-Measured against ONNX Runtime (1 thread) on churn's holdout rows: ``reengage bench trees``.
+``reengage bench trees`` compares it with ONNX Runtime on churn's holdout rows
+(docs/benchmarks.md, "Tree runtimes").
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ ARTIFACT = "model.lleaves.o"
 MANIFEST = "model.lleaves.json"
 ENTRY = "forest_root"  # void forest_root(double *rows, double *out, int32 start, int32 end)
 BLOCK_TREES = 34  # lleaves' default cache blocking of trees
-# Code tuned for the building host (AVX-512 here) measured no faster than the x86-64
-# baseline, and would die of SIGILL on an older serving CPU: compile for the baseline.
+# Code tuned for the building host gains nothing over the x86-64 baseline on these trees
+# and would die of SIGILL on an older serving CPU: compile for the baseline.
 _PORTABLE_CPU = {"x86_64": "x86-64", "AMD64": "x86-64"}
 _MANIFEST_KEYS = {
     "entry",

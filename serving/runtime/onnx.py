@@ -20,7 +20,8 @@ class OnnxRuntime(ModelRuntime):
     def load(self) -> None:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # One replica per core scales better than threads fighting over 2 cores; 0 = ORT default.
+        # One replica per core scales better than threads fighting over shared cores;
+        # 0 = ORT default.
         opts.intra_op_num_threads = self.intra_op_threads
         opts.inter_op_num_threads = 1
         providers = [

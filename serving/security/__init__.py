@@ -3,9 +3,10 @@
 Every route belongs to one group (``groups.py``); each group is open or needs a token
 (``settings.auth.groups``). Tokens are kept as SHA-256 hashes (settings, or the shared
 state every replica reads: ``shared_tokens.py``), compared in constant time, and carry
-roles: the groups they may call (``tokens.py``). HTTP is checked by a pure-ASGI middleware that costs one dict lookup on
-an open route (``asgi.py``); gRPC by the servicer adapter from the call's metadata.
-No module here imports FastAPI, Starlette or Ray.
+roles: the groups they may call (``tokens.py``). HTTP is checked by
+``serving.middleware.auth``, which costs one dict lookup on an open route; gRPC by the
+servicer adapter from the call's metadata. ``openapi.py`` declares the bearer scheme in
+the OpenAPI schema. No module here imports FastAPI, Starlette or Ray.
 """
 
 from serving.security.groups import GROUPS, GRPC_GROUPS, classify, group_of_path

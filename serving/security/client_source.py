@@ -18,7 +18,7 @@ It runs on refused calls only, never on an answered request.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,7 +52,7 @@ class ClientSource:
     def is_trusted(self, address: Address | None) -> bool:
         return address is not None and any(address in net for net in self.trusted)
 
-    def __call__(self, scope: dict[str, Any]) -> str:
+    def __call__(self, scope: Mapping[str, Any]) -> str:
         client = scope.get("client")
         if not client:
             return UNKNOWN
@@ -69,7 +69,7 @@ class ClientSource:
         return str(parse_address(hops[0])) if hops else peer  # all trusted: the first hop
 
 
-def _forwarded_for(scope: dict[str, Any]) -> list[str]:
+def _forwarded_for(scope: Mapping[str, Any]) -> list[str]:
     """The ``X-Forwarded-For`` entries, in order, over every such header."""
     values = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == _XFF]
     return [hop.strip() for hop in ",".join(values).split(",") if hop.strip()]

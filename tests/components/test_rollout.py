@@ -12,8 +12,8 @@ import pytest
 
 from serving import metrics
 from serving.components.models import LocalDesiredState, ModelService
-from serving.components.rollout import (
-    ModelStates,
+from serving.components.desired import ModelStates
+from serving.components.traffic_policy import (
     TrafficPolicy,
     VersionRefused,
     row_token,
@@ -175,7 +175,7 @@ def test_broken_versions_are_refused_naming_the_cause_and_never_take_traffic(
             label, _, split = await service.score_rows(x, NAMES, ids)
             assert label == "1" and split is None  # the default keeps serving every row
         status = await service.traffic()
-        assert "3" in status["failures"] and status["policy"]["candidates"] == []
+        assert "3" in status.failures and status.policy["candidates"] == []
 
     asyncio.run(run())
 
@@ -190,12 +190,10 @@ def test_promote_then_rollback_and_rollback_with_a_broken_candidate(model_repo: 
             {"default": "1", "candidates": [{"version": "2", "weight": 30}]}, NAMES
         )
         promoted = await service.promote()
-        assert promoted["policy"]["default"] == "2" and promoted["policy"]["candidates"] == []
+        assert promoted.policy["default"] == "2" and promoted.policy["candidates"] == []
         assert (await service.score_rows(x, NAMES, ids))[0] == "2"
         back = await service.rollback()  # after a promotion: the previous default returns
-        assert (
-            back["policy"]["default"] == "1" and (await service.score_rows(x, NAMES, ids))[0] == "1"
-        )
+        assert back.policy["default"] == "1" and (await service.score_rows(x, NAMES, ids))[0] == "1"
         with pytest.raises(Conflict):
             await service.rollback()  # nothing left to roll back
         await service.set_traffic(
@@ -233,12 +231,8 @@ def test_shadow_scores_off_the_answer_and_is_summarised(model_repo: Path) -> Non
     np.testing.assert_array_equal(
         scores, asyncio.run(service.score(x, NAMES, "1"))[1]
     )  # answers untouched
-    shadow = status["shadow"]
-    assert (
-        shadow["rows"] == 64
-        and shadow["mean_abs_diff"] > 0
-        and shadow["shadow_latency_ms"] is not None
-    )
+    shadow = status.shadow
+    assert shadow.rows == 64 and shadow.mean_abs_diff > 0 and shadow.shadow_latency_ms is not None
 
 
 def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_repo: Path) -> None:
@@ -252,20 +246,17 @@ def test_shadow_calls_in_flight_are_bounded_and_the_skipped_rows_counted(model_r
         )
         metrics.RECORDER.drain()
         for _ in range(5):  # no await in between: the shadow tasks have not run yet
-            service._spawn_shadow(
+            service.shadow.spawn(
                 service.policy, x, NAMES, ids, np.zeros(10, np.int8), np.zeros(10, np.float32)
             )
-        in_flight = len(service._tasks)
+        in_flight = len(service.shadow.tasks)
         await asyncio.sleep(0.05)
         return in_flight, metrics.RECORDER.drain()[0], await service.traffic()
 
     in_flight, counts, status = asyncio.run(run())
     assert in_flight == 2
     assert counts[("reengage_shadow_skipped_rows_total", ("churn", "2"))] == 30
-    assert (
-        counts[("reengage_shadow_rows_total", ("churn", "2"))] == 20
-        and status["shadow"]["rows"] == 20
-    )
+    assert counts[("reengage_shadow_rows_total", ("churn", "2"))] == 20 and status.shadow.rows == 20
 
 
 def test_a_change_reaches_the_other_replica_at_the_activation_moment(model_repo: Path) -> None:
@@ -290,9 +281,9 @@ def test_a_change_reaches_the_other_replica_at_the_activation_moment(model_repo:
         return answer, took, a.policy, b.policy
 
     answer, took, pa, pb = asyncio.run(run())
-    assert set(answer["acknowledged_after_s"]) == {"a", "b"} and not answer["late_replicas"]
-    assert answer["activation_delay_s"] == 0.3 and took >= 0.3  # nobody switches before the moment
-    assert answer["propagation_s"] < 5.0  # b polls every 50 ms (generous: the CI machine is shared)
+    assert set(answer.acknowledged_after_s) == {"a", "b"} and not answer.late_replicas
+    assert answer.activation_delay_s == 0.3 and took >= 0.3  # nobody switches before the moment
+    assert answer.propagation_s < 5.0  # b polls every 50 ms (generous: the CI machine is shared)
     assert pa == pb and pa is not None and pa.candidates == (("2", 50.0),)
 
 
@@ -358,8 +349,8 @@ def test_explicit_control_mode_leaves_new_versions_on_disk_alone(model_repo: Pat
     for service in (explicit, polled):
         assert asyncio.run(service.ready())  # started: synced with the desired state
     write_version(model_repo / "churn", 3, np.array([0.5, 0.5, 0.5]), 0.0, NAMES)
-    asyncio.run(explicit.reconcile())
-    asyncio.run(polled.reconcile())
+    asyncio.run(explicit.sync.reconcile())
+    asyncio.run(polled.sync.reconcile())
     assert explicit.registry.loaded_versions("churn") == ["1", "2"]  # until a load call
     assert polled.registry.loaded_versions("churn") == ["1", "2", "3"]
     asyncio.run(explicit.load())
@@ -374,7 +365,7 @@ def test_without_a_policy_a_newest_version_nobody_can_feed_never_becomes_the_def
     service = _service(model_repo)
     assert asyncio.run(service.ready())
     write_version(model_repo / "churn", 3, np.array([1.0, 1.0, 1.0]), 0.0, ("a", "b", "zzz"))
-    asyncio.run(service.reconcile())  # poll mode: version 3 loads, and would be the newest
+    asyncio.run(service.sync.reconcile())  # poll mode: version 3 loads, and would be the newest
     x = np.random.default_rng(8).normal(size=(3, 3)).astype(np.float32)
     version, _ = asyncio.run(service.score(x, NAMES))
     assert version == "2" and "zzz" in service.registry.failures("churn")["3"]
@@ -398,7 +389,7 @@ def test_replicas_follow_a_restarted_control_actor(model_repo: Path) -> None:
                 "activate_at": 0.0,
             },
         )
-        await service.reconcile()
+        await service.sync.reconcile()
 
     asyncio.run(run())
     assert service.policy is not None and service.policy.default == "1"

@@ -281,7 +281,7 @@ def test_a_pinned_batch_is_marked_in_the_decision_log(client) -> None:  # noqa: 
     import numpy as np
 
     dp = client.app.state.dataplane
-    result = asyncio.run(dp.score(np.array(IDS[:5]), pins={"churn": "1"}))
+    result = asyncio.run(dp.inference.score(np.array(IDS[:5]), pins={"churn": "1"}))
     assert result.log_versions() == {"churn": "1", "engagement": "1", "pinned.churn": "1"}
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.components.rollout import BUCKETS, TrafficPolicy, owner_table, rebalance
+from serving.components.traffic_policy import BUCKETS, TrafficPolicy, owner_table, rebalance
 from serving.errors import InvalidRequest
 from serving.hashing import salted_hash
 from serving.settings import TrafficPolicyConfig

@@ -12,6 +12,7 @@ import pytest
 
 from serving.components.desired import LocalDesiredState, ModelStates
 from serving.components.models import ModelService
+from serving.components.rollout_control import TrafficChange
 from serving.errors import DependencyUnavailable
 from serving.settings import load_settings
 from serving.shared_state import RedisSharedState, SqliteSharedState, redis_location
@@ -47,7 +48,7 @@ def test_a_new_control_instance_resumes_the_canary(model_repo: Path, spec: dict)
     first = ModelStates(spec, "rollout:app")
     a = _service(model_repo, first, "a")
 
-    async def start() -> dict:
+    async def start() -> TrafficChange:
         await a.set_traffic(
             {"default": "1", "candidates": [{"version": "2", "weight": 30}], "salt": "q|1"}, NAMES
         )
@@ -60,26 +61,24 @@ def test_a_new_control_instance_resumes_the_canary(model_repo: Path, spec: dict)
     replaced = ModelStates(spec, "rollout:app")  # the actor died; its successor reads the store
     state = replaced.get("churn")
     assert (
-        state["generation"] == change["generation"]
-        and state["epoch"] == first.epoch != replaced.epoch
+        state["generation"] == change.generation and state["epoch"] == first.epoch != replaced.epoch
     )
     assert (
-        state["policy"]["salt"] == "q|1"
-        and state["policy"]["buckets"] == change["policy"]["buckets"]
+        state["policy"]["salt"] == "q|1" and state["policy"]["buckets"] == change.policy["buckets"]
     )
     assert [h["generation"] for h in replaced.history("churn")] == list(
-        range(1, change["generation"] + 1)
+        range(1, change.generation + 1)
     )
     b = _service(
         model_repo, replaced, "b"
     )  # a new replica (or the restarted app) under the successor
-    asyncio.run(b._ensure_started())
+    asyncio.run(b.sync.ensure_started())
     np.testing.assert_array_equal(_assigned(b), before)  # the same customers on the same versions
-    asyncio.run(a.reconcile())  # the old replica sees nothing new: same epoch, same generation
+    asyncio.run(a.sync.reconcile())  # the old replica sees nothing new: same epoch, same generation
     np.testing.assert_array_equal(_assigned(a), before)
-    assert replaced.get("churn")["generation"] == change["generation"]
-    history = asyncio.run(b.traffic())["history"]  # the status lists the last changes
-    assert history[-1]["generation"] == change["generation"]
+    assert replaced.get("churn")["generation"] == change.generation
+    history = asyncio.run(b.traffic()).history  # the status lists the last changes
+    assert history[-1]["generation"] == change.generation
     assert history[-1]["changes"]["policy"]["candidates"] == [{"version": "2", "weight": 40.0}]
     other_app = ModelStates(spec, "rollout:other")
     assert other_app.get("churn")["policy"] is None  # applications keep their state apart
@@ -92,7 +91,7 @@ def test_a_live_change_survives_a_restart_with_the_same_serve_config(
         "rollout": {"churn": {"default": "1", "candidates": [{"version": "2", "weight": 10}]}}
     }
     a = _service(model_repo, ModelStates(spec), "a", **config)
-    asyncio.run(a._ensure_started())
+    asyncio.run(a.sync.ensure_started())
     seeded = _assigned(a)
     assert abs(np.mean(seeded == "2") - 0.10) < 0.01
     asyncio.run(
@@ -103,7 +102,7 @@ def test_a_live_change_survives_a_restart_with_the_same_serve_config(
     b = _service(
         model_repo, ModelStates(spec), "b", **config
     )  # restarted: the same config is seen again
-    asyncio.run(b._ensure_started())
+    asyncio.run(b.sync.ensure_started())
     np.testing.assert_array_equal(_assigned(b), raised)
 
 

@@ -14,7 +14,7 @@ import pytest
 from serving.bandit.state import BatchRecord, Group, Reason, RewardUpdate, SqliteStore
 from serving.components.evidence_index import EvidenceIndex
 from serving.components.models import ModelService
-from serving.components.rollout import PromotionRefused, TrafficPolicy, row_token
+from serving.components.traffic_policy import PromotionRefused, TrafficPolicy, row_token
 from serving.settings import TrafficPolicyConfig, load_settings
 from tests.serving.conftest import LocalFeatures, TableReader
 
@@ -124,6 +124,7 @@ def test_running_sums_match_a_full_read_as_windows_close(tmp_path: Path) -> None
 
 
 def _dataplane(model_repo: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from serving.components.bandit import BanditService
     from serving.dataplane import DataPlane
 
     settings = load_settings(
@@ -137,7 +138,8 @@ def _dataplane(model_repo: Path, tmp_path: Path):  # type: ignore[no-untyped-def
         }
     )
     models = {name: ModelService(name, settings.models) for name in ("churn", "engagement")}
-    return settings, DataPlane(settings, LocalFeatures(TableReader()), models, bandit=object())  # type: ignore[arg-type]
+    bandit = BanditService(settings.bandit)  # the evidence comes through the bandit component
+    return settings, DataPlane(settings, LocalFeatures(TableReader()), models, bandit=bandit)
 
 
 def _log(settings, start: float, rates: dict[str, float], n: int, seed: int) -> None:  # type: ignore[no-untyped-def]
@@ -181,9 +183,9 @@ def test_promotion_needs_evidence_of_non_inferiority(model_repo: Path, tmp_path:
     policy = {"default": "1", "candidates": [{"version": "2", "weight": 50}]}
 
     async def run() -> None:
-        started = (await dp.rollout_start("churn", policy))["effective_at"]
+        started = (await dp.rollouts.start("churn", policy)).effective_at
         with pytest.raises(PromotionRefused) as none:  # no decision yet
-            await dp.rollout_promote("churn")
+            await dp.rollouts.promote("churn")
         assert none.value.status_code == 409 and none.value.evidence["verdict"] == "insufficient"
         assert (
             "100 more decisions per arm" in none.value.message
@@ -191,27 +193,28 @@ def test_promotion_needs_evidence_of_non_inferiority(model_repo: Path, tmp_path:
         )
         _log(settings, started, {"1": 0.5, "2": 0.2}, 2_000, seed=1)
         with pytest.raises(PromotionRefused) as worse:
-            await dp.rollout_promote("churn")
+            await dp.rollouts.promote("churn")
         assert (
             worse.value.evidence["verdict"] == "inferior"
             and "difference -0.2" in worse.value.message
         )
         assert worse.value.to_body()["error"]["evidence"]["difference"]["high"] < -0.05
-        assert (await dp.models["churn"].traffic())["policy"]["default"] == "1"  # nothing changed
-        status = await dp.rollout_status("churn")
-        assert status["evidence"]["comparisons"]["2"]["verdict"] == "inferior"
-        assert status["evidence"]["margin"] == 0.05 and status["evidence"]["values"]["2"]["n"] > 500
-        forced = await dp.rollout_promote("churn", force=True, actor="ops")
-        assert forced["forced"] and forced["policy"]["default"] == "2"
-        await dp.rollout_rollback("churn")
-        again = (await dp.rollout_start("churn", policy))["effective_at"]
+        assert (await dp.models["churn"].traffic()).policy["default"] == "1"  # nothing changed
+        status = await dp.rollouts.status("churn")
+        assert status.evidence.comparisons["2"].verdict == "inferior"
+        assert status.evidence.margin == 0.05 and status.evidence.values["2"].n > 500
+        forced = await dp.rollouts.promote("churn", force=True, actor="ops")
+        assert forced.forced and forced.change.policy["default"] == "2"
+        await dp.rollouts.rollback("churn")
+        again = (await dp.rollouts.start("churn", policy)).effective_at
         await asyncio.sleep(0.01)
         _log(settings, again, {"1": 0.5, "2": 0.5}, 12_000, seed=2)
-        accepted = await dp.rollout_promote("churn")
+        accepted = await dp.rollouts.promote("churn")
         assert (
-            accepted["evidence"]["verdict"] in ("non_inferior", "better")
-            and accepted["policy"]["default"] == "2"
+            accepted.evidence.verdict in ("non_inferior", "better")
+            and accepted.change.policy["default"] == "2"
         )
+        await dp.close()
 
     asyncio.run(run())
     promotes = [e for e in _audit(settings) if e["action"] == "rollout.promote"]

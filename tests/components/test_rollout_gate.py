@@ -37,7 +37,7 @@ def test_half_the_reward_is_never_promoted_at_any_look() -> None:
     """Looked at every 250 decisions per arm up to twice the n where an equal one passes."""
     for seed in range(150):
         for look in _looks(P / 2, P, seed, 250, 2 * STATED):
-            assert look["verdict"] not in PROMOTABLE, look
+            assert look.verdict not in PROMOTABLE, look
 
 
 def test_an_equal_candidate_promotes_at_least_one_minus_alpha_of_the_time_at_the_stated_n() -> None:
@@ -45,7 +45,7 @@ def test_an_equal_candidate_promotes_at_least_one_minus_alpha_of_the_time_at_the
     runs = 600
     kc, kd = rng.binomial(STATED, P, runs), rng.binomial(STATED, P, runs)
     promoted = np.mean(
-        [_verdict(int(a), STATED, int(b), STATED)["verdict"] in PROMOTABLE for a, b in zip(kc, kd)]
+        [_verdict(int(a), STATED, int(b), STATED).verdict in PROMOTABLE for a, b in zip(kc, kd)]
     )
     assert promoted >= CONFIDENCE, promoted
 
@@ -58,30 +58,25 @@ def test_the_sequence_stays_valid_however_often_it_is_looked_at() -> None:
     for seed in range(runs):
         looks = _looks(P, P, 1000 + seed, 200, 40_000)
         misses += any(
-            lk["difference"] and not lk["difference"]["low"] <= 0 <= lk["difference"]["high"]
-            for lk in looks
+            lk.difference and not lk.difference.low <= 0 <= lk.difference.high for lk in looks
         )
     assert misses / runs <= 1 - CONFIDENCE, misses
 
 
 def test_few_decisions_are_insufficient_and_say_how_many_more() -> None:
     got = _verdict(2, 20, 4, 20)
-    assert (
-        got["verdict"] == "insufficient"
-        and got["more_per_arm"] >= 180
-        and got["difference"] is None
-    )
+    assert got.verdict == "insufficient" and got.more_per_arm >= 180 and got.difference is None
     later = _verdict(int(0.1 * 5000), 5000, int(0.1 * 5000), 5000)
-    assert later["verdict"] == "inconclusive" and 0 < later["more_per_arm"] < 10 * STATED
-    assert later["difference"]["low"] < -MARGIN < later["difference"]["value"]
+    assert later.verdict == "inconclusive" and 0 < later.more_per_arm < 10 * STATED
+    assert later.difference.low < -MARGIN < later.difference.value
 
 
 def test_a_clearly_worse_candidate_is_inferior_and_a_better_one_better() -> None:
-    assert _verdict(2_500, 50_000, 5_000, 50_000)["verdict"] == "inferior"
-    assert _verdict(7_500, 50_000, 5_000, 50_000)["verdict"] == "better"
+    assert _verdict(2_500, 50_000, 5_000, 50_000).verdict == "inferior"
+    assert _verdict(7_500, 50_000, 5_000, 50_000).verdict == "better"
     conversions_only = compare(
         {"1": Stats(1000, 1000.0, 1000.0), "2": Stats(1000, 1000.0, 1000.0)}, "1", "2"
     )
     assert (
-        conversions_only["verdict"] == "insufficient"
+        conversions_only.verdict == "insufficient"
     )  # every reward 1, none missing: no variance, no evidence

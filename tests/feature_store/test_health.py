@@ -84,10 +84,18 @@ def test_hung_redis_is_not_ready_within_the_deadline_and_reads_fail_fast(
     try:
         health.status()  # starts a background check that cannot answer
         time.sleep(0.6)
-        started = time.monotonic()
-        state = health.status()
-        assert time.monotonic() - started < 0.05  # the caller never waits on the store
-        assert not state.ready
+        # The caller never waits on the store: each status() answers well inside the
+        # store's 0.2 s timeout, and one of them says "not ready" once the deadline passes
+        # (polled, so a busy machine that runs the check late does not fail the test).
+        limit = time.monotonic() + 3
+        while True:
+            started = time.monotonic()
+            state = health.status()
+            assert time.monotonic() - started < 0.15
+            if not state.ready:
+                break
+            assert time.monotonic() < limit, "still ready with the store frozen"
+            time.sleep(0.05)
         start = time.monotonic()
         with pytest.raises(OnlineStoreUnavailable, match="redis at"):
             reader.read(ids)  # a timeout: the breaker opens
@@ -95,7 +103,7 @@ def test_hung_redis_is_not_ready_within_the_deadline_and_reads_fail_fast(
         start = time.monotonic()
         with pytest.raises(OnlineStoreUnavailable, match="no answer within"):
             reader.read(ids)
-        assert first < 1.0 and time.monotonic() - start < 0.05  # then at once, not another timeout
+        assert first < 1.0 and time.monotonic() - start < 0.15  # then at once, not another timeout
     finally:
         os.kill(redis_server.proc.pid, signal.SIGCONT)
     deadline = time.monotonic() + 5

@@ -205,7 +205,7 @@ def test_under_a_rollout_split_each_row_is_explained_by_the_version_that_scored_
         await models["churn"].set_traffic(
             {"default": v1, "candidates": [{"version": "99", "weight": 40}]}, built["names"]
         )
-        return await dp.score(ids, explain=1000)
+        return await dp.inference.score(ids, explain=1000)
 
     result = asyncio.run(run())
     columns = result.columns()

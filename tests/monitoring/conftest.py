@@ -79,7 +79,7 @@ def make_dataplane(ws_settings: Settings, store: Any, tmp_path: Path) -> Callabl
 
 async def score_all(dp: Any, ids: np.ndarray, batch: int = 1000) -> dict[str, np.ndarray]:
     """Score ``ids`` in batches; the answers' columns, concatenated."""
-    parts = [await dp.score(ids[i : i + batch]) for i in range(0, len(ids), batch)]
+    parts = [await dp.inference.score(ids[i : i + batch]) for i in range(0, len(ids), batch)]
     return {
         "ids": np.concatenate([p.customer_ids for p in parts]),
         "churn": np.concatenate([p.churn_probability for p in parts]),

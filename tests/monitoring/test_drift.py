@@ -136,9 +136,9 @@ def test_forced_contacts_raise_their_segment_ratio(
         start = time.time()
         ids = np.arange(1, 2001, dtype=np.int64)
         premium = ids[profile.loc[ids, "plan_tier"].to_numpy() == 2]
-        await dp._score(premium, forced="winback_email")  # noqa: SLF001 (the reengage path's scoring)
+        await dp.inference._score(premium, forced="winback_email")  # noqa: SLF001 (the reengage path's scoring)
         others = ids[profile.loc[ids, "plan_tier"].to_numpy() != 2]
-        await dp._score(others, forced="no_contact")  # noqa: SLF001
+        await dp.inference._score(others, forced="no_contact")  # noqa: SLF001
         out = _report(dp, start)
         await dp.close()
         return out
@@ -169,7 +169,7 @@ def test_a_version_without_reference_is_served_and_reported(
         async def run() -> dict[str, Any]:
             dp = make_dataplane()
             start = time.time()
-            result = await dp.score(np.arange(1, 1501, dtype=np.int64))
+            result = await dp.inference.score(np.arange(1, 1501, dtype=np.int64))
             assert np.isfinite(result.engagement_probability).all()
             out = _report(dp, start)
             await dp.close()

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from serving.http import create_app
-from serving.security.asgi import POLICY_VIOLATION
+from serving.middleware.auth import POLICY_VIOLATION
 from tests.serving.authkit import auth_dataplane, bearer, make_settings
 
 

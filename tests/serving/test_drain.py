@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from serving.drain import STATE, Drain, DrainState
+from serving.drain import STATE, DrainState
+from serving.middleware.drain import Drain
 
 
 @pytest.fixture

@@ -306,7 +306,7 @@ def test_rollout_evidence_reads_each_rows_version_from_the_log_not_from_the_id()
     """The log holds pseudonyms, from which the salted split cannot be recomputed: each split
     batch logs its rows' versions (``row_token``) and evidence reads them back."""
     from serving.components.evidence import batch_versions
-    from serving.components.rollout import row_token
+    from serving.components.traffic_policy import row_token
 
     token = row_token(np.array([0, 1, 1, -1, 0]), ("3", "4"))
     logged = {"churn": "3,4", "rollout.churn": token}

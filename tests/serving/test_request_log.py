@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from serving import request_log
+from serving.middleware.request_log import RequestLog
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def test_inside_serve_the_id_is_serves_and_not_echoed_twice(lines) -> None:
         "path": "/v2",
         "headers": [(b"x-request-id", b"serve-made-id")],
     }
-    asyncio.run(request_log.RequestLog(app, echo=False)(scope, None, send))
+    asyncio.run(RequestLog(app, echo=False)(scope, None, send))
     assert sent[0]["headers"] == []  # not added a second time
     [line] = lines()
     assert line["request_id"] == "serve-made-id" and line["status"] == 200

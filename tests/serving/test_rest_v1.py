@@ -289,7 +289,7 @@ def test_a_request_cancelled_mid_flight_is_counted_as_499_not_500() -> None:
     import asyncio
 
     from serving import metrics
-    from serving.http import RequestMetrics
+    from serving.middleware.metrics import RequestMetrics
 
     started = asyncio.Event()
 

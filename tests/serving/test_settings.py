@@ -26,3 +26,35 @@ def test_paths_are_absolute_and_unknown_keys_rejected(tmp_path: Path) -> None:
     assert s.data_dir.is_absolute() and s.bandit.state_path == s.data_dir / "bandit"
     with pytest.raises(Exception, match="typo"):
         load_settings({"server": {"typo": 1}})
+
+
+def test_one_settings_object_across_the_section_modules() -> None:
+    """The package splits sections by concern, but holds one ``BaseSettings`` (the one
+    object env and serve.yaml fill), every section reachable from it and importable from
+    ``serving.settings``; the project root is the checkout, not the package folder."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from pydantic import BaseModel
+    from pydantic_settings import BaseSettings
+
+    import serving.settings as package
+
+    modules = [
+        importlib.import_module(f"serving.settings.{m.name}")
+        for m in pkgutil.iter_modules(package.__path__)
+    ]
+    classes = {
+        obj
+        for module in modules
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if obj.__module__ == module.__name__ and issubclass(obj, BaseModel)
+    }
+    assert [c for c in classes if issubclass(c, BaseSettings)] == [Settings]
+    assert {c.__name__ for c in classes} <= set(package.__all__)
+    sections = {f.annotation for f in Settings.model_fields.values()}
+    assert {c for c in classes if c.__name__.endswith("Settings") and c is not Settings} - {
+        package.RotationSettings
+    } <= sections
+    assert (package.project_root() / "serving" / "settings" / "__init__.py").is_file()

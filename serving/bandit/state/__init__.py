@@ -21,7 +21,8 @@ from serving.bandit.state.base import (
     discounted_update,
     group_positions,
 )
-from serving.bandit.state.committer import GroupCommitter, Waiter
+from serving.bandit.state.committer import GroupCommitter
+from serving.bandit.state.pending import Waiter
 from serving.bandit.state.records import REASONS, BatchRecord, Pending, Reason, RewardStatus
 from serving.bandit.state.redis_store import RedisStore
 from serving.bandit.state.sqlite_store import SqliteStore

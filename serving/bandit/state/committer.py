@@ -54,8 +54,8 @@ What a crash loses
   last ``flush_interval_s`` plus one commit's duration. A commit is a few statements
   (sqlite) or one pipeline (Redis) whatever the group's size, since each call that
   releases the GIL can wait a switch interval (5 ms) to get it back from a busy event
-  loop; measured here with 50 ms intervals: at most 55 ms lost with an event loop that
-  idles now and then, up to 131 ms with one that never idles. Decisions with a
+  loop; so the commit's duration, and what a crash loses, grows when the event loop never
+  idles. Decisions with a
   reservation are acknowledged only after their commit, so a crash loses none of them,
   nor any contact count. ``tests/bandit/test_bandit_crash.py`` kills a router
   mid-stream and checks it.
@@ -71,9 +71,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 from serving.bandit.state.base import Group, Reservation, StateStore
+from serving.bandit.state.pending import Entry, Waiter, unavailable
 from serving.bandit.state.deadletter import DeadLetters
 from serving.bandit.state.records import BatchRecord
 from serving.errors import DependencyUnavailable, Overloaded, ReengageError
@@ -82,40 +82,6 @@ log = logging.getLogger("reengage.bandit")
 
 MAX_BACKOFF_S = 1.0
 RETRY_AFTER_S = 1.0  # what an Overloaded answer tells the client
-
-
-# What a reservation's caller waits on: an asyncio future of the caller's loop (the serving
-# path: resolved through call_soon_threadsafe, half the cost of wrapping a thread future),
-# or a thread future (offline callers).
-Waiter = Future[None] | asyncio.Future[None]
-
-
-@dataclass
-class _Entry:
-    record: BatchRecord
-    reservation: Reservation | None
-    waiter: Waiter | None
-    seq: int
-    queued_at: float
-    tries: int = 0  # failed commits not caused by the store being unavailable
-
-    def resolve(self, err: BaseException | None = None) -> None:
-        if isinstance(self.waiter, Future):
-            _set(self.waiter, err)
-        elif self.waiter is not None:
-            try:
-                self.waiter.get_loop().call_soon_threadsafe(_set, self.waiter, err)
-            except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
-                pass
-
-
-def _set(waiter: Waiter, err: BaseException | None) -> None:
-    if waiter.done():  # an asyncio caller that was cancelled
-        return
-    if err is None:
-        waiter.set_result(None)
-    else:
-        waiter.set_exception(err)
 
 
 class GroupCommitter:
@@ -159,7 +125,7 @@ class GroupCommitter:
         self._progress = threading.Condition(
             self._lock
         )  # flush() and wait_for() wait on it for commits
-        self._queue: deque[_Entry] = deque()
+        self._queue: deque[Entry] = deque()
         self._batches: dict[
             str, int
         ] = {}  # batch id -> seq, until committed (feedback waits on it)
@@ -195,7 +161,7 @@ class GroupCommitter:
             if reservation is not None:
                 waiter = loop.create_future() if loop is not None else Future()
             wake = not self._queue or reservation is not None
-            self._queue.append(_Entry(record, reservation, waiter, self._seq, time.monotonic()))
+            self._queue.append(Entry(record, reservation, waiter, self._seq, time.monotonic()))
             self._batches[record.batch_id] = self._seq
             self._rows += record.n
             self._reserving |= reservation is not None
@@ -291,7 +257,7 @@ class GroupCommitter:
             with self._lock:
                 self._progress.notify_all()  # flush() callers stop waiting on a stopped thread
 
-    def _take(self) -> list[_Entry] | None:
+    def _take(self) -> list[Entry] | None:
         """The next group (all that is queued) when due; [] when a refresh is due; None: stop."""
         with self._lock:
             while True:
@@ -330,7 +296,7 @@ class GroupCommitter:
             until = min(until, max(ready, self._not_before))
         return None if until == float("inf") else max(until - now, 0.0)
 
-    def _commit(self, entries: list[_Entry]) -> None:
+    def _commit(self, entries: list[Entry]) -> None:
         reservations = [e.reservation for e in entries if e.reservation is not None]
         try:
             self.store.commit(Group([e.record for e in entries], reservations, self.ttl_s))
@@ -339,7 +305,7 @@ class GroupCommitter:
             return
         self._committed(entries)
 
-    def _committed(self, entries: list[_Entry]) -> None:
+    def _committed(self, entries: list[Entry]) -> None:
         with self._lock:
             self._resolve(entries)
             self._settle_done()
@@ -356,7 +322,7 @@ class GroupCommitter:
         queue is in seq order); flush() and wait_for() wait on this."""
         self._done = self._queue[0].seq - 1 if self._queue else self._seq
 
-    def _failed(self, entries: list[_Entry], exc: Exception) -> None:
+    def _failed(self, entries: list[Entry], exc: Exception) -> None:
         err = (
             exc
             if isinstance(exc, ReengageError)
@@ -364,8 +330,8 @@ class GroupCommitter:
         )
         kept = [e for e in entries if e.reservation is None]
         refused = [e for e in entries if e.reservation is not None]
-        dead: list[_Entry] = []
-        if not _unavailable(exc):  # maybe a poison record: count a try against each
+        dead: list[Entry] = []
+        if not unavailable(exc):  # maybe a poison record: count a try against each
             for e in kept:
                 e.tries += 1
             if len(entries) == 1 and kept and kept[0].tries >= self.max_tries:
@@ -395,7 +361,7 @@ class GroupCommitter:
         for e in refused:
             e.resolve(err)
 
-    def _resolve(self, entries: list[_Entry]) -> None:
+    def _resolve(self, entries: list[Entry]) -> None:
         """Committed or refused: no longer counted by the bound nor awaited by feedback."""
         for e in entries:
             self._rows -= e.record.n
@@ -433,8 +399,3 @@ class GroupCommitter:
             )
         else:
             self._refresh_failures = 0
-
-
-def _unavailable(exc: BaseException) -> bool:
-    """The store is down or slow (retry everything as is), not refusing one record."""
-    return isinstance(exc, (DependencyUnavailable, Overloaded, OSError, TimeoutError))

@@ -1,13 +1,13 @@
 """The embedded contact ledger: per customer, the times of its recent contacts, in LMDB.
 
 Why LMDB and not the sqlite log: a contact reservation must be exact across the replica
-processes of a machine, and it sits on the request's path. In sqlite it was a
-``BEGIN IMMEDIATE`` transaction, so every request that contacted a customer waited for
+processes of a machine, and it sits on the request's path. In sqlite it would be a
+``BEGIN IMMEDIATE`` transaction, so every request that contacts a customer would wait for
 the background committer (a thread hand-off, several statements, the GIL handed back and
-forth): about a third of a single-customer request's CPU. An LMDB write transaction
-takes LMDB's one writer lock across processes for a few microseconds, all in C, so the
-request reserves inline and waits for no thread; the decision log stays in sqlite,
-written in groups.
+forth). An LMDB write transaction takes LMDB's one writer lock across processes briefly,
+all in C, so the request reserves inline and waits for no thread; the decision log stays
+in sqlite, written in groups (docs/benchmarks.md, "One customer a call: the contact
+ledger").
 
 Each value is ``cap`` float64 slots of contact times (0: empty). A reservation reads the
 rows asked, counts the times inside the window, grants while fewer than ``cap``, and
@@ -31,7 +31,7 @@ import numpy as np
 from serving.bandit.state.base import Reservation, group_positions
 from serving.errors import DependencyUnavailable
 
-_SWEEP_CHUNK = 2_000  # keys judged per call: ~1.3 ms of GIL, then the trim yields it
+_SWEEP_CHUNK = 2_000  # keys judged per call: a short hold of the GIL, then the trim yields it
 # LMDB forbids opening one environment twice in a process (closing either drops the other's
 # locks): one per path, for the process's life, as the feature store does
 _ENVS: dict[str, Any] = {}
@@ -161,9 +161,9 @@ class ContactLedger:
         Why two steps: the chunk is read in a read transaction, which takes no lock, and
         judged in one numpy call; only the customers found dead are then deleted, under the
         writer lock, each checked again there (a reservation made in between keeps its
-        customer). A sweep judged every key in Python under the writer lock: 3.6 us a key,
-        0.36 s of GIL for 95k customers once a minute in each replica, while every
-        replica's reservations waited on the lock (docs/benchmarks.md)."""
+        customer). Judging every key in Python under the writer lock would hold the GIL and
+        the lock for the whole ledger while every replica's reservations wait
+        (docs/benchmarks.md, "Single customers: what moved")."""
         with self.env.begin() as txn:
             cur = txn.cursor()
             start = cur.set_range(self._sweep_from) if self._sweep_from else cur.first()

@@ -91,17 +91,20 @@ def decode_meta(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
 def _npy(a: np.ndarray | None) -> bytes | None:
     """Optional arrays of any shape and dtype (feature digests, timestamps) keep both: the
     bytes ``np.save`` writes, with the header made once per dtype and shape (``np.save``
-    formats it on every call, a third of encoding a one-customer record)."""
+    formats it on every call, a large part of encoding a one-customer record)."""
     if a is None:
         return None
     a = np.ascontiguousarray(a)
     if a.dtype.hasobject:
         raise ValueError("object arrays are not stored")
-    return _npy_header(np.lib.format.dtype_to_descr(a.dtype), a.shape) + a.tobytes()
+    descr = np.lib.format.dtype_to_descr(a.dtype)
+    if not isinstance(descr, str):
+        raise ValueError("structured arrays are not stored")
+    return _npy_header(descr, a.shape) + a.tobytes()
 
 
 @functools.lru_cache(maxsize=256)
-def _npy_header(descr: Any, shape: tuple[int, ...]) -> bytes:
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         buf, {"descr": descr, "fortran_order": False, "shape": shape}

@@ -1,30 +1,29 @@
-"""``POST /v1/score`` answered by its own endpoint without FastAPI's per-request machinery.
+"""``FastPath``: ``POST /v1/score`` answered by its own endpoint without FastAPI's
+per-request machinery.
 
-A single-customer score spends about as long in FastAPI's request handling (exception
+A one-customer score spends about as long in FastAPI's request handling (exception
 middleware, exit stack, router matching over every route, ``request_response`` and
-dependency solving) as in the models: ~16% of its CPU on plain uvicorn (py-spy,
-docs/benchmarks.md). This innermost pure-ASGI middleware matches that one route and calls
-the very endpoint function FastAPI registered, with the app's own exception handlers;
-everything else goes on to FastAPI. So the route's OpenAPI schema, its code and its error
-answers stay FastAPI's, and ``tests/serving/test_fast_path.py`` checks that both ways
-answer byte for byte alike. The middlewares outside (request id and log, drain, metrics,
-auth) see it as any other route: the scope carries the route, as Starlette's router sets it.
+dependency solving) as in the models (docs/benchmarks.md). This innermost middleware
+matches that one route and calls the very endpoint function FastAPI registered, with the
+app's own exception handlers; everything else goes on to FastAPI. So the route's OpenAPI
+schema, its code and its error answers stay FastAPI's, and
+``tests/serving/test_fast_path.py`` checks that both ways answer byte for byte alike. The
+middlewares outside (request id and log, drain, metrics, auth) see it as any other route:
+the scope carries the route, as Starlette's router sets it.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.security.asgi import route_path
+from serving.middleware.asgi import ASGIApp, Receive, Scope, Send, route_path
 
-Scope = dict[str, Any]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -40,13 +39,13 @@ def find_route(router: APIRouter, method: str, path: str) -> APIRoute:
 class FastPath:
     """Pure ASGI: ``method path`` goes straight to ``endpoint``; the rest to ``app``."""
 
-    def __init__(self, app: Any, fastapi: FastAPI, route: APIRoute) -> None:
+    def __init__(self, app: ASGIApp, fastapi: FastAPI, route: APIRoute) -> None:
         self.app, self.fastapi, self.route = app, fastapi, route
         [self.method] = sorted(route.methods or ())
         self.path = route.path
         self.endpoint: Endpoint = route.endpoint
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope["method"] != self.method

@@ -1,4 +1,4 @@
-"""The HTTP check: a pure-ASGI middleware, and the OpenAPI security declarations.
+"""``AuthMiddleware``: the HTTP check of every request against its route group.
 
 On a route of an open group it costs one dict lookup (the path's decision, cached per
 path; no header is read); on a protected group it hashes the bearer token and compares it in constant time. A
@@ -25,33 +25,17 @@ import orjson
 
 from serving.audit import AuditLog
 from serving.errors import ReengageError, status_and_body
+from serving.middleware.asgi import ASGIApp, Receive, Scope, Send, header, route_path
 from serving.security.client_source import ClientSource
-from serving.security.groups import classify, group_of_path
+from serving.security.groups import classify
+from serving.security.openapi import declare_security
 from serving.security.shared_tokens import Authenticator
 from serving.security.tokens import ANONYMOUS
 
-Scope = dict[str, Any]
-BEARER_SCHEME = "bearerAuth"
 _REALM = 'Bearer realm="reengage"'
-_UNSEEN = object()
+_UNSEEN: tuple[str, Any] = ("", None)  # a path not checked yet (compared by identity)
 _CACHE_MAX = 4096
 POLICY_VIOLATION = 1008  # the WebSocket close code for a refused connection (RFC 6455)
-
-
-def route_path(scope: Scope) -> str:
-    """The path the router matches (``root_path`` stripped, as Starlette does)."""
-    path: str = scope["path"]
-    root = scope.get("root_path")
-    if root and path.startswith(root) and path != root and path[len(root)] == "/":
-        return path[len(root) :]
-    return path
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 class AuthMiddleware:
@@ -59,7 +43,7 @@ class AuthMiddleware:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         authenticator: Authenticator,
         audit: AuditLog | None = None,
         declared: Callable[[Scope], bool] | None = None,
@@ -76,7 +60,7 @@ class AuthMiddleware:
         # path -> None (let it through) or (group, route label) to check; bounded
         self._checks: dict[str, tuple[str, Any] | None] = {}
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._other(scope, receive, send)
             return
@@ -88,7 +72,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)  # open (or outside our API: the router answers)
             return
         group, route = hit
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         if group not in self.protected:  # admin left open: still name the caller when a token came
             principal = self.auth.identify(authorization)
             if principal is not None:
@@ -101,12 +85,12 @@ class AuthMiddleware:
             if route is not None:
                 scope["route"] = route  # request metrics count the refusal under its route
             if group == "admin" and self.audit is not None:
-                self._audit_refusal(scope, exc)
+                self._audit_refusal(self.audit, scope, exc)
             await self._refuse(scope, send, exc)
             return
         await self.app(scope, receive, send)
 
-    async def _other(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Lifespan passes; a WebSocket needs a declared route and its group's token; the rest is refused."""
         kind = scope["type"]
         if kind == "lifespan":
@@ -121,14 +105,14 @@ class AuthMiddleware:
         hit = classify(path)
         if hit is not None and hit[0] in self.protected:
             try:
-                scope["auth"] = self.auth.check(hit[0], _header(scope, b"authorization"))
+                scope["auth"] = self.auth.check(hit[0], header(scope, b"authorization"))
             except ReengageError as exc:
                 await self._close(receive, send, f"{exc.status_code} {exc.error_type}")
                 return
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _close(receive: Any, send: Any, reason: str) -> None:
+    async def _close(receive: Receive, send: Send, reason: str) -> None:
         """Refuse a WebSocket before its handshake completes (the server answers HTTP 403)."""
         message = await receive()
         if message.get("type") == "websocket.connect":
@@ -142,7 +126,7 @@ class AuthMiddleware:
             self._checks[path] = hit
         return hit
 
-    async def _refuse(self, scope: Scope, send: Any, exc: ReengageError) -> None:
+    async def _refuse(self, scope: Scope, send: Send, exc: ReengageError) -> None:
         status, body = status_and_body(exc)
         if route_path(scope).startswith("/v2"):  # tritonclient parses {"error": str}
             err = body["error"]
@@ -163,16 +147,16 @@ class AuthMiddleware:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    def _audit_refusal(self, scope: Scope, exc: ReengageError) -> None:
+    def _audit_refusal(self, audit: AuditLog, scope: Scope, exc: ReengageError) -> None:
         """Off the event loop and within the per-source rate (``AuditLog.refused``)."""
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
 
         def actor() -> str:
             principal = self.auth.identify(authorization) if exc.status_code == 403 else None
             return principal.name if principal is not None else ANONYMOUS
 
-        self.audit.refused(
-            f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",  # type: ignore[union-attr]
+        audit.refused(
+            f"{scope.get('method', 'GET')} {route_path(scope)[:256]}",
             actor=actor,
             source=self.source(scope),
             message=f"{exc.status_code} {exc.error_type}: {exc.message}",
@@ -190,39 +174,6 @@ def declares(app: Any, scope: Scope) -> bool:
         if getattr(match, "value", 0) == 2:  # starlette.routing.Match.FULL
             return True
     return False
-
-
-def declare_security(schema: dict[str, Any], protected: frozenset[str]) -> dict[str, Any]:
-    """Add the bearer scheme, and on each operation its group (``x-route-group``) and, when
-    the group needs a token, ``security`` plus the 401 and 403 answers in its error body."""
-    components = schema.setdefault("components", {})
-    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "a reengage token (`reengage token create`, or the admin token a first "
-        "`reengage serve` writes to <data_dir>/auth/admin.token)",
-    }
-    for path, operations in schema.get("paths", {}).items():
-        group = group_of_path(path)
-        if group is None:
-            continue
-        for operation in operations.values():
-            if not isinstance(operation, dict):
-                continue
-            operation["x-route-group"] = group
-            if group not in protected:
-                continue
-            operation["security"] = [{BEARER_SCHEME: []}]
-            answers = operation.setdefault("responses", {})
-            error = answers.get("default", {}).get("content")
-            for status, text in (
-                ("401", "no token, or an unknown one"),
-                ("403", f"the token lacks the '{group}' role"),
-            ):
-                answers.setdefault(
-                    status, {"description": text, **({"content": error} if error else {})}
-                )
-    return schema
 
 
 def install(
@@ -243,7 +194,8 @@ def install(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
-            return app.openapi_schema  # type: ignore[no-any-return]
+            schema: dict[str, Any] = app.openapi_schema
+            return schema
         return declare_security(build_schema(), authenticator.protected)
 
     app.openapi = openapi

@@ -1,4 +1,4 @@
-"""Traffic policies between model versions: sticky bucket split, shadow, shared state.
+"""Traffic policies between model versions: sticky bucket split, shadow share, row tokens.
 
 A policy per model has a default version, weighted candidates (percent of customers)
 and an optional shadow (percent of rows scored again off the answer), Seldon Core 2's
@@ -13,10 +13,8 @@ do: a candidate raised or added takes buckets from the default alone, one lowere
 removed gives them back to the default, and an unchanged candidate keeps every bucket.
 The shadow samples rows with its own salt, independent of the buckets.
 
-``ModelStates`` is the desired state of every model that the replicas follow (loaded,
-policy, excluded versions, a generation per change, the moment a policy takes effect)
-plus what each replica reports back; the Ray actor in ``serving.deployments.control``
-holds one per application, ``LocalDesiredState`` one per process.
+The desired state the replicas follow is ``components.desired``; the shadow's scoring
+and summaries are ``components.shadow``.
 """
 
 from __future__ import annotations
@@ -29,21 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from serving.components.desired import DesiredState, LocalDesiredState, ModelStates, fresh_state
 from serving.errors import Conflict, InvalidRequest
 from serving.hashing import salted_hash
 from serving.settings import TrafficPolicyConfig
 
 __all__ = [
     "BUCKETS",
-    "DesiredState",
-    "LocalDesiredState",
-    "ModelStates",
     "PromotionRefused",
-    "ShadowStats",
+    "RowVersions",
     "TrafficPolicy",
     "VersionRefused",
-    "fresh_state",
     "new_salt",
     "rebalance",
     "row_token",
@@ -52,6 +45,8 @@ __all__ = [
 
 BUCKETS = 10_000  # assignment resolution: 0.01 percent of customers
 Ranges = list[list[int]]  # [[start, end), ...] bucket ranges
+# a split batch: per row an index into the versions, and the salt it was assigned under
+RowVersions = tuple[np.ndarray, tuple[str, ...], str]
 
 
 class VersionRefused(InvalidRequest):
@@ -253,77 +248,3 @@ def versions_from_token(token: str, n: int) -> np.ndarray:
     if len(codes) == n:
         out[:] = versions[np.where(codes >= 0, codes, len(versions) - 1)]
     return out
-
-
-# -- shadow summaries ------------------------------------------------------------------
-DIFF_EDGES = np.array([0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
-
-
-@dataclass
-class ShadowStats:
-    """Shadow against default on one replica: |score difference| histogram and latencies."""
-
-    rows: int = 0
-    sum_diff: float = 0.0
-    sum_abs: float = 0.0
-    max_abs: float = 0.0
-    abs_hist: list[int] = field(default_factory=lambda: [0] * (len(DIFF_EDGES) + 1))
-    shadow_ms: float = 0.0
-    shadow_calls: int = 0
-    default_ms: float = 0.0
-    default_calls: int = 0
-
-    def add(self, served: np.ndarray, shadow: np.ndarray, latency_ms: float) -> None:
-        diff = shadow.astype(np.float64) - served.astype(np.float64)
-        diff = diff[np.isfinite(diff)]
-        a = np.abs(diff)
-        self.rows += len(diff)
-        self.sum_diff += float(diff.sum())
-        self.sum_abs += float(a.sum())
-        self.max_abs = max(self.max_abs, float(a.max()) if len(a) else 0.0)
-        for i, n in enumerate(
-            np.bincount(np.searchsorted(DIFF_EDGES, a), minlength=len(self.abs_hist)).tolist()
-        ):
-            self.abs_hist[i] += n
-        self.shadow_ms += latency_ms
-        self.shadow_calls += 1
-
-    def default_call(self, latency_ms: float) -> None:
-        self.default_ms += latency_ms
-        self.default_calls += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @staticmethod
-    def summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
-        """Merged over replicas: mean and mean absolute difference, a p95 bound, latencies."""
-        total = ShadowStats()
-        for p in parts:
-            for k, v in p.items():
-                if k == "abs_hist":
-                    total.abs_hist = [a + b for a, b in zip(total.abs_hist, v)]
-                elif k == "max_abs":
-                    total.max_abs = max(total.max_abs, v)
-                else:
-                    setattr(total, k, getattr(total, k) + v)
-        n = total.rows
-        p95 = None
-        if n:
-            rank = np.searchsorted(np.cumsum(total.abs_hist), 0.95 * n)
-            p95 = float(DIFF_EDGES[rank]) if rank < len(DIFF_EDGES) else float(total.max_abs)
-        return {
-            "rows": n,
-            "mean_diff": total.sum_diff / n if n else None,
-            "mean_abs_diff": total.sum_abs / n if n else None,
-            "p95_abs_diff_at_most": p95,
-            "max_abs_diff": total.max_abs if n else None,
-            "abs_diff_histogram": {f"<{e:g}": c for e, c in zip(DIFF_EDGES, total.abs_hist)}
-            | {f">={DIFF_EDGES[-1]:g}": total.abs_hist[-1]},
-            "shadow_latency_ms": total.shadow_ms / total.shadow_calls
-            if total.shadow_calls
-            else None,
-            "default_latency_ms": total.default_ms / total.default_calls
-            if total.default_calls
-            else None,
-        }
