@@ -269,7 +269,15 @@ class AuditLog:
         with self._wake:
             if not self._wake.wait_for(lambda: not self._pending and not self._writing, timeout_s):
                 return False
-        self._write_all(self._summaries())
+            # the writer thread takes the counts only while it writes: hold it off, so no count
+            # taken now is still on its way to the file when this returns
+            self._writing = True
+        try:
+            self._write_all(self._summaries())
+        finally:
+            with self._wake:
+                self._writing = False
+                self._wake.notify_all()
         return time.monotonic() <= deadline
 
     @contextlib.asynccontextmanager

@@ -61,6 +61,9 @@ def audit_growth(settings: Settings, since: float, until: float) -> dict[str, in
     suppressed-count lines and the refusals they count."""
     out = {"lines": 0, "refusals": 0, "summaries": 0, "suppressed": 0}
     assert settings.auth.audit_log is not None  # resolved by Settings
+    # an entry's ts is rounded to the millisecond: so are the window's ends (rounding keeps
+    # order, so a line written inside the window is never read as outside it)
+    since, until = round(since, 3), round(until, 3)
     for entry in AuditLog(settings.auth.audit_log, settings.auth.audit_rotation).read():
         if not since <= float(entry.get("ts", 0)) <= until:
             continue
