@@ -51,7 +51,7 @@ class PrivateApi:
         return obj
 
     def problem(self) -> str | None:
-        """Why this API no longer fits (missing, or a parameter we pass is gone); None when it does."""
+        """Why this API no longer fits (missing, or a parameter we pass is gone), or None."""
         try:
             obj = self.resolve()
         except FeastApiChanged as exc:
@@ -61,7 +61,10 @@ class PrivateApi:
         have = set(inspect.signature(obj).parameters)
         lost = [p for p in self.params if p not in have]
         if lost:
-            return f"{self.name} in feast {_feast_version()} lost parameter(s) {lost}; it takes {sorted(have)}"
+            return (
+                f"{self.name} in feast {_feast_version()} lost parameter(s) {lost}; "
+                f"it takes {sorted(have)}"
+            )
         return None
 
 
@@ -115,7 +118,7 @@ PRIVATE_APIS: tuple[PrivateApi, ...] = (
 
 
 def columns_to_value_protos(table: pa.Table, view: FeatureView) -> dict[str, list[ValueProto]]:
-    """``ValueProto``s per feature of ``view`` from an Arrow table, as Feast's writers build them."""
+    """``ValueProto``s per feature of ``view`` from an Arrow table, as Feast's writers make them."""
     columns = [(f.name, f.dtype.to_value_type()) for f in view.features]
     return COLUMNS_TO_PROTOS.resolve()(table.combine_chunks().to_batches()[0], columns)
 

@@ -215,7 +215,8 @@ class PackedReader:
         return self._read_views(fetched.views, len(ids), now)
 
     def _read_block(self, joined: bytes, n: int, now: int) -> FeatureBatch | None:
-        """One pass over a complete read; None when a record is not this schema's (then per view)."""
+        """One pass over a complete read; None when a record is not this schema's (then the read
+        goes view by view)."""
         block = self._block
         if len(joined) != n * block.dtype.itemsize:
             return None
@@ -368,7 +369,8 @@ class FeastReader:
         )
 
     def _online_proto(self, ids: np.ndarray) -> Any:
-        """Feast's response proto; a Redis or socket failure is the online store being down (503), not a bug."""
+        """Feast's response proto; a Redis or socket failure is the online store being down
+        (503), not a bug."""
         try:
             resp = self._store.get_online_features(
                 features=self._features, entity_rows={self._join_key: ids.tolist()}

@@ -62,7 +62,8 @@ def filter_entries(
     since: float | None = None,
     last: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Entries matching every given filter (``action`` matches a prefix: ``repository``), the last ``last``."""
+    """Entries matching every given filter (``action`` matches a prefix: ``repository``), the
+    last ``last``."""
     out = [
         e
         for e in entries
@@ -200,7 +201,8 @@ def token_create(
 
 @token_app.command("list")
 def token_list() -> None:
-    """Token names, roles and state (the shared state's and the settings'; never a token or hash)."""
+    """Token names, roles and state (the shared state's and the settings'; never a token or
+    hash)."""
     settings = load_settings({})
     book = _book(settings)
     try:
@@ -238,7 +240,8 @@ def token_revoke(name: str = typer.Argument(..., help="the token's name")) -> No
 
 @token_app.command("hash")
 def token_hash() -> None:
-    """Read a token on stdin, print its SHA-256: for auth.tokens in serve.yaml or REENGAGE_AUTH__TOKENS."""
+    """Read a token on stdin, print its SHA-256: for auth.tokens in serve.yaml or
+    REENGAGE_AUTH__TOKENS."""
     from serving.security import hash_token
 
     token = sys.stdin.readline().strip()

@@ -35,7 +35,8 @@ def run_build(
     steps: Collection[str] = STEPS,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Run the build steps in order (those in ``steps``); returns what was done and how long it took.
+    """Run the build steps in order (those in ``steps``); returns what was done and how long it
+    took.
 
     ``force`` regenerates the data and re-materializes even when nothing changed (model
     versions still follow their fingerprints: identical inputs never add a version).

@@ -23,7 +23,9 @@ from serving.rollout_cli import register as register_rollout_commands
 from serving.settings import load_settings
 
 app = typer.Typer(
-    help="reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve.",
+    help=(
+        "reengage: real-time churn/engagement scoring, bandit actions and LLM emails on Ray Serve."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
@@ -66,7 +68,8 @@ RedisOpt = typer.Option(None, "--redis-url", help="Redis URL for the redis backe
 
 
 def _state(state: Optional[str], redis_url: Optional[str]) -> dict[str, Any]:
-    """The one state switch (settings ``state``, ``redis_url``): features and bandit move together."""
+    """The one state switch (settings ``state``, ``redis_url``): features and bandit move
+    together."""
     return {k: v for k, v in {"state": state, "redis_url": redis_url}.items() if v is not None}
 
 
@@ -83,7 +86,8 @@ def build(
     ),
     steps: Optional[str] = typer.Option(
         None,
-        help="comma-separated subset of: generate,apply,materialize,train_churn,train_engagement,llm",
+        help="comma-separated subset of: "
+        "generate,apply,materialize,train_churn,train_engagement,llm",
     ),
     force: bool = typer.Option(
         False, "--force", help="regenerate and re-materialize even when nothing changed"
@@ -156,7 +160,8 @@ def serve(
         server.wait_ready(url, timeout_s)
     console.print(
         f"[green]reengage is ready[/] at {url}  (topology={settings.server.topology}, "
-        f"features={settings.features.backend}, bandit={settings.bandit.backend}, haproxy={settings.server.haproxy})"
+        f"features={settings.features.backend}, bandit={settings.bandit.backend}, "
+        f"haproxy={settings.server.haproxy})"
     )
     if detach:
         return

@@ -4,7 +4,8 @@
 one plane per concern, and each route calls the plane it needs (``serving.planes``):
 ``inference`` (v1 score, explain, reengage, feedback; OpenAI completions), ``kserve``
 (the v2 protocol and the model repository), ``privacy`` (consent and erasure:
-``components.privacy.PrivacyService``), ``monitoring`` (``/v1/monitor``), ``rollouts`` (traffic policies, evidence, promotion).
+``components.privacy.PrivacyService``), ``monitoring`` (``/v1/monitor``), ``rollouts``
+(traffic policies, evidence, promotion).
 Here stays what spans them: readiness and the graceful close.
 """
 

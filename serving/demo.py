@@ -73,9 +73,9 @@ def _reengage(client: httpx.Client, customer_id: int, console: Console) -> None:
     data = r.json()
     if data["llm"].get("written") is False or not data.get("body"):
         console.print(
-            f"  the bandit chose action={data['action']} (reason: {data.get('reason')}): no email is "
-            f"written for it. Forcing action={DEMO_ACTION} to show the writer (the answer says "
-            "reason=forced and carries no decision id):",
+            f"  the bandit chose action={data['action']} (reason: {data.get('reason')}): "
+            f"no email is written for it. Forcing action={DEMO_ACTION} to show the writer "
+            "(the answer says reason=forced and carries no decision id):",
             markup=False,
         )
         forced = client.post(

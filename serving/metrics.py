@@ -117,7 +117,8 @@ DEFINITIONS: dict[str, MetricDef] = {
         MetricDef(
             "reengage_shadow_skipped_rows_total",
             "counter",
-            "rows a shadow did not score: models.shadow_max_tasks shadow calls were already running",
+            "rows a shadow did not score: "
+            "models.shadow_max_tasks shadow calls were already running",
             ("model", "version"),
         ),
         MetricDef(
@@ -164,8 +165,8 @@ DEFINITIONS: dict[str, MetricDef] = {
             "emails written, by backend and fallback",
             ("backend", "fallback"),
         ),
-        # model monitoring over monitor.window_s, every replica's rows (each replica exports the same
-        # application-wide value: aggregate with max, not sum)
+        # model monitoring over monitor.window_s, every replica's rows (each replica exports the
+        # same application-wide value: aggregate with max, not sum)
         MetricDef(
             "reengage_monitor_feature_psi",
             "gauge",

@@ -44,7 +44,8 @@ def monitor(
     ),
     as_json: bool = typer.Option(False, "--json", help="print the server's JSON answer"),
 ) -> None:
-    """Drift per model version (PSI against the build's reference), actions, contact rates by segment."""
+    """Drift per model version (PSI against the build's reference), actions, contact rates by
+    segment."""
     params = {k: v for k, v in (("window_s", window_s), ("since", since)) if v is not None}
     answer = _get("/v1/monitor", url, params)
     if as_json:
@@ -125,7 +126,8 @@ def print_report(a: dict[str, Any], out: Console) -> None:
     w = a["window"]
     out.print(
         f"[bold]{w['start']} .. {w['end']}[/bold]  rows {w['rows']:,}  replicas {a['replicas']}  "
-        f"status [{colour[a['status']]}]{a['status']}[/]  (PSI > {a['thresholds']['psi']} is drift; "
+        f"status [{colour[a['status']]}]{a['status']}[/]  "
+        f"(PSI > {a['thresholds']['psi']} is drift; "
         f"below {a['thresholds']['min_rows']:,} rows: insufficient_data)"
     )
     for lost in a["lost"]:
@@ -261,7 +263,8 @@ def draw(a: dict[str, Any], path: Path) -> None:
     if not models:
         axes[0][0].text(0.5, 0.5, "no model version with a reference in this window", ha="center")
     fig.suptitle(
-        f"{a['window']['start']} .. {a['window']['end']}: {a['window']['rows']:,} rows, status {a['status']}"
+        f"{a['window']['start']} .. {a['window']['end']}: {a['window']['rows']:,} rows, "
+        f"status {a['status']}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -130,7 +130,8 @@ class ModelRegistry:
             raise ModelNotReady(f"model '{name}' has no version loaded", field="model_name")
         if runtime is None:
             raise ModelNotFound(
-                f"model '{name}' version '{version}' is not loaded (version_policy serves {sorted(loaded, key=int)})",
+                f"model '{name}' version '{version}' is not loaded "
+                f"(version_policy serves {sorted(loaded, key=int)})",
                 field="model_version",
             )
         return runtime

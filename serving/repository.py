@@ -87,7 +87,8 @@ class ModelSpec:
 
     @property
     def runtime(self) -> str:
-        """The runtime config.pbtxt asks for (``parameters { key: "runtime" }``), default ONNX Runtime."""
+        """The runtime config.pbtxt asks for (``parameters { key: "runtime" }``), default ONNX
+        Runtime."""
         return self.parameters.get("runtime") or "onnxruntime"
 
 

@@ -91,8 +91,9 @@ def _print_change(answer: dict[str, Any], as_json: bool) -> None:
         + (f", shadow v{shadow['version']} {shadow['percent']:g}%" if shadow else "")
     )
     console.print(
-        f"in force on {len(answer.get('acknowledged_after_s', {}))} replica(s); slowest acknowledged "
-        f"after {answer.get('propagation_s', 0):.2f} s (bound {answer.get('activation_delay_s', 0):.2f} s)"
+        f"in force on {len(answer.get('acknowledged_after_s', {}))} replica(s); "
+        f"slowest acknowledged after {answer.get('propagation_s', 0):.2f} s "
+        f"(bound {answer.get('activation_delay_s', 0):.2f} s)"
         + (
             f"; [yellow]late: {answer['late_replicas']}[/yellow]"
             if answer.get("late_replicas")
@@ -172,10 +173,12 @@ def status(
     shadow = s.get("shadow")
     if shadow:
         console.print(
-            f"shadow vs default: {shadow['rows']} rows, mean diff {_f(shadow['mean_diff'])}, mean |diff| "
-            f"{_f(shadow['mean_abs_diff'])}, p95 |diff| <= {_f(shadow['p95_abs_diff_at_most'])}, "
-            f"max |diff| {_f(shadow['max_abs_diff'])}; latency shadow {_f(shadow['shadow_latency_ms'])} "
-            f"ms vs default {_f(shadow['default_latency_ms'])} ms per call"
+            f"shadow vs default: {shadow['rows']} rows, mean diff {_f(shadow['mean_diff'])}, "
+            f"mean |diff| {_f(shadow['mean_abs_diff'])}, "
+            f"p95 |diff| <= {_f(shadow['p95_abs_diff_at_most'])}, "
+            f"max |diff| {_f(shadow['max_abs_diff'])}; "
+            f"latency shadow {_f(shadow['shadow_latency_ms'])} ms "
+            f"vs default {_f(shadow['default_latency_ms'])} ms per call"
         )
     _print_evidence(s.get("evidence") or {})
 
@@ -189,8 +192,8 @@ def _print_evidence(ev: dict[str, Any]) -> None:
         console.print(f"evidence: {ev.get('reason', 'none')}")
         return
     table = Table(
-        title="value per version (mean reward of resolved policy decisions; no reward by the window's "
-        "end counts 0)"
+        title="value per version (mean reward of resolved policy decisions; "
+        "no reward by the window's end counts 0)"
     )
     for col in ("version", "n", "value", "std error"):
         table.add_column(col)
@@ -202,7 +205,8 @@ def _print_evidence(ev: dict[str, Any]) -> None:
         console.print(
             f"candidate v{cand} - default v{c['default']}: "
             + (
-                f"{_f(d['value'])} [{_f(d['low'])}, {_f(d['high'])}] ({c['confidence']:.0%}, always valid)"
+                f"{_f(d['value'])} [{_f(d['low'])}, {_f(d['high'])}] "
+                f"({c['confidence']:.0%}, always valid)"
                 if d
                 else "n/a"
             )
@@ -226,7 +230,8 @@ def promote(
     url: Optional[str] = UrlOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Make the candidate the default once the evidence shows it non-inferior (lower bound above -margin)."""
+    """Make the candidate the default once the evidence shows it non-inferior (lower bound
+    above -margin)."""
     answer = _call(
         "POST",
         f"/v1/admin/rollout/{model}/promote",

@@ -88,8 +88,8 @@ def start_head(settings: Settings, num_cpus: int | None = None) -> None:
     ]
     if clash:
         raise RayStartError(
-            f"server.ray_port {port} is the port of the Redis the state uses ({redact_url(clash[0])}): "
-            "set REENGAGE_SERVER__RAY_PORT to another port"
+            f"server.ray_port {port} is the port of the Redis the state uses "
+            f"({redact_url(clash[0])}): set REENGAGE_SERVER__RAY_PORT to another port"
         )
     dashboard = "true" if settings.server.dashboard else "false"
     cmd = [

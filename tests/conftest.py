@@ -29,7 +29,8 @@ TESTS = Path(__file__).parent
 # path so the tier is one place. unit: everything else, the fast loop (`scripts/test -m unit`).
 SLOW_MODULES = frozenset(
     {
-        "model_repo/test_build.py",  # the whole `reengage build`, the email writer's checkpoint included
+        # the whole `reengage build`, the email writer's checkpoint included
+        "model_repo/test_build.py",
         "model_repo/test_explain.py",
         "model_repo/test_explain_api.py",  # train both models on 8,000 customers
         "model_repo/test_training.py",  # trains and exports each model

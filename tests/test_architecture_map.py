@@ -93,7 +93,8 @@ def test_every_path_the_map_names_exists() -> None:
 def test_every_serving_module_is_in_the_map() -> None:
     unnamed = unnamed_modules(MAP)
     assert not unnamed, (
-        f"modules under serving/ that the module map in docs/architecture.md does not name: {unnamed}"
+        "modules under serving/ that the module map in docs/architecture.md does not name: "
+        f"{unnamed}"
     )
 
 

@@ -65,7 +65,8 @@ class LmdbStore(KeyValueStore):
 
     @staticmethod
     def _one(cursor: Any, keys: list[bytes]) -> Replies:
-        """One view's records; ``getmulti`` skips absent keys, so found rows come from the keys it returns."""
+        """One view's records; ``getmulti`` skips absent keys, so the keys it returns say which
+        rows were found."""
         pairs = cursor.getmulti(keys)
         records = list(map(itemgetter(1), pairs))
         if len(pairs) == len(keys):

@@ -62,7 +62,8 @@ class RedisStore(KeyValueStore):
         self._open_reason = ""
 
     def _client(self, timeout_s: float) -> Any:
-        """A client that gives up after ``timeout_s`` and never retries (fail fast, reconnect later)."""
+        """A client that gives up after ``timeout_s`` and never retries (fail fast, reconnect
+        later)."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -91,7 +92,8 @@ class RedisStore(KeyValueStore):
         )
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn``; a Redis or socket failure becomes :class:`OnlineStoreUnavailable` naming this server."""
+        """Run ``fn``; a Redis or socket failure becomes :class:`OnlineStoreUnavailable` naming
+        this server."""
         import redis
 
         try:
@@ -100,7 +102,8 @@ class RedisStore(KeyValueStore):
             raise OnlineStoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
 
     def _read(self, fn: Callable[[], Any]) -> Any:
-        """A read behind the breaker: a timeout opens it for ``retry_s``, during which reads fail at once."""
+        """A read behind the breaker: a timeout opens it for ``retry_s``, during which reads fail
+        at once."""
         import redis
 
         if self._open_until and time.monotonic() < self._open_until:
@@ -109,7 +112,10 @@ class RedisStore(KeyValueStore):
             result = self._guard(fn)
         except OnlineStoreUnavailable as exc:
             if isinstance(exc.__cause__, (redis.TimeoutError, TimeoutError)):
-                self._open_reason = f"no answer within {self.timeout_s:g} s ({exc.reason}); retrying every {self.retry_s:g} s"
+                self._open_reason = (
+                    f"no answer within {self.timeout_s:g} s ({exc.reason}); "
+                    f"retrying every {self.retry_s:g} s"
+                )
                 self._open_until = time.monotonic() + self.retry_s
             raise
         self._open_until = 0.0
@@ -134,7 +140,8 @@ class RedisStore(KeyValueStore):
         return out
 
     def _scan_one(self, prefix: bytes, pages: int = 20) -> bool:
-        """Any key under ``prefix`` within ``pages`` SCAN pages (an emptied server answers at once)."""
+        """Any key under ``prefix`` within ``pages`` SCAN pages (an emptied server answers at
+        once)."""
         cursor = 0
         for _ in range(pages):
             cursor, keys = self.client.scan(cursor, match=prefix + b"*", count=1000)

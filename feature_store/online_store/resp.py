@@ -15,7 +15,8 @@ from feature_store.online_store.layout import ID_BYTES, id_bytes
 
 
 def mget_command(prefixes: Sequence[bytes], ids: np.ndarray) -> bytearray:
-    """The RESP bytes of ``MGET`` over ``prefix + id``, entity-major: id 0 under every prefix, then id 1...
+    """The RESP bytes of ``MGET`` over ``prefix + id``, entity-major: id 0 under every prefix,
+    then id 1...
 
     Keys have a fixed length per prefix, so the request is one template row per entity
     repeated N times, with the ids written into one column per prefix: no key objects,

@@ -194,7 +194,8 @@ def run_log_size_bench(
         from rich.table import Table
 
         table = Table(
-            title="Decision-log storage, MB per million decisions (contact caps on, 6 context features)"
+            title="Decision-log storage, MB per million decisions "
+            "(contact caps on, 6 context features)"
         )
         table.add_column("backend")
         for rows, total in plan:
@@ -233,5 +234,6 @@ def _print(results: dict[str, Any], console: Any) -> None:
     console.print(table)
     for backend, us in results.get("single_row_cpu_us", {}).items():
         console.print(
-            f"{backend}: one-customer decide (thompson, caps on, 4 in flight): {us:.0f} us of process CPU each"
+            f"{backend}: one-customer decide (thompson, caps on, 4 in flight): "
+            f"{us:.0f} us of process CPU each"
         )

@@ -61,7 +61,8 @@ def bench_score(
         True, "--plot/--no-plot", help="also draw the PNG (needs matplotlib: the load extra)"
     ),
 ) -> None:
-    """/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, in one run."""
+    """/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, in one
+    run."""
     from pathlib import Path
 
     from loadtests.bench.score import BenchError, run_score_bench
@@ -134,7 +135,8 @@ def bench_trees(
     version: Optional[str] = typer.Option(None, help="version (default: the newest)"),
     rounds: int = typer.Option(5, help="interleaved rounds per batch size"),
 ) -> None:
-    """Tree runtimes on the holdout rows: ONNX Runtime vs lleaves (and tl2cgen if installed), 1 thread."""
+    """Tree runtimes on the holdout rows: ONNX Runtime vs lleaves (and tl2cgen if installed), on
+    1 thread."""
     from loadtests.bench.trees import run_trees_bench
 
     run_trees_bench(load_settings({}), model=model, version=version, rounds=rounds, console=console)
@@ -229,8 +231,8 @@ def bench_consent() -> None:
 
     for row in run():
         console.print(
-            f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  {row['share_opted_out']:>4.0%} "
-            f"among them: {row['us']:8.2f} us",
+            f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  "
+            f"{row['share_opted_out']:>4.0%} among them: {row['us']:8.2f} us",
             highlight=False,
         )
 
@@ -248,7 +250,8 @@ def bench_llm(
         "vllm,transformers", help="engines to compare (vllm needs the vllm extra)"
     ),
 ) -> None:
-    """Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; then /v1/reengage over HTTP."""
+    """Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; then
+    /v1/reengage over HTTP."""
     from loadtests.bench.llm import run_llm_bench
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]

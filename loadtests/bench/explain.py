@@ -50,7 +50,8 @@ def run_explain_bench(
     rounds: int = 5,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Median seconds per call of each case over ``rounds`` interleaved rounds; printed and returned."""
+    """Median seconds per call of each case over ``rounds`` interleaved rounds; printed and
+    returned."""
     console = console or Console()
     settings = settings.model_copy(
         update={"bandit": settings.bandit.model_copy(update={"enabled": False})}

@@ -157,7 +157,8 @@ def packed_config(backend: str, redis_url: str | None = None, **extra: Any) -> d
 def _rate(
     fn: Callable[[], Any], n: int, rounds: int = 3, min_s: float = 0.15, max_calls: int = 2000
 ) -> float:
-    """Median entities/s over ``rounds`` rounds of at least ``min_s`` each (one call for slow ones)."""
+    """Median entities/s over ``rounds`` rounds of at least ``min_s`` each (one call for slow
+    ones)."""
     fn()
     rates = []
     for _ in range(rounds):
@@ -237,7 +238,8 @@ def run_feature_bench(
         secs = time.perf_counter() - t0
         results.append({"kind": "materialize", "path": label, "rows": customers, "seconds": secs})
         console.print(
-            f"[bold]{label}[/]: materialized {customers:,} customers x {len(views)} views in {secs:.2f} s"
+            f"[bold]{label}[/]: materialized {customers:,} customers x {len(views)} views "
+            f"in {secs:.2f} s"
         )
 
     views = ["customer_profile", "customer_activity"]

@@ -46,7 +46,8 @@ def run_llm_bench(
     concurrency: Sequence[int] = (1, 8, 32),
     backends: Sequence[str] = ("vllm", "transformers"),
 ) -> dict[str, Any]:
-    """Measure each backend on the same prompts; returns a JSON-able dict (sync: runs its own loop)."""
+    """Measure each backend on the same prompts; returns a JSON-able dict (sync: runs its own
+    event loop)."""
     return asyncio.run(_bench(settings, console, requests, tuple(concurrency), tuple(backends)))
 
 
@@ -105,7 +106,8 @@ async def _bench(
 async def _run(
     engine: LLMEngine, prompts: list[str], params: SamplingParams, concurrency: int, *, stream: bool
 ) -> dict[str, float]:
-    """Each prompt as its own request, ``concurrency`` in flight; latency (and first text) per request."""
+    """Each prompt as its own request, ``concurrency`` in flight; latency (and first text) per
+    request."""
     latencies: list[float] = []
     firsts: list[float] = []
     tokens = 0

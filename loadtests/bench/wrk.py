@@ -57,10 +57,12 @@ function done(summary, latency, requests)
   for code, count in pairs(all) do parts[#parts + 1] = string.format('"%%d":%%d', code, count) end
   local e = summary.errors
   io.write(string.format('%(mark)s{"requests":%%d,"duration_us":%%d,"bytes":%%d,"p50_us":%%.1f,' ..
-    '"p99_us":%%.1f,"mean_us":%%.1f,"max_us":%%.1f,"errors":{"connect":%%d,"read":%%d,"write":%%d,' ..
-    '"status":%%d,"timeout":%%d},"status_codes":{%%s},"error_sample":"%%s"}\\n', summary.requests,
-    summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99), latency.mean, latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ","), first))
+    '"p99_us":%%.1f,"mean_us":%%.1f,"max_us":%%.1f,' ..
+    '"errors":{"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d},' ..
+    '"status_codes":{%%s},"error_sample":"%%s"}\\n', summary.requests,
+    summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(parts, ","), first))
 end
 """
 

@@ -98,7 +98,8 @@ def fit(data: TrainingData, params: dict[str, Any], threads: int = 1) -> ChurnMo
 
 
 def lightgbm_to_onnx(booster: Any, n_features: int) -> onnx.ModelProto:
-    """Convert, then rewire the graph so ``probability`` = probabilities[:, 1:2] is the only output."""
+    """Convert, then rewire the graph so ``probability`` = probabilities[:, 1:2] is the only
+    output."""
     import onnxmltools
     from onnxmltools.convert.common.data_types import FloatTensorType
 

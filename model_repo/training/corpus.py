@@ -18,12 +18,15 @@ from serving.llm.prompts import ACTIONS, build_prompt, format_completion, segmen
 CORPUS_VERSION = "3"
 
 NAMES = (
-    "Ana Ben Carla Dev Elif Farah Gus Hana Ivan Jade Kofi Lena Mateo Nia Omar Priya Quinn Rosa Sami Tara "
-    "Umar Vera Wes Xena Yara Zane Abel Bea Cole Dina Emil Fern Gita Hugo Iris Joel Kira Liam Maya Noah "
-    "Olga Paul Rhea Seth Tess Uma Vik Wren Yusuf Zoe Aria Boris Cleo Dario Esme Felix Greta Hamid Ines Jonas "
-    "Kai Luca Mira Nadia Oscar Pia Raul Sara Theo Una Vince Willa Xavi Yosef Zara Alba Bruno Chloe Diego Eva"
+    "Ana Ben Carla Dev Elif Farah Gus Hana Ivan Jade Kofi Lena Mateo Nia Omar Priya Quinn Rosa "
+    "Sami Tara Umar Vera Wes Xena Yara Zane Abel Bea Cole Dina Emil Fern Gita Hugo Iris Joel Kira "
+    "Liam Maya Noah Olga Paul Rhea Seth Tess Uma Vik Wren Yusuf Zoe Aria Boris Cleo Dario Esme "
+    "Felix Greta Hamid Ines Jonas Kai Luca Mira Nadia Oscar Pia Raul Sara Theo Una Vince Willa "
+    "Xavi Yosef Zara Alba Bruno Chloe Diego Eva"
 ).split()
-HELDOUT_NAMES = "Amir Bianca Cyrus Delia Enzo Freya Gideon Helga Idris Juno Kian Lotte Milo Nora Otto Pearl".split()
+HELDOUT_NAMES = (
+    "Amir Bianca Cyrus Delia Enzo Freya Gideon Helga Idris Juno Kian Lotte Milo Nora Otto Pearl"
+).split()
 # the project's own plan and region names (feature_store/datagen.py) plus other spellings
 PLANS = ("basic", "plus", "premium", "Basic", "Plus", "Premium", "Family", "Pro")
 REGIONS = (
@@ -70,7 +73,9 @@ SUBJECTS = {
     ),
 }
 OPENERS = {
-    "at-risk": "We noticed you have not ordered in {recency} days and we would love to see you again.",
+    "at-risk": (
+        "We noticed you have not ordered in {recency} days and we would love to see you again."
+    ),
     "lapsed": "It has been {recency} days since your last order, and the {region} team misses you.",
     "cooling": "Your {plan} plan has a few perks you may not have tried yet.",
     "loyal": "Thank you for {orders} orders this year as a {plan} member in {region}.",

@@ -84,7 +84,8 @@ def deeplift_onnx(
         nodes.append(helper.make_node("Gemm", [f"h{i}", f"w{i}", f"b{i}"], [out], transB=1))
         if i < last:
             nodes.append(helper.make_node("Relu", [out], [f"h{i + 1}"]))
-    # backward: m_L = w_L (1, H); m_{i} = (m_{i+1} * r_{i+1}) @ W_i, r = Rescale multiplier of ReLU i+1
+    # backward: m_L = w_L (1, H); m_{i} = (m_{i+1} * r_{i+1}) @ W_i, where r is the Rescale
+    # multiplier of ReLU i+1
     inits.append(numpy_helper.from_array(linears[last][0].astype(np.float32), "m_top"))
     grad = "m_top"
     for i in range(last, 0, -1):

@@ -63,7 +63,8 @@ def find_version(model_dir: Path, fingerprint: str) -> int | None:
 def config_proto(
     name: str, n_features: int, feature_service: str, runtime: str | None = None
 ) -> mc.ModelConfig:
-    """The Triton ModelConfig every reengage ONNX model shares; ``runtime`` names a compiled runtime."""
+    """The Triton ModelConfig every reengage ONNX model shares; ``runtime`` names a compiled
+    runtime."""
     cfg = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=MAX_BATCH_SIZE)
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[n_features])
     cfg.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_FP32, dims=[1])

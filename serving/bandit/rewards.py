@@ -107,7 +107,8 @@ class Rewards:
     def feedback_many(
         self, decision_ids: Sequence[str], rewards: np.ndarray, *, now: float | None = None
     ) -> np.ndarray:
-        """Batch rewards (simulation, bulk import): status per id, "ok" | "not_found" | "conflict" | "invalid"."""
+        """Batch rewards (simulation, bulk import): status per id, "ok" | "not_found" |
+        "conflict" | "invalid"."""
         r = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if len(r) != len(decision_ids):
             raise InvalidRequest("one reward per decision id", field="reward")

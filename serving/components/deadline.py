@@ -25,7 +25,8 @@ async def call_with_deadline(
     fn: Callable[..., T],
     *args: object,
 ) -> T:
-    """``fn(*args)`` on ``pool``; ``on_timeout()`` is raised when it has not returned within ``timeout_s``."""
+    """``fn(*args)`` on ``pool``; ``on_timeout()`` is raised when it has not returned within
+    ``timeout_s``."""
     future = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
     try:
         return await asyncio.wait_for(future, timeout_s)

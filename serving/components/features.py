@@ -35,7 +35,8 @@ class FeatureLookup:
             self.store, refs, on_missing_view=settings.on_missing_view, timeout_s=settings.timeout_s
         )
         self.health = store_health(self.store, self.reader.views, settings)
-        # Redis reads: a pool of our own and a deadline the caller enforces (connect + read timeouts)
+        # Redis reads: a pool of our own and a deadline the caller enforces (connect + read
+        # timeouts)
         self.deadline_s = 2 * settings.timeout_s
         self._pool = (
             ThreadPoolExecutor(4, thread_name_prefix="features")

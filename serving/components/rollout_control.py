@@ -243,7 +243,8 @@ class RolloutControl:
         if version is None:
             if len(candidates) != 1:
                 raise Conflict(
-                    f"model {self.name} has {len(candidates)} candidates; name the version to promote",
+                    f"model {self.name} has {len(candidates)} candidates; "
+                    "name the version to promote",
                     field="version",
                 )
             version = candidates[0]

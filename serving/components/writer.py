@@ -35,7 +35,8 @@ class WriterService:
         temperature: float | None = None,
         adapter: str | None = None,
     ) -> dict[str, Any]:
-        """One email; ``adapter`` names the LoRA adapter (brand voice) to write it, None the base model."""
+        """One email; ``adapter`` names the LoRA adapter (brand voice) to write it, None the base
+        model."""
         await self._ready()
         result = await self.writer.write(
             facts, action, scores, max_tokens=max_tokens, temperature=temperature, lora=adapter

@@ -8,8 +8,8 @@ says where they come from:
   machine; shared storage mounted at the same path; or an image that holds them);
 - ``working_dir``: they travel in the application's Ray ``runtime_env`` working_dir.
   ``stage`` copies them into one folder (fixed names: ``reengage_artifacts/model_repo/``,
-  ``feature_repo/``, ``email_writer/``); Ray zips it, keeps it in the GCS and every node unpacks it once
-  into the replicas' working directory (or the operator zips it with ``pack`` and
+  ``feature_repo/``, ``email_writer/``); Ray zips it, keeps it in the GCS and every node
+  unpacks it once into the replicas' working directory (or the operator zips it with ``pack`` and
   names the zip as a remote URI in ``deploy/serve.yaml``). ``for_replicas`` turns the
   settings' paths into those relative names, and ``anchor`` (each replica's first
   step) resolves them against the replica's own working directory. The developer's or
@@ -70,7 +70,8 @@ def stage(settings: Settings, dest: Path) -> Path:
     registry = _registry_path(settings)
     if registry is not None and not registry.is_file():
         raise ArtifactsMissing(
-            f"the Feast registry {registry} does not exist: run `reengage build` (feast apply) first"
+            f"the Feast registry {registry} does not exist: "
+            "run `reengage build` (feast apply) first"
         )
     (dest / FEATURES / "data").mkdir(parents=True, exist_ok=True)
     for name in FEATURE_FILES:
@@ -91,7 +92,8 @@ def stage(settings: Settings, dest: Path) -> Path:
 
 def pack(settings: Settings, out: Path) -> Path:
     """``stage`` into one zip with a single top-level folder, the layout Ray expects of a
-    remote ``working_dir`` URI (``https://``, ``s3://``, ``gs://``, ``file://`` on shared storage)."""
+    remote ``working_dir`` URI (``https://``, ``s3://``, ``gs://``, ``file://`` on shared
+    storage)."""
     with tempfile.TemporaryDirectory(prefix="reengage-bundle-") as tmp:
         root = stage(settings, Path(tmp) / "reengage")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,8 +149,9 @@ def anchor(settings: Settings, root: Path | None = None, check: bool = True) -> 
     registry = _registry_path(settings)
     if registry is not None and not registry.is_file():
         raise ArtifactsMissing(
-            f"the Feast registry {registry} is missing on this node: ship it (server.artifacts=working_dir, "
-            "docs/cluster.md), put it on shared storage, or run `reengage build` here"
+            f"the Feast registry {registry} is missing on this node: "
+            "ship it (server.artifacts=working_dir, docs/cluster.md), put it on shared storage, "
+            "or run `reengage build` here"
         )
     return settings
 
@@ -170,8 +173,9 @@ def check_models(models: ModelSettings) -> None:
     repo = models.repo_path
     if not repo.is_dir() or not any((d / "config.pbtxt").is_file() for d in repo.iterdir()):
         raise ArtifactsMissing(
-            f"the model repository {repo} is missing or empty on this node: ship it (server.artifacts=working_dir, "
-            "docs/cluster.md), put it on shared storage, or run `reengage build` here"
+            f"the model repository {repo} is missing or empty on this node: "
+            "ship it (server.artifacts=working_dir, docs/cluster.md), put it on shared storage, "
+            "or run `reengage build` here"
         )
 
 

@@ -45,10 +45,11 @@ def embedded_state_warning(settings: Settings, nodes: int) -> str | None:
     if nodes <= 1 or not embedded:
         return None
     return (
-        f"WARNING: this Ray cluster has {nodes} nodes but the {' and '.join(embedded)} state is embedded "
-        "(node-local files): each node sees its own copy, and rewards reaching another node's replica "
-        "are lost (404 decision_not_found). Use one Redis for all state: `reengage serve --state redis "
-        "--redis-url redis://HOST:6379/0`, or REENGAGE_STATE=redis REENGAGE_REDIS_URL=... "
+        f"WARNING: this Ray cluster has {nodes} nodes but the {' and '.join(embedded)} state "
+        "is embedded (node-local files): each node sees its own copy, and rewards reaching "
+        "another node's replica are lost (404 decision_not_found). Use one Redis for all state: "
+        "`reengage serve --state redis --redis-url redis://HOST:6379/0`, "
+        "or REENGAGE_STATE=redis REENGAGE_REDIS_URL=... "
         "(serve.yaml: args.state / args.redis_url)."
     )
 

@@ -3,7 +3,8 @@
 Components are plain classes (``serving.components``); here they get what only a Serve
 replica has: the choice of model batcher (``AsyncBatcher`` by default, Ray Serve's
 ``serve.batch`` through ``ServeBatcher`` when ``models.batcher`` is ``serve``), the
-cluster-wide desired model state, and the metrics exporter. Each deployment states its own options in ``options_for``.
+cluster-wide desired model state, and the metrics exporter. Each deployment states its own
+options in ``options_for``.
 """
 
 from __future__ import annotations

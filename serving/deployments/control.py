@@ -5,8 +5,9 @@
 reach all of them. A detached, named actor holds the desired state per model
 (``components.desired.ModelStates``: loaded or not, traffic policy, excluded versions,
 a generation that bumps on every change, the moment a policy takes effect) and what
-each replica last reported, durable in the shared state store. Every model service syncs with it once per
-``models.poll_interval_s`` (one actor call: its report in, the desired state out), so a
+each replica last reported, durable in the shared state store. Every model service syncs
+with it once per ``models.poll_interval_s`` (one actor call: its report in, the desired
+state out), so a
 change reaches every replica within one poll interval; a policy takes effect on all of
 them at the same moment, ``activate_at``.
 """

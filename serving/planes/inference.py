@@ -63,7 +63,8 @@ class InferencePlane:
     async def score(
         self, customer_ids: Array, explain: int | None = None, pins: dict[str, str] | None = None
     ) -> ScoreResult:
-        """``explain``: add each model's top-``explain`` contributions (by the versions that scored).
+        """``explain``: add each model's top-``explain`` contributions (by the versions that
+        scored).
         ``pins``: role -> version that scores every row, past any traffic policy (debugging
         and QA; the route lets only an admin token pin). Pinned decisions are logged as
         pinned and left out of the rollout evidence."""

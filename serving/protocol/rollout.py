@@ -18,7 +18,8 @@ class _Strict(BaseModel):
 
 
 class RolloutRequest(TrafficPolicyConfig):
-    """``{"default": "3", "candidates": [{"version": "4", "weight": 10}], "shadow": {"version": "5", "percent": 50}}``"""
+    """A traffic policy as a client sends it: ``{"default": "3", "candidates": [{"version": "4",
+    "weight": 10}], "shadow": {"version": "5", "percent": 50}}``"""
 
     @field_validator("buckets")
     @classmethod

@@ -105,7 +105,8 @@ class ScoreResponse(_Strict):
     explanations: Explanations | None = Field(None, description="only with `explain`")
     pinned: dict[str, str] | None = Field(
         None,
-        description="only when an X-Reengage-Version header pinned a version (admin tokens): role -> version",
+        description="only when an X-Reengage-Version header pinned a version (admin tokens): "
+        "role -> version",
     )
     churn_version: list[str | None] | None = Field(
         None,
@@ -207,8 +208,8 @@ class FeedbackResponse(_Strict):
 class ErrorDetail(_Strict):
     type: str = Field(
         description="serving.errors: invalid_request, malformed_body, not_found, model_not_found, "
-        "decision_not_found, conflict, opted_out, explainer_unavailable, model_not_ready, dependency_unavailable, timeout, "
-        "internal_error"
+        "decision_not_found, conflict, opted_out, explainer_unavailable, model_not_ready, "
+        "dependency_unavailable, timeout, internal_error"
     )
     message: str
     field: str | None = Field(
@@ -223,6 +224,7 @@ class ErrorDetail(_Strict):
 
 
 class ErrorResponse(_Strict):
-    """The error body of docs/api.md ("Errors"; ``serving.errors.error_body``), on every route but /v2."""
+    """The error body of docs/api.md ("Errors"; ``serving.errors.error_body``), on every route
+    but /v2."""
 
     error: ErrorDetail

@@ -39,7 +39,8 @@ _STREAM = {
             "text/event-stream": {
                 "schema": {
                     "type": "string",
-                    "description": "with stream: true, one 'data: <CompletionStreamResponse JSON>' event per chunk, "
+                    "description": "with stream: true, one "
+                    "'data: <CompletionStreamResponse JSON>' event per chunk, "
                     "then 'data: [DONE]'; an error after the first chunk is one "
                     "'data: {\"error\": {...}}' event, then 'data: [DONE]'",
                 },
@@ -81,7 +82,8 @@ def router(dataplane: DataPlane) -> APIRouter:
         req = CompletionRequest.model_validate_json(await request.body())
         if req.stream:
             frames = aiter(inference.completions_stream(req))
-            try:  # validation, the model, the writer, the first token: a failure here is a JSON error
+            # validation, the model, the writer, the first token: a failure here is a JSON error
+            try:
                 first: str | None = await anext(frames)
             except StopAsyncIteration:
                 first = None

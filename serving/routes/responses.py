@@ -46,8 +46,8 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ReengageE
 def error_response(
     request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> Response:
-    """The error body of docs/api.md ("Errors"); on /v2 routes the Open Inference Protocol's ``{"error": str}``
-    (what tritonclient parses), with our type and field kept beside it."""
+    """The error body of docs/api.md ("Errors"); on /v2 routes the Open Inference Protocol's
+    ``{"error": str}`` (what tritonclient parses), with our type and field kept beside it."""
     if request.url.path.startswith("/v2"):
         err = body["error"]
         text = err["message"] if not err.get("field") else f"{err['field']}: {err['message']}"

@@ -44,7 +44,8 @@ def runtime_for(spec: ModelSpec, version: VersionSpec, threads: int) -> ModelRun
             return runtime
         except Unavailable as exc:
             log.warning(
-                "model %s version %s: runtime lleaves unavailable (%s); serving it with ONNX Runtime",
+                "model %s version %s: runtime lleaves unavailable (%s); "
+                "serving it with ONNX Runtime",
                 spec.name,
                 version.version,
                 exc,

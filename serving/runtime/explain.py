@@ -117,14 +117,15 @@ class OnnxGraphExplainer(Explainer):
 
 
 def explainer_for(name: str, version: VersionSpec, threads: int = 1) -> Explainer:
-    """The explainer the build left for model ``name``'s ``version``; ``ExplainerUnavailable`` if none."""
+    """The explainer the build left for model ``name``'s ``version``; ``ExplainerUnavailable``
+    if none."""
     path: Path = version.path
     if (path / GRAPH_FILE).is_file():
         return OnnxGraphExplainer(version, threads)
     if (path / BOOSTER_FILE).is_file():
         return TreeShapExplainer(version, threads)
     raise ExplainerUnavailable(
-        f"model '{name}' version {version.version} has no explainer (no {GRAPH_FILE} or {BOOSTER_FILE}); "
-        "rebuild it with `reengage build`",
+        f"model '{name}' version {version.version} has no explainer "
+        f"(no {GRAPH_FILE} or {BOOSTER_FILE}); rebuild it with `reengage build`",
         field="explain",
     )

@@ -108,7 +108,8 @@ class CompiledForest:
 
 
 def compile_version(version_dir: Path) -> dict[str, Any]:
-    """Compile ``version_dir/model.txt`` into ``model.lleaves.o`` + manifest; returns the manifest."""
+    """Compile ``version_dir/model.txt`` into ``model.lleaves.o`` + manifest; returns the
+    manifest."""
     llvm = _llvm()
     try:
         import llvmlite.ir
@@ -185,7 +186,8 @@ def check_artifact(version_dir: Path) -> dict[str, Any]:
         raise Unavailable(f"{ARTIFACT} does not match its manifest (truncated or replaced)")
     if manifest.get("triple") != llvm.get_process_triple():
         raise Unavailable(
-            f"{ARTIFACT} targets {manifest.get('triple')}, this machine is {llvm.get_process_triple()}"
+            f"{ARTIFACT} targets {manifest.get('triple')}, "
+            f"this machine is {llvm.get_process_triple()}"
         )
     cpu = manifest.get("target_cpu")
     if cpu not in _PORTABLE_CPU.values() and cpu != llvm.get_host_cpu_name():

@@ -6,8 +6,8 @@ metadata   /v2, /v2/models/{m}[/versions/{v}[/card]], /v1/models, gRPC ServerMet
 inference  /v1/score, /v1/explain, /v1/reengage,            gRPC ModelInfer
            /v1/completions, /v2/models/.../infer
 feedback   /v1/feedback, /v1/consent, /v1/consent/{customer_id}
-admin      /v2/repository/*, everything under /v1/admin/    gRPC RepositoryIndex, RepositoryModelLoad/Unload
-           /v1/monitor
+admin      /v2/repository/*, everything under /v1/admin/,   gRPC RepositoryIndex,
+           /v1/monitor                                      RepositoryModelLoad/Unload
 
 Classified by path, not by the router's tables, so the check fails closed: any other
 path under ``/v1/`` or ``/v2/`` is ``admin`` (a new route is closed until it is given a

@@ -21,7 +21,8 @@ class DataSettings(Section):
 
 class FeatureSettings(Section):
     repo_path: Path = Field(default_factory=lambda: project_root() / "feature_store")
-    # "embedded" (no server, default) or "redis": selects feature_store.yaml / feature_store.redis.yaml
+    # "embedded" (no server, default) or "redis": selects feature_store.yaml /
+    # feature_store.redis.yaml
     backend: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # "packed": our vectorized batch reader; "feast": Feast's own get_online_features
@@ -30,8 +31,8 @@ class FeatureSettings(Section):
     # so, or answer found: false
     on_missing_view: Literal["defaults", "not_found"] = "not_found"
     timeout_s: float = Field(0.25, gt=0, description="fail fast when the online store is slow")
-    # embedded (LMDB) reads of fewer rows run inline on the event loop (serving/components/offload.py);
-    # Redis reads always run in a thread
+    # embedded (LMDB) reads of fewer rows run inline on the event loop
+    # (serving/components/offload.py); Redis reads always run in a thread
     offload_rows: int = Field(16_384, ge=0)
 
     @property

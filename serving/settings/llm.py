@@ -70,8 +70,9 @@ class LLMSettings(Section):
         None,
         ge=0,
         description=(
-            "GPUs per writer replica. None: decided where build_app runs (1 when vLLM and a GPU are "
-            "there): right for one machine only; a cluster sets it (deploy/k8s)"
+            "GPUs per writer replica. None: decided where build_app runs "
+            "(1 when vLLM and a GPU are there): right for one machine only; "
+            "a cluster sets it (deploy/k8s)"
         ),
     )
     max_replicas: int = Field(1, ge=1)

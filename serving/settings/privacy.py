@@ -26,7 +26,8 @@ class PrivacySettings(Section):
 
 
 class MonitorSettings(Section):
-    """Drift, actions and segment contact rates in production (``/v1/monitor``, docs/operations.md)."""
+    """Drift, actions and segment contact rates in production (``/v1/monitor``,
+    docs/operations.md)."""
 
     enabled: bool = True
     # each replica writes its per-second counts to the shared state this often

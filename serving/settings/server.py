@@ -129,7 +129,8 @@ class AuthSettings(Section):
     # the CLI and the demo read it. Default <data_dir>/auth/admin.token
     admin_token_file: Path | None = None
     bootstrap_admin: bool = True
-    # every admin action, one fsync'd JSON line each (`reengage audit`); default <data_dir>/audit.jsonl
+    # every admin action, one fsync'd JSON line each (`reengage audit`);
+    # default <data_dir>/audit.jsonl
     audit_log: Path | None = None
     audit_rotation: RotationSettings = Field(
         RotationSettings(), description="when the audit log rotates"

@@ -82,8 +82,10 @@ router = BanditRouter(BanditSettings(**json.loads(sys.argv[1])))
 
 async def client():  # every client decides for the same ten customers, again and again
     for _ in range(10):
-        await router.decide(np.arange(10), np.zeros((10, 2), np.float32), eligible=np.ones(10, bool),
-                            model_versions={})
+        await router.decide(
+            np.arange(10), np.zeros((10, 2), np.float32), eligible=np.ones(10, bool),
+            model_versions={},
+        )
 
 async def main():
     await asyncio.gather(*(client() for _ in range(4)))  # concurrent reservations: group commits

@@ -123,7 +123,8 @@ def test_holdout_rewards_are_logged_but_do_not_train(any_router: Any) -> None:
 def test_replicas_share_state_and_a_restart_keeps_it(any_router: Any) -> None:
     a, b = any_router(**NO_HOLDOUT), any_router(**NO_HOLDOUT)
     d = decide(a, np.arange(30))
-    a.flush()  # another replica sees a decision once its group is committed (within one flush interval)
+    # another replica sees a decision once its group is committed (within one flush interval)
+    a.flush()
     assert list(b.feedback_many(list(d.decision_id), np.ones(30), now=T0 + 1)) == ["ok"] * 30
     with pytest.raises(Conflict):  # the once-only check is shared too
         a.feedback_sync(d.decision_id[0], 1.0, now=T0 + 1)

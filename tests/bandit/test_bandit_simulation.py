@@ -45,5 +45,6 @@ def test_discounting_follows_a_shift(embedded_router: Any) -> None:
         res = simulate(router, CONTEXT_FREE, rounds=60, batch=50, seed=2, shift=after, shift_at=40)
         return float(res.regret[-1] - res.regret[-501])  # the last 10 rounds
 
-    # forgetting with a memory of ~1,000 rewards recovers; remembering 2,000 pre-shift rewards does not
+    # forgetting with a memory of ~1,000 rewards recovers; remembering 2,000 pre-shift rewards
+    # does not
     assert late_regret(0.999, "disc") < 0.3 * late_regret(1.0, "nodisc")

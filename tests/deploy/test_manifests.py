@@ -140,7 +140,8 @@ def test_the_gpu_overlay_changes_only_the_email_writer() -> None:
 def test_the_writer_takes_its_gpus_from_the_settings_on_a_cpu_machine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``options_for`` runs where build_app runs (the CPU head): no GPU there, one for the writer."""
+    """``options_for`` runs where build_app runs (the CPU head): no GPU there, one for the
+    writer."""
     from serving.deployments.components import WriterDeployment
     from serving.llm import backends
 
@@ -222,7 +223,12 @@ def test_the_first_admin_token_as_docs_cluster_md_makes_it(
 
     doc = (DEPLOY.parent / "docs" / "cluster.md").read_text()
     block = doc.split(FIRST_TOKEN, 1)[1].split("```", 1)[0]
-    fake = """kubectl() { for a in "$@"; do case "$a" in --from-literal=tokens=*) printf '%s' "${a#*=tokens=}" > secret.json;; esac; done; }\n"""
+    fake = """kubectl() {
+  for a in "$@"; do
+    case "$a" in --from-literal=tokens=*) printf '%s' "${a#*=tokens=}" > secret.json;; esac
+  done
+}
+"""
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", fake + block],
         cwd=tmp_path,

@@ -169,7 +169,8 @@ def test_replicas_run_on_both_nodes_from_the_shipped_artifacts(cluster: dict[str
     assert not cluster["checkout"].exists()  # the operator's files were gone before the deploy
     ready = httpx.get(cluster["url"] + "/v2/health/ready", timeout=10)
     assert ready.status_code == 200
-    import tritonclient.grpc as grpcclient  # gRPC on the cluster too (grpc_options, as in deploy/serve.yaml)
+    # gRPC on the cluster too (grpc_options, as in deploy/serve.yaml)
+    import tritonclient.grpc as grpcclient
 
     grpc = grpcclient.InferenceServerClient(cluster["grpc"])
     assert grpc.is_server_ready() and grpc.is_model_ready("churn")
@@ -221,8 +222,9 @@ def test_rewards_through_any_replica_are_learned_by_every_replica(cluster: dict[
             f"replica {replica} decided with state version {used}, not >= {version}"
         )
     print(
-        f"\n{len(made_on)} rewards ({len(crossed)} through the other node's replica); state v{version} "
-        f"used by every replica: {sorted(after)}; rewards per arm {np.round(stats[:, 0]).astype(int).tolist()}"
+        f"\n{len(made_on)} rewards ({len(crossed)} through the other node's replica); "
+        f"state v{version} used by every replica: {sorted(after)}; "
+        f"rewards per arm {np.round(stats[:, 0]).astype(int).tolist()}"
     )
 
 

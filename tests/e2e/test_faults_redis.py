@@ -119,8 +119,9 @@ def test_hung_redis_every_answer_is_a_503_within_budget_and_the_loop_runs(redis_
             assert not_ready_after < 2.0
             took = sorted(t for _, t in answers[:60])
             print(
-                f"\nhung redis: 60 x 503 in p50 {took[30]:.3f} s, max {took[-1]:.3f} s; /v2/health/live max "
-                f"{max(t for _, t in answers[60:]):.3f} s; not ready after {not_ready_after:.3f} s"
+                f"\nhung redis: 60 x 503 in p50 {took[30]:.3f} s, max {took[-1]:.3f} s; "
+                f"/v2/health/live max {max(t for _, t in answers[60:]):.3f} s; "
+                f"not ready after {not_ready_after:.3f} s"
             )
             await wait_ready(client, True)
             deadline = time.monotonic() + 5

@@ -22,7 +22,11 @@ from openai import OpenAI  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 VLLM_APP, PREFIX = "reengage_vllm", "/vllm"
-PROMPT = "### Customer\nname: Ana\nplan: plus\n### Action: free_shipping\noffer: free shipping\n### Email\nSubject:"
+PROMPT = (
+    "### Customer\nname: Ana\nplan: plus\n"
+    "### Action: free_shipping\noffer: free shipping\n"
+    "### Email\nSubject:"
+)
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,8 @@ def test_new_version_on_disk_goes_live_everywhere(app_url: str, settings: Settin
 
 
 def _new_versions(settings: Settings, count: int) -> tuple[str, list[str]]:
-    """``count`` copies of the newest churn version as new versions; (that version, the new ones)."""
+    """``count`` copies of the newest churn version as new versions; returns (that version, the
+    new ones)."""
     model_dir = Path(settings.models.repo_path) / "churn"
     newest = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     made = []

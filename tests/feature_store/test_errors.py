@@ -22,7 +22,8 @@ def test_online_store_unavailable_pickles_and_names_the_store() -> None:
 
 
 def test_the_server_answers_it_as_a_503_naming_the_store() -> None:
-    """Same status and body as the server's own DependencyUnavailable with that message (tests/serving has no copy)."""
+    """Same status and body as the server's own DependencyUnavailable with that message
+    (tests/serving has no copy)."""
     from serving.errors import DependencyUnavailable, status_and_body
 
     exc = OnlineStoreUnavailable("feature store (embedded LMDB at /x)", "MDB_PANIC")

@@ -43,7 +43,8 @@ def test_parity_with_feast_on_10000_random_entities(store, on_missing_view) -> N
     ["churn_model", ["customer_activity:a_05", "customer_profile:p_11", "customer_activity:a_00"]],
 )
 def test_one_pass_decode_equals_the_per_view_decode(store, on_missing_view, features) -> None:
-    """Every key found (the one-pass path), some rows expired: same batch as view by view, and as Feast."""
+    """Every key found (the one-pass path), some rows expired: same batch as view by view, and
+    as Feast."""
     from feature_store.online_store.layout import now_us
 
     ids = np.random.default_rng(4).integers(1, CUSTOMERS + 1, 3_000).astype(np.int64)

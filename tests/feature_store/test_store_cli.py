@@ -31,7 +31,8 @@ def test_feast_cli_apply_and_materialize_incremental(tmp_path: Path, demo_data) 
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg))
     (repo / "definitions.py").write_text(
         "from pathlib import Path\nfrom loadtests.bench.features import demo_objects\n"
-        f"(customer, push, profile, activity, contact, churn, writer) = demo_objects(Path({str(demo_data[0])!r}))\n"
+        "(customer, push, profile, activity, contact, churn, writer) = "
+        f"demo_objects(Path({str(demo_data[0])!r}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     feast = [sys.executable, "-m", "feast.cli.cli"]

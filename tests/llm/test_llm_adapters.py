@@ -1,4 +1,5 @@
-"""Brand voices as LoRA adapters: the corpus styles, the trainer's adapters, and choosing one per request.
+"""Brand voices as LoRA adapters: the corpus styles, the trainer's adapters, and choosing one
+per request.
 
 The transformers backend here; ``test_llm_vllm_engine.py`` shows vLLM serving the same
 adapters. The tiny checkpoint and adapters prove the voices were learned, not quality.
@@ -91,7 +92,8 @@ def test_settings_find_built_voices_beside_explicit_adapters(
 def test_each_request_gets_the_voice_it_names(
     tiny_checkpoint: tuple[Path, dict], tiny_adapters: dict[str, Path]
 ) -> None:
-    """The same prompts, greedy: the playful adapter opens with its signature, the others never do."""
+    """The same prompts, greedy: the playful adapter opens with its signature, the others never
+    do."""
     engine = TransformersEngine(tiny_checkpoint[0], adapters=tiny_adapters, num_threads=1)
     prompts = held_out_prompts()
 

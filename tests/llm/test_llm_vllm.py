@@ -1,4 +1,5 @@
-"""The vLLM engine's argument mapping (checked against vLLM 0.32's fields), and a clear failure without vLLM.
+"""The vLLM engine's argument mapping (checked against vLLM 0.32's fields), and a clear failure
+without vLLM.
 
 The engine itself runs in ``test_llm_vllm_engine.py`` (where vLLM is installed)."""
 

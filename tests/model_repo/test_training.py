@@ -201,7 +201,8 @@ def test_write_version_never_reuses_a_number(tmp_path: Path) -> None:
 
 
 def test_churn_version_keeps_its_booster_text_and_runtime_choice(env: dict[str, Any]) -> None:
-    """model.txt beside model.onnx (what tree compilers read); config.pbtxt names churn's runtime."""
+    """model.txt beside model.onnx (what tree compilers read); config.pbtxt names churn's
+    runtime."""
     import lightgbm as lgb
 
     r: TrainResult = env["results"]["churn"]

@@ -36,7 +36,8 @@ def _data(n: int, rng: np.random.Generator, shift: float = 0.0) -> np.ndarray:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """Both shared state backends (the one state switch): the buckets and the answer are the same."""
+    """Both shared state backends (the one state switch): the buckets and the answer are the
+    same."""
     from serving.shared_state import RedisSharedState, SqliteSharedState
 
     if request.param == "sqlite":

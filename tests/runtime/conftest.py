@@ -1,4 +1,5 @@
-"""The runtime tests' fixtures; the trained churn model itself is ``trained`` (tests/conftest.py)."""
+"""The runtime tests' fixtures; the trained churn model itself is ``trained``
+(tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The demo shows a written email: when the bandit picks no contact it forces an action and says so."""
+"""The demo shows a written email: when the bandit picks no contact it forces an action and says
+so."""
 
 from __future__ import annotations
 

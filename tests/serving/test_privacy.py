@@ -242,7 +242,8 @@ def test_erasure_answers_what_it_removed_is_audited_by_pseudonym_and_suppresses(
     assert body.removed.decision_log.rows == 3
     assert body.removed.decision_log.rows_treatment == "pseudonymised beyond recovery"
     assert client.post("/v1/score", json={"customer_ids": [9]}).json()["found"] == [False]
-    plane.bandit.router.flush()  # asked about again, the erased customer leaves no pseudonym in the log
+    # asked about again, the erased customer leaves no pseudonym in the log
+    plane.bandit.router.flush()
     logged = np.concatenate([b.customer_ids for b in plane.bandit.router.store.read_log()[0]])
     assert pseudonyms(np.array([9]), pseudonym_key(plane.settings.privacy))[0] not in logged
     assert (

@@ -48,13 +48,15 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches(
   batch_id TEXT PRIMARY KEY, t REAL NOT NULL, n INTEGER NOT NULL, d INTEGER NOT NULL,
   policy TEXT, policy_version TEXT, model_versions TEXT, arms TEXT, context_names TEXT,
-  customer_ids BLOB, context BLOB, meta BLOB, propensity BLOB, feature_digest BLOB, feature_ts BLOB);
+  customer_ids BLOB, context BLOB, meta BLOB, propensity BLOB, feature_digest BLOB,
+  feature_ts BLOB);
 CREATE INDEX IF NOT EXISTS batches_t ON batches(t);
 CREATE TABLE IF NOT EXISTS rewards(
   batch_id TEXT NOT NULL, row INTEGER NOT NULL, reward REAL NOT NULL, t REAL NOT NULL,
   PRIMARY KEY(batch_id, row)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rewards_t ON rewards(t);
-CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state(
+  key TEXT PRIMARY KEY, version INTEGER NOT NULL, stats BLOB NOT NULL);
 """
 
 REWARD_OVERLAP_S = (
@@ -209,7 +211,8 @@ class SqliteStore:
             seen.update(
                 (bid, int(r))
                 for (r,) in db.execute(
-                    "SELECT row FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
+                    "SELECT row FROM rewards "
+                    "WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
                     (bid, asked),
                 )
             )
@@ -306,8 +309,8 @@ class SqliteStore:
                 rows = erased_rows(found[_COLUMNS.index("customer_ids")], targets)
                 f = encode_record(tombstone(decode_record(dict(zip(_COLUMNS, found))), rows))
                 db.execute(
-                    "UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, feature_digest=?, "
-                    "feature_ts=? WHERE batch_id=?",
+                    "UPDATE batches SET customer_ids=?, context=?, meta=?, propensity=?, "
+                    "feature_digest=?, feature_ts=? WHERE batch_id=?",
                     (
                         f["customer_ids"],
                         f["context"],
@@ -319,7 +322,8 @@ class SqliteStore:
                     ),
                 )
                 rewards += db.execute(
-                    "DELETE FROM rewards WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
+                    "DELETE FROM rewards "
+                    "WHERE batch_id=? AND row IN (SELECT value FROM json_each(?))",
                     (bid, json.dumps(rows.tolist())),
                 ).rowcount
                 rows_done += len(rows)

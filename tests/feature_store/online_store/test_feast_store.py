@@ -1,4 +1,5 @@
-"""PackedOnlineStore through Feast's own API: materialize, push, TTL, schema change, view deletion."""
+"""PackedOnlineStore through Feast's own API: materialize, push, TTL, schema change, view
+deletion."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def _fresh(df: pd.DataFrame, ttl_days: float) -> pd.Series:
 
 
 def test_the_yaml_type_strings_resolve_the_way_feast_looks_them_up() -> None:
-    """The yamls name the package; Feast finds the classes, their Config classes, and the store from its config."""
+    """The yamls name the package; Feast finds the classes, their Config classes, and the store
+    from its config."""
     from feast.infra.online_stores.helpers import get_online_store_from_config
     from feast.repo_config import get_batch_engine_config_from_type, get_online_config_from_type
 

@@ -1,4 +1,5 @@
-"""The embedded backend: which keys were found, the joined block, prefix deletes, one env per file."""
+"""The embedded backend: which keys were found, the joined block, prefix deletes, one env per
+file."""
 
 from __future__ import annotations
 

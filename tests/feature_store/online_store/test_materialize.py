@@ -1,4 +1,5 @@
-"""Materialization without protos: ``materialize_packed`` and ``batch_engine: PackedComputeEngine``."""
+"""Materialization without protos: ``materialize_packed`` and ``batch_engine:
+PackedComputeEngine``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from ..conftest import CUSTOMERS, NOW
 def test_feast_materialize_through_the_packed_engine_skips_protos(
     tmp_path, demo_data, request, monkeypatch, backend
 ) -> None:
-    """``batch_engine: PackedComputeEngine``: feast materialize writes from Arrow, same rows as Feast's engine."""
+    """``batch_engine: PackedComputeEngine``: feast materialize writes from Arrow, same rows as
+    Feast's engine."""
     url = request.getfixturevalue("redis_url") if backend == "redis" else None
     feast_engine = make_repo(
         tmp_path / "feast", demo_data[0], packed_config(backend, url, key_prefix="a", path="a.lmdb")

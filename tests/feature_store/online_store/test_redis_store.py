@@ -1,4 +1,5 @@
-"""The Redis backend: a down or paused server fails fast, naming itself, and reads recover on their own."""
+"""The Redis backend: a down or paused server fails fast, naming itself, and reads recover on
+their own."""
 
 from __future__ import annotations
 

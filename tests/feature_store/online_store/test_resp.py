@@ -1,4 +1,5 @@
-"""The MGET of a batch read: byte for byte what redis-py would send, answered like execute_command."""
+"""The MGET of a batch read: byte for byte what redis-py would send, answered like
+execute_command."""
 
 from __future__ import annotations
 

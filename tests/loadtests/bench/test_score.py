@@ -1,4 +1,5 @@
-"""`reengage bench score`: the pure parts (bodies, wrk script and output) and one real wrk run against a tiny local HTTP server."""
+"""`reengage bench score`: the pure parts (bodies, wrk script and output) and one real wrk run
+against a tiny local HTTP server."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from loadtests.bench.score import BenchError, run_score_bench
 from loadtests.bench.wrk import WRK_MARK, cpu_share, lua_script, parse_wrk, request_bodies, run_wrk
 from serving.settings import load_settings
 
-WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000/v1/score
+WRK_OUTPUT = (
+    """Running 2s test @ http://127.0.0.1:8000/v1/score
   1 threads and 4 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency     5.10ms    1.20ms  30.00ms   90.00%
@@ -23,8 +25,12 @@ WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000/v1/score
   Non-2xx or 3xx responses: 3
 Requests/sec:    780.00
 Transfer/sec:      0.60MB
-WRK_JSON {"requests":1560,"duration_us":2000000,"bytes":1258291,"p50_us":4900.0,"p99_us":12500.5,"mean_us":5100.0,"max_us":30000.0,"errors":{"connect":0,"read":1,"write":0,"status":3,"timeout":2},"status_codes":{"503":2,"429":1},"error_sample":"{\\u0022error\\u0022: 1}"}
 """
+    'WRK_JSON {"requests":1560,"duration_us":2000000,"bytes":1258291,"p50_us":4900.0,'
+    '"p99_us":12500.5,"mean_us":5100.0,"max_us":30000.0,'
+    '"errors":{"connect":0,"read":1,"write":0,"status":3,"timeout":2},'
+    '"status_codes":{"503":2,"429":1},"error_sample":"{\\u0022error\\u0022: 1}"}\n'
+)
 
 
 def test_request_bodies_hold_distinct_existing_ids() -> None:

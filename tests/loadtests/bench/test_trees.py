@@ -1,4 +1,5 @@
-"""`reengage bench trees` parts: the runtimes it compares and its interleaved measurement (no timing asserted)."""
+"""`reengage bench trees` parts: the runtimes it compares and its interleaved measurement (no
+timing asserted)."""
 
 from __future__ import annotations
 
