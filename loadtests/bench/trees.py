@@ -32,7 +32,7 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 def holdout_rows(settings: Settings, version: VersionSpec) -> np.ndarray:
     """The version's holdout rows from the offline store, as training split them."""
-    from feature_store.datagen import read_labels
+    from feature_store.datagen.files import read_labels
     from feature_store.repo import load_store
     from model_repo.training import churn, common, engagement
 
@@ -188,8 +188,8 @@ def run_trees_bench(
         diffs = {k: float(np.max(np.abs(f(x).astype(np.float64) - ref))) for k, f in fns.items()}
         results = measure(fns, x, sizes, rounds, cell_s)
     table = Table(
-        title=f"{model} v{ver.version}: rows/s on holdout rows, 1 thread (x ONNX Runtime, same run, "
-        f"median of {rounds} interleaved rounds)"
+        title=f"{model} v{ver.version}: rows/s on holdout rows, 1 thread "
+        f"(x ONNX Runtime, same run, median of {rounds} interleaved rounds)"
     )
     table.add_column("rows/call", justify="right")
     for name in fns:

@@ -31,7 +31,7 @@ _EXPLAINERS = {
 def calibration(
     y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
 ) -> tuple[list[dict[str, float]], float]:
-    """Reliability table by predicted-probability quantile bins, and the expected calibration error."""
+    """Reliability table by predicted-probability quantile bins; the expected calibration error."""
     order = np.argsort(p, kind="stable")
     rows, ece = [], 0.0
     for part in np.array_split(order, bins):
@@ -107,7 +107,8 @@ def _header(m: dict[str, Any], version: int) -> str:
 def _data(m: dict[str, Any]) -> str:
     return (
         "## Data\n\n"
-        f"Synthetic customers with a documented generating process (`feature_store/datagen.py`): "
+        "Synthetic customers with a documented generating process "
+        "(`feature_store/datagen/generate.py`): "
         f"labels are Bernoulli draws from known probabilities. Training rows come from the Feast "
         f"offline store by a point-in-time join on the feature service `{m['feature_service']}` "
         f"at the label snapshot. {m['n_train']:,} training rows, {m['n_holdout']:,} holdout rows "
@@ -128,7 +129,8 @@ def _features(reference: dict[str, Any]) -> str:
     for f in reference["features"]:
         missing = f["counts"][0] / max(reference["rows"], 1)
         lines.append(
-            f"| {f['feature']} | {len(f['cuts']) + 1} {f['kind']} | {f['lo']:g} .. {f['hi']:g} | {missing:.1%} |"
+            f"| {f['feature']} | {len(f['cuts']) + 1} {f['kind']} | "
+            f"{f['lo']:g} .. {f['hi']:g} | {missing:.1%} |"
         )
     return "\n".join(lines)
 
@@ -139,7 +141,8 @@ def _metrics(m: dict[str, Any]) -> str:
         "The Bayes limit is what the true probabilities score on the same holdout labels: "
         "no model can do better on average.\n\n"
         "| metric | model | Bayes limit | gap |\n|---|---|---|---|\n"
-        f"| AUC | {m['holdout_auc']:.4f} | {m['bayes_auc']:.4f} | {m['bayes_auc'] - m['holdout_auc']:.4f} |\n"
+        f"| AUC | {m['holdout_auc']:.4f} | {m['bayes_auc']:.4f} | "
+        f"{m['bayes_auc'] - m['holdout_auc']:.4f} |\n"
         f"| log loss | {m['holdout_logloss']:.4f} | {m['bayes_logloss']:.4f} | "
         f"{m['holdout_logloss'] - m['bayes_logloss']:.4f} |"
     )
@@ -194,7 +197,10 @@ def _explanation(m: dict[str, Any]) -> str:
         if gap is not None
         else ""
     )
-    return f"## Explanation method\n\n{text}. `/v1/explain` and `/v1/score` with `explain` return them.{checked}"
+    return (
+        f"## Explanation method\n\n{text}. "
+        f"`/v1/explain` and `/v1/score` with `explain` return them.{checked}"
+    )
 
 
 def _limits(m: dict[str, Any], features: tuple[str, ...]) -> str:
