@@ -20,7 +20,11 @@ bench_app = typer.Typer(
 console = Console()
 
 
-@bench_app.command("score")
+@bench_app.command(
+    "score",
+    help="/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, "
+    "in one run.",
+)
 def bench_score(
     ids: str = typer.Option(
         "1,10,100,1000,10000", help="customer ids per request, comma-separated"
@@ -61,7 +65,6 @@ def bench_score(
         True, "--plot/--no-plot", help="also draw the PNG (needs matplotlib: the load extra)"
     ),
 ) -> None:
-    """/v1/score beside hello-world Serve, plain FastAPI and raw ONNX Runtime, on wrk, in one run."""
     from pathlib import Path
 
     from loadtests.bench.score import BenchError, run_score_bench
@@ -109,7 +112,7 @@ def bench_features(
 ) -> None:
     """Online feature reads per second, packed reader vs raw MGET vs Feast."""
     from loadtests.bench.features import run_feature_bench
-    from loadtests.bench.score import private_redis
+    from loadtests.bench.redis_server import private_redis
 
     with private_redis(redis_url) as url:  # a wide table: 10 columns of figures side by side
         run_feature_bench(url, customers=customers, console=Console(width=max(console.width, 200)))
@@ -121,20 +124,23 @@ def bench_bandit(
 ) -> None:
     """Bandit decisions/s for 1,000 contexts a call, and the decision log's size per million."""
     from loadtests.bench.bandit import run_bandit_bench, run_log_size_bench
-    from loadtests.bench.score import private_redis
+    from loadtests.bench.redis_server import private_redis
 
     with private_redis(redis_url) as url:
         run_bandit_bench(redis_url=url, console=console)
         run_log_size_bench(redis_url=url, console=console)
 
 
-@bench_app.command("trees")
+@bench_app.command(
+    "trees",
+    help="Tree runtimes on the holdout rows: ONNX Runtime vs lleaves (and tl2cgen if "
+    "installed), 1 thread.",
+)
 def bench_trees(
     model: str = typer.Option("churn", help="tree model in the repository"),
     version: Optional[str] = typer.Option(None, help="version (default: the newest)"),
     rounds: int = typer.Option(5, help="interleaved rounds per batch size"),
 ) -> None:
-    """Tree runtimes on the holdout rows: ONNX Runtime vs lleaves (and tl2cgen if installed), 1 thread."""
     from loadtests.bench.trees import run_trees_bench
 
     run_trees_bench(load_settings({}), model=model, version=version, rounds=rounds, console=console)
@@ -189,13 +195,18 @@ def bench_consent() -> None:
 
     for row in run():
         console.print(
-            f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  {row['share_opted_out']:>4.0%} "
+            f"opted out {row['opted_out']:>9,}  ids {row['ids']:>6,}  "
+            f"{row['share_opted_out']:>4.0%} "
             f"among them: {row['us']:8.2f} us",
             highlight=False,
         )
 
 
-@bench_app.command("llm")
+@bench_app.command(
+    "llm",
+    help="Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; "
+    "then /v1/reengage over HTTP.",
+)
 def bench_llm(
     url: Optional[str] = typer.Option(
         None, help="also measure /v1/reengage on this running server"
@@ -208,7 +219,6 @@ def bench_llm(
         "vllm,transformers", help="engines to compare (vllm needs the vllm extra)"
     ),
 ) -> None:
-    """Email writer engines on the same prompts: tokens/s, time to first token, p50/p99; then /v1/reengage over HTTP."""
     from loadtests.bench.llm import run_llm_bench
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
@@ -220,6 +230,6 @@ def bench_llm(
         backends=[b.strip() for b in backends.split(",") if b.strip()],
     )
     if url is not None:
-        from loadtests.bench.score import run_reengage_bench
+        from loadtests.bench.reengage import run_reengage_bench
 
         run_reengage_bench(url, requests=requests, concurrency=max(levels), console=console)

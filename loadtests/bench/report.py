@@ -1,6 +1,6 @@
 """What `reengage bench score` prints and draws from its points: the ratios to the
 references at each point, a table per ids-per-request, and the PNG plot. Pure: the points
-come from ``loadtests.bench.score`` (tests/loadtests/bench/test_score.py)."""
+come from ``loadtests.bench.rounds`` (tests/loadtests/bench/test_rounds.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ SUM_FIELDS = ("requests", "ok", "errors", "app_requests")
 
 
 def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (ids, concurrency) of ours: req/s over hello's and plain's, predictions/s over ORT 2 threads'.
+    """Per (ids, concurrency) of ours: req/s over hello's and plain's, predictions/s over
+    ORT 2 threads'.
 
     With rounds (``--rounds``), each round's ours is paired with the references of the same
     round, measured right after it, so a drift of the machine between rounds cancels; the
@@ -112,7 +113,8 @@ def _in_app(point: dict[str, Any]) -> str:
 
 
 def print_tables(result: dict[str, Any], console: Console) -> None:
-    """A table per ids-per-request; ratios on ours' rows. At least 175 columns wide (205 with rounds)."""
+    """A table per ids-per-request; ratios on ours' rows. At least 175 columns wide (205 with
+    rounds)."""
     width = (
         175 if result["meta"].get("rounds", 1) == 1 else 205
     )  # rounds: the ratios' ranges beside them
@@ -168,19 +170,20 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
             )
         console.print(table)
     console.print(
-        "requests: answers in the window (ORT: calls); * measured again 4x longer, the first window "
-        "having held one wave of requests at most. 2xx/s and predictions/s count good answers only; "
-        "latency counts every answer. hello's predictions/s is its 2xx/s x ids (bodies of the same size, "
-        "no work). in-app: the latency our replicas logged for the same window (request log, from our "
-        "outermost middleware to the last byte handed to Serve); the rest of wrk's is Serve's ingress, "
-        "HAProxy and the machine. wrk CPU: its CPU time over wall time, 100% = one core. ÷hello and ÷plain compare "
-        "2xx/s. errors: answers >= 300 (their codes) and socket errors; a sample body is in the JSON."
+        "requests: answers in the window (ORT: calls); * measured again 4x longer, the first "
+        "window having held one wave of requests at most. 2xx/s and predictions/s count good "
+        "answers only; latency counts every answer. hello's predictions/s is its 2xx/s x ids "
+        "(bodies of the same size, no work). in-app: the latency our replicas logged for the "
+        "same window (request log, from our outermost middleware to the last byte handed to "
+        "Serve); the rest of wrk's is Serve's ingress, HAProxy and the machine. wrk CPU: its CPU "
+        "time over wall time, 100% = one core. ÷hello and ÷plain compare 2xx/s. errors: answers "
+        ">= 300 (their codes) and socket errors; a sample body is in the JSON."
     )
     if meta.get("rounds", 1) > 1:
         console.print(
-            "rounds: each HTTP figure is the median over the rounds (requests: their sum); a ratio is "
-            "the median of the rounds' ratios, each round's ours against the references measured "
-            "right beside it (least-most in brackets)."
+            "rounds: each HTTP figure is the median over the rounds (requests: their sum); a "
+            "ratio is the median of the rounds' ratios, each round's ours against the references "
+            "measured right beside it (least-most in brackets)."
         )
 
 
@@ -251,7 +254,8 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     if axes[0][0].lines:
         axes[0][0].legend(fontsize=8)
     fig.suptitle(
-        f"reengage bench score, {meta['date']}, {meta['cores']} cores, {meta['seconds']:g} s a point"
+        f"reengage bench score, {meta['date']}, {meta['cores']} cores, "
+        f"{meta['seconds']:g} s a point"
         f"{_rounds(meta)}"
     )
     fig.tight_layout()

@@ -56,16 +56,18 @@ function done(summary, latency, requests)
   first = first:gsub('[%%c"\\\\]', function(c) return string.format("\\\\u%%04x", c:byte()) end)
   for code, count in pairs(all) do parts[#parts + 1] = string.format('"%%d":%%d', code, count) end
   local e = summary.errors
-  io.write(string.format('%(mark)s{"requests":%%d,"duration_us":%%d,"bytes":%%d,"p50_us":%%.1f,' ..
-    '"p99_us":%%.1f,"mean_us":%%.1f,"max_us":%%.1f,"errors":{"connect":%%d,"read":%%d,"write":%%d,' ..
+  io.write(string.format('%(mark)s{"requests":%%d,"duration_us":%%d,"bytes":%%d,' ..
+    '"p50_us":%%.1f,"p99_us":%%.1f,"mean_us":%%.1f,"max_us":%%.1f,' ..
+    '"errors":{"connect":%%d,"read":%%d,"write":%%d,' ..
     '"status":%%d,"timeout":%%d},"status_codes":{%%s},"error_sample":"%%s"}\\n', summary.requests,
-    summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99), latency.mean, latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ","), first))
+    summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(parts, ","), first))
 end
 """
 
 
-# -- pure parts (tests/loadtests/bench/test_score.py) ----------------------------------------------
+# -- pure parts (tests/loadtests/bench/test_wrk.py) -----------------------------------------
 def request_bodies(customers: int, ids: int, count: int, seed: int = 0) -> list[str]:
     """``count`` /v1/score bodies, each of ``ids`` distinct random ids in 1..customers."""
     if not 1 <= ids <= customers:
