@@ -35,8 +35,7 @@ def run_build(
     steps: Collection[str] = STEPS,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Run the build steps in order (those in ``steps``); returns what was done and how long it
-    took.
+    """Run the build steps in order (those in ``steps``); returns what was done and how long.
 
     ``force`` regenerates the data and re-materializes even when nothing changed (model
     versions still follow their fingerprints: identical inputs never add a version).
@@ -92,17 +91,17 @@ class _State:
     @property
     def labels(self) -> Any:
         if self._labels is None:
-            from feature_store.datagen import read_labels
+            from feature_store.datagen.files import read_labels
 
             self._labels = read_labels(self.data_dir)
         return self._labels
 
     def generate(self) -> dict[str, Any]:
-        from feature_store import datagen
+        from feature_store.datagen.files import ensure
 
         d = self.settings.data
         task = self.progress.add_task(f"generate {d.customers:,} customers", total=1)
-        _, self.regenerated = datagen.ensure(
+        _, self.regenerated = ensure(
             self.data_dir, d.customers, d.seed, d.snapshots, force=self.force
         )
         self.progress.update(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_store import datagen as dg
+from feature_store.datagen.files import ensure, read_labels
 from feature_store import repo as fr
 from model_repo.training import TrainResult, churn, common, train_model
 from serving.settings import FeatureSettings
@@ -41,10 +41,10 @@ def feast_repo(root: Path) -> tuple[Any, Any]:
     repo.mkdir()
     for name in ("definitions.py", "feature_store.yaml", ".feastignore"):
         shutil.copy(Path(fr.__file__).parent / name, repo / name)
-    dg.ensure(repo / "data", CUSTOMERS, seed=11, snapshots=2)
+    ensure(repo / "data", CUSTOMERS, seed=11, snapshots=2)
     store = fr.load_store(FeatureSettings(repo_path=repo))
     fr.apply(store)
-    return store, dg.read_labels(repo / "data")
+    return store, read_labels(repo / "data")
 
 
 def train_small_churn(root: Path) -> Trained:

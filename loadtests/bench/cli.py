@@ -110,7 +110,7 @@ def bench_features(
 ) -> None:
     """Online feature reads per second, packed reader vs raw MGET vs Feast."""
     from loadtests.bench.features import run_feature_bench
-    from loadtests.bench.score import private_redis
+    from loadtests.bench.redis_server import private_redis
 
     with private_redis(redis_url) as url:  # a wide table: 10 columns of figures side by side
         run_feature_bench(url, customers=customers, console=Console(width=max(console.width, 200)))
@@ -122,7 +122,7 @@ def bench_bandit(
 ) -> None:
     """Bandit decisions/s for 1,000 contexts a call, and the decision log's size per million."""
     from loadtests.bench.bandit import run_bandit_bench, run_log_size_bench
-    from loadtests.bench.score import private_redis
+    from loadtests.bench.redis_server import private_redis
 
     with private_redis(redis_url) as url:
         run_bandit_bench(redis_url=url, console=console)
@@ -263,6 +263,6 @@ def bench_llm(
         backends=[b.strip() for b in backends.split(",") if b.strip()],
     )
     if url is not None:
-        from loadtests.bench.score import run_reengage_bench
+        from loadtests.bench.reengage import run_reengage_bench
 
         run_reengage_bench(url, requests=requests, concurrency=max(levels), console=console)

@@ -235,11 +235,11 @@ def _app(settings: Settings, url: str | None, workdir: Path) -> Iterator[tuple[s
     if url is not None:
         yield url.rstrip("/"), settings
         return
-    from loadtests.bench.score import _ray_serve
+    from loadtests.bench.targets import ray_serve
 
     settings = settings.model_copy(deep=True)
     settings.auth.audit_log = workdir / "audit.jsonl"
     settings.bandit.state_path = workdir / "bandit"
     settings.llm.enabled = False
-    with _ray_serve(settings, workdir, hello=False) as started:
+    with ray_serve(settings, workdir, hello=False) as started:
         yield started, settings

@@ -1,6 +1,6 @@
 """What `reengage bench score` prints and draws from its points: the ratios to the
 references at each point, a table per ids-per-request, and the PNG plot. Pure: the points
-come from ``loadtests.bench.score`` (tests/loadtests/bench/test_score.py)."""
+come from ``loadtests.bench.rounds`` (tests/loadtests/bench/test_rounds.py)."""
 
 from __future__ import annotations
 
@@ -173,16 +173,16 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
         "requests: answers in the window (ORT: calls); * measured again 4x longer, the first "
         "window having held one wave of requests at most. 2xx/s and predictions/s count good "
         "answers only; latency counts every answer. hello's predictions/s is its 2xx/s x ids "
-        "(bodies of the same size, no work). in-app: the latency our replicas logged for the same "
-        "window (request log, from our outermost middleware to the last byte handed to Serve); the "
-        "rest of wrk's is Serve's ingress, HAProxy and the machine. wrk CPU: its CPU time over "
-        "wall time, 100% = one core. ÷hello and ÷plain compare 2xx/s. errors: answers >= 300 "
-        "(their codes) and socket errors; a sample body is in the JSON."
+        "(bodies of the same size, no work). in-app: the latency our replicas logged for the "
+        "same window (request log, from our outermost middleware to the last byte handed to "
+        "Serve); the rest of wrk's is Serve's ingress, HAProxy and the machine. wrk CPU: its CPU "
+        "time over wall time, 100% = one core. ÷hello and ÷plain compare 2xx/s. errors: answers "
+        ">= 300 (their codes) and socket errors; a sample body is in the JSON."
     )
     if meta.get("rounds", 1) > 1:
         console.print(
-            "rounds: each HTTP figure is the median over the rounds (requests: their sum); a ratio "
-            "is the median of the rounds' ratios, each round's ours against the references "
+            "rounds: each HTTP figure is the median over the rounds (requests: their sum); a "
+            "ratio is the median of the rounds' ratios, each round's ours against the references "
             "measured right beside it (least-most in brackets)."
         )
 
@@ -255,7 +255,8 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
         axes[0][0].legend(fontsize=8)
     fig.suptitle(
         f"reengage bench score, {meta['date']}, {meta['cores']} cores, "
-        f"{meta['seconds']:g} s a point{_rounds(meta)}"
+        f"{meta['seconds']:g} s a point"
+        f"{_rounds(meta)}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

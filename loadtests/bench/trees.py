@@ -32,7 +32,7 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 def holdout_rows(settings: Settings, version: VersionSpec) -> np.ndarray:
     """The version's holdout rows from the offline store, as training split them."""
-    from feature_store.datagen import read_labels
+    from feature_store.datagen.files import read_labels
     from feature_store.repo import load_store
     from model_repo.training import churn, common, engagement
 

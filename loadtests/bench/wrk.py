@@ -67,7 +67,7 @@ end
 """
 
 
-# -- pure parts (tests/loadtests/bench/test_score.py) ----------------------------------------------
+# -- pure parts (tests/loadtests/bench/test_wrk.py) -----------------------------------------
 def request_bodies(customers: int, ids: int, count: int, seed: int = 0) -> list[str]:
     """``count`` /v1/score bodies, each of ``ids`` distinct random ids in 1..customers."""
     if not 1 <= ids <= customers:

@@ -31,8 +31,7 @@ _EXPLAINERS = {
 def calibration(
     y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
 ) -> tuple[list[dict[str, float]], float]:
-    """Reliability table by predicted-probability quantile bins, and the expected calibration
-    error."""
+    """Reliability table by predicted-probability quantile bins; the expected calibration error."""
     order = np.argsort(p, kind="stable")
     rows, ece = [], 0.0
     for part in np.array_split(order, bins):
@@ -108,7 +107,8 @@ def _header(m: dict[str, Any], version: int) -> str:
 def _data(m: dict[str, Any]) -> str:
     return (
         "## Data\n\n"
-        f"Synthetic customers with a documented generating process (`feature_store/datagen.py`): "
+        "Synthetic customers with a documented generating process "
+        "(`feature_store/datagen/generate.py`): "
         f"labels are Bernoulli draws from known probabilities. Training rows come from the Feast "
         f"offline store by a point-in-time join on the feature service `{m['feature_service']}` "
         f"at the label snapshot. {m['n_train']:,} training rows, {m['n_holdout']:,} holdout rows "
@@ -129,8 +129,8 @@ def _features(reference: dict[str, Any]) -> str:
     for f in reference["features"]:
         missing = f["counts"][0] / max(reference["rows"], 1)
         lines.append(
-            f"| {f['feature']} | {len(f['cuts']) + 1} {f['kind']} "
-            f"| {f['lo']:g} .. {f['hi']:g} | {missing:.1%} |"
+            f"| {f['feature']} | {len(f['cuts']) + 1} {f['kind']} | "
+            f"{f['lo']:g} .. {f['hi']:g} | {missing:.1%} |"
         )
     return "\n".join(lines)
 

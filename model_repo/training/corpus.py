@@ -27,7 +27,7 @@ NAMES = (
 HELDOUT_NAMES = (
     "Amir Bianca Cyrus Delia Enzo Freya Gideon Helga Idris Juno Kian Lotte Milo Nora Otto Pearl"
 ).split()
-# the project's own plan and region names (feature_store/datagen.py) plus other spellings
+# the project's own plan and region names (feature_store/datagen/schema.py) plus other spellings
 PLANS = ("basic", "plus", "premium", "Basic", "Plus", "Premium", "Family", "Pro")
 REGIONS = (
     "north_america",

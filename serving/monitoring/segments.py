@@ -16,7 +16,7 @@ PLAN_TIERS = (
     "basic",
     "plus",
     "premium",
-)  # plan_tier 0, 1, 2 (feature_store.datagen names them too)
+)  # plan_tier 0, 1, 2 (feature_store.datagen.schema names them too)
 REGIONS = (
     "north_america",
     "europe",

@@ -4,7 +4,7 @@
 An e2e session's driver is connected to the session's cluster, so an application that
 needs settings of its own (a password-protected Redis, no bootstrap token, a rate limit)
 and a Ray session of its own (whose logs a test reads) runs here: a private ``ray start
---head`` as `reengage bench` starts one (``loadtests.bench.score._ray_serve``), the app
+--head`` as `reengage bench` starts one (``loadtests.bench.targets.ray_serve``), the app
 deployed as `reengage serve` deploys it. Prints one JSON line ``{"url", "session_dir"}``
 once the app is ready, then waits for a line on stdin and shuts everything down.
 """
@@ -69,11 +69,11 @@ def _first_json(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]
 def main(overrides: dict) -> None:
     import ray
 
-    from loadtests.bench.score import _ray_serve
+    from loadtests.bench.targets import ray_serve
 
     settings = load_settings(overrides)
     workdir = Path(tempfile.mkdtemp(prefix="reengage-driver-"))
-    with _ray_serve(settings, workdir, hello=False, args=overrides) as url:
+    with ray_serve(settings, workdir, hello=False, args=overrides) as url:
         session_dir = ray._private.worker._global_node.get_session_dir_path()
         print(
             json.dumps({"url": url, "session_dir": session_dir, "head_log": str(workdir)}),

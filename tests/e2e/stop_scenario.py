@@ -33,7 +33,7 @@ def main(overrides: dict) -> dict:
     from ray import serve
 
     from serving.app import APP_NAME
-    from loadtests.bench.score import _ray_serve
+    from loadtests.bench.targets import ray_serve
     from serving.deployments import drain_signal
 
     settings = load_settings(overrides)
@@ -71,7 +71,7 @@ def main(overrides: dict) -> dict:
                 time.sleep(pause)
 
     workdir = Path(tempfile.mkdtemp(prefix="reengage-stop-"))
-    with _ray_serve(settings, workdir, hello=False) as url:
+    with ray_serve(settings, workdir, hello=False) as url:
         app = AppLatency(
             serve_logs_dir()
         )  # as `reengage bench score` reads the replicas' own latency

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feature_store.datagen import ACTIVITY_FEATURES
+from feature_store.datagen.schema import ACTIVITY_FEATURES
 from serving.settings import Settings
 
 pytestmark = pytest.mark.e2e

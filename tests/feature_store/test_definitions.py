@@ -13,13 +13,22 @@ from feast import FeatureStore
 from feast.repo_operations import get_repo_files
 from feast.types import Float32, String
 
-from feature_store import datagen as dg
+from feature_store.datagen.files import ensure, read_labels
+from feature_store.datagen.generate import build_day
+from feature_store.datagen.labels import churn_probability
+from feature_store.datagen.schema import (
+    ACTIVITY_FEATURES,
+    CHURN_FEATURES,
+    CONTACT_FEATURES,
+    ENGAGEMENT_FEATURES,
+    PROFILE_FEATURES,
+)
 from feature_store import repo as fr
 from serving.settings import FeatureSettings
 
 SRC = Path(fr.__file__).parent
 N, SNAPSHOTS = 300, 3
-ANCHOR = dg.build_day()
+ANCHOR = build_day()
 REPO_FILES = ("definitions.py", "feature_store.yaml", "feature_store.redis.yaml", ".feastignore")
 
 
@@ -27,7 +36,7 @@ def copy_repo(dst: Path) -> Path:
     dst.mkdir(parents=True)
     for name in REPO_FILES:
         shutil.copy(SRC / name, dst / name)
-    dg.ensure(dst / "data", N, seed=5, snapshots=SNAPSHOTS, anchor=ANCHOR)
+    ensure(dst / "data", N, seed=5, snapshots=SNAPSHOTS, anchor=ANCHOR)
     return dst
 
 
@@ -51,14 +60,14 @@ def test_registry_matches_the_contract(store: FeatureStore) -> None:
     assert entity.join_key == "customer_id"
     views = {v.name: v for v in store.list_feature_views()}
     assert {n: [f.name for f in v.features] for n, v in views.items()} == {
-        "customer_profile": list(dg.PROFILE_FEATURES),
-        "customer_activity": list(dg.ACTIVITY_FEATURES),
-        "customer_contact": list(dg.CONTACT_FEATURES),
+        "customer_profile": list(PROFILE_FEATURES),
+        "customer_activity": list(ACTIVITY_FEATURES),
+        "customer_contact": list(CONTACT_FEATURES),
     }
     assert (d.PROFILE_FEATURES, d.ACTIVITY_FEATURES, d.CONTACT_FEATURES) == (
-        dg.PROFILE_FEATURES,
-        dg.ACTIVITY_FEATURES,
-        dg.CONTACT_FEATURES,
+        PROFILE_FEATURES,
+        ACTIVITY_FEATURES,
+        CONTACT_FEATURES,
     )
     assert all(
         f.dtype == Float32
@@ -74,9 +83,9 @@ def test_registry_matches_the_contract(store: FeatureStore) -> None:
         s.name: [f.name for p in s.feature_view_projections for f in p.features]
         for s in store.list_feature_services()
     }
-    assert services["churn_model"] == list(dg.CHURN_FEATURES)
-    assert services["engagement_model"] == list(dg.ENGAGEMENT_FEATURES)
-    assert services["email_writer"] == list(dg.CONTACT_FEATURES)
+    assert services["churn_model"] == list(CHURN_FEATURES)
+    assert services["engagement_model"] == list(ENGAGEMENT_FEATURES)
+    assert services["email_writer"] == list(CONTACT_FEATURES)
 
 
 def test_apply_twice_changes_nothing(store: FeatureStore) -> None:
@@ -91,7 +100,7 @@ def _snapshot(store: FeatureStore, table: str, s: int) -> pd.DataFrame:
 
 
 def test_point_in_time_join_picks_the_label_snapshot(store: FeatureStore) -> None:
-    labels = dg.read_labels(Path(store.repo_path) / "data")
+    labels = read_labels(Path(store.repo_path) / "data")
     df = (
         store.get_historical_features(
             entity_df=labels[["customer_id", "event_timestamp"]],
@@ -109,9 +118,9 @@ def test_point_in_time_join_picks_the_label_snapshot(store: FeatureStore) -> Non
         df["orders_365d"].to_numpy(), label_snap.loc[df.index, "orders_365d"].to_numpy()
     )
     assert (df["orders_365d"].to_numpy() != latest.loc[df.index, "orders_365d"].to_numpy()).any()
-    feats = {c: df[c].to_numpy() for c in dg.CHURN_FEATURES}
+    feats = {c: df[c].to_numpy() for c in CHURN_FEATURES}
     p = labels.set_index("customer_id").loc[df.index, "p_churn"].to_numpy()
-    np.testing.assert_allclose(dg.churn_probability(feats), p)  # the labels' own features came back
+    np.testing.assert_allclose(churn_probability(feats), p)  # the labels' own features came back
 
 
 def test_point_in_time_join_now_picks_latest_and_ttl_expires(store: FeatureStore) -> None:

@@ -21,7 +21,7 @@ REPO_FILES = ("definitions.py", "feature_store.yaml", ".feastignore")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """models dir, TrainResults, each model's holdout matrix, and one feature table of the
     holdout customers over every feature either model reads (``names``, ``table``)."""
-    from feature_store import datagen as dg
+    from feature_store.datagen.files import ensure, read_labels
     from feature_store import repo as fr
     from model_repo.training import churn, common, engagement, train_churn, train_engagement
     from serving.settings import FeatureSettings
@@ -31,10 +31,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     repo.mkdir()
     for name in REPO_FILES:
         shutil.copy(Path(fr.__file__).parent / name, repo / name)
-    dg.ensure(repo / "data", CUSTOMERS, seed=11, snapshots=2)
+    ensure(repo / "data", CUSTOMERS, seed=11, snapshots=2)
     store = fr.load_store(FeatureSettings(repo_path=repo))
     fr.apply(store)
-    labels = dg.read_labels(repo / "data")
+    labels = read_labels(repo / "data")
     models = root / "model_repo"
     results = {
         "churn": train_churn(store, labels, models),

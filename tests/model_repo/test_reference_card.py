@@ -88,12 +88,12 @@ def test_a_version_without_documents_gets_them_from_its_own_model(
     (vdir / card.FILE).unlink()
     feature_repo = built["models"].parent / "feature_store"
     store = fr.load_store(FeatureSettings(repo_path=feature_repo))
-    from feature_store import datagen as dg
+    from feature_store.datagen.files import read_labels
 
     data = common.load_training_data(
         store,
         churn.FEATURE_SERVICE,
-        dg.read_labels(feature_repo / "data"),
+        read_labels(feature_repo / "data"),
         churn.LABEL,
         churn.P_COLUMN,
     )

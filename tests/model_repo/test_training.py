@@ -20,7 +20,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from feature_store import datagen as dg
+from feature_store.datagen.files import ensure, read_labels
 from feature_store import repo as fr
 from model_repo.training import (
     TrainResult,
@@ -45,10 +45,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     repo.mkdir()
     for name in REPO_FILES:
         shutil.copy(Path(fr.__file__).parent / name, repo / name)
-    dg.ensure(repo / "data", CUSTOMERS, seed=7, snapshots=2)
+    ensure(repo / "data", CUSTOMERS, seed=7, snapshots=2)
     store = fr.load_store(FeatureSettings(repo_path=repo))
     fr.apply(store)
-    labels = dg.read_labels(repo / "data")
+    labels = read_labels(repo / "data")
     models = root / "model_repo"
     results = {
         "churn": train_churn(store, labels, models),
@@ -201,8 +201,7 @@ def test_write_version_never_reuses_a_number(tmp_path: Path) -> None:
 
 
 def test_churn_version_keeps_its_booster_text_and_runtime_choice(env: dict[str, Any]) -> None:
-    """model.txt beside model.onnx (what tree compilers read); config.pbtxt names churn's
-    runtime."""
+    """model.txt beside model.onnx (what tree compilers read); config.pbtxt names its runtime."""
     import lightgbm as lgb
 
     r: TrainResult = env["results"]["churn"]

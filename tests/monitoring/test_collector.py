@@ -36,8 +36,7 @@ def _data(n: int, rng: np.random.Generator, shift: float = 0.0) -> np.ndarray:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """Both shared state backends (the one state switch): the buckets and the answer are the
-    same."""
+    """Both shared state backends (the one state switch): the same buckets, the same answer."""
     from serving.shared_state import RedisSharedState, SqliteSharedState
 
     if request.param == "sqlite":
@@ -195,9 +194,9 @@ def test_a_rollout_reports_each_version(repo: Path, store: Any) -> None:
 
 
 def test_segments_name_the_generated_values() -> None:
-    from feature_store import datagen
+    from feature_store.datagen.schema import PLAN_NAMES, REGION_NAMES
 
-    assert PLAN_TIERS == datagen.PLAN_NAMES and REGIONS == datagen.REGION_NAMES
+    assert PLAN_TIERS == PLAN_NAMES and REGIONS == REGION_NAMES
 
 
 def test_gauges_carry_the_answer(repo: Path, store: Any) -> None:
