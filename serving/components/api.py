@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feature_store.batch import FeatureBatch
-from serving.components.bandit import Feedback
+from serving.components.bandit import Feedback, LogErasure
 from serving.bandit.router import Decisions
 from serving.components.batching import Inputs
 from serving.components.evidence import LogStats
@@ -102,7 +102,7 @@ class Bandit(Protocol):
 
     async def feedback(self, decision_id: str, reward: float) -> Feedback: ...
 
-    async def erase(self, customer_id: int) -> dict[str, int]: ...
+    async def erase(self, customer_id: int) -> LogErasure: ...
 
     async def evidence(self, model: str, since: float) -> LogStats: ...
 

@@ -57,6 +57,21 @@ class Feedback:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class LogErasure:
+    """What an erasure did to the decision log and the state beside it
+    (``BanditRouter.erase``); crosses a handle in the split topology, so plain values."""
+
+    decision_rows: int  # made unlinkable (``records.tombstone``), never deleted
+    rewards: int  # rewards deleted
+    contacts: int  # contact-ledger entries deleted
+
+    @classmethod
+    def of(cls, done: Mapping[str, int]) -> LogErasure:
+        """From ``BanditRouter.erase``'s counts."""
+        return cls(int(done["decision_rows"]), int(done["rewards"]), int(done["contacts"]))
+
+
 class BanditService:
     """The bandit router behind async methods; counts its decisions and rewards."""
 
@@ -95,9 +110,9 @@ class BanditService:
         metrics.reward(result.action)
         return result
 
-    async def erase(self, customer_id: int) -> dict[str, int]:
+    async def erase(self, customer_id: int) -> LogErasure:
         """Tombstone the customer's logged decisions, delete its rewards and contact times."""
-        return await asyncio.to_thread(self.router.erase, customer_id)
+        return LogErasure.of(await asyncio.to_thread(self.router.erase, customer_id))
 
     async def evidence(self, model: str, since: float) -> LogStats:
         """Each version of ``model`` (its role: ``churn``, ``engagement``) and its resolved

@@ -13,11 +13,13 @@ from serving.errors import InvalidRequest
 from serving.monitoring.collector import Monitor
 from serving.monitoring.observation import Observation, Scored
 from serving.monitoring.reference import References
-from serving.monitoring.report import Thresholds, report
+from serving.monitoring.report import report
+from serving.monitoring.report_types import MonitorReport, Thresholds
 from serving.settings import MonitorSettings, Settings
 
 __all__ = [
     "Monitor",
+    "MonitorReport",
     "Observation",
     "References",
     "Scored",
@@ -57,7 +59,7 @@ def open_monitor(settings: Settings, *, start: bool = True) -> Monitor | None:
 
 async def window_report(
     monitor: Monitor, m: MonitorSettings, since: float | None, window_s: int | None
-) -> dict[str, Any]:
+) -> MonitorReport:
     """The answer for ``since`` (epoch seconds) or the last ``window_s`` seconds up to now;
     this replica's queued rows are flushed first, and the store reads and sums run on a
     worker thread, off the event loop."""

@@ -6,19 +6,19 @@ the same shared buckets, so each exports the application-wide figures (dashboard
 from __future__ import annotations
 
 import logging
-from typing import Any
 import threading
 import time
 
 from serving import metrics
 from serving.monitoring.collector import Monitor
-from serving.monitoring.report import Thresholds, report
+from serving.monitoring.report import report
+from serving.monitoring.report_types import MonitorReport, Thresholds
 from serving.settings import MonitorSettings
 
 log = logging.getLogger("reengage")
 
 
-def refresh(monitor: Monitor, m: MonitorSettings) -> dict[str, Any]:
+def refresh(monitor: Monitor, m: MonitorSettings) -> MonitorReport:
     """One answer over the last ``window_s`` seconds, set as gauges; returned for callers."""
     now = time.time()
     answer = report(
@@ -29,7 +29,7 @@ def refresh(monitor: Monitor, m: MonitorSettings) -> dict[str, Any]:
         int(now),
         now,
     )
-    metrics.monitor_report(answer)
+    metrics.monitor_report(answer.to_json())
     return answer
 
 

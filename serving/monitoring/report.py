@@ -19,14 +19,21 @@ import numpy as np
 
 from serving.monitoring.collector import BUCKET_NS, REPLICAS_NS
 from serving.monitoring.reference import Binner, References, psi
+from serving.monitoring.report_types import (
+    Actions,
+    FeatureDrift,
+    Lost,
+    ModelDrift,
+    MonitorReport,
+    ScoreBins,
+    ScoreDrift,
+    Segment,
+    Thresholds,
+    VersionDrift,
+    Window,
+)
 from serving.monitoring.segments import segment_names
 from serving.shared_state import SharedState
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    psi: float = 0.2
-    min_rows: int = 1000
 
 
 @dataclass
@@ -91,7 +98,7 @@ def read_window(store: SharedState, start: int, end: int) -> Totals:
     return totals
 
 
-def lost(store: SharedState, start: int, end: int, now: float) -> list[dict[str, Any]]:
+def lost(store: SharedState, start: int, end: int, now: float) -> list[Lost]:
     """Replicas that stopped without closing after flushing within the window: the rows they
     saw after that flush (at most one flush interval) are not in the answer."""
     out = []
@@ -100,12 +107,12 @@ def lost(store: SharedState, start: int, end: int, now: float) -> list[dict[str,
         dead = not doc["closed"] and flushed < now - max(3 * interval, 2.0)
         if (dead and start - interval <= flushed <= end) or doc.get("dropped_rows", 0):
             out.append(
-                {
-                    "replica": replica,
-                    "after": iso(flushed) if dead else None,
-                    "dropped_rows": int(doc.get("dropped_rows", 0)),
-                    "reason": "stopped without flushing" if dead else "queue overrun",
-                }
+                Lost(
+                    replica=replica,
+                    after=iso(flushed) if dead else None,
+                    dropped_rows=int(doc.get("dropped_rows", 0)),
+                    reason="stopped without flushing" if dead else "queue overrun",
+                )
             )
     return out
 
@@ -116,49 +123,40 @@ def answer(
     thresholds: Thresholds,
     start: int,
     end: int,
-    lost_rows: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The answer's JSON (the shape docs/api.md gives)."""
-    models: dict[str, Any] = {}
+    lost_rows: list[Lost],
+) -> MonitorReport:
+    """The answer (``MonitorReport.to_json``: the shape docs/api.md gives)."""
+    models: dict[str, ModelDrift] = {}
     for model in sorted({m for m, _ in totals.versions}):
-        entries = [
-            _version_entry(model, version, v, references.get(model, version), thresholds)
-            for (m, version), v in sorted(totals.versions.items(), key=lambda kv: -kv[1].rows)
-            if m == model
-        ]
-        models[model] = {**entries[0], "versions": entries}
+        models[model] = ModelDrift(
+            tuple(
+                _version_entry(version, v, references.get(model, version), thresholds)
+                for (m, version), v in sorted(totals.versions.items(), key=lambda kv: -kv[1].rows)
+                if m == model
+            )
+        )
     if totals.rows < thresholds.min_rows:
         status = "insufficient_data"
     else:
-        status = (
-            "drift"
-            if any(e["status"] == "drift" for m in models.values() for e in m["versions"])
-            else "ok"
-        )
-    return {
-        "window": {"start": iso(start), "end": iso(end + 1), "rows": totals.rows},
-        "status": status,
-        "thresholds": {"psi": thresholds.psi, "min_rows": thresholds.min_rows},
-        "models": models,
-        "actions": _actions(totals),
-        "segments": _segments(totals),
-        "replicas": len(totals.replicas),
-        "lost": lost_rows,
-    }
+        drifted = any(e.status == "drift" for m in models.values() for e in m.versions)
+        status = "drift" if drifted else "ok"
+    return MonitorReport(
+        window=Window(iso(start), iso(end + 1), totals.rows),
+        status=status,
+        thresholds=thresholds,
+        models=models,
+        actions=_actions(totals),
+        segments=_segments(totals),
+        replicas=len(totals.replicas),
+        lost=tuple(lost_rows),
+    )
 
 
 def _version_entry(
-    model: str, version: str, v: _Version, binner: Binner | None, thresholds: Thresholds
-) -> dict[str, Any]:
-    base = {"version": version, "rows": v.rows}
+    version: str, v: _Version, binner: Binner | None, thresholds: Thresholds
+) -> VersionDrift:
     if binner is None or v.features is None or v.score is None or len(v.features) != binner.total:
-        return {
-            **base,
-            "status": "no_reference",
-            "reference_rows": None,
-            "score": {"psi": None, "drift": False},
-            "features": [],
-        }
+        return VersionDrift(version, v.rows, "no_reference", None, ScoreDrift(None, False), ())
     enough = v.rows >= thresholds.min_rows
     features = []
     for name, ref, cur in zip(
@@ -167,45 +165,39 @@ def _version_entry(
         value = psi(ref, cur)
         n = max(int(cur.sum()), 1)
         features.append(
-            {
-                "feature": name,
-                "psi": value,
-                "missing_rate": float(cur[0]) / n,
-                "out_of_range_rate": float(cur[1] + cur[-1]) / n,
-                "drift": bool(enough and value is not None and value > thresholds.psi),
-            }
+            FeatureDrift(
+                feature=name,
+                psi=value,
+                missing_rate=float(cur[0]) / n,
+                out_of_range_rate=float(cur[1] + cur[-1]) / n,
+                drift=bool(enough and value is not None and value > thresholds.psi),
+            )
         )
     score_psi = psi(binner.score_reference, v.score)
-    score = {
-        "psi": score_psi,
-        "drift": bool(enough and score_psi is not None and score_psi > thresholds.psi),
-        "bins": {
-            "edges": [*binner.score_edges.tolist(), binner.score_hi],
-            "reference": binner.score_reference.tolist(),
-            "current": v.score.tolist(),
-        },
-    }
-    drift = score["drift"] or any(f["drift"] for f in features)
+    score = ScoreDrift(
+        psi=score_psi,
+        drift=bool(enough and score_psi is not None and score_psi > thresholds.psi),
+        bins=ScoreBins(
+            edges=(*binner.score_edges.tolist(), binner.score_hi),
+            reference=tuple(binner.score_reference.tolist()),
+            current=tuple(v.score.tolist()),
+        ),
+    )
+    drift = score.drift or any(f.drift for f in features)
     status = "insufficient_data" if not enough else ("drift" if drift else "ok")
-    return {
-        **base,
-        "status": status,
-        "reference_rows": binner.rows,
-        "score": score,
-        "features": features,
-    }
+    return VersionDrift(version, v.rows, status, binner.rows, score, tuple(features))
 
 
-def _actions(t: Totals) -> dict[str, Any]:
+def _actions(t: Totals) -> Actions:
     decided = sum(t.actions.values())
-    return {
-        "decided": decided,
-        "share": {a: c / decided for a, c in sorted(t.actions.items())} if decided else {},
-        "min_propensity": t.min_propensity,
-    }
+    return Actions(
+        decided=decided,
+        share={a: c / decided for a, c in sorted(t.actions.items())} if decided else {},
+        min_propensity=t.min_propensity,
+    )
 
 
-def _segments(t: Totals) -> list[dict[str, Any]]:
+def _segments(t: Totals) -> tuple[Segment, ...]:
     overall = t.contacts / t.decided if t.decided else None
     out = []
     for (label, value), (rows, churn, decided, contacts, holdouts) in zip(
@@ -213,17 +205,17 @@ def _segments(t: Totals) -> list[dict[str, Any]]:
     ):
         rate = contacts / decided if decided else None
         out.append(
-            {
-                "feature": label,
-                "value": value,
-                "rows": int(rows),
-                "mean_churn": churn / rows if rows else None,
-                "contact_rate": rate,
-                "holdout_share": holdouts / decided if decided else None,
-                "contact_rate_ratio": rate / overall if rate is not None and overall else None,
-            }
+            Segment(
+                feature=label,
+                value=value,
+                rows=int(rows),
+                mean_churn=churn / rows if rows else None,
+                contact_rate=rate,
+                holdout_share=holdouts / decided if decided else None,
+                contact_rate_ratio=rate / overall if rate is not None and overall else None,
+            )
         )
-    return out
+    return tuple(out)
 
 
 def iso(t: float) -> str:
@@ -239,7 +231,7 @@ def report(
     start: int,
     end: int,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> MonitorReport:
     """The answer for ``[start, end]`` (epoch seconds, inclusive): blocking store reads."""
     now = time.time() if now is None else now
     return answer(

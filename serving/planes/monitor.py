@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from serving.errors import DependencyUnavailable
-from serving.monitoring import Monitor, window_report
+from serving.monitoring import Monitor, MonitorReport, window_report
 from serving.settings import Settings
 
 
@@ -16,7 +14,7 @@ class MonitorPlane:
         self.settings = settings
         self.monitor = monitor
 
-    async def report(self, since: float | None, window_s: int | None) -> dict[str, Any]:
+    async def report(self, since: float | None, window_s: int | None) -> MonitorReport:
         """The ``/v1/monitor`` answer; a 503 when monitoring is off on this server."""
         if self.monitor is None:
             raise DependencyUnavailable(

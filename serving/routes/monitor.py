@@ -59,7 +59,7 @@ def router(dataplane: DataPlane) -> APIRouter:
             raise InvalidRequest("give since or window_s, not both", field="window_s")
         start = parse_since(since) if since is not None else None
         n = parse_window(window_s) if window_s is not None else None
-        return json_response(await dataplane.monitoring.report(start, n))
+        return json_response((await dataplane.monitoring.report(start, n)).to_json())
 
     @r.get(
         "/v2/models/{model_name}/versions/{model_version}/card",

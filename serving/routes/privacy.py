@@ -40,7 +40,7 @@ def router(dataplane: DataPlane) -> APIRouter:
     async def set_consent(request: Request) -> Response:
         req = ConsentRequest.model_validate_json(await request.body())
         answer = await privacy.set_consent(req.customer_id, req.opted_out, req.channel)
-        return json_response({k: answer[k] for k in ConsentResponse.model_fields})
+        return json_response(answer.to_json())
 
     @r.get(
         "/v1/consent/{customer_id}",
@@ -50,7 +50,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(ErrorResponse, 422, 503),
     )
     async def get_consent(customer_id: str) -> Response:
-        return json_response(await privacy.get_consent(_customer(customer_id)))
+        return json_response((await privacy.get_consent(_customer(customer_id))).to_json())
 
     @r.delete(
         "/v1/admin/customers/{customer_id}",
@@ -60,8 +60,7 @@ def router(dataplane: DataPlane) -> APIRouter:
         responses=error_responses(ErrorResponse, 422, 503),
     )
     async def erase(request: Request, customer_id: str) -> Response:
-        return json_response(
-            await privacy.erase(_customer(customer_id), actor=actor_of(request.scope))
-        )
+        erased = await privacy.erase(_customer(customer_id), actor=actor_of(request.scope))
+        return json_response(erased.to_json())
 
     return r

@@ -34,7 +34,7 @@ def drifted(make_dataplane: Any) -> dict[str, Any]:
             Thresholds(min_rows=100),
             int(start),
             int(time.time()),
-        )
+        ).to_json()  # the answer as the route sends it, which the CLI reads
         await dp.close()
         return out
 

@@ -4,18 +4,21 @@ combined, a restart within a second, a killed replica, a rollout's versions apar
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from model_repo.training import reference as build_ref
 from serving.monitoring import Monitor, Observation, References, Scored, Thresholds, report
 from serving.monitoring.reference import Binner, psi
 from serving.monitoring.segments import PLAN_TIERS, REGIONS
+from serving.protocol.monitor import MonitorReport as WireReport
 
 NAMES = ("plan_tier", "region_code", "age_years", "spend_30d")
 T0 = 1_800_000_000  # a fixed second (epoch) for the buckets
@@ -101,17 +104,17 @@ def test_replicas_add_up_and_psi_is_computed_per_feature(repo: Path, store: Any)
     b.observe(_obs(xb, T0 + 0.7))
     a.flush(), b.flush()
     out = report(store, refs, Thresholds(min_rows=1000), T0, T0, now=T0 + 1)
-    assert out["window"]["rows"] == 1300 and out["replicas"] == 2
-    m = out["models"]["m"]
+    assert out.window.rows == 1300 and out.replicas == 2
+    m = out.models["m"].main
     binner = refs.get("m", "1")
     want = binner.split(binner.feature_counts(np.concatenate([xa, xb])))
-    spend = next(f for f in m["features"] if f["feature"] == "spend_30d")
-    assert spend["psi"] == pytest.approx(psi(binner.split(binner.reference)[3], want[3]))
-    assert spend["drift"] and out["status"] == "drift"
-    plan = next(f for f in m["features"] if f["feature"] == "plan_tier")
-    assert plan["psi"] < 0.05 and not plan["drift"]
+    spend = next(f for f in m.features if f.feature == "spend_30d")
+    assert spend.psi == pytest.approx(psi(binner.split(binner.reference)[3], want[3]))
+    assert spend.drift and out.status == "drift"
+    plan = next(f for f in m.features if f.feature == "plan_tier")
+    assert plan.psi is not None and plan.psi < 0.05 and not plan.drift
     # a window that misses the second has none of it
-    assert report(store, refs, Thresholds(), T0 + 1, T0 + 5, now=T0 + 6)["window"]["rows"] == 0
+    assert report(store, refs, Thresholds(), T0 + 1, T0 + 5, now=T0 + 6).window.rows == 0
 
 
 def test_counts_survive_a_restart_within_their_second(repo: Path, store: Any) -> None:
@@ -125,13 +128,13 @@ def test_counts_survive_a_restart_within_their_second(repo: Path, store: Any) ->
     second.observe(_obs(x2, T0 + 0.9))  # the same second, after the restart
     second.flush()
     out = report(store, refs, Thresholds(min_rows=1), T0, T0, now=time.time())
-    assert out["window"]["rows"] == 900
+    assert out.window.rows == 900
     binner = refs.get("m", "1")
-    got = out["models"]["m"]
-    spend = next(f for f in got["features"] if f["feature"] == "spend_30d")
+    got = out.models["m"].main
+    spend = next(f for f in got.features if f.feature == "spend_30d")
     whole = binner.split(binner.feature_counts(np.concatenate([x1, x2])))[3]
-    assert spend["psi"] == pytest.approx(psi(binner.split(binner.reference)[3], whole))
-    assert out["lost"] == []
+    assert spend.psi == pytest.approx(psi(binner.split(binner.reference)[3], whole))
+    assert out.lost == ()
 
 
 def test_a_killed_replica_is_named_with_what_it_may_have_lost(repo: Path, store: Any) -> None:
@@ -144,17 +147,14 @@ def test_a_killed_replica_is_named_with_what_it_may_have_lost(repo: Path, store:
     m.observe(_obs(_data(200, rng), time.time()))  # seen after the last flush, never written
     now = time.time() + 5
     out = report(store, refs, Thresholds(min_rows=1), int(now) - 60, int(now), now=now)
-    assert out["window"]["rows"] == 300
-    assert [x["replica"] for x in out["lost"]] == ["r-killed"]
-    assert (
-        out["lost"][0]["after"] is not None
-        and out["lost"][0]["reason"] == "stopped without flushing"
-    )
+    assert out.window.rows == 300
+    assert [x.replica for x in out.lost] == ["r-killed"]
+    assert out.lost[0].after is not None and out.lost[0].reason == "stopped without flushing"
     closed = Monitor(store, refs, replica="r-closed")
     closed.observe(_obs(_data(10, rng), time.time()))
     closed.close()
     later = report(store, refs, Thresholds(min_rows=1), int(now) - 60, int(now), now=now)
-    assert [x["replica"] for x in later["lost"]] == ["r-killed"]
+    assert [x.replica for x in later.lost] == ["r-killed"]
 
 
 def test_a_full_queue_drops_and_says_so(repo: Path, store: Any) -> None:
@@ -166,8 +166,8 @@ def test_a_full_queue_drops_and_says_so(repo: Path, store: Any) -> None:
     out = report(
         store, refs, Thresholds(min_rows=1), T0, T0, now=time.time()
     )  # the replica is alive
-    assert out["window"]["rows"] == 20
-    assert out["lost"] == [
+    assert out.window.rows == 20
+    assert out.to_json()["lost"] == [
         {"replica": "r", "after": None, "dropped_rows": 10, "reason": "queue overrun"}
     ]
 
@@ -182,15 +182,49 @@ def test_a_rollout_reports_each_version(repo: Path, store: Any) -> None:
     m.observe(_obs(x, T0 + 0.5, s, m=Scored("1,2,3", s, codes, ("1", "2", "3"))))
     m.flush()
     out = report(store, refs, Thresholds(min_rows=500), T0, T0, now=T0 + 1)
-    versions = {v["version"]: v for v in out["models"]["m"]["versions"]}
+    versions = {v["version"]: v for v in out.to_json()["models"]["m"]["versions"]}
     assert {k: v["rows"] for k, v in versions.items()} == {
         str(i + 1): int((codes == i).sum()) for i in range(3)
     }
-    assert versions["3"]["status"] == "no_reference"
+    assert versions["3"]["status"] == "no_reference" and "bins" not in versions["3"]["score"]
     assert versions["1"]["status"] == versions["2"]["status"] == "ok"
     binner = refs.get("m", "2")
     want = binner.score_counts(s[codes == 1])
     assert versions["2"]["score"]["bins"]["current"] == want.tolist()
+
+
+def test_the_report_as_json_is_the_wire_answer(repo: Path, store: Any) -> None:
+    """``MonitorReport.to_json`` is what the route encodes: the API's answer key for key, in
+    its order, at every level (decisions, segments, a version without reference, a replica
+    that dropped rows); the report pickles as it is."""
+    refs = References(repo)
+    rng = np.random.default_rng(10)
+    x = _data(1500, rng)
+    codes = rng.integers(0, 3, len(x))
+    s = rng.random(len(x)).astype(np.float32)
+    decided = Observation(
+        T0 + 0.5,
+        x,
+        NAMES,
+        {"m": Scored("1,2,3", s, codes, ("1", "2", "3"))},
+        s,
+        arm_index=rng.integers(-1, 2, len(x)),
+        arms=("no_contact", "winback_email"),
+        propensity=rng.uniform(0.1, 1.0, len(x)),
+        holdout=rng.random(len(x)) < 0.1,
+    )
+    m = Monitor(store, refs, replica="r", queue_max=1)
+    m.observe(decided)
+    m.observe(decided)  # the queue is full: dropped, and said
+    m.flush()
+    out = report(store, refs, Thresholds(min_rows=100), T0, T0, now=T0 + 1)
+    wire = out.to_json()
+    body = WireReport.model_validate(wire).model_dump(exclude_unset=True)
+    assert orjson.dumps(body) == orjson.dumps(wire)
+    assert wire["actions"]["decided"] > 0 and wire["lost"][0]["dropped_rows"] == len(x)
+    assert [v["status"] for v in wire["models"]["m"]["versions"]].count("no_reference") == 1
+    assert all(seg["contact_rate"] is not None for seg in wire["segments"] if seg["rows"])
+    assert pickle.loads(pickle.dumps(out)) == out
 
 
 def test_segments_name_the_generated_values() -> None:
@@ -212,9 +246,10 @@ def test_gauges_carry_the_answer(repo: Path, store: Any) -> None:
     metrics.RECORDER.drain_gauges()
     answer = gauges.refresh(m, MonitorSettings(window_s=60, min_rows=1000))
     got = metrics.RECORDER.drain_gauges()
-    spend = next(f for f in answer["models"]["m"]["features"] if f["feature"] == "spend_30d")
-    assert got[("reengage_monitor_feature_psi", ("m", "1", "spend_30d"))] == spend["psi"] > 0.2
-    assert got[("reengage_monitor_score_psi", ("m", "1"))] == answer["models"]["m"]["score"]["psi"]
+    model = answer.models["m"].main
+    spend = next(f for f in model.features if f.feature == "spend_30d")
+    assert got[("reengage_monitor_feature_psi", ("m", "1", "spend_30d"))] == spend.psi > 0.2
+    assert got[("reengage_monitor_score_psi", ("m", "1"))] == model.score.psi
     assert got[("reengage_monitor_rows", ())] == 1200 and got[("reengage_monitor_drift", ())] == 1.0
     assert metrics.RECORDER.drain_gauges() == {}
 

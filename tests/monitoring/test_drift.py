@@ -20,7 +20,7 @@ def _report(dp: Any, start: float) -> dict[str, Any]:
     now = time.time()
     return report(
         dp.monitor.store, dp.monitor.references, THRESHOLDS, int(start), int(now) + 1, now
-    )
+    ).to_json()
 
 
 def _psis(model: dict[str, Any]) -> dict[str, float]:
