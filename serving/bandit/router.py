@@ -285,6 +285,7 @@ class BanditRouter:
             feature_digest,
             feature_ts,
             pseudonym_key=self.pseudonym_key,
+            eligible=ok,
         )
         return rec, self.committer.submit(rec, self._reservation(rec), loop=loop)
 

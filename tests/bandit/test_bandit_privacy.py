@@ -100,6 +100,20 @@ def test_the_log_holds_keyed_pseudonyms_never_ids(any_router: Any) -> None:
     }  # equality survives
 
 
+def test_an_opted_out_customer_without_features_leaves_no_pseudonym(any_router: Any) -> None:
+    """An erased customer asked about again: no features, and its suppression entry makes it
+    opted out. The answer says opted_out; the log keeps the row without its pseudonym."""
+    router = _router(any_router, holdout_share=0.0, contact_cap=0)
+    router.pseudonym_key = KEY
+    for ids, out, found in (([7], [True], [False]), ([7, 8], [True, True], [False, True])):
+        d = decide(router, ids, out, found)  # the single-customer path, then the rows path
+        assert (d.reason == "opted_out").all() and (d.action == "no_contact").all()
+    router.flush()
+    logged = np.concatenate([b.customer_ids for b in logged_batches(router.settings).values()])
+    assert pseudonyms(np.array([7]), KEY)[0] not in logged
+    assert pseudonyms(np.array([8]), KEY)[0] in logged  # a found opted-out row is kept
+
+
 def test_erasure_makes_the_customers_rows_unlinkable_and_drops_rewards_and_contacts(
     any_router: Any,
 ) -> None:

@@ -62,6 +62,10 @@ class BatchRecord:
     # the log holds keyed pseudonyms of ``customer_ids`` (serving.privacy), computed when the
     # record is encoded, on the committer's thread; None: the ids as given (offline callers)
     pseudonym_key: bytes | None = field(default=None, repr=False)
+    # (n,) bool, the rows that had features (the decide call's eligible mask); not stored.
+    # Withdrawn consent outranks not_found in ``reason``, so this says which opted-out rows
+    # had no features: they are logged without a pseudonym, as not_found rows are
+    eligible: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -145,11 +149,14 @@ def encode_record(rec: BatchRecord) -> dict[str, Any]:
 
 def _logged_ids(rec: BatchRecord) -> np.ndarray:
     """Keyed pseudonyms; 0 for rows without features (no decision, no reward: nothing to
-    keep, and an erased customer asked about again leaves no trace)."""
+    keep, and an erased customer asked about again leaves no trace, though its suppression
+    entry makes it an opted-out row)."""
     if rec.pseudonym_key is None:
         return rec.customer_ids
     ids = pseudonyms(rec.customer_ids, rec.pseudonym_key)
     unknown = rec.reason == Reason.NOT_FOUND
+    if rec.eligible is not None:
+        unknown |= ~rec.eligible
     if unknown.any():
         ids[unknown] = 0
     return ids
