@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feature_store.batch import FeatureBatch
-from serving.components.bandit import Feedback, LogErasure
+from serving.components.bandit_answers import Feedback, LogErasure
 from serving.bandit.router import Decisions
 from serving.components.batching import Inputs
 from serving.components.evidence import LogStats

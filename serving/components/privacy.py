@@ -23,7 +23,7 @@ from typing import Any
 
 from serving import audit
 from serving.components.api import Bandit, Features
-from serving.components.bandit import LogErasure
+from serving.components.bandit_answers import LogErasure
 from serving.privacy import ConsentBook
 from serving.privacy.consent import CONSENT, SUPPRESSION
 from serving.privacy.pseudonym import key_source

@@ -17,7 +17,7 @@ import numpy as np
 from feature_store.batch import FeatureBatch
 from serving import metrics, request_log
 from serving.components.api import Bandit, Features, Model, Writer
-from serving.components.bandit import Feedback
+from serving.components.bandit_answers import Feedback
 from serving.components.explain import Part, block
 from serving.components.offload import both
 from serving.errors import DependencyUnavailable, InvalidRequest, NotFound, OptedOut

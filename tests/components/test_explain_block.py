@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from serving.components.bandit import Feedback
+from serving.components.bandit_answers import Feedback
 from serving.components.explain import Explanation, block, top_k
 from serving.protocol.v1 import ExplanationBlock, FeedbackResponse
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from serving.components.bandit import LogErasure
+from serving.components.bandit_answers import LogErasure
 from serving.components.privacy import (
     LOG_ERASURE,
     Consent,
