@@ -43,15 +43,22 @@ def running(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         yield _first_json(proc, START_S)
     finally:
-        if proc.poll() is None:
-            assert proc.stdin is not None
-            proc.stdin.write("stop\n")
-            proc.stdin.flush()
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
+        stop_driver(proc, timeout_s=120)
+
+
+def stop_driver(proc: subprocess.Popen[str], timeout_s: float) -> None:
+    """Ask a driver that waits on stdin (this one, or a cluster test's) to shut its app and
+    Ray head down; kill it if it has not within ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    assert proc.stdin is not None
+    proc.stdin.write("stop\n")
+    proc.stdin.flush()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def _first_json(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:

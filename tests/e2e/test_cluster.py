@@ -35,6 +35,7 @@ from serving.server import HAPROXY_ENV
 from serving.settings import load_settings
 from tests.conftest import RedisServer, free_port
 from tests.e2e.conftest import make_workspace
+from tests.e2e.serve_driver import stop_driver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 CUSTOMERS = 600
@@ -129,14 +130,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             **first,
         }
     finally:
-        if proc.poll() is None:
-            assert proc.stdin is not None
-            proc.stdin.write("stop\n")
-            proc.stdin.flush()
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_driver(proc, timeout_s=90)
         redis.stop()
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
